@@ -1,0 +1,344 @@
+"""The functional API over the Cython kernels: validate, allocate, call.
+
+Every function here has a twin of the same name and signature in :mod:`nncore.reference`
+(plain NumPy), and the tests hold the two to the same answers.
+
+Conventions, documented once:
+
+- Arrays are ``(n_samples, n_features)``, C-contiguous float32 or float64. Other layouts
+  (Fortran order, strides) are copied, read-only arrays work as they are; all arrays of one
+  call must share a dtype.
+- A weight ``W`` is ``(n_out, n_in)`` and a layer computes ``A = act(X @ W.T + b)``.
+- Labels are integer class indices ``0 <= y < n_classes``.
+- ``out=`` arrays, when given, must be C-contiguous, writeable and of the exact shape and
+  dtype; the result is written into them. Backward passes need one scratch buffer, which
+  the cache allocates on first use and reuses for every later call with the same cache.
+- A cache returned by a forward function refers to (does not copy) that call's inputs: do not
+  modify them before the backward pass.
+
+Every shape, dtype and contiguity problem raises ``ValueError``/``TypeError`` naming the
+argument before any kernel runs.
+"""
+
+import numpy as np
+
+from . import _kernels
+from . import _validation as v
+
+__all__ = [
+    "ACTIVATIONS",
+    "softmax",
+    "softmax_cross_entropy",
+    "linear_forward",
+    "linear_backward",
+    "linear_jvp",
+    "residual_forward",
+    "residual_backward",
+    "residual_jvp",
+    "sgd_momentum_",
+    "least_squares",
+]
+
+ACTIVATIONS = v.ACTIVATIONS
+#: Activation name -> code understood by the kernels (the enum at the top of _kernels.pyx).
+ACTIVATION_CODES = {"identity": 0, "tanh": 1, "relu": 2, "sigmoid": 3}
+
+
+def _specialisations(fused_function):
+    """dtype -> the float or double specialisation of a fused kernel.
+
+    Calling the specialisation directly skips Cython's run-time signature matching, which
+    costs more than the kernel itself on small arrays.
+    """
+    signatures = fused_function.__signatures__
+    return {np.dtype(np.float32): signatures["float"], np.dtype(np.float64): signatures["double"]}
+
+
+_SOFTMAX = _specialisations(_kernels.softmax)
+_SOFTMAX_CE = _specialisations(_kernels.softmax_cross_entropy)
+_LINEAR_FORWARD = _specialisations(_kernels.linear_forward)
+_LINEAR_BACKWARD = _specialisations(_kernels.linear_backward)
+_LINEAR_JVP = _specialisations(_kernels.linear_jvp)
+_RESIDUAL_FORWARD = _specialisations(_kernels.residual_forward)
+_RESIDUAL_BACKWARD = _specialisations(_kernels.residual_backward)
+_RESIDUAL_JVP = _specialisations(_kernels.residual_jvp)
+_SGD = _specialisations(_kernels.sgd_momentum)
+_LEAST_SQUARES = _specialisations(_kernels.least_squares)
+
+
+class LinearCache:
+    """What :func:`linear_forward` keeps: its inputs X and W, its output A, the activation,
+    and the backward pass's scratch buffer (allocated on first use)."""
+
+    __slots__ = ("X", "W", "A", "activation", "_dZ")
+
+    def __init__(self, X, W, A, activation):
+        self.X, self.W, self.A, self.activation = X, W, A, activation
+        self._dZ = None
+
+    def __iter__(self):  # unpacks like the reference's namedtuple
+        return iter((self.X, self.W, self.A, self.activation))
+
+    def scratch(self):
+        if self._dZ is None:
+            self._dZ = np.empty_like(self.A)
+        return self._dZ
+
+
+class ResidualCache:
+    """What :func:`residual_forward` keeps: X, W1, W2, the hidden activation H, the
+    activation name, and one scratch buffer shaped like H (allocated on first use)."""
+
+    __slots__ = ("X", "W1", "W2", "H", "activation", "_dH")
+
+    def __init__(self, X, W1, W2, H, activation):
+        self.X, self.W1, self.W2, self.H, self.activation = X, W1, W2, H, activation
+        self._dH = None
+
+    def __iter__(self):
+        return iter((self.X, self.W1, self.W2, self.H, self.activation))
+
+    def scratch(self):
+        if self._dH is None:
+            self._dH = np.empty_like(self.H)
+        return self._dH
+
+
+def _result(name, out, shape, dtype):
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    return v.out_array(name, out, shape, dtype)
+
+
+def _no_overlap(out, **inputs):
+    """A kernel that writes ``out`` while still reading an input would read its own output."""
+    for name, array in inputs.items():
+        if np.may_share_memory(out, array):
+            raise ValueError(f"out must not overlap the input {name}")
+
+
+# --- softmax cross-entropy -----------------------------------------------------------------
+
+def softmax(logits, out=None):
+    """Row-wise softmax of ``logits`` ``(n, k)``; the row maximum is subtracted first.
+
+    Parameters
+    ----------
+    logits : array (n, k), float32 or float64
+    out : array (n, k), optional
+        Written in place and returned.
+    """
+    logits = v.float_array("logits", logits, 2)
+    probs = _result("out", out, logits.shape, logits.dtype)
+    if out is not None:
+        _no_overlap(probs, logits=logits)
+    _SOFTMAX[logits.dtype](logits, probs)
+    return probs
+
+
+def softmax_cross_entropy(logits, labels, out=None):
+    """Mean cross-entropy of ``softmax(logits)`` against ``labels``, and its gradient.
+
+    Parameters
+    ----------
+    logits : array (n, k), float32 or float64
+    labels : integer array (n,), values in ``[0, k)``
+    out : array (n, k), optional
+        Receives the gradient.
+
+    Returns
+    -------
+    loss : float
+        ``mean_i(logsumexp(logits[i]) - logits[i, labels[i]])``, summed in double; 0.0 for
+        an empty batch.
+    dlogits : array (n, k)
+        ``(softmax(logits) - onehot(labels)) / n``, the gradient of ``loss``.
+    """
+    logits = v.float_array("logits", logits, 2)
+    n, k = logits.shape
+    labels = v.labels_array(labels, n)
+    if n and k == 0:
+        raise ValueError("logits must have at least one column (class)")
+    grad = _result("out", out, logits.shape, logits.dtype)
+    if out is not None:
+        _no_overlap(grad, logits=logits)
+    loss, bad_row = _SOFTMAX_CE[logits.dtype](logits, labels, grad)
+    if bad_row >= 0:
+        raise v.label_range_error(labels, k)
+    return loss, grad
+
+
+# --- fused linear layer --------------------------------------------------------------------
+
+def linear_forward(X, W, b, activation="identity", out=None):
+    """Fused linear layer and activation: ``A = act(X @ W.T + b)``.
+
+    Parameters
+    ----------
+    X : array (n, n_in)
+    W : array (n_out, n_in)
+    b : array (n_out,)
+    activation : {"identity", "tanh", "relu", "sigmoid"}
+    out : array (n, n_out), optional
+        Receives A.
+
+    Returns
+    -------
+    A : array (n, n_out)
+    cache : LinearCache
+        For :func:`linear_backward` and :func:`linear_jvp`.
+    """
+    X, W, b, dtype = v.linear_arguments(X, W, b)
+    code = ACTIVATION_CODES[v.activation_name(activation)]
+    A = _result("out", out, (X.shape[0], W.shape[0]), dtype)
+    if out is not None:
+        _no_overlap(A, X=X, W=W, b=b)
+    _LINEAR_FORWARD[dtype](X, W, b, A, code)
+    return A, LinearCache(X, W, A, activation)
+
+
+def linear_backward(dA, cache, out=None):
+    """Backward pass of :func:`linear_forward`.
+
+    Parameters
+    ----------
+    dA : array (n, n_out)
+        Gradient of the loss with respect to the layer output A.
+    cache : LinearCache
+    out : tuple (dX, dW, db) of arrays, optional
+        Receive the gradients.
+
+    Returns
+    -------
+    dX : array (n, n_in)
+        ``dZ @ W`` with ``dZ = dA * act'(Z)``.
+    dW : array (n_out, n_in)
+        ``dZ.T @ X``.
+    db : array (n_out,)
+        Column sums of dZ, accumulated in double.
+    """
+    X, W, A, activation = cache
+    dA = v.gradient_argument("dA", dA, A, "the forward output A")
+    dX, dW, db = v.out_tuple(out, ("dX", "dW", "db"), (X.shape, W.shape, (W.shape[0],)), A.dtype)
+    if out is not None:
+        for target in (dX, dW, db):
+            _no_overlap(target, dA=dA, X=X, W=W, A=A)
+    _LINEAR_BACKWARD[A.dtype](dA, X, W, A, cache.scratch(), dX, dW, db,
+                              ACTIVATION_CODES[activation])
+    return dX, dW, db
+
+
+def linear_jvp(cache, dX, dW, db, out=None):
+    """Jacobian-vector product of :func:`linear_forward` at the cached point.
+
+    Returns ``dA = act'(Z) * (dX @ W.T + X @ dW.T + db)``, the first-order change of A
+    for a change ``(dX, dW, db)`` of ``(X, W, b)``.
+    """
+    X, W, A, activation = cache
+    dX, dW, db = v.linear_jvp_arguments(X, W, A, dX, dW, db)
+    dA = _result("out", out, A.shape, A.dtype)
+    if out is not None:
+        _no_overlap(dA, X=X, W=W, A=A, dX=dX, dW=dW, db=db)
+    _LINEAR_JVP[A.dtype](X, W, A, dX, dW, db, dA, ACTIVATION_CODES[activation])
+    return dA
+
+
+# --- residual block ------------------------------------------------------------------------
+
+def residual_forward(X, W1, b1, W2, activation="tanh", out=None):
+    """Residual block ``Y = X + act(X @ W1.T + b1) @ W2.T``.
+
+    Parameters
+    ----------
+    X : array (n, d)
+    W1 : array (h, d)
+    b1 : array (h,)
+    W2 : array (d, h)
+    activation : {"identity", "tanh", "relu", "sigmoid"}
+    out : array (n, d), optional
+        Receives Y; must not overlap X.
+
+    Returns
+    -------
+    Y : array (n, d)
+    cache : ResidualCache
+    """
+    X, W1, b1, W2, dtype = v.residual_arguments(X, W1, b1, W2)
+    code = ACTIVATION_CODES[v.activation_name(activation)]
+    Y = _result("out", out, X.shape, dtype)
+    if out is not None:
+        _no_overlap(Y, X=X, W1=W1, b1=b1, W2=W2)
+    H = np.empty((X.shape[0], W1.shape[0]), dtype=dtype)
+    _RESIDUAL_FORWARD[dtype](X, W1, b1, W2, H, Y, code)
+    return Y, ResidualCache(X, W1, W2, H, activation)
+
+
+def residual_backward(dY, cache, out=None):
+    """Backward pass of :func:`residual_forward`.
+
+    Returns ``(dX, dW1, db1, dW2)`` given ``dY`` ``(n, d)``, with ``dH = dY @ W2``,
+    ``dZ = dH * act'(Z)``: ``dW2 = dY.T @ H``, ``dW1 = dZ.T @ X``, ``db1 = sum_i dZ`` and
+    ``dX = dY + dZ @ W1``. ``out`` is an optional tuple of the four arrays.
+    """
+    X, W1, W2, H, activation = cache
+    dY = v.gradient_argument("dY", dY, X, "the block input X")
+    dX, dW1, db1, dW2 = v.out_tuple(
+        out, ("dX", "dW1", "db1", "dW2"), (X.shape, W1.shape, (W1.shape[0],), W2.shape), X.dtype
+    )
+    if out is not None:
+        for target in (dX, dW1, db1, dW2):
+            _no_overlap(target, dY=dY, X=X, W1=W1, W2=W2, H=H)
+    _RESIDUAL_BACKWARD[X.dtype](dY, X, W1, W2, H, cache.scratch(), dX, dW1, db1, dW2,
+                                ACTIVATION_CODES[activation])
+    return dX, dW1, db1, dW2
+
+
+def residual_jvp(cache, dX, dW1, db1, dW2, out=None):
+    """Jacobian-vector product of :func:`residual_forward` at the cached point:
+    ``dY = dX + dH @ W2.T + H @ dW2.T`` with ``dH = act'(Z) * (dX @ W1.T + X @ dW1.T + db1)``.
+    """
+    X, W1, W2, H, activation = cache
+    dX, dW1, db1, dW2 = v.residual_jvp_arguments(X, W1, W2, dX, dW1, db1, dW2)
+    dY = _result("out", out, X.shape, X.dtype)
+    if out is not None:
+        _no_overlap(dY, X=X, W1=W1, W2=W2, H=H, dX=dX, dW1=dW1, db1=db1, dW2=dW2)
+    _RESIDUAL_JVP[X.dtype](X, W1, W2, H, dX, dW1, db1, dW2, cache.scratch(), dY,
+                           ACTIVATION_CODES[activation])
+    return dY
+
+
+# --- optimiser and least squares -----------------------------------------------------------
+
+def sgd_momentum_(param, grad, velocity, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """One step of SGD with momentum, in place, in one pass (PyTorch's rule)::
+
+        g = grad + weight_decay * param
+        velocity = momentum * velocity + g
+        param -= lr * (g + momentum * velocity if nesterov else velocity)
+
+    Parameters
+    ----------
+    param, velocity : 1-D C-contiguous writeable arrays, modified in place
+    grad : 1-D array of the same shape and dtype
+    lr, momentum, weight_decay : finite floats >= 0
+    nesterov : bool (needs momentum > 0)
+    """
+    param, grad, velocity, lr, momentum, nesterov, weight_decay = v.sgd_arguments(
+        param, grad, velocity, lr, momentum, nesterov, weight_decay
+    )
+    _SGD[param.dtype](param, grad, velocity, lr, momentum, nesterov, weight_decay)
+
+
+def least_squares(A, x, b):
+    """Least-squares objective ``||A x - b||^2 / (2 m)`` and its gradient ``A.T (A x - b) / m``.
+
+    A is ``(m, n)``, x ``(n,)``, b ``(m,)``. Returns ``(loss, grad)``; the loss is summed in
+    double, and an empty system (m = 0) has loss 0 and gradient 0.
+    """
+    A, x, b = v.least_squares_arguments(A, x, b)
+    if A.shape[0] == 0:
+        return 0.0, np.zeros_like(x)
+    residual = np.empty(A.shape[0], dtype=A.dtype)
+    grad = np.empty_like(x)
+    loss = _LEAST_SQUARES[A.dtype](A, x, b, residual, grad)
+    return loss, grad

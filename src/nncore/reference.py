@@ -1,0 +1,217 @@
+"""The plain-NumPy oracle: the same functions as :mod:`nncore.ops`, written for clarity.
+
+Every kernel in :mod:`nncore.ops` is tested against its twin here. This module never imports
+the compiled kernels, so a bug there cannot hide itself here. It favours the obvious formula
+over speed; where precision matters (the softmax) it computes in float64 and casts back.
+
+Layout, documented once: arrays are ``(n_samples, n_features)``; a weight ``W`` is
+``(n_out, n_in)`` and a layer computes ``A = act(X @ W.T + b)``; labels are integer class
+indices.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+from scipy.special import expit
+
+from . import _validation as v
+
+__all__ = [
+    "ACTIVATIONS",
+    "softmax",
+    "softmax_cross_entropy",
+    "linear_forward",
+    "linear_backward",
+    "linear_jvp",
+    "residual_forward",
+    "residual_backward",
+    "residual_jvp",
+    "sgd_momentum_",
+    "least_squares",
+]
+
+ACTIVATIONS = v.ACTIVATIONS
+
+#: What ``linear_forward`` keeps for the backward pass and the JVP.
+LinearCache = namedtuple("LinearCache", "X W A activation")
+#: What ``residual_forward`` keeps: the block input, both weights and the hidden activation.
+ResidualCache = namedtuple("ResidualCache", "X W1 W2 H activation")
+
+
+# --- activations, expressed through their output A = act(Z) -------------------------------
+
+def _activate(Z, activation):
+    if activation == "identity":
+        return Z
+    if activation == "tanh":
+        return np.tanh(Z)
+    if activation == "relu":
+        return np.maximum(Z, 0)
+    return expit(Z)
+
+
+def _derivative(A, activation):
+    """act'(Z) written in terms of A = act(Z)."""
+    if activation == "identity":
+        return np.ones_like(A)
+    if activation == "tanh":
+        return 1 - A * A
+    if activation == "relu":
+        return (A > 0).astype(A.dtype)
+    return A * (1 - A)
+
+
+def _write(out, value):
+    if out is None:
+        return np.ascontiguousarray(value)
+    np.copyto(out, value)
+    return out
+
+
+# --- softmax cross-entropy -----------------------------------------------------------------
+
+def softmax(logits, out=None):
+    """Row-wise softmax of ``logits`` ``(n, k)``."""
+    logits = v.float_array("logits", logits, 2)
+    if out is not None:
+        v.out_array("out", out, logits.shape, logits.dtype)
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True) if z.size else z
+    e = np.exp(z)
+    return _write(out, (e / e.sum(axis=1, keepdims=True)).astype(logits.dtype))
+
+
+def softmax_cross_entropy(logits, labels, out=None):
+    """Mean cross-entropy of ``softmax(logits)`` against ``labels`` and its gradient.
+
+    Returns ``(loss, dlogits)`` with ``dlogits = (softmax(logits) - onehot(labels)) / n``.
+    The loss of an empty batch is 0.0.
+    """
+    logits = v.float_array("logits", logits, 2)
+    n, k = logits.shape
+    labels = v.labels_array(labels, n)
+    if n and k == 0:
+        raise ValueError("logits must have at least one column (class)")
+    if labels.size and (labels.min() < 0 or labels.max() >= k):
+        raise v.label_range_error(labels, k)
+    if out is not None:
+        v.out_array("out", out, logits.shape, logits.dtype)
+    if n == 0:
+        return 0.0, _write(out, np.zeros_like(logits))
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(z).sum(axis=1))
+    rows = np.arange(n)
+    loss = float(np.mean(log_norm - z[rows, labels]))
+    grad = np.exp(z - log_norm[:, None])
+    grad[rows, labels] -= 1.0
+    grad /= n
+    return loss, _write(out, grad.astype(logits.dtype))
+
+
+# --- fused linear layer --------------------------------------------------------------------
+
+def linear_forward(X, W, b, activation="identity", out=None):
+    """``A = act(X @ W.T + b)``; returns ``(A, cache)``.
+
+    X is ``(n, n_in)``, W ``(n_out, n_in)``, b ``(n_out,)``; A is ``(n, n_out)``.
+    """
+    X, W, b, dtype = v.linear_arguments(X, W, b)
+    activation = v.activation_name(activation)
+    if out is not None:
+        v.out_array("out", out, (X.shape[0], W.shape[0]), dtype)
+    A = _write(out, _activate(X @ W.T + b, activation))
+    return A, LinearCache(X, W, A, activation)
+
+
+def linear_backward(dA, cache, out=None):
+    """Gradients ``(dX, dW, db)`` of a loss, given ``dA`` = dloss/dA ``(n, n_out)``."""
+    X, W, A, activation = cache
+    dA = v.gradient_argument("dA", dA, A, "the forward output A")
+    dX, dW, db = v.out_tuple(out, ("dX", "dW", "db"), (X.shape, W.shape, (W.shape[0],)), A.dtype)
+    dZ = dA * _derivative(A, activation)
+    _write(dX, dZ @ W)
+    _write(dW, dZ.T @ X)
+    _write(db, dZ.astype(np.float64).sum(axis=0).astype(A.dtype))
+    return dX, dW, db
+
+
+def linear_jvp(cache, dX, dW, db, out=None):
+    """Jacobian-vector product: the change of A for a change ``(dX, dW, db)`` of the inputs."""
+    X, W, A, activation = cache
+    dX, dW, db = v.linear_jvp_arguments(X, W, A, dX, dW, db)
+    if out is not None:
+        v.out_array("out", out, A.shape, A.dtype)
+    dZ = dX @ W.T + X @ dW.T + db
+    return _write(out, _derivative(A, activation) * dZ)
+
+
+# --- residual block ------------------------------------------------------------------------
+
+def residual_forward(X, W1, b1, W2, activation="tanh", out=None):
+    """``Y = X + act(X @ W1.T + b1) @ W2.T``; returns ``(Y, cache)``."""
+    X, W1, b1, W2, dtype = v.residual_arguments(X, W1, b1, W2)
+    activation = v.activation_name(activation)
+    if out is not None:
+        v.out_array("out", out, X.shape, dtype)
+    H = _activate(X @ W1.T + b1, activation)
+    Y = _write(out, X + H @ W2.T)
+    return Y, ResidualCache(X, W1, W2, H, activation)
+
+
+def residual_backward(dY, cache, out=None):
+    """Gradients ``(dX, dW1, db1, dW2)`` given ``dY`` = dloss/dY ``(n, n_features)``."""
+    X, W1, W2, H, activation = cache
+    dY = v.gradient_argument("dY", dY, X, "the block input X")
+    dX, dW1, db1, dW2 = v.out_tuple(
+        out, ("dX", "dW1", "db1", "dW2"), (X.shape, W1.shape, (W1.shape[0],), W2.shape), X.dtype
+    )
+    dZ = (dY @ W2) * _derivative(H, activation)
+    _write(dW2, dY.T @ H)
+    _write(dW1, dZ.T @ X)
+    _write(db1, dZ.astype(np.float64).sum(axis=0).astype(X.dtype))
+    _write(dX, dY + dZ @ W1)
+    return dX, dW1, db1, dW2
+
+
+def residual_jvp(cache, dX, dW1, db1, dW2, out=None):
+    """Jacobian-vector product of the block for a change ``(dX, dW1, db1, dW2)``."""
+    X, W1, W2, H, activation = cache
+    dX, dW1, db1, dW2 = v.residual_jvp_arguments(X, W1, W2, dX, dW1, db1, dW2)
+    if out is not None:
+        v.out_array("out", out, X.shape, X.dtype)
+    dH = _derivative(H, activation) * (dX @ W1.T + X @ dW1.T + db1)
+    return _write(out, dX + dH @ W2.T + H @ dW2.T)
+
+
+# --- optimiser and least squares -----------------------------------------------------------
+
+def sgd_momentum_(param, grad, velocity, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """One SGD step in place, PyTorch's rule::
+
+        g = grad + weight_decay * param
+        velocity = momentum * velocity + g
+        param -= lr * (g + momentum * velocity if nesterov else velocity)
+
+    ``param`` and ``velocity`` are 1-D, contiguous and modified in place. Returns None.
+    """
+    param, grad, velocity, lr, momentum, nesterov, weight_decay = v.sgd_arguments(
+        param, grad, velocity, lr, momentum, nesterov, weight_decay
+    )
+    g = grad + weight_decay * param
+    velocity[:] = momentum * velocity + g
+    step = g + momentum * velocity if nesterov else velocity
+    param -= lr * step
+
+
+def least_squares(A, x, b):
+    """``loss = ||A x - b||^2 / (2 m)`` and its gradient ``A^T (A x - b) / m``.
+
+    A is ``(m, n)``, x ``(n,)``, b ``(m,)``. Returns ``(loss, grad)``; an empty system has loss 0.
+    """
+    A, x, b = v.least_squares_arguments(A, x, b)
+    m = A.shape[0]
+    if m == 0:
+        return 0.0, np.zeros_like(x)
+    r = A.astype(np.float64) @ x.astype(np.float64) - b
+    return float(r @ r / (2 * m)), (A.T.astype(np.float64) @ r / m).astype(x.dtype)
