@@ -39,11 +39,11 @@ def float_array(name, value, ndim):
 
 def same_dtype(**arrays):
     """Raise ``TypeError`` unless all the arrays share one dtype; return it."""
-    items = list(arrays.items())
-    dtype = items[0][1].dtype
-    for name, array in items[1:]:
-        if array.dtype != dtype:
-            described = ", ".join(f"{n} is {a.dtype}" for n, a in items)
+    arrays_iter = iter(arrays.values())
+    dtype = next(arrays_iter).dtype
+    for array in arrays_iter:
+        if array.dtype is not dtype and array.dtype != dtype:
+            described = ", ".join(f"{n} is {a.dtype}" for n, a in arrays.items())
             raise TypeError(f"arrays must share one dtype: {described}")
     return dtype
 
