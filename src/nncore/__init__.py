@@ -1,6 +1,11 @@
 """nncore: a small neural-network core whose hot loops are Cython kernels checked against NumPy.
 
-Submodules are imported on first use, so ``import nncore`` stays cheap and never pulls in
+    import nncore as nc
+    X, y, Xv, yv = nc.datasets.load("peaks")
+    net = nc.resnet(n_in=2, width=64, depth=4, n_classes=5)
+    history = net.fit(X, y, epochs=30, validation_data=(Xv, yv))
+
+Names are imported on first use, so ``import nncore`` stays cheap and never pulls in
 matplotlib.
 """
 
@@ -8,16 +13,27 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("ops", "reference", "datasets")
+_SUBMODULES = ("ops", "reference", "datasets", "layers", "network", "optim", "train", "io")
+_NAMES = {
+    "Network": "network", "mlp": "network", "resnet": "network",
+    "softmax_regression": "network",
+    "Dense": "layers", "Residual": "layers",
+    "SGD": "optim",
+    "fit": "train", "History": "train", "Callback": "train", "EarlyStopping": "train",
+    "TrainingDiverged": "train",
+    "load": "io", "save": "io", "ModelFileError": "io",
+}
 
-__all__ = ["__version__", *_SUBMODULES]
+__all__ = ["__version__", *_SUBMODULES, *_NAMES]
 
 
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
     raise AttributeError(f"module 'nncore' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_SUBMODULES))
+    return sorted(set(globals()) | set(__all__))

@@ -13,6 +13,8 @@ Conventions, documented once:
 - ``out=`` arrays, when given, must be C-contiguous, writeable and of the exact shape and
   dtype; the result is written into them. Backward passes need one scratch buffer, which
   the cache allocates on first use and reuses for every later call with the same cache.
+  Forward functions take ``cache=``, an earlier cache to refill instead of a new one, so a
+  training loop that passes ``out=`` and ``cache=`` allocates nothing in steady state.
 - A cache returned by a forward function refers to (does not copy) that call's inputs: do not
   modify them before the backward pass.
 
@@ -80,9 +82,10 @@ class LinearCache:
         return iter((self.X, self.W, self.A, self.activation))
 
     def scratch(self):
-        if self._dZ is None:
-            self._dZ = np.empty_like(self.A)
-        return self._dZ
+        dZ = self._dZ
+        if dZ is None or dZ.shape != self.A.shape or dZ.dtype != self.A.dtype:
+            dZ = self._dZ = np.empty_like(self.A)
+        return dZ
 
 
 class ResidualCache:
@@ -99,9 +102,10 @@ class ResidualCache:
         return iter((self.X, self.W1, self.W2, self.H, self.activation))
 
     def scratch(self):
-        if self._dH is None:
-            self._dH = np.empty_like(self.H)
-        return self._dH
+        dH = self._dH
+        if dH is None or dH.shape != self.H.shape or dH.dtype != self.H.dtype:
+            dH = self._dH = np.empty_like(self.H)
+        return dH
 
 
 def _result(name, out, shape, dtype):
@@ -170,7 +174,7 @@ def softmax_cross_entropy(logits, labels, out=None):
 
 # --- fused linear layer --------------------------------------------------------------------
 
-def linear_forward(X, W, b, activation="identity", out=None):
+def linear_forward(X, W, b, activation="identity", out=None, cache=None):
     """Fused linear layer and activation: ``A = act(X @ W.T + b)``.
 
     Parameters
@@ -181,6 +185,8 @@ def linear_forward(X, W, b, activation="identity", out=None):
     activation : {"identity", "tanh", "relu", "sigmoid"}
     out : array (n, n_out), optional
         Receives A.
+    cache : LinearCache, optional
+        An earlier cache to refill (keeps its scratch buffer) instead of a new one.
 
     Returns
     -------
@@ -194,7 +200,12 @@ def linear_forward(X, W, b, activation="identity", out=None):
     if out is not None:
         _no_overlap(A, X=X, W=W, b=b)
     _LINEAR_FORWARD[dtype](X, W, b, A, code)
-    return A, LinearCache(X, W, A, activation)
+    if cache is None:
+        return A, LinearCache(X, W, A, activation)
+    if not isinstance(cache, LinearCache):
+        raise TypeError(f"cache must be a LinearCache from linear_forward, got {type(cache).__name__}")
+    cache.X, cache.W, cache.A, cache.activation = X, W, A, activation
+    return A, cache
 
 
 def linear_backward(dA, cache, out=None):
@@ -245,7 +256,7 @@ def linear_jvp(cache, dX, dW, db, out=None):
 
 # --- residual block ------------------------------------------------------------------------
 
-def residual_forward(X, W1, b1, W2, activation="tanh", out=None):
+def residual_forward(X, W1, b1, W2, activation="tanh", out=None, cache=None):
     """Residual block ``Y = X + act(X @ W1.T + b1) @ W2.T``.
 
     Parameters
@@ -257,6 +268,9 @@ def residual_forward(X, W1, b1, W2, activation="tanh", out=None):
     activation : {"identity", "tanh", "relu", "sigmoid"}
     out : array (n, d), optional
         Receives Y; must not overlap X.
+    cache : ResidualCache, optional
+        An earlier cache to refill (its H and scratch buffers are reused when the shapes
+        match) instead of a new one.
 
     Returns
     -------
@@ -268,9 +282,18 @@ def residual_forward(X, W1, b1, W2, activation="tanh", out=None):
     Y = _result("out", out, X.shape, dtype)
     if out is not None:
         _no_overlap(Y, X=X, W1=W1, b1=b1, W2=W2)
-    H = np.empty((X.shape[0], W1.shape[0]), dtype=dtype)
+    if cache is not None and not isinstance(cache, ResidualCache):
+        raise TypeError(f"cache must be a ResidualCache from residual_forward, got {type(cache).__name__}")
+    H_shape = (X.shape[0], W1.shape[0])
+    if cache is not None and cache.H.shape == H_shape and cache.H.dtype == dtype:
+        H = cache.H
+    else:
+        H = np.empty(H_shape, dtype=dtype)
     _RESIDUAL_FORWARD[dtype](X, W1, b1, W2, H, Y, code)
-    return Y, ResidualCache(X, W1, W2, H, activation)
+    if cache is None:
+        return Y, ResidualCache(X, W1, W2, H, activation)
+    cache.X, cache.W1, cache.W2, cache.H, cache.activation = X, W1, W2, H, activation
+    return Y, cache
 
 
 def residual_backward(dY, cache, out=None):

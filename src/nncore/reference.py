@@ -111,10 +111,12 @@ def softmax_cross_entropy(logits, labels, out=None):
 
 # --- fused linear layer --------------------------------------------------------------------
 
-def linear_forward(X, W, b, activation="identity", out=None):
+def linear_forward(X, W, b, activation="identity", out=None, cache=None):
     """``A = act(X @ W.T + b)``; returns ``(A, cache)``.
 
-    X is ``(n, n_in)``, W ``(n_out, n_in)``, b ``(n_out,)``; A is ``(n, n_out)``.
+    X is ``(n, n_in)``, W ``(n_out, n_in)``, b ``(n_out,)``; A is ``(n, n_out)``. ``cache``
+    is accepted for parity with :mod:`nncore.ops` and ignored: the reference always makes
+    a new one.
     """
     X, W, b, dtype = v.linear_arguments(X, W, b)
     activation = v.activation_name(activation)
@@ -148,8 +150,11 @@ def linear_jvp(cache, dX, dW, db, out=None):
 
 # --- residual block ------------------------------------------------------------------------
 
-def residual_forward(X, W1, b1, W2, activation="tanh", out=None):
-    """``Y = X + act(X @ W1.T + b1) @ W2.T``; returns ``(Y, cache)``."""
+def residual_forward(X, W1, b1, W2, activation="tanh", out=None, cache=None):
+    """``Y = X + act(X @ W1.T + b1) @ W2.T``; returns ``(Y, cache)``.
+
+    ``cache`` is accepted for parity with :mod:`nncore.ops` and ignored.
+    """
     X, W1, b1, W2, dtype = v.residual_arguments(X, W1, b1, W2)
     activation = v.activation_name(activation)
     if out is not None:

@@ -1,0 +1,122 @@
+"""Model files: an ``.npz`` of plain arrays plus a JSON header, never a pickle.
+
+The file holds two arrays: ``header``, a 1-D uint8 array of UTF-8 JSON
+(``{"format": "nncore-model", "format_version": 1, "nncore_version", "dtype",
+"n_params", "layers", "architecture"}``), and ``params``, the flat parameter vector. It is
+read with ``allow_pickle=False`` and written atomically: to a temporary file in the same
+folder, flushed to disk, then renamed over the target, so a crash never leaves half a file.
+"""
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from . import __version__
+
+__all__ = ["save", "load", "ModelFileError", "FORMAT_VERSION"]
+
+FORMAT = "nncore-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing parts, corrupted, of another format or version."""
+
+
+def atomic_write(path, write):
+    """Call ``write(file_object)`` on a temporary file, then rename it to ``path``."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".partial", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(network, path):
+    """Write ``network`` to ``path`` (an ``.npz`` model file); returns the path."""
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "nncore_version": __version__,
+        "dtype": network.dtype.name,
+        "n_params": int(network.n_params),
+        "layers": network.layer_specs(),
+        "architecture": network.architecture,
+    }
+    header_bytes = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    atomic_write(path, lambda f: np.savez(f, header=header_bytes, params=network.params))
+    return path
+
+
+def read_header_and_params(path):
+    """Open a model file and return ``(header, params)``, or raise ModelFileError."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no model file at {path!r}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = {"header", "params"} - set(archive.files)
+            if missing:
+                raise ModelFileError(
+                    f"{path!r} is not an nncore model file: it lacks {sorted(missing)}")
+            header_bytes = archive["header"]
+            params = archive["params"]
+    except ModelFileError:
+        raise
+    except ValueError as error:  # object arrays refused by allow_pickle=False, bad arrays
+        raise ModelFileError(f"{path!r} cannot be read safely as a model file: {error}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as error:
+        raise ModelFileError(f"{path!r} is truncated or corrupted: {error}") from None
+    if header_bytes.dtype != np.uint8 or header_bytes.ndim != 1:
+        raise ModelFileError(f"{path!r}: the header is not a byte array")
+    try:
+        header = json.loads(header_bytes.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{path!r}: the header is not valid JSON ({error})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ModelFileError(f"{path!r} is not an nncore model file")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path!r} has model format version {header.get('format_version')!r}; this "
+            f"nncore ({__version__}) reads version {FORMAT_VERSION}")
+    for key in ("dtype", "n_params", "layers"):
+        if key not in header:
+            raise ModelFileError(f"{path!r}: the header lacks {key!r}")
+    if header["dtype"] not in ("float32", "float64") or params.dtype != np.dtype(header["dtype"]):
+        raise ModelFileError(
+            f"{path!r}: parameters are {params.dtype}, header says {header['dtype']!r}")
+    if params.ndim != 1 or params.size != header["n_params"]:
+        raise ModelFileError(
+            f"{path!r}: expected {header['n_params']} parameters, found shape {params.shape}")
+    if not np.isfinite(params).all():
+        raise ModelFileError(f"{path!r}: the parameters contain NaN or infinity")
+    return header, params
+
+
+def load(path, backend="kernels"):
+    """Read a model file written by :func:`save` and return the network."""
+    from .network import from_layer_specs  # io sits beside network; import when used
+
+    header, params = read_header_and_params(path)
+    try:
+        network = from_layer_specs(header["layers"], dtype=header["dtype"], backend=backend,
+                                   architecture=header.get("architecture"))
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"{os.fspath(path)!r}: invalid architecture ({error})") from None
+    if network.n_params != params.size:
+        raise ModelFileError(
+            f"{os.fspath(path)!r}: the architecture needs {network.n_params} parameters, "
+            f"the file has {params.size}")
+    network.params[...] = params
+    return network

@@ -1,0 +1,276 @@
+"""The fit loop: shuffled mini-batches, history, callbacks, progress, and faults handled.
+
+- Each epoch shuffles the training set once into a reusable buffer, so every mini-batch is a
+  contiguous view and a training step allocates nothing. The last partial batch is used.
+- The same ``seed`` (and the same network seed) gives bit-identical weights and history.
+- A non-finite loss stops training with :class:`TrainingDiverged`, naming the epoch, the
+  step and the first layer whose output went non-finite; the network keeps finite weights.
+- Ctrl-C ends training cleanly: the weights and the history so far are kept, and
+  ``history.interrupted`` is True.
+"""
+
+import csv
+import math
+import sys
+import time
+
+import numpy as np
+
+from .network import BACKENDS
+from .optim import SGD
+
+__all__ = ["fit", "History", "Callback", "EarlyStopping", "TrainingDiverged"]
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training produced a non-finite loss.
+
+    Attributes: ``epoch`` and ``step`` (0-based), ``loss``, ``layer`` (index of the first
+    layer whose output was non-finite, or None if only the loss was), ``restored`` (True if
+    the weights had become non-finite and were reset to those of the epoch's start).
+    """
+
+    def __init__(self, epoch, step, loss, layer, restored):
+        self.epoch, self.step, self.loss, self.layer, self.restored = (
+            epoch, step, loss, layer, restored)
+        where = f"layer {layer} output" if layer is not None else "the loss"
+        kept = ("the weights had become non-finite and were reset to those at the start of "
+                "the epoch" if restored else "the network keeps its last (finite) weights")
+        super().__init__(
+            f"training diverged at epoch {epoch + 1}, step {step + 1}: loss is {loss}; "
+            f"first non-finite value in {where}; {kept}. Try a smaller learning rate."
+        )
+
+
+class History:
+    """Per-epoch record of a training run.
+
+    ``history[key]`` is a list over epochs for key in :attr:`COLUMNS`; validation columns
+    hold NaN when there was no validation data. ``interrupted`` is True after Ctrl-C and
+    ``stopped_early`` names the epoch an :class:`EarlyStopping` ended on.
+    """
+
+    COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+    def __init__(self):
+        self.history = {column: [] for column in self.COLUMNS}
+        self.interrupted = False
+        self.stopped_early = None
+
+    def append(self, **row):
+        for column in self.COLUMNS:
+            self.history[column].append(row[column])
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __len__(self):
+        return len(self.history["epoch"])
+
+    def last(self):
+        """The last epoch's row as a dict (empty if no epoch finished)."""
+        return {column: values[-1] for column, values in self.history.items() if values}
+
+    def to_csv(self, path):
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(self.COLUMNS)
+            for i in range(len(self)):
+                writer.writerow([self.history[c][i] for c in self.COLUMNS])
+
+    def __repr__(self):
+        return f"History({len(self)} epochs, last={self.last()})"
+
+
+class Callback:
+    """Hooks called by :func:`fit`. ``on_epoch_end`` returns True to stop training."""
+
+    def on_train_begin(self, network, history):
+        pass
+
+    def on_epoch_end(self, network, epoch, logs):
+        return False
+
+    def on_train_end(self, network, history):
+        pass
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    ``monitor`` is a History column ("val_loss", "val_accuracy", "loss", "accuracy");
+    losses are minimised, accuracies maximised. With ``restore_best`` the network gets the
+    weights of its best epoch back when training ends (also after Ctrl-C).
+    """
+
+    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, restore_best=True):
+        if monitor not in History.COLUMNS[1:5]:
+            raise ValueError(f"monitor must be one of {History.COLUMNS[1:5]}, got {monitor!r}")
+        if int(patience) < 0:
+            raise ValueError(f"patience must be >= 0, got {patience}")
+        self.monitor, self.patience = monitor, int(patience)
+        self.min_delta, self.restore_best = float(min_delta), bool(restore_best)
+        self.sign = -1.0 if "accuracy" in monitor else 1.0  # minimise sign * value
+
+    def on_train_begin(self, network, history):
+        self.best, self.best_epoch, self.wait, self.best_params = math.inf, None, 0, None
+
+    def on_epoch_end(self, network, epoch, logs):
+        value = logs[self.monitor]
+        if math.isnan(value):
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which is not recorded "
+                             "(pass validation_data to fit)")
+        score = self.sign * value
+        if score < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = score, epoch, 0
+            if self.restore_best:
+                self.best_params = network.params.copy()
+            return False
+        self.wait += 1
+        return self.wait > self.patience
+
+    def on_train_end(self, network, history):
+        if self.restore_best and self.best_params is not None:
+            network.params[...] = self.best_params
+
+
+def _checked_int(name, value, minimum):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _first_nonfinite_layer(network):
+    for i, layer in enumerate(network.layers):
+        buffers = layer._current
+        if buffers is not None and not np.isfinite(buffers.out).all():
+            return i
+    return None
+
+
+def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data=None,
+        seed=0, verbose=1, callbacks=(), shuffle=True):
+    """Train ``network`` by mini-batch SGD on ``(X, y)``.
+
+    Parameters
+    ----------
+    network : Network
+    X : array (n, n_in); y : integer labels (n,)
+        Cast to the network's dtype; NaN/inf or out-of-range labels raise ValueError.
+    epochs : int >= 0
+    batch_size : int, 1 <= batch_size <= n
+    optimizer : SGD, optional
+        Defaults to ``SGD()``. Its velocity persists across calls to ``fit``.
+    validation_data : (X_val, y_val), optional
+        Scored after every epoch.
+    seed : int
+        Seeds the shuffling.
+    verbose : {0, 1, 2}
+        0 silent, 1 a tqdm progress bar, 2 one line per epoch.
+    callbacks : list of Callback
+    shuffle : bool
+
+    Returns
+    -------
+    History
+        Also stored as ``network.history``.
+    """
+    X = network.check_X(X)
+    y = network.check_y(y, X.shape[0])
+    n = X.shape[0]
+    if n == 0:
+        raise ValueError("X is empty: nothing to train on")
+    epochs = _checked_int("epochs", epochs, 0)
+    batch_size = _checked_int("batch_size", batch_size, 1)
+    if batch_size > n:
+        raise ValueError(f"batch_size ({batch_size}) is larger than the training set ({n})")
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    if validation_data is not None:
+        if len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (X_val, y_val)")
+        X_val = network.check_X(validation_data[0], "X_val")
+        y_val = network.check_y(validation_data[1], X_val.shape[0], "y_val")
+    optimizer = SGD() if optimizer is None else optimizer
+    if not isinstance(optimizer, SGD):
+        raise TypeError(f"optimizer must be an nncore.SGD, got {type(optimizer).__name__}")
+    callbacks = list(callbacks)
+
+    backend = BACKENDS[network.backend]
+    rng = np.random.default_rng(seed)
+    X_epoch, y_epoch = np.empty_like(X), np.empty_like(y)
+    epoch_start_params = np.empty_like(network.params)
+    optimizer.start(network.params, epochs)
+    history = network.history = History()
+    for callback in callbacks:
+        callback.on_train_begin(network, history)
+
+    steps_per_epoch = math.ceil(n / batch_size)
+    bar = None
+    if verbose == 1:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs * steps_per_epoch, unit="step", file=sys.stderr,
+                   dynamic_ncols=True, leave=True)
+    try:
+        for epoch in range(epochs):
+            started = time.perf_counter()
+            lr = optimizer.lr_at(epoch)
+            if shuffle:
+                order = rng.permutation(n)
+                np.take(X, order, axis=0, out=X_epoch)
+                np.take(y, order, out=y_epoch)
+            else:
+                X_epoch[...], y_epoch[...] = X, y
+            epoch_start_params[...] = network.params
+            loss_sum, n_correct = 0.0, 0
+            for step, start in enumerate(range(0, n, batch_size)):
+                X_batch = X_epoch[start:start + batch_size]
+                y_batch = y_epoch[start:start + batch_size]
+                loss, correct = network._loss_and_grad(X_batch, y_batch)
+                if not math.isfinite(loss):
+                    restored = not np.isfinite(network.params).all()
+                    layer = _first_nonfinite_layer(network)
+                    if restored:
+                        network.params[...] = epoch_start_params
+                    raise TrainingDiverged(epoch, step, loss, layer, restored)
+                optimizer.step(network.params, network.grads, backend)
+                loss_sum += loss * len(y_batch)
+                n_correct += correct
+            logs = {"epoch": epoch + 1, "loss": loss_sum / n, "accuracy": n_correct / n,
+                    "val_loss": math.nan, "val_accuracy": math.nan, "lr": lr}
+            if validation_data is not None:
+                scores = network.evaluate(X_val, y_val)
+                logs["val_loss"], logs["val_accuracy"] = scores["loss"], scores["accuracy"]
+            logs["seconds"] = time.perf_counter() - started
+            history.append(**logs)
+            if bar is not None:
+                bar.update(steps_per_epoch)
+                bar.set_postfix_str(_epoch_summary(logs), refresh=False)
+            elif verbose == 2:
+                print(f"epoch {epoch + 1}/{epochs}  {_epoch_summary(logs)}  "
+                      f"{logs['seconds']:.2f}s", flush=True)
+            stop = [callback.on_epoch_end(network, epoch, logs) for callback in callbacks]
+            if any(stop):
+                history.stopped_early = epoch + 1
+                break
+    except KeyboardInterrupt:
+        history.interrupted = True
+        if verbose:
+            print(f"\ntraining interrupted after {len(history)} complete epoch(s); "
+                  "the weights and history so far are kept", file=sys.stderr, flush=True)
+    finally:
+        if bar is not None:
+            bar.close()
+    for callback in callbacks:
+        callback.on_train_end(network, history)
+    return history
+
+
+def _epoch_summary(logs):
+    text = f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}"
+    if not math.isnan(logs["val_loss"]):
+        text += f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}"
+    return text
