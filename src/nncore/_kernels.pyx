@@ -19,6 +19,7 @@ layer computes ``A = act(X @ W.T + b)``. One fused type serves float32 and float
 """
 
 from libc.math cimport exp as libm_exp, log, tanh as libm_tanh, fabs
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 ctypedef fused floating:
@@ -495,6 +496,115 @@ cdef void _sgd_momentum(floating* param, const floating* grad, floating* velocit
             param[i] = param[i] - lr * v
 
 
+# --- a whole training step -------------------------------------------------------------------
+
+cdef struct LayerPlan:
+    # One layer of a network, as raw pointers into arrays that nncore.ops allocated, checked
+    # and keeps alive. Dense: W (n_out, n_in), b, scratch dZ (n, n_out). Residual:
+    # W = W1 (hidden, n_in), b = b1, W2 (n_in, hidden), H and scratch dZ (n, hidden).
+    int kind
+    int activation
+    int n_in
+    int n_out
+    int hidden
+    void* W
+    void* b
+    void* W2
+    void* dW
+    void* db
+    void* dW2
+    void* out      # (n, n_out): this layer's output, the next layer's input
+    void* dX       # (n, n_in): gradient to the layer below; NULL for the first layer
+    void* scratch
+    void* H
+
+cdef enum:
+    DENSE = 0
+    RESIDUAL = 1
+
+
+cdef void _plan_forward(const LayerPlan* layers, int n_layers, const floating* X,
+                        int n) noexcept nogil:
+    cdef int i
+    cdef const LayerPlan* L
+    cdef const floating* layer_input = X
+    for i in range(n_layers):
+        L = &layers[i]
+        if L.kind == DENSE:
+            _linear_forward(layer_input, <floating*> L.W, <floating*> L.b, <floating*> L.out,
+                            n, L.n_in, L.n_out, L.activation)
+        else:
+            _residual_forward(layer_input, <floating*> L.W, <floating*> L.b,
+                              <floating*> L.W2, <floating*> L.H, <floating*> L.out, n,
+                              L.n_in, L.hidden, L.activation)
+        layer_input = <floating*> L.out
+
+
+cdef void _plan_backward(const LayerPlan* layers, int n_layers, const floating* X,
+                         const floating* dlogits, int n) noexcept nogil:
+    cdef int i
+    cdef const LayerPlan* L
+    cdef const floating* grad = dlogits
+    cdef const floating* layer_input
+    for i in range(n_layers - 1, -1, -1):
+        L = &layers[i]
+        layer_input = X if i == 0 else <floating*> layers[i - 1].out
+        if L.kind == DENSE:
+            _linear_backward(grad, layer_input, <floating*> L.W, <floating*> L.out,
+                             <floating*> L.scratch, <floating*> L.dX, <floating*> L.dW,
+                             <floating*> L.db, n, L.n_in, L.n_out, L.activation)
+        else:
+            _residual_backward(grad, layer_input, <floating*> L.W, <floating*> L.W2,
+                               <floating*> L.H, <floating*> L.scratch, <floating*> L.dX,
+                               <floating*> L.dW, <floating*> L.db, <floating*> L.dW2, n,
+                               L.n_in, L.hidden, L.activation)
+        grad = <floating*> L.dX
+
+
+cdef Py_ssize_t _count_correct(const floating* logits, const Py_ssize_t* labels,
+                               Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Rows whose first largest logit is at the label (numpy.argmax's tie rule)."""
+    cdef Py_ssize_t i, j, label, correct = 0
+    cdef const floating* row
+    cdef floating row_max
+    cdef bint first
+    for i in range(n):
+        row = logits + i * k
+        label = labels[i]
+        row_max = _row_max(row, k)
+        first = row[label] == row_max
+        for j in range(label):
+            if row[j] == row_max:
+                first = False
+        correct += first
+    return correct
+
+
+cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floating* X,
+                            const Py_ssize_t* labels, floating* dlogits, int n, int n_classes,
+                            floating* params, const floating* grads, floating* velocity,
+                            Py_ssize_t n_params, floating lr, floating momentum,
+                            bint nesterov, floating weight_decay, double* loss,
+                            Py_ssize_t* n_correct) noexcept nogil:
+    """Forward, loss, backward and (if the loss is finite) the SGD update, in one call.
+
+    Returns -1, or the first row with a label outside [0, n_classes) (then nothing else is
+    done). A non-finite loss leaves the parameters untouched.
+    """
+    cdef const floating* logits
+    cdef Py_ssize_t bad
+    _plan_forward(layers, n_layers, X, n)
+    logits = <floating*> layers[n_layers - 1].out
+    bad = _softmax_cross_entropy(logits, labels, dlogits, n, n_classes, loss)
+    if bad >= 0:
+        return bad
+    n_correct[0] = _count_correct(logits, labels, n, n_classes)
+    _plan_backward(layers, n_layers, X, dlogits, n)
+    if loss[0] - loss[0] == 0:  # finite: inf - inf and NaN - NaN are NaN
+        _sgd_momentum(params, grads, velocity, n_params, lr, momentum, nesterov, weight_decay)
+    return -1
+
+
 # ============================================================================================
 # Level 3: Python entry points (shapes already checked by nncore.ops)
 # ============================================================================================
@@ -611,3 +721,97 @@ def least_squares(const floating[:, ::1] A, const floating[::1] x, const floatin
         _gemm(True, False, n, 1, <int> m, <floating> (1.0 / m), _c2(A), n, _p1(residual), 1,
               0, _p1(grad), 1)
     return total / (2 * m)
+
+
+cdef void* _address(object array, object dtype) except? NULL:
+    """Address of the first element of a C-contiguous, writeable array of ``dtype``."""
+    if array is None:
+        return NULL
+    if array.dtype != dtype or not array.flags.c_contiguous or not array.flags.writeable:
+        raise ValueError(f"TrainStep needs C-contiguous writeable {dtype} arrays")
+    if array.size == 0:
+        raise ValueError("TrainStep needs non-empty arrays")
+    return <void*> <size_t> array.__array_interface__["data"][0]
+
+
+cdef class TrainStep:
+    """One whole training step of a network in a single nogil call.
+
+    Built by :func:`nncore.ops.train_step`, which allocates and checks every buffer and
+    keeps them alive in ``arrays``; do not build it directly. ``run`` does forward, softmax
+    cross-entropy, backward into the flat gradient buffer and, when the loss is finite, the
+    momentum update of the flat parameter buffer.
+    """
+
+    cdef LayerPlan* layers
+    cdef int n_layers, n, n_in, n_classes
+    cdef bint single
+    cdef void* dlogits
+    cdef void* params
+    cdef void* grads
+    cdef void* velocity
+    cdef Py_ssize_t n_params
+    cdef readonly object arrays
+
+    def __cinit__(self, list specs, int n, params, grads, velocity, dlogits):
+        cdef int i
+        cdef LayerPlan* L
+        dtype = params.dtype
+        self.single = dtype.itemsize == 4
+        self.n_layers = len(specs)
+        self.n = n
+        self.layers = <LayerPlan*> PyMem_Malloc(self.n_layers * sizeof(LayerPlan))
+        if self.layers == NULL:
+            raise MemoryError()
+        self.arrays = (specs, params, grads, velocity, dlogits)
+        for i, spec in enumerate(specs):
+            L = &self.layers[i]
+            L.kind = DENSE if spec["kind"] == "dense" else RESIDUAL
+            L.activation, L.n_in, L.n_out = spec["activation"], spec["n_in"], spec["n_out"]
+            L.hidden = spec.get("hidden", 0)
+            L.W, L.b = _address(spec["W"], dtype), _address(spec["b"], dtype)
+            L.dW, L.db = _address(spec["dW"], dtype), _address(spec["db"], dtype)
+            L.W2, L.dW2 = _address(spec.get("W2"), dtype), _address(spec.get("dW2"), dtype)
+            L.out, L.dX = _address(spec["out"], dtype), _address(spec.get("dX"), dtype)
+            L.scratch, L.H = _address(spec["scratch"], dtype), _address(spec.get("H"), dtype)
+        self.n_in = self.layers[0].n_in
+        self.n_classes = self.layers[self.n_layers - 1].n_out
+        self.params, self.grads = _address(params, dtype), _address(grads, dtype)
+        self.velocity, self.dlogits = _address(velocity, dtype), _address(dlogits, dtype)
+        self.n_params = params.size
+
+    def __dealloc__(self):
+        PyMem_Free(self.layers)
+
+    def run(self, X, const Py_ssize_t[::1] labels, double lr, double momentum, bint nesterov,
+            double weight_decay):
+        """Returns ``(loss, n_correct, bad_row)``; ``bad_row`` is -1 or a row whose label is
+        out of range (nothing was computed then)."""
+        cdef const float[:, ::1] X32
+        cdef const double[:, ::1] X64
+        cdef double loss = 0.0
+        cdef Py_ssize_t correct = 0, bad
+        if labels.shape[0] != self.n:
+            raise ValueError(f"labels has {labels.shape[0]} entries, the step expects {self.n}")
+        if self.single:
+            X32 = X
+            if X32.shape[0] != self.n or X32.shape[1] != self.n_in:
+                raise ValueError(f"X must have shape ({self.n}, {self.n_in}), got {X.shape}")
+            with nogil:
+                bad = _train_step(self.layers, self.n_layers, &X32[0, 0], &labels[0],
+                                  <float*> self.dlogits, self.n, self.n_classes,
+                                  <float*> self.params, <float*> self.grads,
+                                  <float*> self.velocity, self.n_params, <float> lr,
+                                  <float> momentum, nesterov, <float> weight_decay, &loss,
+                                  &correct)
+        else:
+            X64 = X
+            if X64.shape[0] != self.n or X64.shape[1] != self.n_in:
+                raise ValueError(f"X must have shape ({self.n}, {self.n_in}), got {X.shape}")
+            with nogil:
+                bad = _train_step(self.layers, self.n_layers, &X64[0, 0], &labels[0],
+                                  <double*> self.dlogits, self.n, self.n_classes,
+                                  <double*> self.params, <double*> self.grads,
+                                  <double*> self.velocity, self.n_params, lr, momentum,
+                                  nesterov, weight_decay, &loss, &correct)
+        return loss, correct, bad

@@ -88,8 +88,16 @@ def activation_name(activation):
     return activation
 
 
-def out_array(name, out, shape, dtype):
-    """Check a caller-provided output array: exact shape and dtype, C-contiguous, writeable."""
+def no_overlap(name, out, inputs):
+    """A kernel that writes ``out`` while still reading an input would read its own output."""
+    for input_name, array in inputs.items():
+        if np.may_share_memory(out, array):
+            raise ValueError(f"{name} must not overlap the input {input_name}")
+
+
+def out_array(name, out, shape, dtype, inputs=None):
+    """Check a caller-provided output array: exact shape and dtype, C-contiguous, writeable,
+    and not overlapping any of ``inputs`` (a dict name -> array)."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {type(out).__name__}")
     if out.shape != shape or out.dtype != dtype:
@@ -100,17 +108,26 @@ def out_array(name, out, shape, dtype):
         raise ValueError(f"{name} must be C-contiguous")
     if not out.flags.writeable:
         raise ValueError(f"{name} must be writeable")
+    if inputs:
+        no_overlap(name, out, inputs)
     return out
 
 
-def out_tuple(out, names, shapes, dtype):
-    """Unpack ``out=`` given as a tuple of arrays, or allocate them when ``out`` is None."""
+def out_tuple(out, names, shapes, dtype, inputs=None):
+    """Unpack ``out=`` given as a tuple of arrays, or allocate them when ``out`` is None.
+
+    Given arrays must not overlap ``inputs`` nor each other.
+    """
     if out is None:
         return tuple(np.empty(shape, dtype=dtype) for shape in shapes)
     if not isinstance(out, tuple) or len(out) != len(names):
         raise TypeError(f"out must be a tuple of {len(names)} arrays ({', '.join(names)})")
-    return tuple(out_array(f"out[{i}] ({n})", o, s, dtype)
-                 for i, (n, o, s) in enumerate(zip(names, out, shapes)))
+    arrays = tuple(out_array(f"out[{i}] ({n})", o, s, dtype, inputs)
+                   for i, (n, o, s) in enumerate(zip(names, out, shapes)))
+    for i in range(len(arrays)):
+        no_overlap(f"out[{i}] ({names[i]})", arrays[i],
+                   {f"out[{j}] ({names[j]})": arrays[j] for j in range(i + 1, len(arrays))})
+    return arrays
 
 
 def real_number(name, value, minimum=None, maximum=None):
@@ -142,6 +159,11 @@ def inplace_vector(name, value):
     return value
 
 
+def _same_memory(a, b):
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides)
+
+
 def sgd_arguments(param, grad, velocity, lr, momentum, nesterov, weight_decay):
     """Check the arguments of ``sgd_momentum_``; return them normalised."""
     param = inplace_vector("param", param)
@@ -150,8 +172,13 @@ def sgd_arguments(param, grad, velocity, lr, momentum, nesterov, weight_decay):
     same_dtype(param=param, grad=grad, velocity=velocity)
     shape_is("grad", grad, param.shape, "same as param")
     shape_is("velocity", velocity, param.shape, "same as param")
-    if np.shares_memory(param, velocity):
+    # one pass reads grad[i] after writing param[j], velocity[j] for j < i: an overlap
+    # would read updated values (grad *being* param is fine: element i is read first)
+    if np.may_share_memory(param, velocity):
         raise ValueError("param and velocity must not overlap in memory")
+    for name, array in (("param", param), ("velocity", velocity)):
+        if np.may_share_memory(grad, array) and not _same_memory(grad, array):
+            raise ValueError(f"grad must not partly overlap {name} (it is updated in place)")
     lr = real_number("lr", lr, minimum=0.0)
     momentum = real_number("momentum", momentum, minimum=0.0)
     weight_decay = real_number("weight_decay", weight_decay, minimum=0.0)

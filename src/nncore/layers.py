@@ -99,6 +99,15 @@ class _Layer:
     def describe(self):
         return {"kind": self.kind, **{k: getattr(self, k) for k in self.config_keys}}
 
+    def step_spec(self):
+        """This layer for :func:`nncore.ops.train_step`: sizes and parameter/gradient views."""
+        spec = {"kind": self.kind, "activation": self.activation, "n_in": self.n_in,
+                "n_out": self.n_out, "hidden": getattr(self, "hidden", 0)}
+        # the fused step calls a residual block's W1, b1 "W", "b"
+        for key, name in zip(("W", "b", "W2"), self.param_shapes):
+            spec[key], spec["d" + key] = getattr(self, name), getattr(self, "d" + name)
+        return spec
+
 
 class Dense(_Layer):
     """Fused linear layer and activation, ``A = act(X @ W.T + b)``.

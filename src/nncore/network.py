@@ -179,6 +179,20 @@ class Network:
             grad = layer.backward(grad)
         return loss, n_correct
 
+    def train_step(self, n, velocity):
+        """A step function for batches of ``n`` rows: ``step.run(X, y, lr, momentum,
+        nesterov, weight_decay) -> (loss, n_correct, bad_row)`` computes the loss and
+        gradient and, if the loss is finite, applies the SGD update with ``velocity``.
+
+        On the kernels backend this is one fused nogil call
+        (:func:`nncore.ops.train_step`); on the reference backend, the same sequence of
+        NumPy calls, layer by layer.
+        """
+        if self.backend == "kernels":
+            return ops.train_step([layer.step_spec() for layer in self.layers], n,
+                                  self.params, self.grads, velocity)
+        return _LayerwiseStep(self, velocity)
+
     # --- public API --------------------------------------------------------------------------
 
     def loss_and_grad(self, X, y):
@@ -249,6 +263,27 @@ class Network:
         from .io import save
 
         return save(self, path)
+
+
+class _LayerwiseStep:
+    """The training step as separate backend calls (the reference backend's path)."""
+
+    def __init__(self, network, velocity):
+        self.network, self.velocity = network, velocity
+
+    @property
+    def outputs(self):
+        return [layer._current.out for layer in self.network.layers
+                if layer._current is not None]
+
+    def run(self, X, y, lr, momentum, nesterov, weight_decay):
+        network = self.network
+        loss, n_correct = network._loss_and_grad(X, y)
+        if math.isfinite(loss):
+            BACKENDS[network.backend].sgd_momentum_(network.params, network.grads,
+                                                    self.velocity, lr, momentum, nesterov,
+                                                    weight_decay)
+        return loss, n_correct, -1
 
 
 def _hidden_sizes(hidden):

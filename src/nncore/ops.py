@@ -108,17 +108,10 @@ class ResidualCache:
         return dH
 
 
-def _result(name, out, shape, dtype):
+def _result(name, out, shape, dtype, inputs):
     if out is None:
         return np.empty(shape, dtype=dtype)
-    return v.out_array(name, out, shape, dtype)
-
-
-def _no_overlap(out, **inputs):
-    """A kernel that writes ``out`` while still reading an input would read its own output."""
-    for name, array in inputs.items():
-        if np.may_share_memory(out, array):
-            raise ValueError(f"out must not overlap the input {name}")
+    return v.out_array(name, out, shape, dtype, inputs)
 
 
 # --- softmax cross-entropy -----------------------------------------------------------------
@@ -133,9 +126,7 @@ def softmax(logits, out=None):
         Written in place and returned.
     """
     logits = v.float_array("logits", logits, 2)
-    probs = _result("out", out, logits.shape, logits.dtype)
-    if out is not None:
-        _no_overlap(probs, logits=logits)
+    probs = _result("out", out, logits.shape, logits.dtype, {"logits": logits})
     _SOFTMAX[logits.dtype](logits, probs)
     return probs
 
@@ -163,9 +154,7 @@ def softmax_cross_entropy(logits, labels, out=None):
     labels = v.labels_array(labels, n)
     if n and k == 0:
         raise ValueError("logits must have at least one column (class)")
-    grad = _result("out", out, logits.shape, logits.dtype)
-    if out is not None:
-        _no_overlap(grad, logits=logits)
+    grad = _result("out", out, logits.shape, logits.dtype, {"logits": logits})
     loss, bad_row = _SOFTMAX_CE[logits.dtype](logits, labels, grad)
     if bad_row >= 0:
         raise v.label_range_error(labels, k)
@@ -196,9 +185,7 @@ def linear_forward(X, W, b, activation="identity", out=None, cache=None):
     """
     X, W, b, dtype = v.linear_arguments(X, W, b)
     code = ACTIVATION_CODES[v.activation_name(activation)]
-    A = _result("out", out, (X.shape[0], W.shape[0]), dtype)
-    if out is not None:
-        _no_overlap(A, X=X, W=W, b=b)
+    A = _result("out", out, (X.shape[0], W.shape[0]), dtype, {"X": X, "W": W, "b": b})
     _LINEAR_FORWARD[dtype](X, W, b, A, code)
     if cache is None:
         return A, LinearCache(X, W, A, activation)
@@ -230,10 +217,8 @@ def linear_backward(dA, cache, out=None):
     """
     X, W, A, activation = cache
     dA = v.gradient_argument("dA", dA, A, "the forward output A")
-    dX, dW, db = v.out_tuple(out, ("dX", "dW", "db"), (X.shape, W.shape, (W.shape[0],)), A.dtype)
-    if out is not None:
-        for target in (dX, dW, db):
-            _no_overlap(target, dA=dA, X=X, W=W, A=A)
+    dX, dW, db = v.out_tuple(out, ("dX", "dW", "db"), (X.shape, W.shape, (W.shape[0],)),
+                             A.dtype, {"dA": dA, "X": X, "W": W, "A": A})
     _LINEAR_BACKWARD[A.dtype](dA, X, W, A, cache.scratch(), dX, dW, db,
                               ACTIVATION_CODES[activation])
     return dX, dW, db
@@ -247,9 +232,8 @@ def linear_jvp(cache, dX, dW, db, out=None):
     """
     X, W, A, activation = cache
     dX, dW, db = v.linear_jvp_arguments(X, W, A, dX, dW, db)
-    dA = _result("out", out, A.shape, A.dtype)
-    if out is not None:
-        _no_overlap(dA, X=X, W=W, A=A, dX=dX, dW=dW, db=db)
+    dA = _result("out", out, A.shape, A.dtype,
+                 {"X": X, "W": W, "A": A, "dX": dX, "dW": dW, "db": db})
     _LINEAR_JVP[A.dtype](X, W, A, dX, dW, db, dA, ACTIVATION_CODES[activation])
     return dA
 
@@ -279,9 +263,7 @@ def residual_forward(X, W1, b1, W2, activation="tanh", out=None, cache=None):
     """
     X, W1, b1, W2, dtype = v.residual_arguments(X, W1, b1, W2)
     code = ACTIVATION_CODES[v.activation_name(activation)]
-    Y = _result("out", out, X.shape, dtype)
-    if out is not None:
-        _no_overlap(Y, X=X, W1=W1, b1=b1, W2=W2)
+    Y = _result("out", out, X.shape, dtype, {"X": X, "W1": W1, "b1": b1, "W2": W2})
     if cache is not None and not isinstance(cache, ResidualCache):
         raise TypeError(f"cache must be a ResidualCache from residual_forward, got {type(cache).__name__}")
     H_shape = (X.shape[0], W1.shape[0])
@@ -306,11 +288,9 @@ def residual_backward(dY, cache, out=None):
     X, W1, W2, H, activation = cache
     dY = v.gradient_argument("dY", dY, X, "the block input X")
     dX, dW1, db1, dW2 = v.out_tuple(
-        out, ("dX", "dW1", "db1", "dW2"), (X.shape, W1.shape, (W1.shape[0],), W2.shape), X.dtype
+        out, ("dX", "dW1", "db1", "dW2"), (X.shape, W1.shape, (W1.shape[0],), W2.shape), X.dtype,
+        {"dY": dY, "X": X, "W1": W1, "W2": W2, "H": H},
     )
-    if out is not None:
-        for target in (dX, dW1, db1, dW2):
-            _no_overlap(target, dY=dY, X=X, W1=W1, W2=W2, H=H)
     _RESIDUAL_BACKWARD[X.dtype](dY, X, W1, W2, H, cache.scratch(), dX, dW1, db1, dW2,
                                 ACTIVATION_CODES[activation])
     return dX, dW1, db1, dW2
@@ -322,9 +302,8 @@ def residual_jvp(cache, dX, dW1, db1, dW2, out=None):
     """
     X, W1, W2, H, activation = cache
     dX, dW1, db1, dW2 = v.residual_jvp_arguments(X, W1, W2, dX, dW1, db1, dW2)
-    dY = _result("out", out, X.shape, X.dtype)
-    if out is not None:
-        _no_overlap(dY, X=X, W1=W1, W2=W2, H=H, dX=dX, dW1=dW1, db1=db1, dW2=dW2)
+    dY = _result("out", out, X.shape, X.dtype, {"X": X, "W1": W1, "W2": W2, "H": H, "dX": dX,
+                                                 "dW1": dW1, "db1": db1, "dW2": dW2})
     _RESIDUAL_JVP[X.dtype](X, W1, W2, H, dX, dW1, db1, dW2, cache.scratch(), dY,
                            ACTIVATION_CODES[activation])
     return dY
@@ -365,3 +344,84 @@ def least_squares(A, x, b):
     grad = np.empty_like(x)
     loss = _LEAST_SQUARES[A.dtype](A, x, b, residual, grad)
     return loss, grad
+
+
+# --- a whole training step ------------------------------------------------------------------
+
+def train_step(layers, n, params, grads, velocity):
+    """Build a fused training step for batches of ``n`` rows: one nogil call per step.
+
+    Parameters
+    ----------
+    layers : list of dict
+        One per layer, in order: ``kind`` ("dense" or "residual"), ``activation``,
+        ``n_in``, ``n_out`` (and ``hidden`` for residual), and the parameter and gradient
+        views ``W``, ``b``, ``dW``, ``db`` (residual: ``W`` is W1, ``b`` is b1, plus ``W2``,
+        ``dW2``), each a C-contiguous view into ``params`` / ``grads``.
+    n : int >= 1
+    params, grads, velocity : 1-D arrays of one float dtype
+        The flat buffers: ``run`` writes ``grads`` and updates ``params`` and ``velocity``.
+
+    Returns
+    -------
+    TrainStep
+        ``step.run(X, labels, lr, momentum, nesterov, weight_decay)`` returns
+        ``(loss, n_correct, bad_row)``; the update is skipped when the loss is not finite.
+        ``step.outputs`` lists each layer's output buffer (the last holds the logits).
+    """
+    params = v.inplace_vector("params", params)
+    grads = v.inplace_vector("grads", grads)
+    velocity = v.inplace_vector("velocity", velocity)
+    dtype = v.same_dtype(params=params, grads=grads, velocity=velocity)
+    v.shape_is("grads", grads, params.shape, "same as params")
+    v.shape_is("velocity", velocity, params.shape, "same as params")
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if not layers:
+        raise ValueError("layers must not be empty")
+    specs, outputs, n_in = [], [], layers[0]["n_in"]
+    for i, layer in enumerate(layers):
+        kind = layer["kind"]
+        if kind not in ("dense", "residual"):
+            raise ValueError(f"layer {i}: kind must be 'dense' or 'residual', got {kind!r}")
+        if layer["n_in"] != n_in:
+            raise ValueError(f"layer {i} expects {layer['n_in']} inputs, gets {n_in}")
+        n_out, hidden = layer["n_out"], layer.get("hidden", 0)
+        if kind == "dense":
+            shapes = {"W": (n_out, n_in), "b": (n_out,)}
+            scratch_shape = (n, n_out)
+        else:
+            if n_out != n_in:
+                raise ValueError(f"layer {i}: a residual block keeps its width")
+            shapes = {"W": (hidden, n_in), "b": (hidden,), "W2": (n_in, hidden)}
+            scratch_shape = (n, hidden)
+        spec = {"kind": kind, "activation": ACTIVATION_CODES[v.activation_name(layer["activation"])],
+                "n_in": n_in, "n_out": n_out, "hidden": hidden}
+        for name, shape in shapes.items():
+            for key, base in ((name, params), ("d" + name, grads)):
+                view = layer[key]
+                if view.shape != shape or view.dtype != dtype or not view.flags.c_contiguous \
+                        or view.base is not base and not np.shares_memory(view, base):
+                    raise ValueError(
+                        f"layer {i}: {key} must be a C-contiguous {dtype} view of shape "
+                        f"{shape} into the flat buffer")
+                spec[key] = view
+        spec["out"] = np.empty((n, n_out), dtype=dtype)
+        spec["dX"] = np.empty((n, n_in), dtype=dtype) if i > 0 else None
+        spec["scratch"] = np.empty(scratch_shape, dtype=dtype)
+        spec["H"] = np.empty((n, hidden), dtype=dtype) if kind == "residual" else None
+        specs.append(spec)
+        outputs.append(spec["out"])
+        n_in = n_out
+    dlogits = np.empty((n, n_in), dtype=dtype)
+    step = _kernels.TrainStep(specs, n, params, grads, velocity, dlogits)
+    return _TrainStepHandle(step, outputs)
+
+
+class _TrainStepHandle:
+    """A TrainStep with its layer outputs at hand (for finding where values went NaN)."""
+
+    __slots__ = ("run", "outputs", "n")
+
+    def __init__(self, step, outputs):
+        self.run, self.outputs, self.n = step.run, outputs, outputs[0].shape[0]

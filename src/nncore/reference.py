@@ -74,7 +74,7 @@ def softmax(logits, out=None):
     """Row-wise softmax of ``logits`` ``(n, k)``."""
     logits = v.float_array("logits", logits, 2)
     if out is not None:
-        v.out_array("out", out, logits.shape, logits.dtype)
+        v.out_array("out", out, logits.shape, logits.dtype, {"logits": logits})
     z = logits.astype(np.float64)
     z = z - z.max(axis=1, keepdims=True) if z.size else z
     e = np.exp(z)
@@ -95,7 +95,7 @@ def softmax_cross_entropy(logits, labels, out=None):
     if labels.size and (labels.min() < 0 or labels.max() >= k):
         raise v.label_range_error(labels, k)
     if out is not None:
-        v.out_array("out", out, logits.shape, logits.dtype)
+        v.out_array("out", out, logits.shape, logits.dtype, {"logits": logits})
     if n == 0:
         return 0.0, _write(out, np.zeros_like(logits))
     z = logits.astype(np.float64)
@@ -121,7 +121,7 @@ def linear_forward(X, W, b, activation="identity", out=None, cache=None):
     X, W, b, dtype = v.linear_arguments(X, W, b)
     activation = v.activation_name(activation)
     if out is not None:
-        v.out_array("out", out, (X.shape[0], W.shape[0]), dtype)
+        v.out_array("out", out, (X.shape[0], W.shape[0]), dtype, {"X": X, "W": W, "b": b})
     A = _write(out, _activate(X @ W.T + b, activation))
     return A, LinearCache(X, W, A, activation)
 
@@ -130,7 +130,8 @@ def linear_backward(dA, cache, out=None):
     """Gradients ``(dX, dW, db)`` of a loss, given ``dA`` = dloss/dA ``(n, n_out)``."""
     X, W, A, activation = cache
     dA = v.gradient_argument("dA", dA, A, "the forward output A")
-    dX, dW, db = v.out_tuple(out, ("dX", "dW", "db"), (X.shape, W.shape, (W.shape[0],)), A.dtype)
+    dX, dW, db = v.out_tuple(out, ("dX", "dW", "db"), (X.shape, W.shape, (W.shape[0],)),
+                             A.dtype, {"dA": dA, "X": X, "W": W, "A": A})
     dZ = dA * _derivative(A, activation)
     _write(dX, dZ @ W)
     _write(dW, dZ.T @ X)
@@ -143,7 +144,8 @@ def linear_jvp(cache, dX, dW, db, out=None):
     X, W, A, activation = cache
     dX, dW, db = v.linear_jvp_arguments(X, W, A, dX, dW, db)
     if out is not None:
-        v.out_array("out", out, A.shape, A.dtype)
+        v.out_array("out", out, A.shape, A.dtype,
+                    {"X": X, "W": W, "A": A, "dX": dX, "dW": dW, "db": db})
     dZ = dX @ W.T + X @ dW.T + db
     return _write(out, _derivative(A, activation) * dZ)
 
@@ -158,7 +160,7 @@ def residual_forward(X, W1, b1, W2, activation="tanh", out=None, cache=None):
     X, W1, b1, W2, dtype = v.residual_arguments(X, W1, b1, W2)
     activation = v.activation_name(activation)
     if out is not None:
-        v.out_array("out", out, X.shape, dtype)
+        v.out_array("out", out, X.shape, dtype, {"X": X, "W1": W1, "b1": b1, "W2": W2})
     H = _activate(X @ W1.T + b1, activation)
     Y = _write(out, X + H @ W2.T)
     return Y, ResidualCache(X, W1, W2, H, activation)
@@ -169,7 +171,8 @@ def residual_backward(dY, cache, out=None):
     X, W1, W2, H, activation = cache
     dY = v.gradient_argument("dY", dY, X, "the block input X")
     dX, dW1, db1, dW2 = v.out_tuple(
-        out, ("dX", "dW1", "db1", "dW2"), (X.shape, W1.shape, (W1.shape[0],), W2.shape), X.dtype
+        out, ("dX", "dW1", "db1", "dW2"), (X.shape, W1.shape, (W1.shape[0],), W2.shape), X.dtype,
+        {"dY": dY, "X": X, "W1": W1, "W2": W2, "H": H},
     )
     dZ = (dY @ W2) * _derivative(H, activation)
     _write(dW2, dY.T @ H)
@@ -184,7 +187,8 @@ def residual_jvp(cache, dX, dW1, db1, dW2, out=None):
     X, W1, W2, H, activation = cache
     dX, dW1, db1, dW2 = v.residual_jvp_arguments(X, W1, W2, dX, dW1, db1, dW2)
     if out is not None:
-        v.out_array("out", out, X.shape, X.dtype)
+        v.out_array("out", out, X.shape, X.dtype, {"X": X, "W1": W1, "W2": W2, "H": H, "dX": dX,
+                                                   "dW1": dW1, "db1": db1, "dW2": dW2})
     dH = _derivative(H, activation) * (dX @ W1.T + X @ dW1.T + db1)
     return _write(out, dX + dH @ W2.T + H @ dW2.T)
 

@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 
-from .network import BACKENDS
 from .optim import SGD
 
 __all__ = ["fit", "History", "Callback", "EarlyStopping", "TrainingDiverged"]
@@ -142,10 +141,9 @@ def _checked_int(name, value, minimum):
     return int(value)
 
 
-def _first_nonfinite_layer(network):
-    for i, layer in enumerate(network.layers):
-        buffers = layer._current
-        if buffers is not None and not np.isfinite(buffers.out).all():
+def _first_nonfinite_layer(step):
+    for i, output in enumerate(step.outputs):
+        if not np.isfinite(output).all():
             return i
     return None
 
@@ -198,11 +196,13 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         raise TypeError(f"optimizer must be an nncore.SGD, got {type(optimizer).__name__}")
     callbacks = list(callbacks)
 
-    backend = BACKENDS[network.backend]
     rng = np.random.default_rng(seed)
     X_epoch, y_epoch = np.empty_like(X), np.empty_like(y)
     epoch_start_params = np.empty_like(network.params)
     optimizer.start(network.params, epochs)
+    # one step function per batch size: the full batches and the last, partial one
+    steps = {size: network.train_step(size, optimizer.velocity)
+             for size in {batch_size, n % batch_size or batch_size}}
     history = network.history = History()
     for callback in callbacks:
         callback.on_train_begin(network, history)
@@ -229,14 +229,15 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
             for step, start in enumerate(range(0, n, batch_size)):
                 X_batch = X_epoch[start:start + batch_size]
                 y_batch = y_epoch[start:start + batch_size]
-                loss, correct = network._loss_and_grad(X_batch, y_batch)
-                if not math.isfinite(loss):
+                train_step = steps[len(y_batch)]
+                loss, correct, _ = train_step.run(X_batch, y_batch, lr, optimizer.momentum,
+                                                  optimizer.nesterov, optimizer.weight_decay)
+                if not math.isfinite(loss):  # the update was skipped
                     restored = not np.isfinite(network.params).all()
-                    layer = _first_nonfinite_layer(network)
+                    layer = _first_nonfinite_layer(train_step)
                     if restored:
                         network.params[...] = epoch_start_params
                     raise TrainingDiverged(epoch, step, loss, layer, restored)
-                optimizer.step(network.params, network.grads, backend)
                 loss_sum += loss * len(y_batch)
                 n_correct += correct
             logs = {"epoch": epoch + 1, "loss": loss_sum / n, "accuracy": n_correct / n,
