@@ -13,7 +13,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("ops", "reference", "datasets", "layers", "network", "optim", "train", "io")
+_SUBMODULES = ("ops", "reference", "datasets", "layers", "network", "optim", "train", "io",
+               "plots", "cli")
 _NAMES = {
     "Network": "network", "mlp": "network", "resnet": "network",
     "softmax_regression": "network",

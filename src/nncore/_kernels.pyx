@@ -815,3 +815,65 @@ cdef class TrainStep:
                                   <double*> self.velocity, self.n_params, lr, momentum,
                                   nesterov, weight_decay, &loss, &correct)
         return loss, correct, bad
+
+    def run_many(self, X, const Py_ssize_t[::1] labels, Py_ssize_t n_steps, double lr,
+                 double momentum, bint nesterov, double weight_decay, double[::1] losses,
+                 Py_ssize_t[::1] n_correct):
+        """``n_steps`` consecutive steps on the consecutive row blocks of ``X``/``labels``
+        (each block has this step's ``n`` rows), without returning to Python in between.
+
+        ``losses[s]`` and ``n_correct[s]`` receive each step's loss and correct count. Stops
+        after the first step whose loss is not finite (its update is skipped) or whose
+        labels are out of range. Returns ``(steps_done, bad_row)``: ``steps_done`` counts
+        the steps whose losses were written, ``bad_row`` is -1 or the row of a bad label.
+        """
+        cdef const float[:, ::1] X32
+        cdef const double[:, ::1] X64
+        cdef Py_ssize_t s, bad = -1, rows = n_steps * self.n, correct = 0
+        cdef double loss = 0.0
+        if n_steps < 0 or labels.shape[0] < rows or losses.shape[0] < n_steps \
+                or n_correct.shape[0] < n_steps:
+            raise ValueError("labels, losses or n_correct too short for n_steps steps")
+        if n_steps == 0:
+            return 0, -1
+        if self.single:
+            X32 = X
+            if X32.shape[0] < rows or X32.shape[1] != self.n_in:
+                raise ValueError(f"X must have {rows} rows of {self.n_in} features")
+            with nogil:
+                for s in range(n_steps):
+                    bad = _train_step(self.layers, self.n_layers, &X32[s * self.n, 0],
+                                      &labels[s * self.n], <float*> self.dlogits, self.n,
+                                      self.n_classes, <float*> self.params,
+                                      <float*> self.grads, <float*> self.velocity,
+                                      self.n_params, <float> lr, <float> momentum, nesterov,
+                                      <float> weight_decay, &loss, &correct)
+                    if bad >= 0:
+                        break
+                    losses[s], n_correct[s] = loss, correct
+                    if loss - loss != 0:
+                        s += 1
+                        break
+                else:
+                    s = n_steps
+        else:
+            X64 = X
+            if X64.shape[0] < rows or X64.shape[1] != self.n_in:
+                raise ValueError(f"X must have {rows} rows of {self.n_in} features")
+            with nogil:
+                for s in range(n_steps):
+                    bad = _train_step(self.layers, self.n_layers, &X64[s * self.n, 0],
+                                      &labels[s * self.n], <double*> self.dlogits, self.n,
+                                      self.n_classes, <double*> self.params,
+                                      <double*> self.grads, <double*> self.velocity,
+                                      self.n_params, lr, momentum, nesterov, weight_decay,
+                                      &loss, &correct)
+                    if bad >= 0:
+                        break
+                    losses[s], n_correct[s] = loss, correct
+                    if loss - loss != 0:
+                        s += 1
+                        break
+                else:
+                    s = n_steps
+        return s, bad

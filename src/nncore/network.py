@@ -191,7 +191,7 @@ class Network:
         if self.backend == "kernels":
             return ops.train_step([layer.step_spec() for layer in self.layers], n,
                                   self.params, self.grads, velocity)
-        return _LayerwiseStep(self, velocity)
+        return _LayerwiseStep(self, velocity, n)
 
     # --- public API --------------------------------------------------------------------------
 
@@ -268,8 +268,8 @@ class Network:
 class _LayerwiseStep:
     """The training step as separate backend calls (the reference backend's path)."""
 
-    def __init__(self, network, velocity):
-        self.network, self.velocity = network, velocity
+    def __init__(self, network, velocity, n):
+        self.network, self.velocity, self.n = network, velocity, n
 
     @property
     def outputs(self):
@@ -284,6 +284,16 @@ class _LayerwiseStep:
                                                     self.velocity, lr, momentum, nesterov,
                                                     weight_decay)
         return loss, n_correct, -1
+
+    def run_many(self, X, y, n_steps, lr, momentum, nesterov, weight_decay, losses, n_correct):
+        n = self.n
+        for s in range(n_steps):
+            rows = slice(s * n, (s + 1) * n)
+            losses[s], n_correct[s], _ = self.run(X[rows], y[rows], lr, momentum, nesterov,
+                                                  weight_decay)
+            if not math.isfinite(losses[s]):
+                return s + 1, -1
+        return n_steps, -1
 
 
 def _hidden_sizes(hidden):

@@ -367,6 +367,9 @@ def train_step(layers, n, params, grads, velocity):
     TrainStep
         ``step.run(X, labels, lr, momentum, nesterov, weight_decay)`` returns
         ``(loss, n_correct, bad_row)``; the update is skipped when the loss is not finite.
+        ``step.run_many(X, labels, n_steps, lr, momentum, nesterov, weight_decay, losses,
+        n_correct)`` runs ``n_steps`` steps on consecutive row blocks without returning to
+        Python, stopping after a non-finite loss; it returns ``(steps_done, bad_row)``.
         ``step.outputs`` lists each layer's output buffer (the last holds the logits).
     """
     params = v.inplace_vector("params", params)
@@ -421,7 +424,8 @@ def train_step(layers, n, params, grads, velocity):
 class _TrainStepHandle:
     """A TrainStep with its layer outputs at hand (for finding where values went NaN)."""
 
-    __slots__ = ("run", "outputs", "n")
+    __slots__ = ("run", "run_many", "outputs", "n")
 
     def __init__(self, step, outputs):
-        self.run, self.outputs, self.n = step.run, outputs, outputs[0].shape[0]
+        self.run, self.run_many = step.run, step.run_many
+        self.outputs, self.n = outputs, outputs[0].shape[0]

@@ -20,6 +20,9 @@ from .optim import SGD
 
 __all__ = ["fit", "History", "Callback", "EarlyStopping", "TrainingDiverged"]
 
+#: Mini-batch steps per call into the compiled step (Ctrl-C is seen between calls).
+STEPS_PER_CALL = 32
+
 
 class TrainingDiverged(FloatingPointError):
     """Training produced a non-finite loss.
@@ -203,6 +206,15 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     # one step function per batch size: the full batches and the last, partial one
     steps = {size: network.train_step(size, optimizer.velocity)
              for size in {batch_size, n % batch_size or batch_size}}
+    # An epoch is run in chunks of STEPS_PER_CALL steps, each one call into compiled code;
+    # between chunks Python can see a Ctrl-C. (start row, batch size, steps) per chunk:
+    full, rest = divmod(n, batch_size)
+    batches = [(first * batch_size, batch_size, min(STEPS_PER_CALL, full - first))
+               for first in range(0, full, STEPS_PER_CALL)]
+    if rest:
+        batches.append((full * batch_size, rest, 1))
+    chunk_losses = np.empty(STEPS_PER_CALL)
+    chunk_correct = np.empty(STEPS_PER_CALL, dtype=np.intp)
     history = network.history = History()
     for callback in callbacks:
         callback.on_train_begin(network, history)
@@ -226,20 +238,22 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                 X_epoch[...], y_epoch[...] = X, y
             epoch_start_params[...] = network.params
             loss_sum, n_correct = 0.0, 0
-            for step, start in enumerate(range(0, n, batch_size)):
-                X_batch = X_epoch[start:start + batch_size]
-                y_batch = y_epoch[start:start + batch_size]
-                train_step = steps[len(y_batch)]
-                loss, correct, _ = train_step.run(X_batch, y_batch, lr, optimizer.momentum,
-                                                  optimizer.nesterov, optimizer.weight_decay)
-                if not math.isfinite(loss):  # the update was skipped
+            for start, size, count in batches:
+                train_step = steps[size]
+                rows = slice(start, start + size * count)
+                done, _ = train_step.run_many(X_epoch[rows], y_epoch[rows], count, lr,
+                                              optimizer.momentum, optimizer.nesterov,
+                                              optimizer.weight_decay, chunk_losses,
+                                              chunk_correct)
+                loss_sum += float(chunk_losses[:done].sum()) * size
+                n_correct += int(chunk_correct[:done].sum())
+                if done and not math.isfinite(chunk_losses[done - 1]):  # update was skipped
                     restored = not np.isfinite(network.params).all()
                     layer = _first_nonfinite_layer(train_step)
                     if restored:
                         network.params[...] = epoch_start_params
-                    raise TrainingDiverged(epoch, step, loss, layer, restored)
-                loss_sum += loss * len(y_batch)
-                n_correct += correct
+                    raise TrainingDiverged(epoch, start // batch_size + done - 1,
+                                           float(chunk_losses[done - 1]), layer, restored)
             logs = {"epoch": epoch + 1, "loss": loss_sum / n, "accuracy": n_correct / n,
                     "val_loss": math.nan, "val_accuracy": math.nan, "lr": lr}
             if validation_data is not None:

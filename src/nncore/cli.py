@@ -1,0 +1,227 @@
+"""The ``nncore`` command.
+
+    nncore train                      # default ResNet on the bundled Peaks data
+    nncore train --data gmm --arch mlp --layers 64,64,64 --epochs 20
+    nncore train --data path/to/PeaksData.mat --out runs --name my-run
+
+Bad arguments get one line on stderr and exit status 2, never a traceback.
+"""
+
+import argparse
+import datetime
+import math
+import os
+import sys
+import time
+
+__all__ = ["main"]
+
+#: The documented defaults of ``nncore train`` (and what ``nncore train`` with no argument does).
+TRAIN_DEFAULTS = {
+    "data": "peaks", "arch": "resnet", "width": 64, "depth": 4, "hidden": None,
+    "layers": "64,64,64", "activation": "tanh", "dtype": "float32", "epochs": 30,
+    "batch_size": 64, "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
+    "schedule": "cosine", "patience": 0, "seed": 0, "verbose": 1, "out": "runs",
+    "name": None, "plots": True,
+}
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the full usage stays under --help)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text):
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _layer_sizes(text):
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated widths, got {text!r}") from None
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"widths must be >= 1, got {text!r}")
+    return sizes
+
+
+def _build_parser():
+    parser = _ArgumentParser(prog="nncore", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_ArgumentParser)
+    train = commands.add_parser(
+        "train", help="train a network and save it with its history and figures",
+        description="Train a network by mini-batch SGD with momentum and write the model, "
+                    "history.csv and figures into OUT/NAME/.")
+    d = TRAIN_DEFAULTS
+    data = train.add_argument_group("data")
+    data.add_argument("--data", default=d["data"],
+                      help="'peaks', 'gmm', 'swissroll' (bundled) or a .mat/.npz/.csv path "
+                           "(default: %(default)s)")
+    model = train.add_argument_group("model")
+    model.add_argument("--arch", choices=("resnet", "mlp"), default=d["arch"],
+                       help="network kind (default: %(default)s)")
+    model.add_argument("--width", type=_positive_int, default=d["width"],
+                       help="ResNet width (default: %(default)s)")
+    model.add_argument("--depth", type=_non_negative_int, default=d["depth"],
+                       help="ResNet residual blocks (default: %(default)s)")
+    model.add_argument("--hidden", type=_positive_int, default=d["hidden"],
+                       help="units inside each residual block (default: the width)")
+    model.add_argument("--layers", type=_layer_sizes, default=_layer_sizes(d["layers"]),
+                       help="MLP hidden widths, comma-separated; '' for softmax regression "
+                            "(default: 64,64,64)")
+    model.add_argument("--activation", choices=("tanh", "relu", "sigmoid", "identity"),
+                       default=d["activation"], help="(default: %(default)s)")
+    model.add_argument("--dtype", choices=("float32", "float64"), default=d["dtype"],
+                       help="(default: %(default)s)")
+    model.add_argument("--seed", type=int, default=d["seed"],
+                       help="seeds initialisation and shuffling (default: %(default)s)")
+    opt = train.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=_non_negative_int, default=d["epochs"],
+                     help="(default: %(default)s)")
+    opt.add_argument("--batch-size", type=_positive_int, default=d["batch_size"],
+                     help="(default: %(default)s)")
+    opt.add_argument("--lr", type=_positive_float, default=d["lr"],
+                     help="learning rate (default: %(default)s)")
+    opt.add_argument("--momentum", type=_non_negative_float, default=d["momentum"],
+                     help="(default: %(default)s)")
+    opt.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    opt.add_argument("--weight-decay", type=_non_negative_float, default=d["weight_decay"],
+                     help="L2 penalty (default: %(default)s)")
+    opt.add_argument("--schedule", choices=("constant", "step", "exponential", "cosine"),
+                     default=d["schedule"], help="learning-rate schedule (default: %(default)s)")
+    opt.add_argument("--patience", type=_non_negative_int, default=d["patience"],
+                     help="stop after this many epochs without a better validation loss and "
+                          "keep the best weights; 0 = train all epochs (default: %(default)s)")
+    output = train.add_argument_group("output")
+    output.add_argument("--out", default=d["out"], help="output folder (default: %(default)s)")
+    output.add_argument("--name", default=d["name"],
+                        help="run name (default: DATA-ARCH-YYYYmmdd-HHMMSS)")
+    output.add_argument("--no-plots", dest="plots", action="store_false",
+                        help="do not write figures")
+    output.add_argument("--verbose", type=int, choices=(0, 1, 2), default=d["verbose"],
+                        help="0 quiet, 1 progress bar, 2 a line per epoch (default: %(default)s)")
+    return parser
+
+
+def _dataset_label(data):
+    return os.path.splitext(os.path.basename(data))[0] if os.sep in data or "." in data else data
+
+
+def _train(args):
+    from . import datasets
+    from .network import mlp, resnet
+    from .optim import SGD
+    from .train import EarlyStopping
+
+    X, y, X_val, y_val = datasets.load(args.data)
+    n_classes = int(max(y.max(), y_val.max())) + 1
+    if args.arch == "resnet":
+        net = resnet(X.shape[1], args.width, args.depth, n_classes, hidden=args.hidden,
+                     activation=args.activation, dtype=args.dtype, seed=args.seed)
+        described = (f"resnet width {args.width} depth {args.depth} "
+                     f"hidden {args.hidden or args.width} {args.activation}")
+    else:
+        net = mlp(X.shape[1], args.layers, n_classes, activation=args.activation,
+                  dtype=args.dtype, seed=args.seed)
+        described = f"mlp {'x'.join(map(str, args.layers)) or 'softmax regression'} {args.activation}"
+    optimizer = SGD(lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
+                    weight_decay=args.weight_decay, schedule=args.schedule)
+    callbacks = [EarlyStopping(patience=args.patience)] if args.patience else []
+
+    label = _dataset_label(args.data)
+    name = args.name or f"{label}-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = os.path.join(args.out, name)
+    os.makedirs(run_dir, exist_ok=True)
+
+    print(f"training {described} ({net.n_params:,} parameters, {net.dtype.name}) on {label}: "
+          f"{len(X):,} train / {len(X_val):,} validation samples, {X.shape[1]} features, "
+          f"{n_classes} classes", flush=True)
+    started = time.perf_counter()
+    history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
+                      optimizer=optimizer, validation_data=(X_val, y_val), seed=args.seed,
+                      verbose=args.verbose, callbacks=callbacks)
+    elapsed = time.perf_counter() - started
+
+    model_path = net.save(os.path.join(run_dir, "model.npz"))
+    history.to_csv(os.path.join(run_dir, "history.csv"))
+    figures = []
+    if args.plots and len(history):
+        from . import plots
+
+        figures.append(plots.learning_curves(
+            history, os.path.join(run_dir, "learning_curves.png"),
+            title=f"{described} on {label}"))
+        if X.shape[1] == 2:
+            figures.append(plots.decision_boundary(
+                net, X_val, y_val, os.path.join(run_dir, "decision_boundary.png"),
+                title=f"{described} on {label} (validation points)"))
+
+    train_scores = net.evaluate(X, y)
+    val_scores = net.evaluate(X_val, y_val)
+    steps = len(history) * math.ceil(len(X) / args.batch_size)
+    train_seconds = sum(history["seconds"]) or float("nan")
+    rows = [
+        ("", "loss", "accuracy"),
+        ("train", f"{train_scores['loss']:.4f}", f"{train_scores['accuracy']:.4f}"),
+        ("validation", f"{val_scores['loss']:.4f}", f"{val_scores['accuracy']:.4f}"),
+    ]
+    print()
+    for row in rows:
+        print(f"  {row[0]:<12}{row[1]:>10}{row[2]:>10}")
+    print(f"  parameters  {net.n_params:,}")
+    print(f"  epochs      {len(history)}"
+          + (" (interrupted)" if history.interrupted else "")
+          + (" (early stop, best weights kept)" if history.stopped_early else ""))
+    print(f"  time        {elapsed:.1f} s ({steps / train_seconds:,.0f} steps/s)")
+    print(f"  saved       {model_path}, {os.path.join(run_dir, 'history.csv')}"
+          + "".join(f", {figure}" for figure in figures))
+    if history.interrupted:
+        print("training was interrupted; the model and history above hold what was learned",
+              file=sys.stderr)
+    return 0
+
+
+def main(argv=None):
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _train(args)
+    except (ValueError, TypeError, FileNotFoundError, PermissionError) as error:
+        print(f"nncore {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nncore {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
