@@ -1,4 +1,5 @@
-"""Model files: an ``.npz`` of plain arrays plus a JSON header, never a pickle.
+"""Model files and training checkpoints: ``.npz`` files of plain arrays plus a JSON header,
+never a pickle.
 
 The file holds two arrays: ``header``, a 1-D uint8 array of UTF-8 JSON
 (``{"format": "nncore-model", "format_version": 1, "nncore_version", "dtype",
@@ -16,7 +17,8 @@ import numpy as np
 
 from . import __version__
 
-__all__ = ["save", "load", "ModelFileError", "FORMAT_VERSION"]
+__all__ = ["save", "load", "save_checkpoint", "load_checkpoint", "ModelFileError",
+           "FORMAT_VERSION"]
 
 FORMAT = "nncore-model"
 FORMAT_VERSION = 1
@@ -59,8 +61,9 @@ def save(network, path):
     return path
 
 
-def read_header_and_params(path):
-    """Open a model file and return ``(header, params)``, or raise ModelFileError."""
+def read_header_and_params(path, expected_format=FORMAT):
+    """Open a model file (or a checkpoint, with ``expected_format``) and return
+    ``(header, params)``, or raise ModelFileError."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model file at {path!r}")
@@ -84,8 +87,9 @@ def read_header_and_params(path):
         header = json.loads(header_bytes.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelFileError(f"{path!r}: the header is not valid JSON ({error})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ModelFileError(f"{path!r} is not an nncore model file")
+    if not isinstance(header, dict) or header.get("format") != expected_format:
+        what = "model file" if expected_format == FORMAT else "checkpoint"
+        raise ModelFileError(f"{path!r} is not an nncore {what}")
     if header.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(
             f"{path!r} has model format version {header.get('format_version')!r}; this "
@@ -120,3 +124,51 @@ def load(path, backend="kernels"):
             f"the file has {params.size}")
     network.params[...] = params
     return network
+
+
+# --- training checkpoints ----------------------------------------------------------------------
+
+CHECKPOINT_FORMAT = "nncore-checkpoint"
+CHECKPOINT_FILE = "checkpoint.npz"
+
+
+def save_checkpoint(path, network, velocity, state):
+    """Write a training checkpoint atomically: the model, the optimizer's velocity and
+    ``state`` (a JSON-able dict: epochs done, shuffling RNG state, history, settings)."""
+    header = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "nncore_version": __version__,
+        "dtype": network.dtype.name,
+        "n_params": int(network.n_params),
+        "layers": network.layer_specs(),
+        "architecture": network.architecture,
+        "state": state,
+    }
+    header_bytes = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    atomic_write(path, lambda f: np.savez(f, header=header_bytes, params=network.params,
+                                          velocity=velocity))
+    return path
+
+
+def load_checkpoint(path):
+    """Read a checkpoint: returns ``(header, params, velocity)``; header["state"] holds the
+    training state. Raises ModelFileError for anything that is not a valid checkpoint."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "velocity" not in archive.files:
+                raise ModelFileError(f"{path!r} is not an nncore checkpoint: it lacks 'velocity'")
+            velocity = archive["velocity"]
+    except ModelFileError:
+        raise
+    except ValueError as error:
+        raise ModelFileError(f"{path!r} cannot be read safely as a checkpoint: {error}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as error:
+        raise ModelFileError(f"{path!r} is truncated or corrupted: {error}") from None
+    header, params = read_header_and_params(path, expected_format=CHECKPOINT_FORMAT)
+    if velocity.shape != params.shape or velocity.dtype != params.dtype:
+        raise ModelFileError(f"{path!r}: velocity does not match the parameters")
+    if not isinstance(header.get("state"), dict):
+        raise ModelFileError(f"{path!r}: the checkpoint has no training state")
+    return header, params, velocity

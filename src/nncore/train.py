@@ -11,11 +11,13 @@
 
 import csv
 import math
+import os
 import sys
 import time
 
 import numpy as np
 
+from . import io
 from .optim import SGD
 
 __all__ = ["fit", "History", "Callback", "EarlyStopping", "TrainingDiverged"]
@@ -152,7 +154,7 @@ def _first_nonfinite_layer(step):
 
 
 def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data=None,
-        seed=0, verbose=1, callbacks=(), shuffle=True):
+        seed=0, verbose=1, callbacks=(), shuffle=True, checkpoint=None, checkpoint_every=1):
     """Train ``network`` by mini-batch SGD on ``(X, y)``.
 
     Parameters
@@ -172,6 +174,13 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         0 silent, 1 a tqdm progress bar, 2 one line per epoch.
     callbacks : list of Callback
     shuffle : bool
+    checkpoint : path of a folder, optional
+        Every ``checkpoint_every`` epochs (and after the last) the weights, the optimizer's
+        velocity, the shuffling state and the history are written atomically to
+        ``checkpoint/checkpoint.npz``. If that file exists when ``fit`` starts, training
+        resumes from it and ends exactly as an uninterrupted run would (the network, data,
+        batch size, seed and optimizer settings must be the same; callbacks start afresh).
+    checkpoint_every : int >= 1
 
     Returns
     -------
@@ -198,6 +207,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     if not isinstance(optimizer, SGD):
         raise TypeError(f"optimizer must be an nncore.SGD, got {type(optimizer).__name__}")
     callbacks = list(callbacks)
+    checkpoint_every = _checked_int("checkpoint_every", checkpoint_every, 1)
 
     rng = np.random.default_rng(seed)
     X_epoch, y_epoch = np.empty_like(X), np.empty_like(y)
@@ -216,6 +226,17 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     chunk_losses = np.empty(STEPS_PER_CALL)
     chunk_correct = np.empty(STEPS_PER_CALL, dtype=np.intp)
     history = network.history = History()
+    settings = {"n_samples": n, "batch_size": batch_size, "seed": seed, "shuffle": bool(shuffle),
+                "epochs": epochs, "optimizer": optimizer.config()}
+    checkpoint_path, first_epoch = None, 0
+    if checkpoint is not None:
+        os.makedirs(checkpoint, exist_ok=True)
+        checkpoint_path = os.path.join(checkpoint, io.CHECKPOINT_FILE)
+        if os.path.exists(checkpoint_path):
+            first_epoch = _resume(checkpoint_path, network, optimizer, rng, history, settings)
+            if verbose:
+                print(f"resuming from {checkpoint_path} after epoch {first_epoch}",
+                      file=sys.stderr, flush=True)
     for callback in callbacks:
         callback.on_train_begin(network, history)
 
@@ -224,10 +245,10 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     if verbose == 1:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=epochs * steps_per_epoch, unit="step", file=sys.stderr,
-                   dynamic_ncols=True, leave=True)
+        bar = tqdm(total=epochs * steps_per_epoch, initial=first_epoch * steps_per_epoch,
+                   unit="step", file=sys.stderr, dynamic_ncols=True, leave=True)
     try:
-        for epoch in range(epochs):
+        for epoch in range(first_epoch, epochs):
             started = time.perf_counter()
             lr = optimizer.lr_at(epoch)
             if shuffle:
@@ -267,6 +288,10 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
             elif verbose == 2:
                 print(f"epoch {epoch + 1}/{epochs}  {_epoch_summary(logs)}  "
                       f"{logs['seconds']:.2f}s", flush=True)
+            if checkpoint_path and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+                state = {"epochs_done": epoch + 1, "rng": rng.bit_generator.state,
+                         "history": history.history, "settings": settings}
+                io.save_checkpoint(checkpoint_path, network, optimizer.velocity, state)
             stop = [callback.on_epoch_end(network, epoch, logs) for callback in callbacks]
             if any(stop):
                 history.stopped_early = epoch + 1
@@ -282,6 +307,26 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     for callback in callbacks:
         callback.on_train_end(network, history)
     return history
+
+
+def _resume(path, network, optimizer, rng, history, settings):
+    """Restore a checkpoint into the run; returns the number of epochs already done."""
+    header, params, velocity = io.load_checkpoint(path)
+    state = header["state"]
+    if header["layers"] != network.layer_specs() or header["dtype"] != network.dtype.name:
+        raise ValueError(f"the checkpoint {path!r} holds a different network "
+                         f"({header['layers']}, {header['dtype']})")
+    saved = state.get("settings", {})
+    for key, value in settings.items():
+        if key != "epochs" and saved.get(key) != value:
+            raise ValueError(f"the checkpoint {path!r} was written with {key}={saved.get(key)!r}, "
+                             f"this run has {key}={value!r}; use another checkpoint folder")
+    network.params[...] = params
+    optimizer.velocity[...] = velocity
+    rng.bit_generator.state = state["rng"]
+    for column in History.COLUMNS:
+        history.history[column] = list(state["history"][column])
+    return int(state["epochs_done"])
 
 
 def _epoch_summary(logs):
