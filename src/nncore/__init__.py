@@ -14,7 +14,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("ops", "reference", "datasets", "layers", "network", "optim", "train", "io",
-               "plots", "cli")
+               "plots", "cli", "sklearn")
 _NAMES = {
     "Network": "network", "mlp": "network", "resnet": "network",
     "softmax_regression": "network",
@@ -25,7 +25,8 @@ _NAMES = {
     "load": "io", "save": "io", "ModelFileError": "io",
 }
 
-__all__ = ["__version__", *_SUBMODULES, *_NAMES]
+# "sklearn" needs the optional scikit-learn, so `from nncore import *` leaves it out
+__all__ = ["__version__", *(m for m in _SUBMODULES if m != "sklearn"), *_NAMES]
 
 
 def __getattr__(name):

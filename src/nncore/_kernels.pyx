@@ -496,6 +496,26 @@ cdef void _sgd_momentum(floating* param, const floating* grad, floating* velocit
             param[i] = param[i] - lr * v
 
 
+cdef bint _sgd_update_is_finite(const floating* param, const floating* grad,
+                                 const floating* velocity, Py_ssize_t size, floating lr,
+                                 floating momentum, bint nesterov,
+                                 floating weight_decay) noexcept nogil:
+    """Whether the update of _sgd_momentum would leave every parameter and velocity finite.
+
+    Computes the update without writing it; x - x is 0 for finite x and NaN for inf or NaN,
+    so one sum answers for all (and the loop has no branch, so it vectorises).
+    """
+    cdef Py_ssize_t i
+    cdef floating g, v, p
+    cdef floating check = 0
+    for i in range(size):
+        g = grad[i] + weight_decay * param[i]
+        v = momentum * velocity[i] + g
+        p = param[i] - lr * (g + momentum * v if nesterov else v)
+        check += (p - p) + (v - v)
+    return check == 0
+
+
 # --- a whole training step -------------------------------------------------------------------
 
 cdef struct LayerPlan:
@@ -521,6 +541,11 @@ cdef struct LayerPlan:
 cdef enum:
     DENSE = 0
     RESIDUAL = 1
+
+# _train_step's return value when it skipped an update that would overflow the weights.
+cdef enum:
+    STEP_UPDATE_NOT_FINITE = -2
+UPDATE_NOT_FINITE = STEP_UPDATE_NOT_FINITE
 
 
 cdef void _plan_forward(const LayerPlan* layers, int n_layers, const floating* X,
@@ -586,10 +611,11 @@ cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floatin
                             Py_ssize_t n_params, floating lr, floating momentum,
                             bint nesterov, floating weight_decay, double* loss,
                             Py_ssize_t* n_correct) noexcept nogil:
-    """Forward, loss, backward and (if the loss is finite) the SGD update, in one call.
+    """Forward, loss, backward and the SGD update, in one call.
 
     Returns -1, or the first row with a label outside [0, n_classes) (then nothing else is
-    done). A non-finite loss leaves the parameters untouched.
+    done), or UPDATE_NOT_FINITE. The update is applied only if the loss is finite and the
+    updated parameters and velocity would all be finite: the weights never go non-finite.
     """
     cdef const floating* logits
     cdef Py_ssize_t bad
@@ -600,8 +626,12 @@ cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floatin
         return bad
     n_correct[0] = _count_correct(logits, labels, n, n_classes)
     _plan_backward(layers, n_layers, X, dlogits, n)
-    if loss[0] - loss[0] == 0:  # finite: inf - inf and NaN - NaN are NaN
-        _sgd_momentum(params, grads, velocity, n_params, lr, momentum, nesterov, weight_decay)
+    if loss[0] - loss[0] != 0:  # not finite: inf - inf and NaN - NaN are NaN
+        return -1
+    if not _sgd_update_is_finite(params, grads, velocity, n_params, lr, momentum, nesterov,
+                                 weight_decay):
+        return STEP_UPDATE_NOT_FINITE
+    _sgd_momentum(params, grads, velocity, n_params, lr, momentum, nesterov, weight_decay)
     return -1
 
 
@@ -785,8 +815,9 @@ cdef class TrainStep:
 
     def run(self, X, const Py_ssize_t[::1] labels, double lr, double momentum, bint nesterov,
             double weight_decay):
-        """Returns ``(loss, n_correct, bad_row)``; ``bad_row`` is -1 or a row whose label is
-        out of range (nothing was computed then)."""
+        """Returns ``(loss, n_correct, status)``: ``status`` is -1, UPDATE_NOT_FINITE (the
+        update was skipped because it would make the weights non-finite), or a row whose
+        label is out of range (nothing was computed then)."""
         cdef const float[:, ::1] X32
         cdef const double[:, ::1] X64
         cdef double loss = 0.0
@@ -823,9 +854,10 @@ cdef class TrainStep:
         (each block has this step's ``n`` rows), without returning to Python in between.
 
         ``losses[s]`` and ``n_correct[s]`` receive each step's loss and correct count. Stops
-        after the first step whose loss is not finite (its update is skipped) or whose
-        labels are out of range. Returns ``(steps_done, bad_row)``: ``steps_done`` counts
-        the steps whose losses were written, ``bad_row`` is -1 or the row of a bad label.
+        after the first step whose loss is not finite or whose update would make the
+        weights non-finite (its update is skipped), or whose labels are out of range.
+        Returns ``(steps_done, status)``: ``steps_done`` counts the steps whose losses were
+        written; ``status`` is -1, UPDATE_NOT_FINITE, or the row of a bad label.
         """
         cdef const float[:, ::1] X32
         cdef const double[:, ::1] X64
@@ -851,7 +883,7 @@ cdef class TrainStep:
                     if bad >= 0:
                         break
                     losses[s], n_correct[s] = loss, correct
-                    if loss - loss != 0:
+                    if loss - loss != 0 or bad == STEP_UPDATE_NOT_FINITE:
                         s += 1
                         break
                 else:
@@ -871,7 +903,7 @@ cdef class TrainStep:
                     if bad >= 0:
                         break
                     losses[s], n_correct[s] = loss, correct
-                    if loss - loss != 0:
+                    if loss - loss != 0 or bad == STEP_UPDATE_NOT_FINITE:
                         s += 1
                         break
                 else:

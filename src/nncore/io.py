@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -28,12 +29,36 @@ class ModelFileError(ValueError):
     """A model file that is missing parts, corrupted, of another format or version."""
 
 
+def _file_mode():
+    """The mode a plain ``open(path, "w")`` would give: 0o666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _json_default(value):
+    """Let NumPy scalars and arrays in an architecture dict go into the JSON header."""
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in a model file header")
+
+
+def _header_array(header):
+    return np.frombuffer(json.dumps(header, default=_json_default).encode("utf-8"),
+                         dtype=np.uint8)
+
+
 def atomic_write(path, write):
     """Call ``write(file_object)`` on a temporary file, then rename it to ``path``."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".partial", dir=folder)
     try:
+        os.fchmod(fd, _file_mode())  # mkstemp makes 0600 files; follow the umask instead
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -56,9 +81,22 @@ def save(network, path):
         "layers": network.layer_specs(),
         "architecture": network.architecture,
     }
-    header_bytes = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    header_bytes = _header_array(header)
     atomic_write(path, lambda f: np.savez(f, header=header_bytes, params=network.params))
     return path
+
+
+#: What a damaged zip archive can raise while being read (zlib.error for bad deflate data,
+#: NotImplementedError for a mangled compression-method field).
+_CORRUPTION_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError,
+                      NotImplementedError)
+
+
+def _open_npz(path):
+    archive = np.load(path, allow_pickle=False)
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # a .npy file holds one bare array
+        raise ModelFileError(f"{path!r} is not an nncore file: it is not an .npz archive")
+    return archive
 
 
 def read_header_and_params(path, expected_format=FORMAT):
@@ -68,7 +106,7 @@ def read_header_and_params(path, expected_format=FORMAT):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model file at {path!r}")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with _open_npz(path) as archive:
             missing = {"header", "params"} - set(archive.files)
             if missing:
                 raise ModelFileError(
@@ -79,7 +117,7 @@ def read_header_and_params(path, expected_format=FORMAT):
         raise
     except ValueError as error:  # object arrays refused by allow_pickle=False, bad arrays
         raise ModelFileError(f"{path!r} cannot be read safely as a model file: {error}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as error:
+    except _CORRUPTION_ERRORS as error:
         raise ModelFileError(f"{path!r} is truncated or corrupted: {error}") from None
     if header_bytes.dtype != np.uint8 or header_bytes.ndim != 1:
         raise ModelFileError(f"{path!r}: the header is not a byte array")
@@ -90,9 +128,10 @@ def read_header_and_params(path, expected_format=FORMAT):
     if not isinstance(header, dict) or header.get("format") != expected_format:
         what = "model file" if expected_format == FORMAT else "checkpoint"
         raise ModelFileError(f"{path!r} is not an nncore {what}")
-    if header.get("format_version") != FORMAT_VERSION:
+    version = header.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
         raise ModelFileError(
-            f"{path!r} has model format version {header.get('format_version')!r}; this "
+            f"{path!r} has model format version {version!r}; this "
             f"nncore ({__version__}) reads version {FORMAT_VERSION}")
     for key in ("dtype", "n_params", "layers"):
         if key not in header:
@@ -145,7 +184,7 @@ def save_checkpoint(path, network, velocity, state):
         "architecture": network.architecture,
         "state": state,
     }
-    header_bytes = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    header_bytes = _header_array(header)
     atomic_write(path, lambda f: np.savez(f, header=header_bytes, params=network.params,
                                           velocity=velocity))
     return path
@@ -156,7 +195,7 @@ def load_checkpoint(path):
     training state. Raises ModelFileError for anything that is not a valid checkpoint."""
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with _open_npz(path) as archive:
             if "velocity" not in archive.files:
                 raise ModelFileError(f"{path!r} is not an nncore checkpoint: it lacks 'velocity'")
             velocity = archive["velocity"]
@@ -164,7 +203,7 @@ def load_checkpoint(path):
         raise
     except ValueError as error:
         raise ModelFileError(f"{path!r} cannot be read safely as a checkpoint: {error}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as error:
+    except _CORRUPTION_ERRORS as error:
         raise ModelFileError(f"{path!r} is truncated or corrupted: {error}") from None
     header, params = read_header_and_params(path, expected_format=CHECKPOINT_FORMAT)
     if velocity.shape != params.shape or velocity.dtype != params.dtype:

@@ -135,10 +135,10 @@ class Network:
         """y as intp class indices in ``[0, n_classes)`` with ``n_samples`` entries."""
         y = np.asarray(y)
         if y.dtype.kind not in "iu":
-            if y.dtype.kind == "f" and y.size and np.all(y == np.round(y)):
-                y = y.astype(np.intp)
-            else:
+            integral = y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
+            if not integral:  # an empty float array (np.asarray([])) counts as integral
                 raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+            y = y.astype(np.intp)
         if y.ndim != 1:
             raise ValueError(f"{name} must be 1-D, got shape {y.shape}")
         if y.shape[0] != n_samples:
@@ -279,27 +279,41 @@ class _LayerwiseStep:
     def run(self, X, y, lr, momentum, nesterov, weight_decay):
         network = self.network
         loss, n_correct = network._loss_and_grad(X, y)
-        if math.isfinite(loss):
-            BACKENDS[network.backend].sgd_momentum_(network.params, network.grads,
-                                                    self.velocity, lr, momentum, nesterov,
-                                                    weight_decay)
+        if not math.isfinite(loss):
+            return loss, n_correct, -1
+        # update copies first, so weights that would go non-finite are never written
+        params, velocity = network.params.copy(), self.velocity.copy()
+        BACKENDS[network.backend].sgd_momentum_(params, network.grads, velocity, lr, momentum,
+                                                nesterov, weight_decay)
+        if not (np.isfinite(params).all() and np.isfinite(velocity).all()):
+            return loss, n_correct, ops.UPDATE_NOT_FINITE
+        network.params[...], self.velocity[...] = params, velocity
         return loss, n_correct, -1
 
     def run_many(self, X, y, n_steps, lr, momentum, nesterov, weight_decay, losses, n_correct):
         n = self.n
         for s in range(n_steps):
             rows = slice(s * n, (s + 1) * n)
-            losses[s], n_correct[s], _ = self.run(X[rows], y[rows], lr, momentum, nesterov,
-                                                  weight_decay)
-            if not math.isfinite(losses[s]):
-                return s + 1, -1
+            losses[s], n_correct[s], status = self.run(X[rows], y[rows], lr, momentum,
+                                                       nesterov, weight_decay)
+            if not math.isfinite(losses[s]) or status != -1:
+                return s + 1, status
         return n_steps, -1
+
+
+def _size(name, value, minimum=1):
+    """A layer size as a Python int (so it can go into a JSON header)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def _hidden_sizes(hidden):
     if isinstance(hidden, (int, np.integer)):
         hidden = [hidden]
-    return list(hidden)
+    return [_size("hidden", width) for width in hidden]
 
 
 def mlp(n_in, hidden, n_classes, activation="tanh", dtype="float32", seed=0, backend="kernels"):
@@ -307,6 +321,7 @@ def mlp(n_in, hidden, n_classes, activation="tanh", dtype="float32", seed=0, bac
 
     ``hidden`` lists the hidden widths (``[]`` gives softmax regression).
     """
+    n_in, n_classes = _size("n_in", n_in), _size("n_classes", n_classes)
     hidden = _hidden_sizes(hidden)
     sizes = [n_in, *hidden]
     layers = [Dense(a, b, activation) for a, b in zip(sizes, sizes[1:])]
@@ -328,10 +343,9 @@ def resnet(n_in, width, depth, n_classes, hidden=None, activation="tanh", dtype=
 
     Each block's W2 starts scaled by ``1 / sqrt(depth)`` so the stack starts near identity.
     """
-    depth = int(depth)
-    if depth < 0:
-        raise ValueError(f"depth must be >= 0, got {depth}")
-    hidden = width if hidden is None else hidden
+    n_in, n_classes = _size("n_in", n_in), _size("n_classes", n_classes)
+    width, depth = _size("width", width), _size("depth", depth, minimum=0)
+    hidden = width if hidden is None else _size("hidden", hidden)
     layers = [Dense(n_in, width, activation)]
     layers += [Residual(width, hidden, activation, branch_scale=1 / math.sqrt(max(depth, 1)))
                for _ in range(depth)]

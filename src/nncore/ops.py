@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 ACTIVATIONS = v.ACTIVATIONS
+#: Status of a TrainStep that skipped an update because it would make the weights non-finite.
+UPDATE_NOT_FINITE = _kernels.UPDATE_NOT_FINITE
 #: Activation name -> code understood by the kernels (the enum at the top of _kernels.pyx).
 ACTIVATION_CODES = {"identity": 0, "tanh": 1, "relu": 2, "sigmoid": 3}
 
@@ -366,10 +368,13 @@ def train_step(layers, n, params, grads, velocity):
     -------
     TrainStep
         ``step.run(X, labels, lr, momentum, nesterov, weight_decay)`` returns
-        ``(loss, n_correct, bad_row)``; the update is skipped when the loss is not finite.
+        ``(loss, n_correct, status)``; the update is skipped when the loss is not finite,
+        and also when it would make a weight non-finite (then ``status`` is
+        :data:`UPDATE_NOT_FINITE`; otherwise -1, or the row of an out-of-range label).
         ``step.run_many(X, labels, n_steps, lr, momentum, nesterov, weight_decay, losses,
         n_correct)`` runs ``n_steps`` steps on consecutive row blocks without returning to
-        Python, stopping after a non-finite loss; it returns ``(steps_done, bad_row)``.
+        Python, stopping after a non-finite loss or a skipped update; it returns
+        ``(steps_done, status)``.
         ``step.outputs`` lists each layer's output buffer (the last holds the logits).
     """
     params = v.inplace_vector("params", params)

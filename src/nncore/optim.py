@@ -110,7 +110,9 @@ class SGD:
             self._schedule_fn = schedule
 
     def lr_at(self, epoch):
-        """Set and return the learning rate of ``epoch``."""
+        """Set and return the learning rate of ``epoch`` (after :meth:`start`)."""
+        if self._schedule_fn is None:
+            raise RuntimeError("call SGD.start(params, epochs) before lr_at (fit does this)")
         lr = float(self._schedule_fn(self.lr, epoch))
         if not math.isfinite(lr) or lr < 0:
             raise ValueError(f"the schedule gave an invalid learning rate {lr} at epoch {epoch}")

@@ -3,8 +3,9 @@
 - Each epoch shuffles the training set once into a reusable buffer, so every mini-batch is a
   contiguous view and a training step allocates nothing. The last partial batch is used.
 - The same ``seed`` (and the same network seed) gives bit-identical weights and history.
-- A non-finite loss stops training with :class:`TrainingDiverged`, naming the epoch, the
-  step and the first layer whose output went non-finite; the network keeps finite weights.
+- A non-finite loss, or an update that would make a weight non-finite, stops training with
+  :class:`TrainingDiverged`, naming the epoch, the step and the first layer whose output
+  went non-finite; that update is not applied, so the network keeps finite weights.
 - Ctrl-C ends training cleanly: the weights and the history so far are kept, and
   ``history.interrupted`` is True.
 """
@@ -17,7 +18,7 @@ import time
 
 import numpy as np
 
-from . import io
+from . import io, ops
 from .optim import SGD
 
 __all__ = ["fit", "History", "Callback", "EarlyStopping", "TrainingDiverged"]
@@ -27,22 +28,25 @@ STEPS_PER_CALL = 32
 
 
 class TrainingDiverged(FloatingPointError):
-    """Training produced a non-finite loss.
+    """Training produced a non-finite loss, or an update that would make weights non-finite.
 
     Attributes: ``epoch`` and ``step`` (0-based), ``loss``, ``layer`` (index of the first
-    layer whose output was non-finite, or None if only the loss was), ``restored`` (True if
-    the weights had become non-finite and were reset to those of the epoch's start).
+    layer whose output was non-finite, or None), ``update_overflow`` (True when the loss was
+    finite but the update would have overflowed). Either way the update was not applied:
+    the network keeps its last weights, which are finite.
     """
 
-    def __init__(self, epoch, step, loss, layer, restored):
-        self.epoch, self.step, self.loss, self.layer, self.restored = (
-            epoch, step, loss, layer, restored)
-        where = f"layer {layer} output" if layer is not None else "the loss"
-        kept = ("the weights had become non-finite and were reset to those at the start of "
-                "the epoch" if restored else "the network keeps its last (finite) weights")
+    def __init__(self, epoch, step, loss, layer, update_overflow=False):
+        self.epoch, self.step, self.loss, self.layer = epoch, step, loss, layer
+        self.update_overflow = update_overflow
+        if update_overflow:
+            what = f"the loss was {loss} but the update would make weights non-finite"
+        else:
+            where = f"layer {layer} output" if layer is not None else "the loss"
+            what = f"loss is {loss}; first non-finite value in {where}"
         super().__init__(
-            f"training diverged at epoch {epoch + 1}, step {step + 1}: loss is {loss}; "
-            f"first non-finite value in {where}; {kept}. Try a smaller learning rate."
+            f"training diverged at epoch {epoch + 1}, step {step + 1}: {what}; the network "
+            "keeps its last (finite) weights. Try a smaller learning rate."
         )
 
 
@@ -211,7 +215,8 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
 
     rng = np.random.default_rng(seed)
     X_epoch, y_epoch = np.empty_like(X), np.empty_like(y)
-    epoch_start_params = np.empty_like(network.params)
+    if not np.isfinite(network.params).all():
+        raise ValueError("the network's parameters contain NaN or infinity")
     optimizer.start(network.params, epochs)
     # one step function per batch size: the full batches and the last, partial one
     steps = {size: network.train_step(size, optimizer.velocity)
@@ -257,24 +262,22 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                 np.take(y, order, out=y_epoch)
             else:
                 X_epoch[...], y_epoch[...] = X, y
-            epoch_start_params[...] = network.params
             loss_sum, n_correct = 0.0, 0
             for start, size, count in batches:
                 train_step = steps[size]
                 rows = slice(start, start + size * count)
-                done, _ = train_step.run_many(X_epoch[rows], y_epoch[rows], count, lr,
-                                              optimizer.momentum, optimizer.nesterov,
-                                              optimizer.weight_decay, chunk_losses,
-                                              chunk_correct)
+                done, status = train_step.run_many(X_epoch[rows], y_epoch[rows], count, lr,
+                                                   optimizer.momentum, optimizer.nesterov,
+                                                   optimizer.weight_decay, chunk_losses,
+                                                   chunk_correct)
                 loss_sum += float(chunk_losses[:done].sum()) * size
                 n_correct += int(chunk_correct[:done].sum())
-                if done and not math.isfinite(chunk_losses[done - 1]):  # update was skipped
-                    restored = not np.isfinite(network.params).all()
-                    layer = _first_nonfinite_layer(train_step)
-                    if restored:
-                        network.params[...] = epoch_start_params
-                    raise TrainingDiverged(epoch, start // batch_size + done - 1,
-                                           float(chunk_losses[done - 1]), layer, restored)
+                last_loss = float(chunk_losses[done - 1]) if done else 0.0
+                if not math.isfinite(last_loss) or status == ops.UPDATE_NOT_FINITE:
+                    # the failing step's update was not applied: the weights stay finite
+                    raise TrainingDiverged(epoch, start // batch_size + done - 1, last_loss,
+                                           _first_nonfinite_layer(train_step),
+                                           update_overflow=math.isfinite(last_loss))
             logs = {"epoch": epoch + 1, "loss": loss_sum / n, "accuracy": n_correct / n,
                     "val_loss": math.nan, "val_accuracy": math.nan, "lr": lr}
             if validation_data is not None:
