@@ -1,0 +1,559 @@
+"""scikit-learn interface: :class:`NNClassifier`, an nncore network as a scikit-learn classifier.
+
+Needs the optional ``sklearn`` extra (``pip install "nncore[sklearn]"``)::
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from nncore.sklearn import NNClassifier
+
+    model = make_pipeline(StandardScaler(), NNClassifier(hidden_layer_sizes=(64,), max_iter=50))
+    model.fit(X_train, y_train).score(X_test, y_test)
+
+The estimator follows scikit-learn's conventions: ``__init__`` stores the hyperparameters as
+given, ``fit`` validates them and the data (with :func:`sklearn.utils.validation.validate_data`)
+and sets the fitted attributes, which end in ``_``. Training is :func:`nncore.train.fit` on an
+:func:`nncore.mlp` or :func:`nncore.resnet` network with :class:`nncore.SGD`.
+"""
+
+# Absolute imports: ``sklearn`` below is scikit-learn, not this module.
+try:
+    import sklearn  # noqa: F401
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "nncore.sklearn needs scikit-learn; install it with: pip install 'nncore[sklearn]'"
+    ) from error
+
+import functools
+import math
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state, check_scalar
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .network import from_layer_specs, mlp, resnet
+from .optim import SCHEDULES, SGD, cosine
+from .train import EarlyStopping
+from .train import fit as train_fit
+
+__all__ = ["NNClassifier"]
+
+_ARCHITECTURES = ("mlp", "resnet")
+#: Activation names; "logistic" is scikit-learn's name for the sigmoid.
+_ACTIVATIONS = {"identity": "identity", "tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid",
+                "logistic": "sigmoid"}
+#: Input dtypes kept as they are; anything else is converted to float64 by validate_data.
+_INPUT_DTYPES = (np.float64, np.float32)
+#: Seeds are drawn below this bound (any int32 is a valid seed everywhere).
+_SEED_BOUND = np.iinfo(np.int32).max
+
+
+class NNClassifier(ClassifierMixin, BaseEstimator):
+    """A feed-forward neural-network classifier trained by mini-batch SGD with momentum.
+
+    A scikit-learn estimator over :func:`nncore.mlp` / :func:`nncore.resnet` networks: the
+    hot loops run in nncore's compiled kernels. Labels may be any values
+    (integers, strings, ...); the network has one softmax output per class, two for binary
+    problems.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default=(100,)
+        Widths of the hidden layers of an ``"mlp"``; ``()`` gives softmax regression.
+        Ignored by ``"resnet"``.
+    architecture : {"mlp", "resnet"}, default="mlp"
+        ``"mlp"``: Dense layers then a linear softmax head (see :func:`nncore.mlp`).
+        ``"resnet"``: a Dense layer to ``width`` units, ``depth`` residual blocks
+        ``x + act(x W1^T + b1) W2^T`` and the head (see :func:`nncore.resnet`).
+    width : int, default=64
+        Width of a ``"resnet"`` (and of the hidden layer inside each block).
+    depth : int, default=4
+        Number of residual blocks of a ``"resnet"`` (0 allowed).
+    activation : {"tanh", "relu", "sigmoid", "logistic", "identity"}, default="tanh"
+        Hidden-layer activation; ``"logistic"`` is an alias of ``"sigmoid"``. Weights start
+        Glorot-uniform, He-normal for ``"relu"`` (see :func:`nncore.mlp`).
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the weights and of the computation; ``X`` is cast to it.
+    learning_rate : float, default=0.01
+        Initial SGD step size (> 0).
+    momentum : float, default=0.9
+        Momentum, in [0, 1].
+    nesterov : bool, default=False
+        Nesterov momentum (needs ``momentum > 0``).
+    weight_decay : float, default=0.0
+        L2 penalty added to the gradient of every parameter (biases too, as in PyTorch).
+    schedule : None, {"constant", "step", "exponential", "cosine"} or callable, default=None
+        Learning rate per epoch (see :class:`nncore.SGD`); ``"cosine"`` anneals to 0 over
+        ``max_iter`` epochs. A callable maps ``(learning_rate, epoch) -> lr``. In
+        :meth:`partial_fit` the epoch is the number of epochs trained so far.
+    batch_size : int, default=64
+        Mini-batch size; clipped to the number of training samples.
+    max_iter : int, default=200
+        Number of epochs (passes over the training set). Without early stopping all of them
+        are run.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training set (stratified), stop when the
+        validation loss has not improved by ``tol`` for more than ``n_iter_no_change``
+        epochs and keep the weights of the best epoch. Not used by :meth:`partial_fit`.
+    validation_fraction : float, default=0.1
+        Fraction of the training set held out for early stopping, in (0, 1).
+    n_iter_no_change : int, default=10
+        Patience of early stopping, in epochs (>= 1).
+    tol : float, default=1e-4
+        Smallest decrease of the validation loss that counts as an improvement (>= 0).
+    shuffle : bool, default=True
+        Shuffle the training set at every epoch.
+    random_state : None, int or numpy.random.RandomState, default=None
+        Seeds the initial weights, the shuffling and the validation split. An int gives
+        reproducible (bit-identical) fits.
+    verbose : {0, 1, 2} or bool, default=0
+        0 silent, 1 (or True) a progress bar, 2 one line per epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, sorted; output ``k`` of the network is ``classes_[k]``.
+    n_features_in_ : int
+        Number of features seen during :meth:`fit`.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when ``X`` had string column names.
+    network_ : nncore.Network
+        The trained network (``network_.save(path)`` writes a model file).
+    n_iter_ : int
+        Number of epochs trained (by :meth:`fit`, plus one per :meth:`partial_fit` call).
+    loss_curve_ : list of float
+        Mean training cross-entropy of each epoch.
+    validation_scores_ : list of float or None
+        Validation accuracy of each epoch with early stopping, else None.
+    best_validation_score_ : float or None
+        Validation accuracy of the epoch whose weights were kept, with early stopping.
+    history_ : dict of lists
+        The per-epoch record of :class:`nncore.train.History` ("loss", "accuracy",
+        "val_loss", "val_accuracy", "lr", "seconds"), across all fit calls since the last
+        :meth:`fit`.
+
+    See Also
+    --------
+    sklearn.neural_network.MLPClassifier : scikit-learn's own network classifier.
+
+    Notes
+    -----
+    ``NNClassifier(learning_rate=lr, momentum=m, nesterov=n)`` and ``MLPClassifier(
+    solver="sgd", learning_rate_init=lr, momentum=m, nesterovs_momentum=n, alpha=0)`` apply
+    the same update for a constant learning rate. Differences: weights start Glorot-uniform
+    (He-normal for ReLU, where MLPClassifier stays Glorot) with zero biases, there is no
+    convergence test on the training loss (``max_iter`` epochs are run unless
+    ``early_stopping``), and early stopping watches the validation loss.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from nncore.sklearn import NNClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = NNClassifier(hidden_layer_sizes=(32,), max_iter=100, random_state=0).fit(X, y)
+    >>> clf.predict(X[:3])
+    array([0, 0, 0])
+    """
+
+    def __init__(self, hidden_layer_sizes=(100,), architecture="mlp", width=64, depth=4,
+                 activation="tanh", dtype="float32", learning_rate=0.01, momentum=0.9,
+                 nesterov=False, weight_decay=0.0, schedule=None, batch_size=64, max_iter=200,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+                 shuffle=True, random_state=None, verbose=0):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.architecture = architecture
+        self.width = width
+        self.depth = depth
+        self.activation = activation
+        self.dtype = dtype
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # --- scikit-learn API -------------------------------------------------------------------
+
+    def fit(self, X, y):
+        """Train a new network on ``(X, y)`` for ``max_iter`` epochs (or until early stopping).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, finite real numbers (cast to ``dtype``).
+        y : array-like of shape (n_samples,)
+            Class labels, any hashable values; at least two distinct classes.
+
+        Returns
+        -------
+        self : NNClassifier
+            The fitted estimator. Any previous training (including :meth:`partial_fit`) is
+            discarded.
+        """
+        settings = self._check_params()
+        self._forget_fit()
+        X, y = validate_data(self, X, y, dtype=_INPUT_DTYPES)
+        check_classification_targets(y)
+        classes, y_index = np.unique(y, return_inverse=True)
+        _check_n_classes(classes, "y")
+        base_seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
+        network = self._build_network(settings, X.shape[1], len(classes),
+                                      _derive_seed(base_seed, "init"))
+        history, velocity = self._train(settings, network, X, y_index.astype(np.intp),
+                                        epochs=settings["max_iter"], first_epoch=0,
+                                        velocity=None, early_stopping=settings["early_stopping"],
+                                        seed=_derive_seed(base_seed, "fit"))
+        self.classes_ = classes
+        self.network_ = network
+        self._base_seed = base_seed
+        self._velocity = velocity
+        self.history_ = {key: [] for key in _HISTORY_KEYS}
+        self.n_iter_ = 0
+        self._record(history, settings["early_stopping"])
+        return self
+
+    def partial_fit(self, X, y, classes=None):
+        """Train for one epoch on ``(X, y)``, continuing from the current network.
+
+        The first call builds the network and must name every class with ``classes``; later
+        calls continue with the same network and momentum (and the schedule's epoch count).
+        Architecture and dtype parameters changed after the first call are ignored until
+        the next :meth:`fit`. Early stopping is not used.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Labels, each one of ``classes`` (of ``classes_`` after the first call).
+        classes : array-like of shape (n_classes,), default=None
+            All the class labels, required on the first call; on later calls it may be
+            given again but must be the same set.
+
+        Returns
+        -------
+        self : NNClassifier
+        """
+        settings = self._check_params()
+        first_call = not hasattr(self, "network_")
+        if first_call:
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit "
+                                 "(all the labels that will ever be seen)")
+            classes = np.unique(np.asarray(classes))
+            check_classification_targets(classes)
+            _check_n_classes(classes, "classes")
+        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)),
+                                                         self.classes_):
+            raise ValueError(f"classes={classes!r} differs from the classes of the earlier "
+                             f"fit, {self.classes_!r}")
+        X, y = validate_data(self, X, y, dtype=_INPUT_DTYPES, reset=first_call)
+        check_classification_targets(y)
+        classes = classes if first_call else self.classes_
+        known = np.isin(y, classes)
+        if not known.all():
+            raise ValueError(f"y contains labels not in classes {classes!r}: "
+                             f"{np.unique(y[~known])!r}")
+        y_index = np.searchsorted(classes, y).astype(np.intp)
+        if first_call:
+            base_seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
+            network = self._build_network(settings, X.shape[1], len(classes),
+                                          _derive_seed(base_seed, "init"))
+            velocity, n_iter = None, 0
+        else:
+            base_seed, network = self._base_seed, self.network_
+            velocity, n_iter = self._velocity, self.n_iter_
+        history, velocity = self._train(settings, network, X, y_index, epochs=1,
+                                        first_epoch=n_iter, velocity=velocity,
+                                        early_stopping=False,
+                                        seed=_derive_seed(base_seed, "partial_fit", n_iter))
+        if first_call:
+            self.classes_ = classes
+            self.network_ = network
+            self._base_seed = base_seed
+            self.history_ = {key: [] for key in _HISTORY_KEYS}
+            self.n_iter_ = 0
+        self._velocity = velocity
+        self._record(history, early_stopping=False)
+        return self
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes), dtype of the network
+            Softmax outputs; column ``k`` is the probability of ``classes_[k]``.
+        """
+        X = self._check_predict_X(X)
+        return self.network_.predict_proba(X)
+
+    def predict(self, X):
+        """Most probable class of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        X = self._check_predict_X(X)
+        return self.classes_[self.network_.predict(X)]
+
+    def __sklearn_is_fitted__(self):
+        """True once :meth:`fit` or :meth:`partial_fit` has succeeded."""
+        return hasattr(self, "network_")
+
+    def __sklearn_tags__(self):
+        # Stated for the reader; these are also scikit-learn's defaults for a classifier.
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = True
+        tags.target_tags.single_output = True
+        tags.input_tags.sparse = False
+        return tags
+
+    # --- pickling: a Network holds references to its backend module, so it is stored as
+    # --- its layer specifications and parameters and rebuilt on loading.
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        network = state.pop("network_", None)
+        if network is not None:
+            state["network_"] = _NetworkState(network)
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        network = state.get("network_")
+        if isinstance(network, _NetworkState):
+            state["network_"] = network.rebuild()
+        super().__setstate__(state)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _forget_fit(self):
+        """Drop the fitted state, so a failed :meth:`fit` leaves an unfitted estimator."""
+        for name in _FITTED_ATTRIBUTES:
+            self.__dict__.pop(name, None)
+
+    def _check_predict_X(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=_INPUT_DTYPES, reset=False)
+
+    def _check_params(self):
+        """Validate the hyperparameters; return them normalised, as a dict."""
+        s = {}
+        if self.architecture not in _ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {_ARCHITECTURES}, "
+                             f"got {self.architecture!r}")
+        s["architecture"] = self.architecture
+        hidden = self.hidden_layer_sizes
+        if _is_int(hidden):
+            hidden = (hidden,)
+        try:
+            hidden = list(hidden)
+        except TypeError:
+            raise TypeError("hidden_layer_sizes must be an int or a sequence of ints, "
+                            f"got {self.hidden_layer_sizes!r}") from None
+        for size in hidden:
+            if not _is_int(size) or size < 1:
+                raise ValueError("hidden_layer_sizes must hold positive integers, "
+                                 f"got {self.hidden_layer_sizes!r}")
+        s["hidden"] = [int(size) for size in hidden]
+        s["width"] = _check_int("width", self.width, 1)
+        s["depth"] = _check_int("depth", self.depth, 0)
+        if not isinstance(self.activation, str) or self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(_ACTIVATIONS)}, "
+                             f"got {self.activation!r}")
+        s["activation"] = _ACTIVATIONS[self.activation]
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError:
+            dtype = None
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        s["dtype"] = dtype
+        s["learning_rate"] = _check_float("learning_rate", self.learning_rate, 0.0,
+                                          include_min=False)
+        s["momentum"] = _check_float("momentum", self.momentum, 0.0, 1.0)
+        s["nesterov"] = _check_bool("nesterov", self.nesterov)
+        if s["nesterov"] and s["momentum"] == 0:
+            raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
+        s["weight_decay"] = _check_float("weight_decay", self.weight_decay, 0.0)
+        schedule = self.schedule
+        if not (schedule is None or callable(schedule)
+                or (isinstance(schedule, str) and schedule in SCHEDULES)):
+            raise ValueError(f"schedule must be None, a callable or one of {tuple(SCHEDULES)}, "
+                             f"got {schedule!r}")
+        s["batch_size"] = _check_int("batch_size", self.batch_size, 1)
+        s["max_iter"] = _check_int("max_iter", self.max_iter, 1)
+        s["schedule"] = _schedule_function(schedule, s["max_iter"])
+        s["early_stopping"] = _check_bool("early_stopping", self.early_stopping)
+        s["validation_fraction"] = _check_float("validation_fraction", self.validation_fraction,
+                                                0.0, 1.0, include_min=False, include_max=False)
+        s["n_iter_no_change"] = _check_int("n_iter_no_change", self.n_iter_no_change, 1)
+        s["tol"] = _check_float("tol", self.tol, 0.0)
+        s["shuffle"] = _check_bool("shuffle", self.shuffle)
+        verbose = self.verbose
+        if isinstance(verbose, (bool, np.bool_)):
+            verbose = int(verbose)
+        if not _is_int(verbose) or verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1, 2 or a bool, got {self.verbose!r}")
+        s["verbose"] = int(verbose)
+        return s
+
+    @staticmethod
+    def _build_network(settings, n_features, n_classes, seed):
+        common = {"activation": settings["activation"], "dtype": settings["dtype"],
+                  "seed": seed}
+        if settings["architecture"] == "resnet":
+            return resnet(n_features, settings["width"], settings["depth"], n_classes,
+                          **common)
+        return mlp(n_features, settings["hidden"], n_classes, **common)
+
+    @staticmethod
+    def _train(settings, network, X, y, *, epochs, first_epoch, velocity, early_stopping,
+               seed):
+        """Run :func:`nncore.train.fit`; return its History and the optimizer's velocity."""
+        optimizer = SGD(lr=settings["learning_rate"], momentum=settings["momentum"],
+                        nesterov=settings["nesterov"], weight_decay=settings["weight_decay"],
+                        schedule=functools.partial(_shifted_schedule, settings["schedule"],
+                                                   first_epoch))
+        optimizer.velocity = velocity  # None starts from zero; otherwise continued in place
+        validation_data, callbacks = None, []
+        if early_stopping:
+            try:
+                X, X_val, y, y_val = train_test_split(
+                    X, y, test_size=settings["validation_fraction"], stratify=y,
+                    random_state=_derive_seed(seed, "split"))
+            except ValueError as error:
+                raise ValueError(
+                    "early_stopping=True needs a stratified validation set of "
+                    f"validation_fraction={settings['validation_fraction']} of the data, "
+                    f"which is impossible here: {error}"
+                ) from error
+            validation_data = (X_val, y_val)
+            callbacks.append(EarlyStopping(monitor="val_loss",
+                                           patience=settings["n_iter_no_change"],
+                                           min_delta=settings["tol"], restore_best=True))
+        history = train_fit(network, X, y, epochs=epochs,
+                            batch_size=min(settings["batch_size"], X.shape[0]),
+                            optimizer=optimizer, validation_data=validation_data, seed=seed,
+                            verbose=settings["verbose"], callbacks=callbacks,
+                            shuffle=settings["shuffle"])
+        return history, optimizer.velocity
+
+    def _record(self, history, early_stopping):
+        """Append a training run's History to the fitted attributes."""
+        for key in _HISTORY_KEYS:
+            self.history_[key].extend(float(value) for value in history[key])
+        self.n_iter_ += len(history)
+        self.loss_curve_ = list(self.history_["loss"])
+        if early_stopping:
+            self.validation_scores_ = list(self.history_["val_accuracy"])
+            best = int(np.argmin(self.history_["val_loss"])) if len(history) else None
+            self.best_validation_score_ = None if best is None else self.validation_scores_[best]
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+
+_HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+_FITTED_ATTRIBUTES = ("classes_", "network_", "n_iter_", "loss_curve_", "validation_scores_",
+                      "best_validation_score_", "history_", "_base_seed", "_velocity")
+
+
+class _NetworkState:
+    """A picklable snapshot of a Network: its layers' specifications and its parameters."""
+
+    def __init__(self, network):
+        self.specs = network.layer_specs()
+        self.dtype = network.dtype.name
+        self.backend = network.backend
+        self.architecture = dict(network.architecture)
+        self.params = network.params.copy()
+
+    def rebuild(self):
+        network = from_layer_specs(self.specs, dtype=self.dtype, backend=self.backend,
+                                   architecture=self.architecture)
+        network.params[...] = self.params
+        return network
+
+
+def _check_n_classes(classes, name):
+    if len(classes) < 2:
+        raise ValueError(
+            f"{name} has {len(classes)} class ({', '.join(map(repr, classes))}); a classifier "
+            "needs at least 2 classes"
+        )
+
+
+def _derive_seed(base_seed, *keys):
+    """An int seed derived from ``base_seed`` and ``keys`` (strings or ints)."""
+    words = [int(base_seed)]
+    for key in keys:
+        words.extend(key.encode() if isinstance(key, str) else [int(key)])
+    return int(np.random.SeedSequence(words).generate_state(1)[0] % _SEED_BOUND)
+
+
+def _schedule_function(schedule, max_iter):
+    """``(lr0, epoch) -> lr`` for a ``schedule`` parameter (already validated)."""
+    if schedule is None or schedule == "constant":
+        return None
+    if schedule == "cosine":
+        return cosine(max_iter)
+    if isinstance(schedule, str):
+        return SCHEDULES[schedule]()
+    return schedule
+
+
+def _shifted_schedule(schedule, first_epoch, lr0, epoch):
+    """The learning rate of epoch ``first_epoch + epoch`` (``partial_fit`` counts on)."""
+    return lr0 if schedule is None else schedule(lr0, first_epoch + epoch)
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_int(name, value, minimum):
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    return int(check_scalar(value, name, numbers.Integral, min_val=minimum))
+
+
+def _check_float(name, value, min_val, max_val=None, include_min=True, include_max=True):
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    include_max = include_max and max_val is not None  # check_scalar's rule without a maximum
+    boundaries = {(True, True): "both", (True, False): "left", (False, True): "right",
+                  (False, False): "neither"}[include_min, include_max]
+    value = check_scalar(value, name, numbers.Real, min_val=min_val, max_val=max_val,
+                         include_boundaries=boundaries)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
