@@ -33,4 +33,5 @@ extensions = [
     )
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives))
+setup(ext_modules=cythonize(extensions, compiler_directives=directives,
+                            compile_time_env={"NNCORE_DEBUG": DEBUG}))

@@ -22,6 +22,9 @@ from libc.math cimport exp as libm_exp, log, tanh as libm_tanh, fabs
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+#: True when built with NNCORE_DEBUG=1 (bounds and wraparound checks on).
+DEBUG_BUILD = NNCORE_DEBUG
+
 ctypedef fused floating:
     float
     double

@@ -1,0 +1,102 @@
+"""The nncore command: a training run's outputs, one-line errors, Ctrl-C keeps the work."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import nncore as nc
+from nncore import cli
+
+
+def test_train_writes_model_history_and_figures(tmp_path, capsys):
+    status = cli.main(["train", "--data", "swissroll", "--epochs", "2", "--verbose", "0",
+                       "--out", str(tmp_path), "--name", "run"])
+    assert status == 0
+    run = tmp_path / "run"
+    assert sorted(os.listdir(run)) == ["decision_boundary.png", "history.csv",
+                                       "learning_curves.png", "model.npz"]
+    with open(run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    net = nc.load(run / "model.npz")
+    X, y, X_val, y_val = nc.datasets.load("swissroll")
+    out = capsys.readouterr().out
+    scores = net.evaluate(X_val, y_val)
+    assert f"{scores['accuracy']:.4f}" in out  # the table shows the saved model's scores
+    assert "steps/s" in out and str(run / "model.npz") in out
+
+
+def test_train_mlp_on_a_file_without_plots(tmp_path):
+    X, y, X_val, y_val = nc.datasets.make_gmm(n_train=300, n_val=100)
+    path = tmp_path / "gmm.npz"
+    np.savez(path, X_train=X, y_train=y, X_val=X_val, y_val=y_val)
+    status = cli.main(["train", "--data", str(path), "--arch", "mlp", "--layers", "16,16",
+                       "--epochs", "1", "--verbose", "0", "--no-plots", "--out",
+                       str(tmp_path), "--name", "m"])
+    assert status == 0
+    assert sorted(os.listdir(tmp_path / "m")) == ["history.csv", "model.npz"]
+    assert nc.load(tmp_path / "m" / "model.npz").layer_specs()[0]["n_out"] == 16
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--lr", "-1"], "argument --lr: must be a finite number > 0"),
+    (["train", "--lr", "abc"], "argument --lr"),
+    (["train", "--batch-size", "0"], "argument --batch-size: must be a positive integer"),
+    (["train", "--activation", "swish"], "argument --activation: invalid choice"),
+    (["train", "--layers", "8,x"], "argument --layers: must be comma-separated widths"),
+    (["train", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_arguments_give_one_line_and_status_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--data", "no-such-set"], "unknown data set 'no-such-set'"),
+    (["train", "--data", "missing.mat"], "missing.mat"),
+    (["train", "--data", "gmm", "--batch-size", "100000"], "batch_size (100000) is larger"),
+])
+def test_bad_data_gives_one_line_and_status_2(argv, message, tmp_path, capsys):
+    status = cli.main([*argv, "--out", str(tmp_path), "--verbose", "0"])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_no_command_prints_help(capsys):
+    assert cli.main([]) == 2
+    assert "train" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32",
+                    reason="needs POSIX signals")
+def test_ctrl_c_during_train_saves_the_model_and_history_and_says_where(tmp_path):
+    command = [sys.executable, "-c", "import sys; from nncore.cli import main; "
+               "sys.exit(main(sys.argv[1:]))", "train", "--data", "peaks", "--epochs",
+               "100000", "--verbose", "2", "--no-plots", "--out", str(tmp_path),
+               "--name", "interrupted"]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + 60
+    first_line = child.stdout.readline()  # "training resnet ..."
+    assert first_line.startswith("training"), first_line
+    epoch_line = child.stdout.readline()  # one epoch done
+    assert epoch_line.startswith("epoch 1/"), epoch_line
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=max(deadline - time.monotonic(), 1))
+    assert child.returncode == 0, err
+    run = tmp_path / "interrupted"
+    assert "interrupted" in err and str(run / "model.npz") in out
+    net = nc.load(run / "model.npz")
+    assert np.isfinite(net.params).all()
+    with open(run / "history.csv") as f:
+        assert len(list(csv.DictReader(f))) >= 1
