@@ -72,6 +72,16 @@ def test_bad_data_gives_one_line_and_status_2(argv, message, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and message in err
 
 
+def test_divergence_saves_the_last_finite_weights_and_exits_1(tmp_path, capsys):
+    status = cli.main(["train", "--data", "peaks", "--lr", "1000", "--epochs", "3",
+                       "--verbose", "0", "--out", str(tmp_path), "--name", "div"])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "training diverged at epoch" in err and "Traceback" not in err
+    assert str(tmp_path / "div" / "model.npz") in err
+    assert np.isfinite(nc.load(tmp_path / "div" / "model.npz").params).all()
+
+
 def test_no_command_prints_help(capsys):
     assert cli.main([]) == 2
     assert "train" in capsys.readouterr().out

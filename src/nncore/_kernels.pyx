@@ -193,7 +193,7 @@ cdef inline floating _row_max(const floating* row, Py_ssize_t k) noexcept nogil:
 
 
 cdef inline double _normalise_row(floating* row, Py_ssize_t k, double scale) noexcept nogil:
-    """row *= scale / sum(row), the sum taken in double; returns log(sum(row))."""
+    """row *= scale / sum(row), the sum taken in double; returns that sum."""
     cdef Py_ssize_t j, tail = k - k % 4
     cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, total, factor
     # four independent partial sums: one running sum would wait on each add's latency
@@ -208,7 +208,7 @@ cdef inline double _normalise_row(floating* row, Py_ssize_t k, double scale) noe
     factor = scale / total
     for j in range(k):
         row[j] = <floating> (row[j] * factor)
-    return log(total)
+    return total
 
 
 # ============================================================================================
@@ -466,15 +466,19 @@ cdef Py_ssize_t _softmax_cross_entropy(const floating* logits, const Py_ssize_t*
     label before it is checked.
     """
     cdef Py_ssize_t i, label
-    cdef double total = 0.0, inv_n = 1.0 / n
+    cdef double total = 0.0, inv_n = 1.0 / n, row_sum, label_exp
     for i in range(n):
         if labels[i] < 0 or labels[i] >= k:
             return i
     total = -_shifted_exp(logits, dlogits, n, k, labels)
     for i in range(n):
         label = labels[i]
-        total += _normalise_row(dlogits + i * k, k, inv_n)
-        dlogits[i * k + label] = <floating> (dlogits[i * k + label] - inv_n)
+        label_exp = dlogits[i * k + label]
+        row_sum = _normalise_row(dlogits + i * k, k, inv_n)
+        total += log(row_sum)
+        # (p - 1) / n in double: p is close to 1 for a confident right answer, and rounding
+        # p to float before subtracting would leave an error of float32's epsilon / n
+        dlogits[i * k + label] = <floating> ((label_exp / row_sum - 1.0) * inv_n)
     loss[0] = total * inv_n
     return -1
 

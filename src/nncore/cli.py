@@ -3,6 +3,8 @@
     nncore train                      # default ResNet on the bundled Peaks data
     nncore train --data gmm --arch mlp --layers 64,64,64 --epochs 20
     nncore train --data path/to/PeaksData.mat --out runs --name my-run
+    nncore gradcheck --quick          # every derivative check; exit status 1 if any fails
+    nncore gradcheck --dtype float32 --out gradcheck-float32
 
 Bad arguments get one line on stderr and exit status 2, never a traceback.
 """
@@ -126,7 +128,37 @@ def _build_parser():
                         help="do not write figures")
     output.add_argument("--verbose", type=int, choices=(0, 1, 2), default=d["verbose"],
                         help="0 quiet, 1 progress bar, 2 a line per epoch (default: %(default)s)")
+    _add_gradcheck_parser(commands)
     return parser
+
+
+def _add_gradcheck_parser(commands):
+    gradcheck = commands.add_parser(
+        "gradcheck", help="run every gradient, Jacobian and Jacobian-transpose check",
+        description="Run the ready-made derivative checks of every part of nncore (Taylor "
+                    "tests with fitted orders, Jacobian-transpose tests, SGD on least squares "
+                    "against numpy.linalg.lstsq), print one table per check and a summary, "
+                    "write figures into OUT. Exit status 0 if every check passes, 1 if not.")
+    gradcheck.add_argument("--quick", action="store_true",
+                           help="fewer Taylor steps (float64: 12 quarterings of eps instead "
+                                "of 20 halvings) and only the overview and least-squares "
+                                "figures: a few seconds, run in CI")
+    gradcheck.add_argument("--dtype", choices=("float64", "float32"),
+                           default="float64",
+                           help="float64 verifies; float32 shows how far its precision lets "
+                                "the tests see (default: %(default)s)")
+    gradcheck.add_argument("--backend", choices=("kernels", "reference"), default="kernels",
+                           help="the Cython kernels or the NumPy reference (default: %(default)s)")
+    gradcheck.add_argument("--seed", type=_non_negative_int, default=0,
+                           help="seeds the points and directions (default: %(default)s)")
+    gradcheck.add_argument("--only", metavar="TEXT", default=None,
+                           help="run only the checks whose name contains TEXT (any case)")
+    gradcheck.add_argument("--out", default="gradcheck",
+                           help="folder for the figures (default: %(default)s)")
+    gradcheck.add_argument("--no-plots", dest="plots", action="store_false",
+                           help="do not write figures")
+    gradcheck.add_argument("--brief", action="store_true",
+                           help="one line per check instead of its table")
 
 
 def _dataset_label(data):
@@ -137,7 +169,7 @@ def _train(args):
     from . import datasets
     from .network import mlp, resnet
     from .optim import SGD
-    from .train import EarlyStopping
+    from .train import EarlyStopping, TrainingDiverged
 
     X, y, X_val, y_val = datasets.load(args.data)
     n_classes = int(max(y.max(), y_val.max())) + 1
@@ -163,9 +195,19 @@ def _train(args):
           f"{len(X):,} train / {len(X_val):,} validation samples, {X.shape[1]} features, "
           f"{n_classes} classes", flush=True)
     started = time.perf_counter()
-    history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
-                      optimizer=optimizer, validation_data=(X_val, y_val), seed=args.seed,
-                      verbose=args.verbose, callbacks=callbacks)
+    try:
+        history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
+                          optimizer=optimizer, validation_data=(X_val, y_val), seed=args.seed,
+                          verbose=args.verbose, callbacks=callbacks)
+    except TrainingDiverged as error:
+        # keep what there is: the last finite weights and the epochs completed
+        model_path = net.save(os.path.join(run_dir, "model.npz"))
+        net.history.to_csv(os.path.join(run_dir, "history.csv"))
+        print(f"nncore train: error: {error}", file=sys.stderr)
+        print(f"nncore train: the last finite weights and the history of the "
+              f"{len(net.history)} completed epoch(s) are in {model_path} and "
+              f"{os.path.join(run_dir, 'history.csv')}", file=sys.stderr)
+        return 1
     elapsed = time.perf_counter() - started
 
     model_path = net.save(os.path.join(run_dir, "model.npz"))
@@ -207,6 +249,79 @@ def _train(args):
     return 0
 
 
+def _representative(results):
+    """The result of a group to show in the overview: its first Taylor test with a fitted
+    first-order window (the most telling picture), else its first Taylor test."""
+    taylor = [r for r in results if getattr(r, "kind", None) in ("gradient", "jacobian")]
+    curved = [r for r in taylor if len(r.window_first)]
+    return (curved or taylor or [None])[0]
+
+
+def _gradcheck(args):
+    from . import check
+
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} exists and is not a folder")
+    checks = check.ready_made_checks(dtype=args.dtype, quick=args.quick, seed=args.seed,
+                                     backend=args.backend)
+    if args.only is not None:
+        wanted = args.only.lower()
+        checks = [c for c in checks if wanted in c.name.lower() or wanted in c.group.lower()]
+        if not checks:
+            raise ValueError(f"--only {args.only!r} matches no check")
+    mode = ", quick" if args.quick else ""
+    print(f"nncore gradcheck: {len(checks)} checks ({args.dtype}, {args.backend} "
+          f"backend{mode}); orders must be 1 +- {check.ORDER_TOLERANCE} and >= "
+          f"{2 - check.ORDER_TOLERANCE}", flush=True)
+    started = time.perf_counter()
+    results = []
+    for number, item in enumerate(checks, 1):
+        result = item.run()
+        results.append(result)
+        if args.brief:
+            print(f"  {result.summary()}", flush=True)
+        else:
+            print(f"\n[{number}/{len(checks)}] {result}", flush=True)
+    figures = []
+    if args.plots:
+        os.makedirs(args.out, exist_ok=True)
+        groups = {}
+        for item, result in zip(checks, results):
+            groups.setdefault(item.group, []).append(result)
+        shown = [r for r in map(_representative, groups.values()) if r is not None]
+        overview = check.plot_results(
+            shown, os.path.join(args.out, "overview.png"),
+            title=f"nncore gradcheck ({args.dtype}): one Taylor test of each part "
+                  f"(filled markers: fitted window; dotted: slopes 1 and 2)")
+        figures += [overview] if overview else []
+        for item, result in zip(checks, results):
+            if isinstance(result, check.LeastSquaresResult):
+                figures.append(result.plot(os.path.join(args.out, "least_squares.png")))
+        if not args.quick:
+            for group, members in groups.items():
+                path = check.plot_results(members, os.path.join(args.out, f"{group}.png"),
+                                          title=f"{group} ({args.dtype})")
+                figures += [path] if path else []
+
+    elapsed = time.perf_counter() - started
+    counts = {verdict: sum(r.verdict == verdict for r in results)
+              for verdict in ("PASS", "FAIL", "INCONCLUSIVE", "ERROR")}
+    not_passed = [r for r in results if not r.passed]
+    print()
+    if not_passed:
+        print("not passed:")
+        for result in not_passed:
+            print(f"  {result.summary()}")
+    print(f"gradcheck: {len(results)} checks, {counts['PASS']} passed, {counts['FAIL']} failed, "
+          f"{counts['INCONCLUSIVE']} inconclusive, {counts['ERROR']} errors "
+          f"({args.dtype}, {args.backend}{mode}) in {elapsed:.1f} s"
+          + (f"; {len(figures)} figures in {args.out}{os.sep}" if figures else ""))
+    return 0 if not not_passed else 1
+
+
+_COMMANDS = {"train": _train, "gradcheck": _gradcheck}
+
+
 def main(argv=None):
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -214,7 +329,7 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
-        return _train(args)
+        return _COMMANDS[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, PermissionError) as error:
         print(f"nncore {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -214,6 +214,14 @@ class Network:
         out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
         for start in range(0, X.shape[0], PREDICT_CHUNK):
             out[start:start + PREDICT_CHUNK] = self._forward(X[start:start + PREDICT_CHUNK])
+        if not np.isfinite(out).all():
+            # finite weights and inputs can still overflow (weights grown huge by too large
+            # a learning rate): say so rather than hand out NaN probabilities
+            row = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+            raise ValueError(
+                f"the network's output overflows to inf/NaN for row {row} of X (largest "
+                f"|weight| is {np.abs(self.params).max():.3g}); retrain with a smaller "
+                "learning rate")
         return out
 
     def predict_proba(self, X):

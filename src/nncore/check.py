@@ -1,0 +1,1434 @@
+"""Derivative checks with verdicts: the gradient test, the Jacobian test, the
+Jacobian-transpose test, and SGD validated on a least-squares problem with a known answer.
+
+The gradient and Jacobian tests are Taylor tests. Along a direction ``d``, for
+``eps = eps0 * factor**i``, they record the zero-order residual ``||F(x + eps d) - F(x)||``,
+which shrinks like ``eps`` (order 1), and the first-order residual
+``||F(x + eps d) - F(x) - eps J d||``, which shrinks like ``eps**2`` (order 2) if and only if
+``J d`` is the true derivative; a wrong derivative leaves an ``eps * (error)`` term, order 1.
+The orders are fitted on a log-log scale over the *window*: the smallest steps whose
+residuals still stand clear of the measured round-off level of ``F``. The verdict:
+
+- PASS: the fitted zero-order order is ``1 +- ORDER_TOLERANCE`` and the first-order one is at
+  least ``2 - ORDER_TOLERANCE``; or the first-order residual is at round-off level at every
+  step while the zero-order residual is not (``F`` is linear along ``d``: the Taylor remainder
+  vanishes, and an error in ``J d`` would have shown as an order-1 residual).
+- FAIL: a fitted order outside those bounds.
+- INCONCLUSIVE: too few usable steps between the nonlinearity and round-off (typical of
+  float32 with a strongly curved ``F``), or every step crossed a ReLU kink. Not a pass.
+
+The Jacobian-transpose test checks a vector-Jacobian product (a backward pass) against the
+Jacobian-vector product: ``|u^T (J v) - v^T (J^T u)| / (||u|| ||J v||)`` for random ``u``,
+``v`` must be below ``TRANSPOSE_TOLERANCE`` units of round-off.
+
+:func:`ready_made_checks` builds these checks for every part of the library (softmax
+cross-entropy, Dense with every activation, the residual block, whole networks) and
+:func:`least_squares_demo` validates SGD with momentum against ``numpy.linalg.lstsq``.
+``nncore gradcheck`` runs them all. See docs/verification.md.
+"""
+
+import math
+
+import numpy as np
+
+from .network import BACKENDS, mlp, resnet, softmax_regression
+from .optim import SGD
+
+__all__ = [
+    "ORDER_TOLERANCE",
+    "ROUNDOFF_MARGIN",
+    "TRANSPOSE_TOLERANCE",
+    "TaylorResult",
+    "TransposeResult",
+    "LeastSquaresResult",
+    "ErrorResult",
+    "Check",
+    "gradient_test",
+    "jacobian_test",
+    "jacobian_transpose_test",
+    "least_squares_demo",
+    "ready_made_checks",
+    "run_checks",
+    "plot_results",
+]
+
+#: A fitted order passes within this distance of its target (1 for the zero-order residual;
+#: the first-order residual needs at least 2 - ORDER_TOLERANCE). A wrong derivative gives 1.
+ORDER_TOLERANCE = 0.25
+#: A residual is used for fitting only if it exceeds this many times the round-off level of
+#: the difference F(x + eps d) - F(x), so that round-off moves it by 1% at most.
+ROUNDOFF_MARGIN = 100.0
+#: The fewest consecutive usable steps a fitted order is based on.
+MIN_WINDOW = 3
+#: Jacobian-transpose test bound, in units of the unit round-off of the dtype.
+TRANSPOSE_TOLERANCE = 1000.0
+
+_NO_ORDER = float("nan")
+
+
+def _unit_roundoff(dtype):
+    return float(np.finfo(dtype).eps) / 2
+
+
+def _float_array(name, value):
+    """``value`` as a float32/float64 ndarray (a copy is never needed: it is only read)."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        raise TypeError(f"{name} must be a float32 or float64 array, got {value!r}")
+    array = np.asarray(value)
+    if array.dtype.kind in "iu":
+        array = array.astype(np.float64)
+    if array.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"{name} must have dtype float32 or float64, got {array.dtype}")
+    if array.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return array
+
+
+def _positive_int(name, value, minimum=1):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _real(name, value, low=None, high=None, low_open=False, high_open=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                      np.floating)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
+    return value
+
+
+def _direction(direction, x, rng):
+    """A unit-norm standard-normal direction shaped like ``x``, or the given one (float64)."""
+    if direction is None:
+        d = rng.standard_normal(x.shape)
+        return d / np.linalg.norm(d)
+    d = np.asarray(direction, dtype=np.float64)
+    if d.shape != x.shape:
+        raise ValueError(f"direction must have the shape of x {x.shape}, got {d.shape}")
+    if not np.isfinite(d).all() or not np.any(d):
+        raise ValueError("direction must be finite and not all zero")
+    return d
+
+
+def _evaluate(F, x):
+    """``F(x)`` as a new flat float64 array (F may return a buffer it reuses)."""
+    return np.array(F(x), dtype=np.float64).reshape(-1)
+
+
+def _local_orders(eps, residual):
+    """Slope of log(residual) against log(eps) between consecutive steps (nan if undefined)."""
+    orders = np.full(len(eps), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.log(residual[1:] / residual[:-1]) / np.log(eps[1:] / eps[:-1])
+    good = (residual[1:] > 0) & (residual[:-1] > 0)
+    orders[1:][good] = ratio[good]
+    return orders
+
+
+def _last_run(usable, length):
+    """Indices of the last run of consecutive ``usable`` steps (at most ``length`` of them)."""
+    where = np.flatnonzero(usable)
+    if where.size == 0:
+        return where
+    end = where[-1]
+    start = end
+    while start > 0 and usable[start - 1] and end - start + 1 < length:
+        start -= 1
+    return np.arange(start, end + 1)
+
+
+def _settled_window(eps, residual, usable, length):
+    """The fitting window: the last run of consecutive ``usable`` steps (at most ``length``),
+    trimmed from the large-eps end until its local orders agree to within ORDER_TOLERANCE.
+
+    Large steps may not yet follow the asymptotic order (higher Taylor terms), small ones
+    are cut by round-off; in between the residual settles into one order. Trimming only
+    drops the *largest* steps, so it moves the fit towards the asymptotic end and can never
+    hide an order-1 residual there. Returns ``(window, unsettled)``: the window is empty if
+    fewer than MIN_WINDOW steps remain; ``unsettled`` says whether trimming emptied it.
+    """
+    run = _last_run(usable, length)
+    if len(run) < MIN_WINDOW:
+        return run[:0], False
+    orders = _local_orders(eps[run], residual[run])[1:]
+    while len(run) >= MIN_WINDOW and np.ptp(orders) > ORDER_TOLERANCE:
+        run, orders = run[1:], orders[1:]
+    if len(run) < MIN_WINDOW:
+        return run[:0], True
+    return run, False
+
+
+def _fitted_order(eps, residual, window):
+    if len(window) < MIN_WINDOW:
+        return _NO_ORDER
+    slope, _ = np.polyfit(np.log(eps[window]), np.log(residual[window]), 1)
+    return float(slope)
+
+
+# --- results -------------------------------------------------------------------------------
+
+class TaylorResult:
+    """The outcome of :func:`gradient_test` or :func:`jacobian_test`.
+
+    Attributes
+    ----------
+    name : str
+    kind : {"gradient", "jacobian"}
+    dtype : numpy.dtype
+        The dtype ``F`` was evaluated in.
+    eps : ndarray (steps,)
+    zero, first : ndarray (steps,)
+        The zero-order residual ``||F(x + eps d) - F(x)||`` and the first-order residual
+        ``||F(x + eps d) - F(x) - eps J d||`` (absolute values for a scalar ``F``).
+    noise : ndarray (steps,)
+        Round-off level of the difference ``F(x + eps d) - F(x)`` at each step (measured,
+        see :func:`gradient_test`).
+    crossed : ndarray of bool (steps,)
+        Steps at which the ``kinks`` pattern differed from that at ``x`` (not used).
+    window_zero, window_first : ndarray of int
+        Indices of the steps each order was fitted over (empty if none).
+    orders : tuple (zero_order, first_order)
+        The fitted orders (nan where there was no window).
+    passed : bool
+    verdict : {"PASS", "FAIL", "INCONCLUSIVE"}
+    reason : str
+        One sentence on why.
+    resolution : float
+        The relative error in the directional derivative ``J d`` below which the test could
+        not have told it from round-off or curvature (nan if there is no verdict).
+    direction : ndarray
+        The unit direction ``d`` (float64, shape of ``x``).
+    exact : bool
+        Passed as exactly linear along ``d`` (the first-order residual at round-off).
+    """
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    @property
+    def table(self):
+        """Rows ``(eps, zero-order residual, first-order residual)``."""
+        return [(float(e), float(r0), float(r1))
+                for e, r0, r1 in zip(self.eps, self.zero, self.first)]
+
+    @property
+    def local_orders(self):
+        """``(zero, first)``: the slope between each step and the one before (nan first)."""
+        return _local_orders(self.eps, self.zero), _local_orders(self.eps, self.first)
+
+    def _labels(self):
+        if self.kind == "gradient":
+            return "|f(x+eps d)-f(x)|", "|f(x+eps d)-f(x)-eps d'g|"
+        return "||F(x+eps d)-F(x)||", "||F(x+eps d)-F(x)-eps J d||"
+
+    @property
+    def exact(self):
+        """True when the first-order residual is at round-off at every usable step."""
+        return self.passed and len(self.window_first) == 0
+
+    def _orders_text(self):
+        zero, first = self.orders
+        first_text = "round-off (linear)" if self.exact else _format_order(first)
+        return f"orders {_format_order(zero)}, {first_text}"
+
+    def summary(self):
+        """One line: verdict, name, fitted orders and how finely J d was checked."""
+        derivative = "d'g" if self.kind == "gradient" else "J d"
+        checked = ""
+        if np.isfinite(self.resolution):
+            how = "off by about" if self.verdict == "FAIL" else "checked to"
+            checked = f"; {derivative} {how} {self.resolution:.0e}"
+        return f"{self.verdict:<12} {self.kind} test: {self.name}  ({self._orders_text()}{checked})"
+
+    def __str__(self):
+        zero_label, first_label = self._labels()
+        order_zero, order_first = self.local_orders
+        in_zero, in_first = set(self.window_zero.tolist()), set(self.window_first.tolist())
+        at_roundoff = self.first <= ROUNDOFF_MARGIN * self.noise
+        zero_at_roundoff = self.zero <= ROUNDOFF_MARGIN * self.noise
+        lines = [f"{self.kind} test: {self.name}  ({self.dtype.name}, {self.size} unknowns, "
+                 f"unit direction)",
+                 f"  {'eps':>9}  {zero_label:>24} {'order':>6}  {first_label:>28} {'order':>6}"]
+        for i, e in enumerate(self.eps):
+            flag0 = "*" if i in in_zero else ("~" if zero_at_roundoff[i] else " ")
+            flag1 = "*" if i in in_first else ("~" if at_roundoff[i] else " ")
+            row = (f"  {e:9.3e}  {self.zero[i]:23.3e}{flag0} {_format_order(order_zero[i]):>6}"
+                   f"  {self.first[i]:27.3e}{flag1} {_format_order(order_first[i]):>6}")
+            if self.crossed[i]:
+                row += "  crossed a kink (not used)"
+            lines.append(row)
+        lines.append(f"  * used in the fit   ~ within {ROUNDOFF_MARGIN:g}x of the round-off level "
+                     f"(measured: {np.median(self.noise):.1e})")
+        zero, first = self.orders
+        zero_window = _window_text(self.eps, self.window_zero)
+        first_window = _window_text(self.eps, self.window_first)
+        lines.append(f"  fitted orders: zero-order {_format_order(zero)}{zero_window}, "
+                     f"first-order {_format_order(first)}{first_window}; "
+                     f"pass needs 1 +- {ORDER_TOLERANCE} and >= {2 - ORDER_TOLERANCE}")
+        lines.append(f"  {self.verdict}: {self.reason}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"<TaylorResult {self.summary()}>"
+
+    def plot(self, path=None, ax=None, title=None):
+        """Draw both residuals against eps on log-log axes, with reference slopes 1 and 2,
+        the round-off zone and the fitted windows.
+
+        Parameters
+        ----------
+        path : str, optional
+            Save a new figure here (and return the path).
+        ax : matplotlib Axes, optional
+            Draw into this axes instead (``path`` is then ignored; returns ``ax``).
+        title : str, optional
+            Defaults to the check's name and verdict.
+        """
+        if ax is None:
+            if path is None:
+                raise ValueError("plot needs a path to save to or an ax to draw into")
+            plt = _pyplot()
+            fig, ax = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
+            self._draw(ax, title)
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            return path
+        self._draw(ax, title)
+        return ax
+
+    def _reference_lines(self):
+        """``(order, eps, values)`` of the reference slopes: 3x the residual at the middle of
+        its fitted window (slope 1 falls back to the smallest usable step), extended into
+        the empty margin left of the data, where they are labelled."""
+        line_eps = np.append(self.eps, self.eps.min() / 8)
+        lines = []
+        for order, residual, window in ((1, self.zero, self.window_zero),
+                                        (2, self.first, self.window_first)):
+            if len(window):
+                anchor = window[len(window) // 2]
+            elif order == 1 and np.any((residual > 0) & ~self.crossed):
+                anchor = np.flatnonzero((residual > 0) & ~self.crossed)[-1]
+            else:
+                continue
+            lines.append((order, line_eps,
+                          residual[anchor] * 3 * (line_eps / self.eps[anchor]) ** order))
+        return lines
+
+    def _draw(self, ax, title):
+        eps = self.eps
+        symbol = r"f" if self.kind == "gradient" else r"F"
+        norm = (r"|", r"|") if self.kind == "gradient" else (r"\|", r"\|")
+        linear = r"\varepsilon\, d^{\top}\!g" if self.kind == "gradient" else r"\varepsilon J d"
+        labels = (
+            rf"zero order ${norm[0]}{symbol}(x+\varepsilon d)-{symbol}(x){norm[1]}$",
+            rf"first order ${norm[0]}{symbol}(x+\varepsilon d)-{symbol}(x)-{linear}{norm[1]}$",
+        )
+        references = self._reference_lines()
+        floor = ROUNDOFF_MARGIN * self.noise
+        shown_values = [self.zero[self.zero > 0], self.first[self.first > 0], floor]
+        shown_values += [values[-1:] for _, _, values in references]
+        bottom = np.concatenate(shown_values).min() / 10
+        ax.fill_between(eps, bottom, floor, color="0.88", zorder=0,
+                        label=f"round-off zone (< {ROUNDOFF_MARGIN:g}x round-off level)")
+        styles = (dict(marker="o", linestyle="-", color="0.1"),
+                  dict(marker="s", linestyle="--", color="tab:blue"))
+        for residual, window, label, style in zip((self.zero, self.first),
+                                                  (self.window_zero, self.window_first),
+                                                  labels, styles):
+            shown = np.where(residual > 0, residual, np.nan)
+            ax.plot(eps, shown, markerfacecolor="white", markersize=5, label=label, **style)
+            if len(window):
+                ax.plot(eps[window], shown[window], linestyle="none", marker=style["marker"],
+                        color=style["color"], markersize=6)
+        if self.crossed.any():
+            ax.plot(eps[self.crossed], self.zero[self.crossed], linestyle="none", marker="x",
+                    color="tab:red", markersize=9, label="crossed a ReLU kink (not used)")
+        for order, line_eps, values in references:
+            ax.plot(line_eps, values, linestyle=":", color="0.35", linewidth=1.2)
+            ax.annotate(f"slope {order}", (line_eps[-1], values[-1]), textcoords="offset points",
+                        xytext=(-1, 3), fontsize=8, color="0.2", ha="left", va="bottom")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _sparse_log_ticks(ax)
+        ax.set_ylim(bottom=bottom)
+        ax.set_xlim(eps.min() / 10, eps.max() * 1.5)
+        ax.set_xlabel(r"step $\varepsilon$ (unit direction $d$)")
+        ax.set_ylabel("residual")
+        ax.set_title(title or f"{self.name}\n{self.verdict}: {self._orders_text()}", fontsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+
+
+def _sparse_log_ticks(ax):
+    """At most about six labelled decades per axis and no minor ticks: readable, and
+    cheap to lay out (log axes spanning 15 decades otherwise dominate drawing time)."""
+    from matplotlib.ticker import LogLocator, NullLocator
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10.0, numticks=7))
+        axis.set_minor_locator(NullLocator())
+
+
+def _format_order(value):
+    return "-" if not np.isfinite(value) else f"{value:.2f}"
+
+
+def _window_text(eps, window):
+    if len(window) == 0:
+        return " (no window)"
+    return f" over eps {eps[window].min():.1e}..{eps[window].max():.1e}"
+
+
+class TransposeResult:
+    """The outcome of :func:`jacobian_transpose_test`.
+
+    Attributes
+    ----------
+    name : str
+    dtype : numpy.dtype
+    rows : list of tuple
+        Per trial: ``(u^T (J v), v^T (J^T u), relative discrepancy)``.
+    discrepancy : float
+        The largest relative discrepancy ``|u^T J v - v^T J^T u| / (||u|| ||J v||)``.
+    bound : float
+        ``TRANSPOSE_TOLERANCE`` times the unit round-off of ``dtype``.
+    passed : bool
+    verdict : {"PASS", "FAIL"}
+    reason : str
+    """
+
+    kind = "transpose"
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    @property
+    def table(self):
+        return list(self.rows)
+
+    def summary(self):
+        return (f"{self.verdict:<12} transpose test: {self.name}  "
+                f"(discrepancy {self.discrepancy:.1e}, bound {self.bound:.1e})")
+
+    def __str__(self):
+        lines = [f"Jacobian-transpose test: {self.name}  ({self.dtype.name}, "
+                 f"{self.size_in} inputs, {self.size_out} outputs)",
+                 f"  {'trial':>5}  {'u^T (J v)':>24}  {'v^T (J^T u)':>24}  {'relative diff':>13}"]
+        for i, (left, right, relative) in enumerate(self.rows):
+            lines.append(f"  {i:>5}  {left:24.16e}  {right:24.16e}  {relative:13.2e}")
+        lines.append(f"  worst {self.discrepancy:.2e}, bound {self.bound:.2e} "
+                     f"({TRANSPOSE_TOLERANCE:g} x unit round-off)")
+        lines.append(f"  {self.verdict}: {self.reason}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"<TransposeResult {self.summary()}>"
+
+
+class ErrorResult:
+    """A check that raised instead of returning a result (counted as a failure)."""
+
+    kind = "error"
+    passed = False
+    verdict = "ERROR"
+
+    def __init__(self, name, error):
+        self.name, self.error = name, error
+        self.reason = f"{type(error).__name__}: {error}"
+
+    def summary(self):
+        return f"{self.verdict:<12} {self.name}: {self.reason}"
+
+    def __str__(self):
+        return f"check {self.name} raised {self.reason}\n  ERROR: counted as a failure"
+
+
+# --- the Taylor tests ----------------------------------------------------------------------
+
+def _taylor_test(kind, F, x, linear_term, direction, eps0, factor, steps, seed, window, kinks,
+                 name):
+    x = _float_array("x", x)
+    eps0 = _real("eps0", eps0, low=0.0, low_open=True)
+    factor = _real("factor", factor, low=0.0, high=1.0, low_open=True, high_open=True)
+    steps = _positive_int("steps", steps, minimum=MIN_WINDOW + 1)
+    window = _positive_int("window", window, minimum=MIN_WINDOW)
+    if kinks is not None and not callable(kinks):
+        raise TypeError(f"kinks must be None or a callable x -> pattern, got {kinks!r}")
+    dtype = x.dtype
+    unit = _unit_roundoff(dtype)
+    rng = np.random.default_rng(seed)
+    d = _direction(direction, x, rng)
+    x64 = x.astype(np.float64)
+
+    F0 = _evaluate(F, x)
+    if not np.isfinite(F0).all():
+        raise ValueError(f"F(x) is not finite for {name!r}")
+    pattern0 = None if kinks is None else np.asarray(kinks(x)).copy()
+
+    def moved(t):
+        """The point x + t d rounded to dtype, and the step actually taken (exact)."""
+        point = (x64 + t * d).astype(dtype)
+        return point, point.astype(np.float64) - x64
+
+    def crosses(point):
+        return pattern0 is not None and not np.array_equal(np.asarray(kinks(point)), pattern0)
+
+    eps = eps0 * factor ** np.arange(steps)
+    zero = np.empty(steps)
+    first = np.empty(steps)
+    size_F = np.empty(steps)
+    crossed = np.zeros(steps, dtype=bool)
+    for i, e in enumerate(eps):
+        point, delta = moved(e)
+        Fi = _evaluate(F, point)
+        linear = np.asarray(linear_term(delta), dtype=np.float64).reshape(-1)
+        if linear.shape != F0.shape:
+            raise ValueError(f"the linear term has {linear.size} values but F has {F0.size}")
+        crossed[i] = crosses(point) or not np.isfinite(Fi).all()
+        difference = Fi - F0
+        zero[i] = np.linalg.norm(difference)
+        first[i] = np.linalg.norm(difference - linear)
+        size_F[i] = np.linalg.norm(Fi)
+
+    noise_level, noise_note = _roundoff_level(F, F0, moved, crosses, eps0, unit)
+    noise = np.maximum(noise_level, unit * (np.linalg.norm(F0) + size_F))
+
+    fields = dict(name=name, kind=kind, dtype=dtype, size=x.size, eps=eps, zero=zero,
+                  first=first, noise=noise, crossed=crossed, direction=d)
+    derivative = "d'g" if kind == "gradient" else "J d"
+    verdict, reason, windows, orders, resolution = _verdict(
+        eps, zero, first, noise, crossed, window, unit, noise_note, derivative)
+    return TaylorResult(window_zero=windows[0], window_first=windows[1], orders=orders,
+                        passed=verdict == "PASS", verdict=verdict, reason=reason,
+                        resolution=resolution, **fields)
+
+
+def _roundoff_level(F, F0, moved, crosses, eps0, unit):
+    """Measure the round-off in ``F(x + t d) - F(x)``.
+
+    ``F`` is evaluated at 9 points ``t`` evenly spaced in ``[-tau, tau]``, with
+    ``tau = eps0 * unit**(1/3)``, so small that a cubic in ``t`` describes the exact values to
+    far below round-off; what the least-squares cubic leaves is round-off. Returns the
+    estimated norm of the round-off of one difference, and a note (or None).
+    """
+    tau = eps0 * unit ** (1 / 3)
+    offsets = tau * np.linspace(-1.0, 1.0, 9)
+    values = np.empty((offsets.size, F0.size))
+    for j, t in enumerate(offsets):
+        if t == 0:
+            values[j] = F0
+            continue
+        point, _ = moved(t)
+        if crosses(point):
+            return 0.0, "a kink lies within the round-off probe; round-off level not measured"
+        values[j] = _evaluate(F, point)
+    basis = np.vander(offsets / tau, 4)
+    coefficients, *_ = np.linalg.lstsq(basis, values - F0, rcond=None)
+    leftover = values - F0 - basis @ coefficients
+    # per output: variance estimate with 9 - 4 degrees of freedom; a difference has two
+    # independent round-offs
+    variance = np.sum(leftover ** 2, axis=0) / (offsets.size - 4)
+    return math.sqrt(2 * float(np.sum(variance))), None
+
+
+def _verdict(eps, zero, first, noise, crossed, window, unit, noise_note, derivative):
+    """Choose the windows, fit the orders and decide. Returns
+    ``(verdict, reason, (window_zero, window_first), (order_zero, order_first), resolution)``;
+    ``derivative`` names the checked quantity in the reason ("d'g" or "J d")."""
+    threshold = ROUNDOFF_MARGIN * noise
+    usable = ~crossed
+    window_zero, zero_unsettled = _settled_window(eps, zero, usable & (zero > threshold),
+                                                  window)
+    window_first, first_unsettled = _settled_window(eps, first, usable & (first > threshold),
+                                                    window)
+    order_zero = _fitted_order(eps, zero, window_zero)
+    order_first = _fitted_order(eps, first, window_first)
+    windows = (window_zero, window_first)
+    orders = (order_zero, order_first)
+    unsettled = (" does not settle into one order between the large steps (higher Taylor "
+                 "terms) and round-off")
+    note = f" ({noise_note})" if noise_note else ""
+    nan = float("nan")
+
+    if not usable.any():
+        return ("INCONCLUSIVE", "every step crossed a kink (a ReLU unit changed sign): "
+                "move x away from the kink or lower eps0", windows, orders, nan)
+    if not np.isfinite(order_zero):
+        if zero_unsettled:
+            return ("INCONCLUSIVE", "the zero-order residual" + unsettled + note, windows,
+                    orders, nan)
+        return ("INCONCLUSIVE", f"the zero-order residual stands clear of round-off at fewer "
+                f"than {MIN_WINDOW} consecutive usable steps: F barely changes along d" + note,
+                windows, orders, nan)
+    if abs(order_zero - 1) > ORDER_TOLERANCE:
+        return ("FAIL", f"the zero-order residual shrinks with order {order_zero:.2f}, not 1: "
+                "d is a stationary direction of F (or F is not differentiable at x), so the "
+                f"test cannot judge {derivative}", windows, orders, nan)
+    if not (usable & (first > threshold)).any():
+        # round-off at every usable step: F is linear along d, and the derivative is right
+        # to within round-off relative to the largest usable change of F
+        largest = np.flatnonzero(usable)[0]
+        resolution = threshold[largest] / zero[largest]
+        if resolution > 1e-3:
+            return ("INCONCLUSIVE", "the first-order residual is at round-off at every usable "
+                    f"step, but so is most of the zero-order one: errors in {derivative} "
+                    f"below {resolution:.0e} (relative) could hide", windows, orders,
+                    resolution)
+        return ("PASS", "exactly linear along d: the first-order residual is at round-off at "
+                "every usable step (the Taylor remainder vanishes), so an error in "
+                f"{derivative} above {resolution:.0e} (relative) would have shown", windows,
+                orders, resolution)
+    if not np.isfinite(order_first):
+        what = unsettled if first_unsettled else \
+            f" stands clear of round-off at fewer than {MIN_WINDOW} consecutive usable steps"
+        return ("INCONCLUSIVE", "the first-order residual" + what + f": the usable window is "
+                f"too short in {_dtype_name(unit)} (try float64, more steps or another eps0)"
+                + note, windows, orders, nan)
+    smallest = window_first[-1]
+    resolution = first[smallest] / zero[smallest]
+    if order_first < 2 - ORDER_TOLERANCE:
+        return ("FAIL", f"the first-order residual shrinks with order {order_first:.2f}, not 2: "
+                f"the derivative is wrong ({derivative} is off by about {resolution:.1e} "
+                "relative)", windows, orders, resolution)
+    reason = (f"orders {order_zero:.2f} and {order_first:.2f}; {derivative} matches the change "
+              f"of F to {resolution:.0e} (relative) at the smallest fitted step")
+    if order_first > 2 + ORDER_TOLERANCE:
+        reason += " (order above 2: F has no curvature along d)"
+    if crossed.any():
+        reason += f"; {int(crossed.sum())} large steps crossed a kink and were not used"
+    return "PASS", reason + note, windows, orders, resolution
+
+
+def _dtype_name(unit):
+    return "float32" if unit > 1e-10 else "float64"
+
+
+def gradient_test(f, x, grad, direction=None, eps0=1.0, factor=0.5, steps=20, seed=0,
+                  window=5, kinks=None, name="f"):
+    """Taylor test of the gradient of a scalar function.
+
+    For ``eps = eps0 * factor**i`` (``i < steps``) records the zero-order residual
+    ``|f(x + eps d) - f(x)|`` (order 1) and the first-order residual
+    ``|f(x + eps d) - f(x) - eps d^T grad|`` (order 2 if and only if ``grad`` is the
+    gradient), fits both orders over the window before round-off takes over, and gives a
+    verdict (see the module docstring).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(x) -> float``; called with arrays of ``x``'s shape and dtype.
+    x : ndarray, float32 or float64
+        The point. Its dtype is the precision of the test (steps are rounded to it, and the
+        step actually taken is used in the linear term).
+    grad : ndarray or callable
+        The gradient at ``x`` (shape of ``x``), or ``grad(x) -> ndarray``.
+    direction : ndarray, optional
+        Shape of ``x``. Default: standard normal, scaled to unit norm (seeded by ``seed``).
+    eps0 : float > 0
+        The largest step.
+    factor : float in (0, 1)
+        Each step is ``factor`` times the one before: order 1 and 2 mean ratios
+        ``1/factor`` and ``1/factor**2``.
+    steps : int >= 4
+    seed : int
+    window : int >= 3
+        At most this many steps (the smallest usable ones) are used for fitting.
+    kinks : callable, optional
+        ``kinks(x) -> array``: a pattern that changes when ``f`` crosses a kink (e.g. the
+        signs of every ReLU pre-activation). Steps whose pattern differs from that at ``x``
+        are reported and not used.
+    name : str
+
+    Returns
+    -------
+    TaylorResult
+        ``.table``, ``.orders``, ``.passed``, ``str(result)``, ``.plot(path)``.
+
+    Notes
+    -----
+    The round-off level is measured, not assumed: ``f`` is evaluated at 9 tiny offsets
+    ``|t| <= eps0 * u**(1/3)`` (``u`` the unit round-off) and what a fitted cubic leaves is
+    round-off. A residual is used only if it is more than ``ROUNDOFF_MARGIN`` times that.
+    """
+    x_checked = _float_array("x", x)
+    if callable(grad):
+        grad = grad(x_checked)
+    g = _float_array("grad", grad).astype(np.float64)
+    if g.shape != x_checked.shape:
+        raise ValueError(f"grad must have the shape of x {x_checked.shape}, got {g.shape}")
+
+    def linear_term(delta):
+        return float(np.vdot(g, delta))
+
+    return _taylor_test("gradient", f, x_checked, linear_term, direction, eps0, factor, steps,
+                        seed, window, kinks, name)
+
+
+def jacobian_test(F, x, jvp, direction=None, eps0=1.0, factor=0.5, steps=20, seed=0,
+                  window=5, kinks=None, name="F"):
+    """Taylor test of a Jacobian-vector product.
+
+    Records ``||F(x + eps d) - F(x)||`` (order 1) and ``||F(x + eps d) - F(x) - eps J d||``
+    (order 2 if and only if ``jvp`` is right), with the same steps, windows and verdicts as
+    :func:`gradient_test`.
+
+    Parameters
+    ----------
+    F : callable
+        ``F(x) -> ndarray`` of any fixed shape (copied after each call, so a reused buffer
+        is fine).
+    x : ndarray, float32 or float64
+    jvp : callable
+        ``jvp(v) -> J v``, the derivative of ``F`` at ``x`` applied to ``v`` (shape and dtype
+        of ``x``), shaped like ``F(x)``.
+    direction, eps0, factor, steps, seed, window, kinks, name
+        As in :func:`gradient_test`.
+
+    Returns
+    -------
+    TaylorResult
+    """
+    x_checked = _float_array("x", x)
+    if not callable(jvp):
+        raise TypeError(f"jvp must be a callable v -> J v, got {jvp!r}")
+
+    def linear_term(delta):
+        return jvp(delta.astype(x_checked.dtype))
+
+    return _taylor_test("jacobian", F, x_checked, linear_term, direction, eps0, factor, steps,
+                        seed, window, kinks, name)
+
+
+# --- the transpose test --------------------------------------------------------------------
+
+def jacobian_transpose_test(jvp, vjp, x, trials=3, seed=0, tolerance=TRANSPOSE_TOLERANCE,
+                            name="J"):
+    """Check a vector-Jacobian product against a Jacobian-vector product.
+
+    For random ``v`` (shape of ``x``) and ``u`` (shape of ``J v``) computes
+    ``|u^T (J v) - v^T (J^T u)| / (||u|| ||J v||)`` and passes if every trial is at most
+    ``tolerance`` units of round-off of ``x``'s dtype. (The denominator is in fact the
+    larger of ``||u|| ||J v||`` and ``||v|| ||J^T u||``, so that a backward pass returning
+    something huge, or a ``J v`` of 0, is still judged on a relative scale.) Together with a
+    passing :func:`jacobian_test` of ``jvp`` this proves the backward pass.
+
+    Parameters
+    ----------
+    jvp : callable
+        ``jvp(v) -> J v``.
+    vjp : callable
+        ``vjp(u) -> J^T u``, shaped like ``x``.
+    x : ndarray, float32 or float64
+        Gives the shape and dtype of ``v`` (the point itself is built into jvp and vjp).
+    trials : int >= 1
+    seed : int
+    tolerance : float > 0
+        In units of the unit round-off (``2**-53`` for float64, ``2**-24`` for float32).
+    name : str
+
+    Returns
+    -------
+    TransposeResult
+    """
+    x = _float_array("x", x)
+    if not callable(jvp) or not callable(vjp):
+        raise TypeError("jvp and vjp must be callables")
+    trials = _positive_int("trials", trials)
+    tolerance = _real("tolerance", tolerance, low=0.0, low_open=True)
+    dtype = x.dtype
+    bound = tolerance * _unit_roundoff(dtype)
+    rng = np.random.default_rng(seed)
+    rows = []
+    size_out = 0
+    for _ in range(trials):
+        v = rng.standard_normal(x.shape).astype(dtype)
+        Jv = np.array(jvp(v), dtype=np.float64)
+        u = rng.standard_normal(Jv.shape).astype(dtype)
+        JTu = np.array(vjp(u), dtype=np.float64)
+        if JTu.shape != x.shape:
+            raise ValueError(f"vjp must return the shape of x {x.shape}, got {JTu.shape}")
+        size_out = Jv.size
+        left = float(np.vdot(u.astype(np.float64), Jv))
+        right = float(np.vdot(v.astype(np.float64), JTu))
+        scale = max(np.linalg.norm(u) * np.linalg.norm(Jv),
+                    np.linalg.norm(v) * np.linalg.norm(JTu))
+        relative = abs(left - right) / scale if scale > 0 else 0.0
+        rows.append((left, right, relative))
+    discrepancy = max(row[2] for row in rows)
+    passed = discrepancy <= bound
+    if passed:
+        reason = (f"u^T (J v) and v^T (J^T u) agree to {discrepancy:.1e} relative, within "
+                  f"round-off: the backward pass is the transpose of the JVP")
+    else:
+        reason = (f"u^T (J v) and v^T (J^T u) differ by {discrepancy:.1e} relative, far above "
+                  f"round-off: the backward pass is not the transpose of the JVP")
+    return TransposeResult(name=name, dtype=dtype, rows=rows, discrepancy=discrepancy,
+                           bound=bound, passed=passed, verdict="PASS" if passed else "FAIL",
+                           reason=reason, size_in=x.size, size_out=size_out)
+
+
+# --- SGD on least squares ------------------------------------------------------------------
+
+class LeastSquaresResult:
+    """The outcome of :func:`least_squares_demo`.
+
+    Attributes
+    ----------
+    x, x_lstsq : ndarray (n,)
+        SGD with momentum's answer and ``numpy.linalg.lstsq``'s.
+    relative_error : float
+        ``||x - x_lstsq|| / ||x_lstsq||`` at the end of the momentum run.
+    runs : dict
+        ``{"momentum": ..., "plain": ...}``, each a dict with ``objective`` and ``error``
+        (arrays, one value per iteration, iteration 0 is the start), ``iterations_to_tolerance``
+        (int or None) and ``final_error``.
+    lr, momentum, batch_size, tolerance, condition : float / int
+    passed : bool
+        Momentum reached ``tolerance`` and did so in fewer iterations than plain SGD.
+    """
+
+    kind = "least-squares"
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    @property
+    def verdict(self):
+        return "PASS" if self.passed else "FAIL"
+
+    @property
+    def table(self):
+        """Rows ``(method, iterations to tolerance, final relative error)``."""
+        return [(method, run["iterations_to_tolerance"], run["final_error"])
+                for method, run in self.runs.items()]
+
+    def summary(self):
+        fast = self.runs["momentum"]["iterations_to_tolerance"]
+        slow = self.runs["plain"]["iterations_to_tolerance"]
+        return (f"{self.verdict:<12} least squares (float64): SGD + momentum vs lstsq  (error "
+                f"{self.relative_error:.1e}; {_count(fast)} vs {_count(slow)} iterations)")
+
+    def __str__(self):
+        m, n = self.shape
+        lines = [f"least squares (float64): min ||A x - b||^2 / (2m), A {m} x {n} (condition of "
+                 f"A^T A {self.condition:.0f}), consistent b = A x*, mini-batches of "
+                 f"{self.batch_size}, constant lr {self.lr:.3g}",
+                 f"  {'method':<24} {'iterations to error <= ' + format(self.tolerance, '.0e'):>30}"
+                 f" {'final relative error':>22}"]
+        for method, label in (("momentum", f"SGD, momentum {self.momentum:g}"),
+                              ("plain", "SGD, no momentum")):
+            run = self.runs[method]
+            lines.append(f"  {label:<24} {_count(run['iterations_to_tolerance']):>30} "
+                         f"{run['final_error']:>22.2e}")
+        lines.append(f"  relative error of x against numpy.linalg.lstsq: "
+                     f"{self.relative_error:.2e} (must be < {self.tolerance:g})")
+        lines.append(f"  {self.verdict}: {self.reason}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"<LeastSquaresResult {self.summary()}>"
+
+    def plot(self, path):
+        """Objective and relative error against iteration, momentum and plain SGD; saved to
+        ``path``."""
+        plt = _pyplot()
+        fig, (ax_objective, ax_error) = plt.subplots(1, 2, figsize=(11, 4.2),
+                                                     constrained_layout=True)
+        styles = {"momentum": dict(linestyle="-", color="0.1",
+                                   label=f"SGD + momentum {self.momentum:g}"),
+                  "plain": dict(linestyle="--", color="tab:orange", label="plain SGD")}
+        for method, style in styles.items():
+            run = self.runs[method]
+            iterations = np.arange(run["objective"].size)
+            ax_objective.semilogy(iterations, run["objective"], **style)
+            ax_error.semilogy(iterations, run["error"], **style)
+            reached = run["iterations_to_tolerance"]
+            if reached is not None:
+                ax_error.plot(reached, run["error"][reached], marker="o" if method == "momentum"
+                              else "s", color=style["color"], markersize=7, linestyle="none")
+                ax_error.annotate(f"{reached} it.", (reached, run["error"][reached]),
+                                  textcoords="offset points", xytext=(5, 6), fontsize=8)
+        ax_error.axhline(self.tolerance, color="0.4", linestyle=":", linewidth=1.2,
+                         label=f"tolerance {self.tolerance:g}")
+        ax_objective.set_ylabel(r"objective $\|Ax-b\|^2/(2m)$ (optimum 0)")
+        ax_error.set_ylabel(r"relative error $\|x - x_{\rm lstsq}\| / \|x_{\rm lstsq}\|$")
+        for ax in (ax_objective, ax_error):
+            ax.set_xlabel(f"iteration (mini-batch of {self.batch_size})")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+        m, n = self.shape
+        ax_objective.set_title("Objective")
+        ax_error.set_title("Distance to numpy.linalg.lstsq")
+        fig.suptitle(f"SGD on least squares, A {m}x{n}, condition {self.condition:.0f}, "
+                     f"lr {self.lr:.3g}: momentum vs plain at the same learning rate")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+
+def _count(iterations):
+    return "not reached" if iterations is None else str(iterations)
+
+
+def least_squares_demo(m=500, n=20, seed=0, batch_size=50, lr=None, momentum=0.9,
+                       condition=100.0, tolerance=1e-6, max_epochs=500):
+    """Minimise ``||A x - b||^2 / (2m)`` with nncore's mini-batch SGD, with and without
+    momentum, and compare with ``numpy.linalg.lstsq``.
+
+    The system is consistent, ``b = A x*``: every mini-batch gradient vanishes at the
+    solution, so SGD with a constant learning rate converges to it (linearly) instead of
+    to a noise ball around it, and the relative error can reach ``tolerance``. The columns
+    of ``A`` are scaled so that ``A^T A / m`` has condition number about ``condition``,
+    which is where momentum pays off. Loss and gradient come from
+    :func:`nncore.ops.least_squares`, steps from :class:`nncore.optim.SGD`.
+
+    Parameters
+    ----------
+    m, n : int
+        Rows and unknowns (``m >= n``).
+    seed : int
+        Seeds ``A``, ``x*`` and the shuffling (both runs see the same batches).
+    batch_size : int
+    lr : float, optional
+        The learning rate of both runs. Default ``0.5 / L`` with ``L`` the largest eigenvalue of
+        ``A^T A / m``.
+    momentum : float in (0, 1)
+    condition : float >= 1
+    tolerance : float > 0
+        Relative error of ``x`` that counts as converged.
+    max_epochs : int
+        Budget of each run; a run stops early once its error is below ``tolerance / 100``.
+
+    Returns
+    -------
+    LeastSquaresResult
+    """
+    m = _positive_int("m", m)
+    n = _positive_int("n", n)
+    if m < n:
+        raise ValueError(f"m must be >= n for a unique least-squares solution, got m={m}, n={n}")
+    batch_size = _positive_int("batch_size", batch_size)
+    momentum = _real("momentum", momentum, low=0.0, high=1.0, low_open=True, high_open=True)
+    condition = _real("condition", condition, low=1.0)
+    tolerance = _real("tolerance", tolerance, low=0.0, high=1.0, low_open=True)
+    max_epochs = _positive_int("max_epochs", max_epochs)
+    from . import ops
+
+    rng = np.random.default_rng(seed)
+    column_scale = condition ** (-0.5 * np.linspace(0.0, 1.0, n))
+    A = rng.standard_normal((m, n)) * column_scale
+    x_true = rng.standard_normal(n)
+    b = A @ x_true
+    x_lstsq = np.linalg.lstsq(A, b, rcond=None)[0]
+    eigenvalues = np.linalg.eigvalsh(A.T @ A / m)
+    if lr is None:
+        lr = 0.5 / eigenvalues[-1]
+    lr = _real("lr", lr, low=0.0, low_open=True)
+    norm_lstsq = np.linalg.norm(x_lstsq)
+    epoch_orders = [np.random.default_rng([seed, epoch]).permutation(m)
+                    for epoch in range(max_epochs)]
+
+    runs = {}
+    for method, beta in (("momentum", momentum), ("plain", 0.0)):
+        optimizer = SGD(lr=lr, momentum=beta)
+        x = np.zeros(n)
+        optimizer.start(x, max_epochs)
+        objective = [ops.least_squares(A, x, b)[0]]
+        error = [np.linalg.norm(x - x_lstsq) / norm_lstsq]
+        reached = None
+        for epoch in range(max_epochs):
+            optimizer.lr_at(epoch)
+            order = epoch_orders[epoch]
+            for start in range(0, m, batch_size):
+                rows = order[start:start + batch_size]
+                _, grad = ops.least_squares(A[rows], x, b[rows])
+                optimizer.step(x, grad)
+                objective.append(ops.least_squares(A, x, b)[0])
+                error.append(np.linalg.norm(x - x_lstsq) / norm_lstsq)
+                if reached is None and error[-1] <= tolerance:
+                    reached = len(error) - 1
+            if error[-1] <= tolerance / 100 or not np.isfinite(error[-1]):
+                break
+        runs[method] = {"x": x, "objective": np.array(objective), "error": np.array(error),
+                        "iterations_to_tolerance": reached, "final_error": float(error[-1])}
+
+    fast = runs["momentum"]["iterations_to_tolerance"]
+    slow = runs["plain"]["iterations_to_tolerance"]
+    relative_error = runs["momentum"]["final_error"]
+    converged = relative_error < tolerance
+    faster = fast is not None and (slow is None or fast < slow)
+    passed = converged and faster
+    if passed:
+        speedup = "" if slow is None else f" ({slow / fast:.1f}x fewer)"
+        reason = (f"momentum matches lstsq to {relative_error:.1e} and reaches {tolerance:g} "
+                  f"in {fast} iterations, plain SGD in {_count(slow)}{speedup}")
+    elif not converged:
+        reason = (f"momentum ends {relative_error:.1e} from lstsq, above {tolerance:g}: "
+                  f"raise max_epochs or lower lr")
+    else:
+        reason = (f"momentum ({_count(fast)} iterations) is not faster than plain SGD "
+                  f"({_count(slow)}) at this learning rate")
+    return LeastSquaresResult(
+        x=runs["momentum"]["x"], x_lstsq=x_lstsq, relative_error=relative_error, runs=runs,
+        lr=lr, momentum=momentum, batch_size=batch_size, tolerance=tolerance,
+        condition=float(eigenvalues[-1] / eigenvalues[0]), shape=(m, n), passed=passed,
+        reason=reason)
+
+
+# --- ready-made checks for every part of the library ---------------------------------------
+
+class Check:
+    """A named check that has not run yet; ``check.run()`` returns its result.
+
+    Attributes
+    ----------
+    group : str
+        Checks of one group share a figure in ``nncore gradcheck``.
+    name : str
+    """
+
+    __slots__ = ("group", "name", "_function")
+
+    def __init__(self, group, name, function):
+        self.group, self.name, self._function = group, name, function
+
+    def run(self):
+        """The result; an exception inside the check becomes an :class:`ErrorResult`."""
+        try:
+            return self._function()
+        except Exception as error:  # a crash is a failed check, reported with the others
+            return ErrorResult(self.name, error)
+
+    def __repr__(self):
+        return f"Check({self.group!r}, {self.name!r})"
+
+
+class _Suite:
+    """Collects Check objects that share Taylor settings and an optional ``corrupt``.
+
+    ``corrupt`` is applied to the derivative under test only: the gradient of a gradient
+    test, ``J v`` of a Jacobian test, ``J^T u`` (the backward pass) of a transpose test.
+    Each ``around`` wraps the run (networks use it to restore their parameters).
+    """
+
+    def __init__(self, options, corrupt):
+        self.options, self.corrupt, self.checks = options, corrupt, []
+
+    def gradient(self, group, name, f, x, gradient, kinks=None, around=None):
+        """``gradient()`` computes the gradient at ``x`` when the check runs."""
+        def run():
+            return gradient_test(f, x, self.corrupt(gradient()), kinks=kinks, name=name,
+                                 **self.options)
+        self.checks.append(Check(group, name, around(run) if around else run))
+
+    def jacobian(self, group, name, F, x, jvp, kinks=None, around=None):
+        def run():
+            return jacobian_test(F, x, lambda v: self.corrupt(jvp(v)), kinks=kinks, name=name,
+                                 **self.options)
+        self.checks.append(Check(group, name, around(run) if around else run))
+
+    def transpose(self, group, name, jvp, vjp, x, around=None):
+        def run():
+            return jacobian_transpose_test(jvp, lambda u: self.corrupt(vjp(u)), x, name=name,
+                                           seed=self.options["seed"])
+        self.checks.append(Check(group, name, around(run) if around else run))
+
+
+def _draw_away_from_kinks(rng, X, W, b, margin):
+    """Redraw entries of ``b`` until every pre-activation ``X W^T + b`` is at least
+    ``margin`` from 0, so no ReLU unit sits on its kink at the point under test."""
+    for _ in range(200):
+        Z = X.astype(np.float64) @ W.T.astype(np.float64) + b
+        near = np.any(np.abs(Z) < margin, axis=0)
+        if not near.any():
+            return b
+        b[near] = rng.standard_normal(np.count_nonzero(near))
+    raise RuntimeError(f"could not place every pre-activation {margin} away from 0")
+
+
+def _softmax_checks(suite, backend, dtype, rng):
+    n, n_in, n_classes = 8, 5, 4
+    X = rng.standard_normal((n, n_in)).astype(dtype)
+    W = (0.5 * rng.standard_normal((n_classes, n_in))).astype(dtype)
+    b = (0.5 * rng.standard_normal(n_classes)).astype(dtype)
+    labels = rng.integers(0, n_classes, n)
+    logits = (2.0 * rng.standard_normal((n, n_classes))).astype(dtype)
+    A = rng.standard_normal((12, 6)).astype(dtype)
+    x = rng.standard_normal(6).astype(dtype)
+    rhs = rng.standard_normal(12).astype(dtype)
+
+    def cross_entropy(logits_):
+        return backend.softmax_cross_entropy(logits_, labels)[0]
+
+    suite.gradient("softmax", "softmax cross-entropy: loss wrt logits", cross_entropy, logits,
+                   lambda: backend.softmax_cross_entropy(logits, labels)[1])
+
+    def regression_loss(X_, W_, b_):
+        return cross_entropy(backend.linear_forward(X_, W_, b_)[0])
+
+    def regression_gradient(index):
+        def gradient():
+            out, cache = backend.linear_forward(X, W, b)
+            _, dlogits = backend.softmax_cross_entropy(out, labels)
+            return backend.linear_backward(dlogits, cache)[index]
+        return gradient
+
+    suite.gradient("softmax", "softmax regression: loss wrt W",
+                   lambda W_: regression_loss(X, W_, b), W, regression_gradient(1))
+    suite.gradient("softmax", "softmax regression: loss wrt b",
+                   lambda b_: regression_loss(X, W, b_), b, regression_gradient(2))
+    suite.gradient("softmax", "softmax regression: loss wrt X",
+                   lambda X_: regression_loss(X_, W, b), X, regression_gradient(0))
+    suite.gradient("softmax", "least squares: loss wrt x",
+                   lambda x_: backend.least_squares(A, x_, rhs)[0], x,
+                   lambda: backend.least_squares(A, x, rhs)[1])
+
+
+def _layer_maps(forward, jvp, backward, point, cache, arg, index, relu, hidden_signs):
+    """The maps of one layer with respect to one argument ``arg`` (the others held at
+    ``point``): ``F(value)``, ``jvp(v)``, ``vjp(u)`` and the ReLU sign pattern (or None)."""
+    zeros = {"d" + name: np.zeros_like(value) for name, value in point.items()}
+
+    def F(value):
+        return forward(**{**point, arg: value})[0]
+
+    def jvp_arg(v):
+        return jvp(cache, **{**zeros, "d" + arg: v})
+
+    def vjp_arg(u):
+        return backward(np.ascontiguousarray(u), cache)[index]
+
+    def kinks(value):
+        return hidden_signs(forward(**{**point, arg: value}))
+
+    return F, jvp_arg, vjp_arg, (kinks if relu else None)
+
+
+def _dense_checks(suite, backend, dtype, rng, activation):
+    n, n_in, n_out = 8, 5, 4
+    X = rng.standard_normal((n, n_in))
+    W = rng.standard_normal((n_out, n_in)) / math.sqrt(n_in)
+    b = 0.5 * rng.standard_normal(n_out)
+    if activation == "relu":
+        b = _draw_away_from_kinks(rng, X, W, b, margin=0.05)
+    point = {"X": X.astype(dtype), "W": W.astype(dtype), "b": b.astype(dtype)}
+
+    def forward(X, W, b):
+        return backend.linear_forward(X, W, b, activation)
+
+    _, cache = forward(**point)
+    group = f"dense-{activation}"
+    for index, arg in enumerate(point):
+        F, jvp, vjp, kinks = _layer_maps(
+            forward, backend.linear_jvp, backend.linear_backward, point, cache, arg, index,
+            activation == "relu", hidden_signs=lambda result: result[0] > 0)
+        name = f"Dense {activation}: output wrt {arg}"
+        suite.jacobian(group, name, F, point[arg], jvp, kinks=kinks)
+        suite.transpose(group, name, jvp, vjp, point[arg])
+
+
+def _residual_checks(suite, backend, dtype, rng, activation):
+    n, width, hidden = 8, 4, 6
+    X = rng.standard_normal((n, width))
+    W1 = rng.standard_normal((hidden, width)) / math.sqrt(width)
+    b1 = 0.5 * rng.standard_normal(hidden)
+    W2 = rng.standard_normal((width, hidden)) / math.sqrt(hidden)
+    if activation == "relu":
+        b1 = _draw_away_from_kinks(rng, X, W1, b1, margin=0.05)
+    point = {"X": X.astype(dtype), "W1": W1.astype(dtype), "b1": b1.astype(dtype),
+             "W2": W2.astype(dtype)}
+
+    def forward(X, W1, b1, W2):
+        return backend.residual_forward(X, W1, b1, W2, activation)
+
+    _, cache = forward(**point)
+    group = f"residual-{activation}"
+    for index, arg in enumerate(point):
+        F, jvp, vjp, kinks = _layer_maps(
+            forward, backend.residual_jvp, backend.residual_backward, point, cache, arg, index,
+            activation == "relu", hidden_signs=lambda result: result[1].H > 0)
+        name = f"Residual {activation}: output wrt {arg}"
+        suite.jacobian(group, name, F, point[arg], jvp, kinks=kinks)
+        suite.transpose(group, name, jvp, vjp, point[arg])
+
+
+def network_forward_backward(network, X, dlogits):
+    """Run ``network`` forward on ``X`` and its backward pass from ``dlogits``.
+
+    Parameters
+    ----------
+    network : nncore.Network
+    X : array (n, n_in)
+    dlogits : array (n, n_classes)
+        The gradient of some scalar with respect to the logits.
+
+    Returns
+    -------
+    dX : ndarray (n, n_in)
+        The gradient with respect to ``X``.
+    dparams : ndarray (n_params,)
+        The gradient with respect to ``network.params`` (a copy of ``network.grads``,
+        which is overwritten).
+    """
+    X = network.check_X(X)
+    dlogits = np.ascontiguousarray(dlogits, dtype=network.dtype)
+    out = X
+    for layer in network.layers:
+        out = layer.forward(out)
+    if dlogits.shape != out.shape:
+        raise ValueError(f"dlogits must have shape {out.shape}, got {dlogits.shape}")
+    grad = dlogits
+    for layer in reversed(network.layers):
+        grad = layer.backward(grad)
+    return np.array(grad), network.grads.copy()
+
+
+def relu_pattern(network, X):
+    """The sign of every ReLU pre-activation of ``network`` on ``X`` (a flat bool array):
+    it changes exactly when a step crosses a kink. Empty for networks without ReLU."""
+    from .layers import Residual
+
+    X = network.check_X(X)
+    signs = [np.zeros(0, dtype=bool)]
+    out = X
+    for layer in network.layers:
+        inputs = out
+        out = layer.forward(out)
+        if layer.activation != "relu":
+            continue
+        if isinstance(layer, Residual):
+            pre_activation = inputs.astype(np.float64) @ layer.W1.T + layer.b1
+        else:
+            pre_activation = out  # relu(z) > 0 exactly when z > 0
+        signs.append((np.asarray(pre_activation) > 0).reshape(-1))
+    return np.concatenate(signs)
+
+
+def _network_checks(suite, backend_name, dtype, rng, builder, activation):
+    n_in, n_classes, n = 3, 4, 8
+    seed = suite.options["seed"]
+    if builder == "softmax-regression":
+        network = softmax_regression(n_in, n_classes, dtype=dtype, seed=seed,
+                                     backend=backend_name)
+        label, group = "softmax regression", "network-softmax-regression"
+    elif builder == "mlp":
+        network = mlp(n_in, [6, 5], n_classes, activation=activation, dtype=dtype, seed=seed,
+                      backend=backend_name)
+        label, group = f"MLP 3-6-5-4 {activation}", f"network-mlp-{activation}"
+    else:
+        network = resnet(n_in, width=5, depth=2, n_classes=n_classes, hidden=4,
+                         activation=activation, dtype=dtype, seed=seed, backend=backend_name)
+        label, group = f"ResNet width 5 depth 2 {activation}", f"network-resnet-{activation}"
+    # move away from the initialisation, so biases are nonzero and every term counts
+    network.params[...] += (0.3 * rng.standard_normal(network.n_params)).astype(dtype)
+    X = rng.standard_normal((n, n_in)).astype(dtype)
+    labels = rng.integers(0, n_classes, n)
+    params0 = network.params.copy()
+    backend = BACKENDS[backend_name]
+    relu = activation == "relu" and builder != "softmax-regression"
+
+    def at(params):
+        network.params[...] = params
+
+    def restoring(run):
+        def run_and_restore():
+            try:
+                return run()
+            finally:
+                at(params0)
+        return run_and_restore
+
+    def loss_of_params(params):
+        at(params)
+        return network.loss(X, labels)
+
+    def loss_of_input(X_):
+        at(params0)
+        return network.loss(X_, labels)
+
+    def loss_gradients():
+        at(params0)
+        _, dlogits = backend.softmax_cross_entropy(network.logits(X), labels)
+        return network_forward_backward(network, X, dlogits)
+
+    def logits_of_params(params):
+        at(params)
+        return network.logits(X)
+
+    def jvp(v):
+        at(params0)
+        return network.jvp(X, v)
+
+    def vjp(u):
+        at(params0)
+        return network_forward_backward(network, X, u)[1]
+
+    def params_pattern(params):
+        at(params)
+        return relu_pattern(network, X)
+
+    def input_pattern(X_):
+        at(params0)
+        return relu_pattern(network, X_)
+
+    suite.gradient(group, f"{label}: loss wrt parameters", loss_of_params, params0,
+                   lambda: loss_gradients()[1], kinks=params_pattern if relu else None,
+                   around=restoring)
+    suite.gradient(group, f"{label}: loss wrt input X", loss_of_input, X,
+                   lambda: loss_gradients()[0], kinks=input_pattern if relu else None,
+                   around=restoring)
+    name = f"{label}: logits wrt parameters"
+    suite.jacobian(group, name, logits_of_params, params0, jvp,
+                   kinks=params_pattern if relu else None, around=restoring)
+    suite.transpose(group, name, jvp, vjp, params0, around=restoring)
+
+
+#: The settings of the Taylor tests by (dtype, quick). The quick float64 run quarters eps
+#: (12 steps reach 2e-7); float32 meets round-off near eps ~ 1e-2, so it keeps halving to
+#: have as many steps as possible in its short window.
+TAYLOR_SETTINGS = {
+    ("float64", False): {"eps0": 1.0, "factor": 0.5, "steps": 20},
+    ("float64", True): {"eps0": 1.0, "factor": 0.25, "steps": 12},
+    ("float32", False): {"eps0": 1.0, "factor": 0.5, "steps": 20},
+    ("float32", True): {"eps0": 1.0, "factor": 0.5, "steps": 14},
+}
+
+
+def ready_made_checks(dtype="float64", quick=False, seed=0, backend="kernels", corrupt=None):
+    """Checks of every part of the library, each with respect to the input and every
+    parameter.
+
+    - softmax cross-entropy (wrt the logits), softmax regression's loss (wrt W, b and X)
+      and the least-squares loss (wrt x): gradient tests;
+    - Dense with every activation and the residual block with every activation, wrt X and
+      each parameter: a Jacobian test of the JVP and a Jacobian-transpose test of the
+      backward pass against it;
+    - softmax regression, MLPs and ResNets (tanh, ReLU, sigmoid): gradient tests of the loss
+      wrt the flat parameter vector and wrt the input, a Jacobian test of the logits wrt
+      the parameters (``Network.jvp``) and its transpose test (the backward pass);
+    - SGD with momentum on least squares against ``numpy.linalg.lstsq``.
+
+    ReLU points are drawn with every pre-activation at least 0.05 from 0, and each step's
+    sign pattern is compared with the point's: steps that cross a kink are not used.
+
+    Parameters
+    ----------
+    dtype : {"float64", "float32"}
+        float64 verifies; float32 reports how far its precision lets the tests see.
+    quick : bool
+        Fewer steps (see ``TAYLOR_SETTINGS``): 12 with factor 1/4 instead of 20 with factor
+        1/2 in float64, 14 halvings instead of 20 in float32.
+    seed : int >= 0
+    backend : {"kernels", "reference"}
+    corrupt : callable, optional
+        For testing the checks themselves: applied to every derivative under test (the
+        gradient, ``J v``, ``J^T u``) before it is checked, e.g. ``lambda g: 1.01 * g``.
+        Every check but the least-squares demo must then fail.
+
+    Returns
+    -------
+    list of Check
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    if not isinstance(quick, (bool, np.bool_)):
+        raise TypeError(f"quick must be True or False, got {quick!r}")
+    seed = _positive_int("seed", seed, minimum=0)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {tuple(BACKENDS)}, got {backend!r}")
+    if corrupt is not None and not callable(corrupt):
+        raise TypeError(f"corrupt must be None or a callable, got {corrupt!r}")
+    module = BACKENDS[backend]
+    suite = _Suite({**TAYLOR_SETTINGS[dtype.name, bool(quick)], "seed": seed},
+                   corrupt or (lambda derivative: derivative))
+    rng = np.random.default_rng(seed)
+    _softmax_checks(suite, module, dtype, rng)
+    for activation in ("identity", "tanh", "relu", "sigmoid"):
+        _dense_checks(suite, module, dtype, rng, activation)
+    for activation in ("identity", "tanh", "relu", "sigmoid"):
+        _residual_checks(suite, module, dtype, rng, activation)
+    _network_checks(suite, backend, dtype, rng, "softmax-regression", None)
+    for builder in ("mlp", "resnet"):
+        for activation in ("tanh", "relu", "sigmoid"):
+            _network_checks(suite, backend, dtype, rng, builder, activation)
+    suite.checks.append(Check("least-squares", "least squares: SGD + momentum vs lstsq",
+                              lambda: least_squares_demo(seed=seed)))
+    return suite.checks
+
+
+def run_checks(checks):
+    """Run each check in order.
+
+    Parameters
+    ----------
+    checks : iterable of Check
+
+    Returns
+    -------
+    list
+        One result per check (TaylorResult, TransposeResult, LeastSquaresResult, or an
+        ErrorResult for a check that raised), each with ``.passed``, ``.verdict`` and
+        ``.summary()``.
+    """
+    return [check.run() for check in checks]
+
+
+# --- figures -------------------------------------------------------------------------------
+
+def _pyplot():
+    from .plots import _pyplot as pyplot  # matplotlib only when a figure is drawn
+
+    return pyplot()
+
+
+def plot_results(results, path, title=None, columns=4, dpi=100):
+    """Draw several Taylor-test results side by side, one panel each, and save the figure.
+
+    Parameters
+    ----------
+    results : iterable
+        Results of any kind; only TaylorResults (gradient and Jacobian tests) are drawn.
+    path : str
+        Where to save (the format follows the extension).
+    title : str, optional
+    columns : int >= 1
+        Panels per row.
+    dpi : int
+
+    Returns
+    -------
+    str or None
+        ``path``, or None when there was nothing to draw (no file is written).
+    """
+    results = [r for r in results if isinstance(r, TaylorResult)]
+    if not results:
+        return None
+    columns = min(_positive_int("columns", columns), len(results))
+    rows = math.ceil(len(results) / columns)
+    plt = _pyplot()
+    # a fixed layout: a layout engine would measure every tick label of every panel twice
+    width, height = 4.6 * columns, 4.0 * rows + 0.5
+    fig, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=0.55 / height,
+                        top=1 - 0.95 / height, wspace=0.3, hspace=0.95 / 4.0 * 1.6)
+    for ax, result in zip(axes.flat, results):
+        result.plot(ax=ax)
+    for ax in axes.flat[len(results):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, y=1 - 0.15 / height)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
