@@ -50,12 +50,13 @@ cdef enum:
 # Level 1: one value, one row
 # ============================================================================================
 
-# The float32 exponential, tanh and sigmoid, and the two loops that apply them, are written
-# in C inside this file, for two reasons Cython cannot express: the helpers must be forced
-# inline (GCC's inliner otherwise calls them "cold" and a loop that calls a function is not
-# vectorised), and on x86-64 Linux the loops are compiled three times (AVX-512, AVX2,
-# baseline SSE2) with the right clone picked when the module loads, so one portable binary
-# runs 8 or 16 lanes wide where the CPU allows. float64 uses the C library's exp and tanh.
+# The float32 exponential, tanh and sigmoid, the loops that apply them, and the float32 SGD
+# loops are written in C inside this file, for two reasons Cython cannot express: the
+# helpers must be forced inline (GCC's inliner otherwise calls them "cold", and a loop that
+# calls a function is not vectorised), and on x86-64 Linux the loops are compiled three
+# times (AVX-512, AVX2, baseline SSE2) with the right clone picked when the module loads,
+# so one portable binary runs 8 or 16 lanes wide where the CPU allows. float64 uses the C
+# library's exp and tanh.
 cdef extern from *:
     """
     #include <stdint.h>
@@ -135,11 +136,44 @@ cdef extern from *:
             for (ptrdiff_t j = 0; j < m; j++) row[j] = nncore_sigmoidf(row[j] + b[j]);
         }
     }
+
+    /* The momentum update over the flat float32 parameter buffer (see _sgd_momentum), and
+       the check that it stays finite (see _sgd_update_is_finite): long flat loops, cloned
+       for AVX-512/AVX2 like the activations. */
+    NNCORE_CLONES static int nncore_sgd_update_is_finite_f32(
+            const float *param, const float *grad, const float *velocity, ptrdiff_t size,
+            float lr, float momentum, int nesterov, float weight_decay) {
+        int bad = 0;
+        for (ptrdiff_t i = 0; i < size; i++) {
+            float g = grad[i] + weight_decay * param[i];
+            float v = momentum * velocity[i] + g;
+            float p = param[i] - lr * (nesterov ? g + momentum * v : v);
+            bad |= ((p - p) != 0) | ((v - v) != 0);
+        }
+        return !bad;
+    }
+
+    NNCORE_CLONES static void nncore_sgd_momentum_f32(
+            float *param, const float *grad, float *velocity, ptrdiff_t size, float lr,
+            float momentum, int nesterov, float weight_decay) {
+        for (ptrdiff_t i = 0; i < size; i++) {
+            float g = grad[i] + weight_decay * param[i];
+            float v = momentum * velocity[i] + g;
+            velocity[i] = v;
+            param[i] = param[i] - lr * (nesterov ? g + momentum * v : v);
+        }
+    }
     """
     float _expf "nncore_expf" (float x) noexcept nogil
     float _tanhf "nncore_tanhf" (float x) noexcept nogil
     float _sigmoidf "nncore_sigmoidf" (float x) noexcept nogil
     void _exp_inplace_f32 "nncore_exp_inplace_f32" (float* x, Py_ssize_t size) noexcept nogil
+    bint _sgd_update_is_finite_f32 "nncore_sgd_update_is_finite_f32" (
+        const float* param, const float* grad, const float* velocity, Py_ssize_t size,
+        float lr, float momentum, int nesterov, float weight_decay) noexcept nogil
+    void _sgd_momentum_f32 "nncore_sgd_momentum_f32" (
+        float* param, const float* grad, float* velocity, Py_ssize_t size, float lr,
+        float momentum, int nesterov, float weight_decay) noexcept nogil
     void _bias_tanh_f32 "nncore_bias_tanh_f32" (float* Z, const float* b, Py_ssize_t n,
                                                 Py_ssize_t m) noexcept nogil
     void _bias_sigmoid_f32 "nncore_bias_sigmoid_f32" (float* Z, const float* b,
@@ -489,7 +523,9 @@ cdef void _sgd_momentum(floating* param, const floating* grad, floating* velocit
     """PyTorch's SGD rule in one pass; see nncore.ops.sgd_momentum_ for the formula."""
     cdef Py_ssize_t i
     cdef floating g, v
-    if nesterov:
+    if floating is float:  # the vectorised, CPU-dispatched C loop above
+        _sgd_momentum_f32(param, grad, velocity, size, lr, momentum, nesterov, weight_decay)
+    elif nesterov:
         for i in range(size):
             g = grad[i] + weight_decay * param[i]
             v = momentum * velocity[i] + g
@@ -509,18 +545,23 @@ cdef bint _sgd_update_is_finite(const floating* param, const floating* grad,
                                  floating weight_decay) noexcept nogil:
     """Whether the update of _sgd_momentum would leave every parameter and velocity finite.
 
-    Computes the update without writing it; x - x is 0 for finite x and NaN for inf or NaN,
-    so one sum answers for all (and the loop has no branch, so it vectorises).
+    Computes the update without writing it. x - x is 0 for finite x and NaN for inf or NaN;
+    the flags are OR-ed as integers, which (unlike a floating-point sum) the compiler may
+    reorder, so the loop vectorises.
     """
     cdef Py_ssize_t i
     cdef floating g, v, p
-    cdef floating check = 0
-    for i in range(size):
-        g = grad[i] + weight_decay * param[i]
-        v = momentum * velocity[i] + g
-        p = param[i] - lr * (g + momentum * v if nesterov else v)
-        check += (p - p) + (v - v)
-    return check == 0
+    cdef int bad = 0
+    if floating is float:
+        bad = not _sgd_update_is_finite_f32(param, grad, velocity, size, lr, momentum,
+                                            nesterov, weight_decay)
+    else:
+        for i in range(size):
+            g = grad[i] + weight_decay * param[i]
+            v = momentum * velocity[i] + g
+            p = param[i] - lr * (g + momentum * v if nesterov else v)
+            bad |= ((p - p) != 0) | ((v - v) != 0)
+    return bad == 0
 
 
 # --- a whole training step -------------------------------------------------------------------
