@@ -763,10 +763,10 @@ def test_sgd_checks_its_arguments(kwargs, error, message):
 
 def test_sgd_defaults_and_config():
     optimizer = nc.SGD()
-    assert optimizer.config() == {"lr": 0.05, "momentum": 0.9, "nesterov": False,
+    assert optimizer.config() == {"lr": 0.02, "momentum": 0.9, "nesterov": False,
                                   "weight_decay": 0.0, "schedule": None}
     assert nc.SGD(schedule=lambda lr, e: lr).config()["schedule"] == "custom"
-    assert "lr=0.05" in repr(optimizer)
+    assert "lr=0.02" in repr(optimizer)
 
 
 def started(epochs=10, **kwargs):

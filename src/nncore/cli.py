@@ -22,7 +22,7 @@ __all__ = ["main"]
 TRAIN_DEFAULTS = {
     "data": "peaks", "arch": "resnet", "width": 64, "depth": 4, "hidden": None,
     "layers": "64,64,64", "activation": "tanh", "dtype": "float32", "epochs": 30,
-    "batch_size": 64, "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
+    "batch_size": 64, "lr": 0.02, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
     "schedule": "cosine", "patience": 0, "seed": 0, "verbose": 1, "out": "runs",
     "name": None, "plots": True,
 }

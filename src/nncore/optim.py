@@ -74,7 +74,7 @@ class SGD:
         needs the number of epochs, set by ``fit``), or a callable ``(lr0, epoch) -> lr``.
     """
 
-    def __init__(self, lr=0.05, momentum=0.9, nesterov=False, weight_decay=0.0, schedule=None):
+    def __init__(self, lr=0.02, momentum=0.9, nesterov=False, weight_decay=0.0, schedule=None):
         self.lr = v.real_number("lr", lr, minimum=0.0)
         if self.lr == 0:
             raise ValueError("lr must be > 0, got 0.0")
