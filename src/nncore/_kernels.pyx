@@ -20,6 +20,7 @@ layer computes ``A = act(X @ W.T + b)``. One fused type serves float32 and float
 
 from libc.math cimport exp as libm_exp, log, tanh as libm_tanh, fabs
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from numpy import empty as numpy_empty, zeros as numpy_zeros, intp as numpy_intp
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 #: True when built with NNCORE_DEBUG=1 (bounds and wraparound checks on).
@@ -683,6 +684,33 @@ cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floatin
     return -1
 
 
+cdef Py_ssize_t _train_steps(const LayerPlan* layers, int n_layers, const floating* X,
+                             const Py_ssize_t* labels, floating* dlogits, int n, int n_in,
+                             int n_classes, floating* params, const floating* grads,
+                             floating* velocity, Py_ssize_t n_params, floating lr,
+                             floating momentum, bint nesterov, floating weight_decay,
+                             Py_ssize_t n_steps, double* losses, Py_ssize_t* n_correct,
+                             Py_ssize_t* status) noexcept nogil:
+    """``n_steps`` calls of _train_step on consecutive blocks of ``n`` rows.
+
+    Stops after a step whose loss is not finite or whose update was refused, or before a
+    step with a bad label. Returns the number of steps whose loss and count were written;
+    ``status`` receives the last step's return value.
+    """
+    cdef Py_ssize_t s
+    cdef double loss = 0.0
+    for s in range(n_steps):
+        status[0] = _train_step(layers, n_layers, X + s * n * n_in, labels + s * n, dlogits, n,
+                                n_classes, params, grads, velocity, n_params, lr, momentum,
+                                nesterov, weight_decay, &loss, &n_correct[s])
+        if status[0] >= 0:
+            return s
+        losses[s] = loss
+        if loss - loss != 0 or status[0] == STEP_UPDATE_NOT_FINITE:
+            return s + 1
+    return n_steps
+
+
 # ============================================================================================
 # Level 3: Python entry points (shapes already checked by nncore.ops)
 # ============================================================================================
@@ -866,34 +894,13 @@ cdef class TrainStep:
         """Returns ``(loss, n_correct, status)``: ``status`` is -1, UPDATE_NOT_FINITE (the
         update was skipped because it would make the weights non-finite), or a row whose
         label is out of range (nothing was computed then)."""
-        cdef const float[:, ::1] X32
-        cdef const double[:, ::1] X64
-        cdef double loss = 0.0
-        cdef Py_ssize_t correct = 0, bad
+        cdef double[::1] loss = numpy_empty(1)
+        cdef Py_ssize_t[::1] correct = numpy_zeros(1, dtype=numpy_intp)
         if labels.shape[0] != self.n:
             raise ValueError(f"labels has {labels.shape[0]} entries, the step expects {self.n}")
-        if self.single:
-            X32 = X
-            if X32.shape[0] != self.n or X32.shape[1] != self.n_in:
-                raise ValueError(f"X must have shape ({self.n}, {self.n_in}), got {X.shape}")
-            with nogil:
-                bad = _train_step(self.layers, self.n_layers, &X32[0, 0], &labels[0],
-                                  <float*> self.dlogits, self.n, self.n_classes,
-                                  <float*> self.params, <float*> self.grads,
-                                  <float*> self.velocity, self.n_params, <float> lr,
-                                  <float> momentum, nesterov, <float> weight_decay, &loss,
-                                  &correct)
-        else:
-            X64 = X
-            if X64.shape[0] != self.n or X64.shape[1] != self.n_in:
-                raise ValueError(f"X must have shape ({self.n}, {self.n_in}), got {X.shape}")
-            with nogil:
-                bad = _train_step(self.layers, self.n_layers, &X64[0, 0], &labels[0],
-                                  <double*> self.dlogits, self.n, self.n_classes,
-                                  <double*> self.params, <double*> self.grads,
-                                  <double*> self.velocity, self.n_params, lr, momentum,
-                                  nesterov, weight_decay, &loss, &correct)
-        return loss, correct, bad
+        _, status = self.run_many(X, labels, 1, lr, momentum, nesterov, weight_decay, loss,
+                                  correct)
+        return loss[0], correct[0], status
 
     def run_many(self, X, const Py_ssize_t[::1] labels, Py_ssize_t n_steps, double lr,
                  double momentum, bint nesterov, double weight_decay, double[::1] losses,
@@ -909,8 +916,7 @@ cdef class TrainStep:
         """
         cdef const float[:, ::1] X32
         cdef const double[:, ::1] X64
-        cdef Py_ssize_t s, bad = -1, rows = n_steps * self.n, correct = 0
-        cdef double loss = 0.0
+        cdef Py_ssize_t done = 0, status = -1, rows = n_steps * self.n
         if n_steps < 0 or labels.shape[0] < rows or losses.shape[0] < n_steps \
                 or n_correct.shape[0] < n_steps:
             raise ValueError("labels, losses or n_correct too short for n_steps steps")
@@ -921,39 +927,21 @@ cdef class TrainStep:
             if X32.shape[0] < rows or X32.shape[1] != self.n_in:
                 raise ValueError(f"X must have {rows} rows of {self.n_in} features")
             with nogil:
-                for s in range(n_steps):
-                    bad = _train_step(self.layers, self.n_layers, &X32[s * self.n, 0],
-                                      &labels[s * self.n], <float*> self.dlogits, self.n,
-                                      self.n_classes, <float*> self.params,
-                                      <float*> self.grads, <float*> self.velocity,
-                                      self.n_params, <float> lr, <float> momentum, nesterov,
-                                      <float> weight_decay, &loss, &correct)
-                    if bad >= 0:
-                        break
-                    losses[s], n_correct[s] = loss, correct
-                    if loss - loss != 0 or bad == STEP_UPDATE_NOT_FINITE:
-                        s += 1
-                        break
-                else:
-                    s = n_steps
+                done = _train_steps(self.layers, self.n_layers, &X32[0, 0], &labels[0],
+                                    <float*> self.dlogits, self.n, self.n_in, self.n_classes,
+                                    <float*> self.params, <float*> self.grads,
+                                    <float*> self.velocity, self.n_params, <float> lr,
+                                    <float> momentum, nesterov, <float> weight_decay, n_steps,
+                                    &losses[0], &n_correct[0], &status)
         else:
             X64 = X
             if X64.shape[0] < rows or X64.shape[1] != self.n_in:
                 raise ValueError(f"X must have {rows} rows of {self.n_in} features")
             with nogil:
-                for s in range(n_steps):
-                    bad = _train_step(self.layers, self.n_layers, &X64[s * self.n, 0],
-                                      &labels[s * self.n], <double*> self.dlogits, self.n,
-                                      self.n_classes, <double*> self.params,
-                                      <double*> self.grads, <double*> self.velocity,
-                                      self.n_params, lr, momentum, nesterov, weight_decay,
-                                      &loss, &correct)
-                    if bad >= 0:
-                        break
-                    losses[s], n_correct[s] = loss, correct
-                    if loss - loss != 0 or bad == STEP_UPDATE_NOT_FINITE:
-                        s += 1
-                        break
-                else:
-                    s = n_steps
-        return s, bad
+                done = _train_steps(self.layers, self.n_layers, &X64[0, 0], &labels[0],
+                                    <double*> self.dlogits, self.n, self.n_in, self.n_classes,
+                                    <double*> self.params, <double*> self.grads,
+                                    <double*> self.velocity, self.n_params, lr, momentum,
+                                    nesterov, weight_decay, n_steps, &losses[0],
+                                    &n_correct[0], &status)
+        return done, status

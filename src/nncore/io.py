@@ -47,11 +47,6 @@ def _json_default(value):
     raise TypeError(f"cannot store {type(value).__name__} in a model file header")
 
 
-def _header_array(header):
-    return np.frombuffer(json.dumps(header, default=_json_default).encode("utf-8"),
-                         dtype=np.uint8)
-
-
 def atomic_write(path, write):
     """Call ``write(file_object)`` on a temporary file, then rename it to ``path``."""
     path = os.fspath(path)
@@ -70,18 +65,25 @@ def atomic_write(path, write):
         raise
 
 
-def save(network, path):
-    """Write ``network`` to ``path`` (an ``.npz`` model file); returns the path."""
+def _network_header(network, file_format, **extra):
+    """The JSON header of a model file or checkpoint, as a uint8 array."""
     header = {
-        "format": FORMAT,
+        "format": file_format,
         "format_version": FORMAT_VERSION,
         "nncore_version": __version__,
         "dtype": network.dtype.name,
         "n_params": int(network.n_params),
         "layers": network.layer_specs(),
         "architecture": network.architecture,
+        **extra,
     }
-    header_bytes = _header_array(header)
+    return np.frombuffer(json.dumps(header, default=_json_default).encode("utf-8"),
+                         dtype=np.uint8)
+
+
+def save(network, path):
+    """Write ``network`` to ``path`` (an ``.npz`` model file); returns the path."""
+    header_bytes = _network_header(network, FORMAT)
     atomic_write(path, lambda f: np.savez(f, header=header_bytes, params=network.params))
     return path
 
@@ -174,17 +176,7 @@ CHECKPOINT_FILE = "checkpoint.npz"
 def save_checkpoint(path, network, velocity, state):
     """Write a training checkpoint atomically: the model, the optimizer's velocity and
     ``state`` (a JSON-able dict: epochs done, shuffling RNG state, history, settings)."""
-    header = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "nncore_version": __version__,
-        "dtype": network.dtype.name,
-        "n_params": int(network.n_params),
-        "layers": network.layer_specs(),
-        "architecture": network.architecture,
-        "state": state,
-    }
-    header_bytes = _header_array(header)
+    header_bytes = _network_header(network, CHECKPOINT_FORMAT, state=state)
     atomic_write(path, lambda f: np.savez(f, header=header_bytes, params=network.params,
                                           velocity=velocity))
     return path
