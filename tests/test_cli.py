@@ -46,7 +46,7 @@ def test_train_mlp_on_a_file_without_plots(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--lr", "-1"], "argument --lr: must be a finite number > 0"),
-    (["train", "--lr", "abc"], "argument --lr"),
+    (["train", "--lr", "abc"], "argument --lr: must be a number, got 'abc'"),
     (["train", "--batch-size", "0"], "argument --batch-size: must be a positive integer"),
     (["train", "--activation", "swish"], "argument --activation: invalid choice"),
     (["train", "--layers", "8,x"], "argument --layers: must be comma-separated widths"),

@@ -35,29 +35,37 @@ class _ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _parsed(text, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+
+
 def _positive_int(text):
-    value = int(text)
+    value = _parsed(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
 def _non_negative_int(text):
-    value = int(text)
+    value = _parsed(text, int)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
 def _positive_float(text):
-    value = float(text)
+    value = _parsed(text, float)
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 
 def _non_negative_float(text):
-    value = float(text)
+    value = _parsed(text, float)
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
@@ -74,7 +82,9 @@ def _layer_sizes(text):
 
 
 def _build_parser():
-    parser = _ArgumentParser(prog="nncore", description=__doc__.split("\n")[0])
+    parser = _ArgumentParser(
+        prog="nncore",
+        description="Train, verify and study small neural networks on nncore's kernels.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_ArgumentParser)
     train = commands.add_parser(
         "train", help="train a network and save it with its history and figures",
