@@ -14,7 +14,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("ops", "reference", "datasets", "layers", "network", "optim", "train", "io",
-               "plots", "check", "cli", "sklearn")
+               "plots", "check", "search", "experiments", "cli", "sklearn")
 _NAMES = {
     "Network": "network", "mlp": "network", "resnet": "network",
     "softmax_regression": "network",

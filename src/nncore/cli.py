@@ -5,6 +5,8 @@
     nncore train --data path/to/PeaksData.mat --out runs --name my-run
     nncore gradcheck --quick          # every derivative check; exit status 1 if any fails
     nncore gradcheck --dtype float32 --out gradcheck-float32
+    nncore search --grid grid.toml --data peaks --n-jobs 2   # ranked table; resumable
+    nncore experiments --quick        # the study: reports/<dataset>.md with its figures
 
 Bad arguments get one line on stderr and exit status 2, never a traceback.
 """
@@ -139,6 +141,8 @@ def _build_parser():
     output.add_argument("--verbose", type=int, choices=(0, 1, 2), default=d["verbose"],
                         help="0 quiet, 1 progress bar, 2 a line per epoch (default: %(default)s)")
     _add_gradcheck_parser(commands)
+    _add_search_parser(commands)
+    _add_experiments_parser(commands)
     return parser
 
 
@@ -169,6 +173,79 @@ def _add_gradcheck_parser(commands):
                            help="do not write figures")
     gradcheck.add_argument("--brief", action="store_true",
                            help="one line per check instead of its table")
+
+
+def _n_jobs(text):
+    value = _parsed(text, int)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be a nonzero integer (-1 for all cores), got 0")
+    return value
+
+
+def _add_search_parser(commands):
+    search = commands.add_parser(
+        "search", help="grid search from a TOML file, resumable, with a ranked table",
+        description="Train every combination of the grid in a TOML file, score it on the "
+                    "validation set, append each trial (with its per-epoch curves) to a "
+                    "JSON-lines file as it finishes, and print the trials ranked. Run it "
+                    "again with the same file to resume: finished trials are not run twice. "
+                    "The grid format is in docs/study.md.")
+    search.add_argument("--grid", required=True, metavar="GRID.toml",
+                        help="the grid: a [grid] table of lists, an optional [fixed] table, "
+                             "optional epochs, seed and metric")
+    search.add_argument("--data", default="peaks",
+                        help="'peaks', 'gmm', 'swissroll' (bundled) or a .mat/.npz/.csv path "
+                             "(default: %(default)s)")
+    search.add_argument("--epochs", type=_positive_int, default=None,
+                        help="epochs per trial (default: the file's epochs, else 20)")
+    search.add_argument("--seed", type=_non_negative_int, default=None,
+                        help="base seed (default: the file's seed, else 0)")
+    search.add_argument("--metric", choices=("val_accuracy", "val_loss", "accuracy", "loss",
+                                             "best_val_accuracy"), default=None,
+                        help="rank by this, at the last epoch (default: the file's metric, "
+                             "else val_accuracy)")
+    search.add_argument("--results", default="results.jsonl",
+                        help="JSON-lines results file, appended to and resumed from "
+                             "(default: %(default)s)")
+    search.add_argument("--n-jobs", type=_n_jobs, default=1,
+                        help="trials at once, -1 for all cores (default: %(default)s)")
+    search.add_argument("--backend", choices=("loky", "threading", "multiprocessing", "dask"),
+                        default=None,
+                        help="joblib backend (default: joblib's, loky processes; 'dask' "
+                             "needs --scheduler)")
+    search.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="run the trials on this Dask scheduler (e.g. tcp://host:8786; "
+                             "needs the 'distributed' extra); implies --backend dask")
+    search.add_argument("--top", type=_positive_int, default=None,
+                        help="show only the best N trials (default: all)")
+    search.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
+                        help="0 quiet, 1 progress bar across trials, 2 a line per trial "
+                             "(default: %(default)s)")
+
+
+def _add_experiments_parser(commands):
+    experiments = commands.add_parser(
+        "experiments", help="run the study and write a Markdown report per data set",
+        description="Run the study for each data set: softmax regression by SGD, its "
+                    "learning rate x batch size grid, a standard network vs a ResNet with "
+                    "comparable parameter counts, decision boundaries (2-D data), gradient "
+                    "tests of the networks used; write OUT/<dataset>.md with its figures, "
+                    "and OUT/index.md. See docs/study.md.")
+    experiments.add_argument("--data", action="append", default=None,
+                             help="'all' (the bundled peaks, gmm and swissroll), one of "
+                                  "them, a .mat/.npz/.csv file or a folder of them; "
+                                  "repeat for several (default: all)")
+    experiments.add_argument("--quick", action="store_true",
+                             help="a training subset, small networks, few epochs: seconds, "
+                                  "run in CI; its numbers only show that the study runs")
+    experiments.add_argument("--out", default="reports",
+                             help="output folder (default: %(default)s)")
+    experiments.add_argument("--seed", type=_non_negative_int, default=0,
+                             help="base seed (default: %(default)s)")
+    experiments.add_argument("--n-jobs", type=_n_jobs, default=1,
+                             help="grid-search trials at once, -1 for all cores; the results "
+                                  "do not depend on it (default: %(default)s)")
+    experiments.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def _dataset_label(data):
@@ -329,12 +406,88 @@ def _gradcheck(args):
     return 0 if not not_passed else 1
 
 
-_COMMANDS = {"train": _train, "gradcheck": _gradcheck}
+def _search(args):
+    from . import datasets, search
+
+    spec = search.load_grid(args.grid)
+    epochs = args.epochs or spec["epochs"] or 20
+    seed = args.seed if args.seed is not None else (spec["seed"] or 0)
+    metric = args.metric or spec["metric"] or "val_accuracy"
+    backend = args.backend
+    if args.scheduler is not None:
+        if backend not in (None, "dask"):
+            raise ValueError(f"--scheduler runs on Dask; it cannot go with --backend {backend}")
+        backend = "dask"
+    elif backend == "dask":
+        raise ValueError("--backend dask needs --scheduler ADDRESS (a running Dask scheduler)")
+    data = datasets.load(args.data)
+    n_trials = math.prod(len(values) for values in spec["grid"].values())
+    described = " x ".join(f"{key} ({len(values)})" for key, values in spec["grid"].items())
+    print(f"grid search: {n_trials} trial(s) over {described}, {epochs} epochs each, on "
+          f"{_dataset_label(args.data)} ({len(data[0]):,} train / {len(data[2]):,} "
+          f"validation samples); results in {args.results}", flush=True)
+    client = None
+    if args.scheduler is not None:
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise ValueError("--scheduler needs Dask: pip install 'nncore[distributed]'") \
+                from None
+        try:
+            client = Client(args.scheduler, timeout="10s")
+        except OSError as error:
+            raise ValueError(f"cannot reach the Dask scheduler at {args.scheduler}: "
+                             f"{error}") from None
+    started = time.perf_counter()
+    try:
+        results = search.grid_search("auto", spec["grid"], data, epochs=epochs,
+                                     fixed=spec["fixed"], seed=seed, metric=metric,
+                                     n_jobs=-1 if client is not None else args.n_jobs,
+                                     backend=backend, results=args.results,
+                                     verbose=args.verbose)
+    except KeyboardInterrupt:
+        print(f"nncore search: interrupted; the finished trials are in {args.results}: run "
+              "the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        if client is not None:
+            client.close()
+    elapsed = time.perf_counter() - started
+    print()
+    print(results.table(top=args.top))
+    ran = len(results) - results.n_resumed
+    print(f"\n{len(results)} trials ({ran} run in {elapsed:.1f} s, {results.n_resumed} "
+          f"resumed from {args.results}), ranked by {metric}")
+    best = results.best
+    if best is None:
+        print("every trial diverged: try smaller learning rates", file=sys.stderr)
+        return 1
+    settings = ", ".join(f"{key}={value}" for key, value in best["params"].items())
+    print(f"best: {settings}: {metric} {results.score(best):.4f}")
+    return 0
+
+
+def _experiments(args):
+    import shlex
+
+    from . import experiments
+
+    command = "nncore " + shlex.join(args.argv)
+    experiments.run_study(args.data or ["all"], out=args.out, quick=args.quick,
+                          seed=args.seed, n_jobs=args.n_jobs, command=command,
+                          verbose=0 if args.quiet else 1)
+    return 0
+
+
+_COMMANDS = {"train": _train, "gradcheck": _gradcheck, "search": _search,
+             "experiments": _experiments}
 
 
 def main(argv=None):
     parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if args.command is None:
         parser.print_help()
         return 2

@@ -24,6 +24,8 @@ def _pyplot():
 def learning_curves(history, path, title="Learning curves"):
     """Loss and accuracy per epoch, train and validation, side by side; saved to ``path``."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = history["epoch"]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for ax, key, label in ((ax_loss, "loss", "cross-entropy loss (nats)"),
@@ -33,6 +35,7 @@ def learning_curves(history, path, title="Learning curves"):
         if val.size and not np.isnan(val).all():
             ax.plot(epochs, val, label="validation", **_VAL_STYLE)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.5"
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         ax.legend()

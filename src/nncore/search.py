@@ -1,0 +1,890 @@
+"""Grid search: every combination of a grid trained, scored, and kept with its full curves.
+
+    from nncore.search import grid_search
+    results = grid_search("auto", {"lr": [0.01, 0.05], "width": [16, 32]}, "peaks",
+                          epochs=10, fixed={"architecture": "resnet", "depth": 2},
+                          n_jobs=2, results="peaks-search.jsonl")
+    print(results.table())
+    results.best["params"], results.best["history"]["val_accuracy"]
+
+How it works
+------------
+- A *trial* is one combination of the grid's values, completed by ``fixed`` and by
+  :data:`TRAINING_DEFAULTS`. Keys in :data:`TRAINING_KEYS` set the optimiser, the batch size
+  and the number of epochs; ``repeat`` only changes the seed (for replicas); every other key
+  goes to ``build``, which makes the network.
+- Each trial's seeds come from the base ``seed`` and the trial's resolved settings (a hash of
+  their canonical JSON), never from its position in the grid or the worker that runs it. With
+  BLAS limited to one thread inside each trial, the same search gives the same trials, bit
+  for bit, whatever ``n_jobs`` or the joblib backend (only the timings differ).
+- Each finished trial is appended to a JSON-lines file as soon as it finishes (one object a
+  line: settings, seeds, status, final scores and the whole per-epoch history). A search
+  started again with the same file skips every trial already in it, so an interrupted search
+  resumes where it stopped. A trial is identified by a key over its settings, the base seed,
+  the builder and a fingerprint of the data, so a file can hold several searches.
+- Trials run through joblib (``n_jobs``, ``backend``); on a Dask cluster choose joblib's
+  ``"dask"`` backend with a ``dask.distributed.Client`` open (see docs/study.md).
+"""
+
+import hashlib
+import inspect
+import itertools
+import json
+import math
+import numbers
+import os
+import sys
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .network import mlp, resnet, softmax_regression
+from .optim import SCHEDULES, SGD
+from .train import TrainingDiverged, fit
+
+__all__ = [
+    "METRICS",
+    "TRAINING_DEFAULTS",
+    "TRAINING_KEYS",
+    "SearchResults",
+    "build_network",
+    "grid_search",
+    "load_grid",
+    "read_results",
+    "trial_seeds",
+]
+
+#: Grid keys that set training rather than the network, and their defaults (those of
+#: ``nncore train``). ``epochs`` defaults to the ``epochs`` argument of :func:`grid_search`.
+TRAINING_DEFAULTS = {"lr": 0.02, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
+                     "schedule": "cosine", "batch_size": 64}
+TRAINING_KEYS = (*TRAINING_DEFAULTS, "epochs")
+#: A grid key that changes only the trial's seed: ``repeat = [0, 1, 2]`` runs three replicas.
+REPEAT_KEY = "repeat"
+#: Metrics a search can rank by (read from the last epoch), and whether larger is better.
+METRICS = {"val_accuracy": True, "val_loss": False, "accuracy": True, "loss": False,
+           "best_val_accuracy": True}
+#: Version of the record layout written to the results file.
+RECORD_FORMAT = 1
+
+_FLOAT_KEYS = ("lr", "momentum", "weight_decay")
+_INT_KEYS = {"batch_size": 1, "epochs": 1, "width": 1, "depth": 0, "hidden": 1,
+             REPEAT_KEY: 0}
+_ARCHITECTURES = ("mlp", "resnet", "softmax_regression")
+
+
+# --------------------------------------------------------------------------------------------
+# The default builder
+# --------------------------------------------------------------------------------------------
+
+
+def build_network(n_in, n_classes, seed, architecture="resnet", width=64, depth=4, hidden=None,
+                  layers=None, activation="tanh", dtype="float32"):
+    """Build a network from grid settings (the builder ``grid_search("auto", ...)`` uses).
+
+    Parameters
+    ----------
+    n_in, n_classes : int
+        Taken from the data.
+    seed : int
+        Seeds the initialisation.
+    architecture : {"resnet", "mlp", "softmax_regression"}
+    width, depth : int
+        ResNet: ``depth`` residual blocks of ``width`` units. MLP: ``depth`` hidden layers
+        of ``width`` units (unless ``layers`` is given; ``depth=0`` is softmax regression).
+    hidden : int, optional
+        Units inside each residual block (default ``width``); ResNet only.
+    layers : list of int, optional
+        Hidden widths of an MLP, overriding ``width`` and ``depth``.
+    activation : {"tanh", "relu", "sigmoid", "identity"}
+    dtype : {"float32", "float64"}
+
+    Returns
+    -------
+    Network
+    """
+    if architecture == "resnet":
+        if layers is not None:
+            raise ValueError("layers is for architecture 'mlp'; a resnet takes width, depth "
+                             "and hidden")
+        return resnet(n_in, width, depth, n_classes, hidden=hidden, activation=activation,
+                      dtype=dtype, seed=seed)
+    if architecture == "mlp":
+        if hidden is not None:
+            raise ValueError("hidden is for architecture 'resnet'; an mlp takes layers, or "
+                             "width and depth")
+        if layers is None:
+            if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
+                raise TypeError(f"depth must be an integer, got {depth!r}")
+            if depth < 0:
+                raise ValueError(f"depth must be >= 0, got {depth}")
+            layers = [width] * int(depth)
+        return mlp(n_in, layers, n_classes, activation=activation, dtype=dtype, seed=seed)
+    if architecture == "softmax_regression":
+        return softmax_regression(n_in, n_classes, dtype=dtype, seed=seed)
+    raise ValueError(f"architecture must be one of {_ARCHITECTURES}, got {architecture!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Settings, seeds and keys
+# --------------------------------------------------------------------------------------------
+
+
+def _canonical(value):
+    """Canonical JSON text (sorted keys, no spaces): equal settings give equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _digest(value):
+    return hashlib.sha256(_canonical(value).encode()).hexdigest()
+
+
+def _normalise(where, key, value):
+    """A grid or fixed value checked and in canonical form (floats for rates, ints for
+    sizes), so that ``lr = 1`` and ``lr = 1.0`` are the same trial."""
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"{where} keys must be non-empty strings, got {key!r}")
+    label = f"{where}[{key!r}]"
+    if key in _FLOAT_KEYS:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{label} must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value) or value < 0 or (key == "lr" and value == 0):
+            bound = "> 0" if key == "lr" else ">= 0"
+            raise ValueError(f"{label} must be a finite number {bound}, got {value}")
+        return value
+    if key in _INT_KEYS:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            if key == "hidden" and value is None:
+                return None
+            raise TypeError(f"{label} must be an integer, got {value!r}")
+        if value < _INT_KEYS[key]:
+            raise ValueError(f"{label} must be >= {_INT_KEYS[key]}, got {value}")
+        return int(value)
+    if key == "nesterov":
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{label} must be true or false, got {value!r}")
+        return bool(value)
+    if key == "schedule":
+        if value is not None and value not in SCHEDULES:
+            raise ValueError(f"{label} must be one of {tuple(SCHEDULES)}, got {value!r}")
+        return "constant" if value is None else value
+    try:
+        _canonical(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{label} must be a string, number, boolean or list of them (JSON), "
+                        f"got {value!r}") from None
+    return value
+
+
+def _checked_grid(grid):
+    if not isinstance(grid, dict):
+        raise TypeError(f"grid must be a dict of key -> list of values, got {type(grid).__name__}")
+    if not grid:
+        raise ValueError("grid is empty: give at least one key with a list of values")
+    checked = {}
+    for key, values in grid.items():
+        if not isinstance(values, (list, tuple)):
+            values = [values]
+        if len(values) == 0:
+            raise ValueError(f"grid[{key!r}] is an empty list; give at least one value")
+        values = [_normalise("grid", key, value) for value in values]
+        texts = [_canonical(value) for value in values]
+        for i, text in enumerate(texts):
+            if text in texts[:i]:
+                raise ValueError(f"grid[{key!r}] lists the value {values[i]!r} twice")
+        checked[key] = values
+    return checked
+
+
+def _checked_fixed(fixed, grid):
+    if fixed is None:
+        return {}
+    if not isinstance(fixed, dict):
+        raise TypeError(f"fixed must be a dict of key -> value, got {type(fixed).__name__}")
+    both = sorted(set(fixed) & set(grid))
+    if both:
+        raise ValueError(f"{', '.join(map(repr, both))} given both in grid and in fixed; "
+                         "keep each key in one of them")
+    return {key: _normalise("fixed", key, value) for key, value in fixed.items()}
+
+
+def trial_seeds(seed, settings):
+    """The two seeds of a trial: ``(init_seed, shuffle_seed)``.
+
+    Derived from the base ``seed`` and the trial's resolved ``settings`` (a dict of the
+    model and training settings; ``epochs`` is left out, so a longer run of the same trial
+    starts the same way) through SHA-256 and ``numpy.random.SeedSequence``, so they depend
+    on nothing else: not the trial's position in the grid, not the worker, not ``n_jobs``.
+
+    Parameters
+    ----------
+    seed : int >= 0
+    settings : dict
+        JSON-serialisable.
+
+    Returns
+    -------
+    tuple of int
+        Two integers in ``[0, 2**32)``.
+    """
+    seed = _checked_seed(seed)
+    settings = {key: value for key, value in settings.items() if key != "epochs"}
+    words = np.frombuffer(hashlib.sha256(_canonical(settings).encode()).digest(), dtype="<u4")
+    state = np.random.SeedSequence([seed, *map(int, words)]).generate_state(2)
+    return int(state[0]), int(state[1])
+
+
+def _checked_seed(seed):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return int(seed)
+
+
+def _build_name(build):
+    module = getattr(build, "__module__", None) or "?"
+    return f"{module}.{getattr(build, '__qualname__', type(build).__name__)}"
+
+
+def _fingerprint(arrays):
+    """``sha256:...`` over the shapes, dtypes and bytes of the four data arrays."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(f"{array.dtype.str}{array.shape};".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return "sha256:" + digest.hexdigest()[:32]
+
+
+def _checked_data(data):
+    """``(X, y, X_val, y_val, label)`` from a name, a path or four arrays."""
+    from . import datasets
+
+    if isinstance(data, (str, os.PathLike)):
+        X, y, X_val, y_val = datasets.load(data)
+        text = os.fspath(data)
+        label = Path(text).stem if os.sep in text or "." in text else text.lower()
+    elif isinstance(data, (tuple, list)) and len(data) == 4:
+        X, y, X_val, y_val = data
+        label = "arrays"
+    else:
+        raise TypeError("data must be a data set name, a path, or a tuple "
+                        f"(X_train, y_train, X_val, y_val), got {type(data).__name__}")
+    X, X_val = np.ascontiguousarray(X), np.ascontiguousarray(X_val)
+    y, y_val = np.ascontiguousarray(y), np.ascontiguousarray(y_val)
+    for name, array, ndim in (("X_train", X, 2), ("y_train", y, 1), ("X_val", X_val, 2),
+                              ("y_val", y_val, 1)):
+        if array.ndim != ndim:
+            raise ValueError(f"data: {name} must be {ndim}-D, got shape {array.shape}")
+        if array.shape[0] == 0:
+            raise ValueError(f"data: {name} is empty")
+    if X.shape[0] != y.shape[0] or X_val.shape[0] != y_val.shape[0]:
+        raise ValueError(f"data: {X.shape[0]} training rows with {y.shape[0]} labels, "
+                         f"{X_val.shape[0]} validation rows with {y_val.shape[0]} labels")
+    if X.shape[1] != X_val.shape[1]:
+        raise ValueError(f"data: X_train has {X.shape[1]} features but X_val {X_val.shape[1]}")
+    if y.dtype.kind not in "iu" or y_val.dtype.kind not in "iu":
+        raise TypeError("data: labels must be integer class indices")
+    return X, y, X_val, y_val, label
+
+
+# --------------------------------------------------------------------------------------------
+# One trial (runs in a worker)
+# --------------------------------------------------------------------------------------------
+
+
+def _one_blas_thread():
+    """A context limiting BLAS (NumPy's and SciPy's OpenBLAS) to one thread, if threadpoolctl
+    is installed. Without it, joblib's process workers and Dask's still start with one BLAS
+    thread (both set OPENBLAS_NUM_THREADS and friends in their workers)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - depends on the environment
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _json_number(value):
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _run_trial(spec, data, build):
+    """Train one trial; returns its record (a JSON-serialisable dict)."""
+    X, y, X_val, y_val = data
+    training = spec["training"]
+    with _one_blas_thread():
+        network = build(X.shape[1], spec["n_classes"], spec["init_seed"], **spec["model"])
+        optimizer = SGD(lr=training["lr"], momentum=training["momentum"],
+                        nesterov=training["nesterov"], weight_decay=training["weight_decay"],
+                        schedule=training["schedule"])
+        status, message = "ok", None
+        started = time.perf_counter()
+        try:
+            history = fit(network, X, y, epochs=training["epochs"],
+                          batch_size=training["batch_size"], optimizer=optimizer,
+                          validation_data=(X_val, y_val), seed=spec["shuffle_seed"], verbose=0)
+        except TrainingDiverged as error:
+            history, status, message = network.history, "diverged", str(error)
+        seconds = time.perf_counter() - started
+    columns = {column: [_json_number(value) if column != "epoch" else int(value)
+                        for value in history[column]] for column in history.COLUMNS}
+    final = {column: columns[column][-1] if len(history) else None
+             for column in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    val_accuracy = [value for value in columns["val_accuracy"] if value is not None]
+    best = None
+    if val_accuracy:
+        best_index = int(np.argmax(val_accuracy))
+        best = {"val_accuracy": val_accuracy[best_index], "epoch": best_index + 1}
+    if status != "ok":
+        final = {column: None for column in final}
+    return {
+        "format": RECORD_FORMAT,
+        "key": spec["key"],
+        "params": spec["params"],
+        "model": spec["model"],
+        "training": training,
+        "build": spec["build"],
+        "seed": spec["seed"],
+        "init_seed": spec["init_seed"],
+        "shuffle_seed": spec["shuffle_seed"],
+        "data": spec["data"],
+        "status": status,
+        "message": message,
+        "architecture": network.architecture,
+        "n_params": int(network.n_params),
+        "epochs_run": len(history),
+        "final": final,
+        "best": best,
+        "seconds": seconds,
+        "history": columns,
+        "nncore_version": __version__,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Results file
+# --------------------------------------------------------------------------------------------
+
+
+def read_results(path):
+    """Read the records of a results file (JSON lines), skipping damaged lines.
+
+    A line that is not a JSON object (say, the last one, cut short by a crash mid-write)
+    is skipped with a warning; the trial it held runs again when the search resumes.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    list of dict
+        The records in file order; an absent file gives an empty list.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    if not path.is_file():
+        raise ValueError(f"results {os.fspath(path)!r} is not a file")
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict) or "key" not in record:
+                warnings.warn(f"{path}:{number}: not a trial record; skipped (that trial "
+                              "will run again)", stacklevel=2)
+                continue
+            records.append(record)
+    return records
+
+
+class _ResultsWriter:
+    """Appends one JSON line per record and flushes it to disk at once."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if self.path.parent != Path(""):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        needs_newline = False
+        if self.path.exists() and self.path.stat().st_size:
+            with open(self.path, "rb") as handle:
+                handle.seek(-1, os.SEEK_END)
+                needs_newline = handle.read(1) != b"\n"  # a line cut short by a crash
+        self.handle = open(self.path, "a", encoding="utf-8")
+        if needs_newline:
+            self.handle.write("\n")
+
+    def write(self, record):
+        self.handle.write(_canonical(record) + "\n")
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def close(self):
+        self.handle.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+class SearchResults:
+    """The trials of a search, in grid order, with ranking and a text table.
+
+    Attributes
+    ----------
+    trials : list of dict
+        One record per combination, in the grid's order (see :func:`grid_search` for the
+        fields).
+    metric : str
+        What :meth:`ranked` sorts by (a key of :data:`METRICS`).
+    grid_keys : list of str
+        The keys that vary across the grid.
+    path : pathlib.Path
+        The results file.
+    n_resumed : int
+        Trials read back from the file instead of run.
+    """
+
+    def __init__(self, trials, metric, grid_keys, path, n_resumed=0):
+        self.trials, self.metric, self.grid_keys = list(trials), metric, list(grid_keys)
+        self.path, self.n_resumed = path, n_resumed
+
+    def __len__(self):
+        return len(self.trials)
+
+    def __iter__(self):
+        return iter(self.trials)
+
+    def __getitem__(self, index):
+        return self.trials[index]
+
+    def score(self, trial):
+        """The trial's value of :attr:`metric` (None for a diverged trial)."""
+        return score(trial, self.metric)
+
+    def ranked(self):
+        """The trials best first by :attr:`metric`; diverged trials last, ties in grid order."""
+        larger_is_better = METRICS[self.metric]
+
+        def order(trial):
+            value = self.score(trial)
+            if value is None:
+                return (1, 0.0)
+            return (0, -value if larger_is_better else value)
+
+        return sorted(self.trials, key=order)
+
+    @property
+    def best(self):
+        """The best trial (None if every trial diverged)."""
+        ranked = self.ranked()
+        return ranked[0] if ranked and self.score(ranked[0]) is not None else None
+
+    def table(self, top=None):
+        """The ranked trials as a text table (the ``top`` best, or all).
+
+        Columns: rank, each grid key, the final validation accuracy and loss, the best
+        validation accuracy and its epoch, the final training accuracy, the parameter count
+        and the training time.
+        """
+        rows = self.ranked()[:top] if top else self.ranked()
+        header = ["rank", *self.grid_keys, "val_acc", "val_loss", "best_val_acc (epoch)",
+                  "train_acc", "params", "time_s"]
+        lines = []
+        for rank, trial in enumerate(rows, 1):
+            final, best = trial["final"], trial["best"]
+            cells = [str(rank), *(_cell(trial["params"].get(key)) for key in self.grid_keys)]
+            if trial["status"] != "ok":
+                cells += [trial["status"], "-"]
+            else:
+                loss = final["val_loss"]
+                cells += [f"{final['val_accuracy']:.4f}",
+                          f"{loss:.4f}" if abs(loss) < 1e4 else f"{loss:.3g}"]
+            cells.append(f"{best['val_accuracy']:.4f} ({best['epoch']})" if best else "-")
+            cells.append(f"{final['accuracy']:.4f}" if final["accuracy"] is not None else "-")
+            cells += [f"{trial['n_params']:,}", f"{trial['seconds']:.2f}"]
+            lines.append(cells)
+        widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
+        numeric = [i == 0 or i > len(self.grid_keys) for i in range(len(header))]
+        text = []
+        for row in [header, *lines]:
+            text.append("  ".join(cell.rjust(w) if right else cell.ljust(w)
+                                  for cell, w, right in zip(row, widths, numeric)).rstrip())
+        text.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(text)
+
+    def __repr__(self):
+        best = self.best
+        described = f", best {self.metric}={self.score(best):.4f} at {best['params']}" \
+            if best else ""
+        return f"SearchResults({len(self)} trials{described})"
+
+
+def score(trial, metric="val_accuracy"):
+    """A trial record's value of ``metric`` (None if it diverged or has no value)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {tuple(METRICS)}, got {metric!r}")
+    if trial["status"] != "ok":
+        return None
+    if metric == "best_val_accuracy":
+        return trial["best"]["val_accuracy"] if trial["best"] else None
+    return trial["final"][metric]
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "x".join(map(str, value)) or "[]"
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# The search
+# --------------------------------------------------------------------------------------------
+
+
+def _checked_build(build):
+    if isinstance(build, str):
+        if build != "auto":
+            raise ValueError(f"build must be a callable or 'auto', got {build!r}")
+        return build_network
+    if not callable(build):
+        raise TypeError(f"build must be a callable (n_in, n_classes, seed, **params) -> "
+                        f"Network, or 'auto'; got {build!r}")
+    return build
+
+
+def _check_build_accepts(build, model_keys):
+    """Reject grid keys the builder does not take, before any trial runs."""
+    try:
+        signature = inspect.signature(build)
+    except (TypeError, ValueError):  # some callables have no signature: let them fail late
+        return
+    parameters = signature.parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    accepted = {p.name for p in parameters if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                         inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+    unknown = sorted(set(model_keys) - accepted - {"n_in", "n_classes", "seed"})
+    if unknown:
+        known = sorted(accepted - {"n_in", "n_classes", "seed"}) + list(TRAINING_KEYS)
+        raise ValueError(f"unknown grid key(s) {', '.join(map(repr, unknown))} for "
+                         f"{_build_name(build)}; known keys: {', '.join(known)}, {REPEAT_KEY}")
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def _checked_n_jobs(n_jobs):
+    if n_jobs is None:
+        return None
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a nonzero integer (-1 for all cores) or None, "
+                         f"got {n_jobs!r}")
+    return int(n_jobs)
+
+
+def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val_accuracy",
+                n_jobs=1, backend=None, results="results.jsonl", verbose=0):
+    """Train every combination of ``grid`` and score it on the validation set.
+
+    Parameters
+    ----------
+    build : callable or "auto"
+        ``build(n_in, n_classes, seed, **model_settings) -> Network``, called in the worker
+        with the data's feature and class counts, the trial's initialisation seed, and every
+        grid or fixed key that is not a training key. ``"auto"`` is
+        :func:`build_network` (keys ``architecture``, ``width``, ``depth``, ``hidden``,
+        ``layers``, ``activation``, ``dtype``). For process or Dask workers it must be
+        picklable (joblib and Dask use cloudpickle, so a lambda works).
+    grid : dict
+        Key -> list of values (a single value counts as a one-value list). Training keys
+        (:data:`TRAINING_KEYS`): ``lr``, ``momentum``, ``nesterov``, ``weight_decay``,
+        ``schedule``, ``batch_size``, ``epochs``; ``repeat`` changes only the seed; the
+        rest go to ``build``. Trials run over the Cartesian product, in the order of the
+        keys and values given.
+    data : str, os.PathLike or tuple
+        A data set name or path (read by :func:`nncore.datasets.load`) or
+        ``(X_train, y_train, X_val, y_val)``.
+    epochs : int >= 1
+        Epochs per trial, unless ``epochs`` is a grid or fixed key.
+    fixed : dict, optional
+        Settings shared by every trial (same keys as the grid); they override
+        :data:`TRAINING_DEFAULTS`.
+    seed : int >= 0
+        The base seed; each trial's seeds derive from it and the trial's settings
+        (:func:`trial_seeds`).
+    metric : str
+        What the results are ranked by: a key of :data:`METRICS`, read at the last epoch
+        (``best_val_accuracy``: the best epoch).
+    n_jobs : int or None
+        Trials run at once (joblib's meaning: -1 for all cores; None for the value of an
+        enclosing ``joblib.parallel_config``).
+    backend : str, optional
+        A joblib backend: ``"loky"`` (processes, joblib's default), ``"threading"`` (the
+        kernels release the GIL), ``"dask"`` (needs a ``dask.distributed.Client``), or None
+        for the enclosing ``joblib.parallel_config``.
+    results : str or os.PathLike
+        The JSON-lines file. Trials already in it (same key) are not run again; each new one
+        is appended as soon as it finishes.
+    verbose : {0, 1, 2}
+        0 silent; 1 a progress bar across trials (stderr); 2 one line per finished trial.
+
+    Returns
+    -------
+    SearchResults
+        The trials in grid order. Each record holds ``key``, ``params`` (the grid values),
+        ``model`` and ``training`` (resolved settings), ``seed``, ``init_seed``,
+        ``shuffle_seed``, ``data`` (fingerprint), ``status`` (``"ok"`` or
+        ``"diverged"``), ``message``, ``architecture``, ``n_params``, ``epochs_run``,
+        ``final`` (loss, accuracy, val_loss, val_accuracy at the last epoch; None if
+        diverged), ``best`` (best validation accuracy and its epoch), ``seconds`` and
+        ``history`` (every epoch's loss, accuracy, val_loss, val_accuracy, lr and seconds).
+        Everything but the timings is the same for any ``n_jobs`` and backend.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For a bad argument or grid value, naming it, before any trial runs.
+    """
+    build = _checked_build(build)
+    grid = _checked_grid(grid)
+    fixed = _checked_fixed(fixed, grid)
+    epochs = _positive_int("epochs", epochs)
+    seed = _checked_seed(seed)
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {tuple(METRICS)}, got {metric!r}")
+    n_jobs = _checked_n_jobs(n_jobs)
+    if backend is not None and not isinstance(backend, str):
+        raise TypeError(f"backend must be a joblib backend name or None, got {backend!r}")
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    if not isinstance(results, (str, os.PathLike)):
+        raise TypeError(f"results must be a file path, got {type(results).__name__}")
+    X, y, X_val, y_val, _ = _checked_data(data)
+    n_classes = int(max(y.max(), y_val.max())) + 1
+    fingerprint = _fingerprint((X, y, X_val, y_val))
+
+    model_keys = [k for k in [*fixed, *grid] if k not in TRAINING_KEYS and k != REPEAT_KEY]
+    _check_build_accepts(build, model_keys)
+    build_label = _build_name(build)
+
+    specs, probed = [], set()
+    keys = list(grid)
+    for values in itertools.product(*(grid[key] for key in keys)):
+        params = dict(zip(keys, values))
+        settings = {**fixed, **params}
+        training = {**TRAINING_DEFAULTS, "epochs": epochs,
+                    **{k: v for k, v in settings.items() if k in TRAINING_KEYS}}
+        model = {k: v for k, v in settings.items() if k not in TRAINING_KEYS and k != REPEAT_KEY}
+        if training["batch_size"] > len(X):
+            raise ValueError(f"batch_size {training['batch_size']} is larger than the "
+                             f"training set ({len(X)} samples)")
+        if training["nesterov"] and training["momentum"] == 0:
+            raise ValueError("nesterov=true needs momentum > 0")
+        seed_settings = {"model": model, "training": training,
+                         REPEAT_KEY: settings.get(REPEAT_KEY, 0)}
+        init_seed, shuffle_seed = trial_seeds(seed, seed_settings)
+        model_text = _canonical(model)
+        if model_text not in probed:  # build once in the parent: bad settings fail now
+            probed.add(model_text)
+            try:
+                network = build(X.shape[1], n_classes, 0, **model)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"cannot build a network from {model}: {error}") from None
+            if getattr(network, "n_classes", n_classes) < n_classes:
+                raise ValueError(f"the network built from {model} has {network.n_classes} "
+                                 f"outputs but the data has {n_classes} classes")
+        key = _digest({"build": build_label, "model": model, "training": training,
+                       "seed": seed, REPEAT_KEY: settings.get(REPEAT_KEY, 0),
+                       "data": fingerprint})[:24]
+        specs.append({"key": key, "params": params, "model": model, "training": training,
+                      "build": build_label, "seed": seed, "init_seed": init_seed,
+                      "shuffle_seed": shuffle_seed, "data": fingerprint,
+                      "n_classes": n_classes})
+
+    done = {}
+    for record in read_results(results):
+        done.setdefault(record["key"], record)
+    wanted = {spec["key"] for spec in specs}
+    finished = {key: record for key, record in done.items() if key in wanted}
+    todo = [spec for spec in specs if spec["key"] not in finished]
+    varying = [key for key in keys if len(grid[key]) > 1] or keys
+
+    if verbose and finished:
+        print(f"resuming: {len(finished)} of {len(specs)} trials already in {results}",
+              file=sys.stderr, flush=True)
+    progress = _Progress(len(specs), len(finished), varying, metric, verbose)
+    if todo:
+        writer = _ResultsWriter(results)
+        try:
+            for record in _run_all(todo, (X, y, X_val, y_val), build, n_jobs, backend):
+                writer.write(record)
+                finished[record["key"]] = record
+                progress.update(record)
+        finally:
+            writer.close()
+            progress.close()
+    else:
+        progress.close()
+    trials = [finished[spec["key"]] for spec in specs]
+    for spec, trial in zip(specs, trials):
+        trial["params"] = spec["params"]  # the grid's view of a record written by another grid
+    return SearchResults(trials, metric, varying, Path(results),
+                         n_resumed=len(specs) - len(todo))
+
+
+def _run_all(specs, data, build, n_jobs, backend):
+    """Yield each trial's record as it finishes (in any order)."""
+    if n_jobs == 1 and backend is None:
+        for spec in specs:  # no joblib machinery for the plain case
+            yield _run_trial(spec, data, build)
+        return
+    from joblib import Parallel, delayed, parallel_config
+
+    # parallel_config (not Parallel(backend=...)) also registers the external backends
+    # joblib knows by name, such as "dask"
+    with parallel_config(backend=backend) if backend is not None else nullcontext():
+        parallel = Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")
+        yield from parallel(delayed(_run_trial)(spec, data, build) for spec in specs)
+
+
+class _Progress:
+    """Progress across trials: a tqdm bar (verbose=1) or a line per trial (verbose=2)."""
+
+    def __init__(self, total, already, keys, metric, verbose):
+        self.total, self.count, self.keys, self.metric = total, already, keys, metric
+        self.verbose, self.best, self.bar = verbose, None, None
+        if verbose == 1:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=already, unit="trial", file=sys.stderr,
+                            dynamic_ncols=True, desc="grid search")
+
+    def update(self, record):
+        self.count += 1
+        value = score(record, self.metric)
+        better = METRICS[self.metric]
+        if value is not None and (self.best is None or
+                                  (value > self.best if better else value < self.best)):
+            self.best = value
+        if self.bar is not None:
+            if self.best is not None:
+                self.bar.set_postfix_str(f"best {self.metric} {self.best:.4f}", refresh=False)
+            self.bar.update(1)
+        elif self.verbose == 2:
+            described = " ".join(f"{k}={_cell(record['params'].get(k))}" for k in self.keys)
+            outcome = (f"{self.metric} {value:.4f}" if value is not None
+                       else record["status"])
+            print(f"[{self.count}/{self.total}] {described}: {outcome} "
+                  f"({record['seconds']:.1f} s)", flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Grid files
+# --------------------------------------------------------------------------------------------
+
+
+def _toml_module():
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    return tomllib
+
+
+#: Top-level keys a grid file may hold besides the [grid] and [fixed] tables.
+GRID_FILE_KEYS = ("epochs", "seed", "metric")
+
+
+def load_grid(path):
+    """Read a search from a TOML file.
+
+    The file holds a ``[grid]`` table (key = list of values), an optional ``[fixed]`` table
+    (key = value, shared by every trial) and optional top-level ``epochs``, ``seed`` and
+    ``metric``::
+
+        epochs = 20
+        seed = 0
+
+        [fixed]
+        architecture = "resnet"
+        depth = 2
+
+        [grid]
+        lr = [0.01, 0.02, 0.05]
+        batch_size = [32, 64]
+        width = [16, 32]
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    dict
+        ``{"grid": dict, "fixed": dict, "epochs": int or None, "seed": int or None,
+        "metric": str or None}``, checked as :func:`grid_search` checks them.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it is not valid TOML or holds unknown or bad keys (the message names them).
+    """
+    tomllib = _toml_module()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"grid file {os.fspath(path)!r} not found")
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML ({error})") from None
+    unknown = sorted(set(document) - {"grid", "fixed", *GRID_FILE_KEYS})
+    if unknown:
+        raise ValueError(f"{path}: unknown top-level key(s) {', '.join(map(repr, unknown))}; "
+                         f"a grid file holds [grid], [fixed], {', '.join(GRID_FILE_KEYS)}")
+    if "grid" not in document or not isinstance(document["grid"], dict):
+        raise ValueError(f"{path}: no [grid] table (e.g. '[grid]' then 'lr = [0.01, 0.1]')")
+    fixed = document.get("fixed", {})
+    if not isinstance(fixed, dict):
+        raise ValueError(f"{path}: fixed must be a table ([fixed])")
+    try:
+        grid = _checked_grid(document["grid"])
+        fixed = _checked_fixed(fixed, grid)
+        epochs = document.get("epochs")
+        if epochs is not None:
+            epochs = _positive_int("epochs", epochs)
+        seed = document.get("seed")
+        if seed is not None:
+            seed = _checked_seed(seed)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    metric = document.get("metric")
+    if metric is not None and metric not in METRICS:
+        raise ValueError(f"{path}: metric must be one of {tuple(METRICS)}, got {metric!r}")
+    return {"grid": grid, "fixed": fixed, "epochs": epochs, "seed": seed, "metric": metric}

@@ -1,0 +1,314 @@
+"""nncore.search.grid_search and `nncore search`: resumable JSON-lines results, full curves,
+results that do not depend on n_jobs or the joblib backend, a real Dask cluster, bad input."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import nncore as nc
+from nncore import cli
+from nncore.search import SearchResults, build_network, grid_search, load_grid, read_results
+
+EPOCHS = 3
+GRID = {"lr": [0.02, 0.1], "width": [4, 8]}
+FIXED = {"architecture": "resnet", "depth": 1, "batch_size": 32}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return nc.datasets.make_swissroll(n_train=400, n_val=120, seed=1)
+
+
+def comparable(results):
+    """The records without what depends on timing."""
+    records = []
+    for record in results:
+        record = dict(record)
+        record.pop("seconds")
+        record["history"] = {k: v for k, v in record["history"].items() if k != "seconds"}
+        records.append(record)
+    return records
+
+
+@pytest.fixture(scope="module")
+def sequential(data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("sequential") / "results.jsonl"
+    return grid_search("auto", GRID, data, epochs=EPOCHS, fixed=FIXED, results=path)
+
+
+def test_every_trial_is_a_json_line_with_its_full_curves(sequential):
+    assert isinstance(sequential, SearchResults) and len(sequential) == 4
+    lines = sequential.path.read_text().splitlines()
+    assert len(lines) == 4
+    records = [json.loads(line) for line in lines]
+    assert {r["key"] for r in records} == {t["key"] for t in sequential}
+    # grid order: the last key varies fastest
+    assert [t["params"] for t in sequential] == [
+        {"lr": 0.02, "width": 4}, {"lr": 0.02, "width": 8},
+        {"lr": 0.1, "width": 4}, {"lr": 0.1, "width": 8}]
+    for trial in sequential:
+        assert trial["status"] == "ok" and trial["epochs_run"] == EPOCHS
+        for column in nc.History.COLUMNS:
+            assert len(trial["history"][column]) == EPOCHS
+        assert trial["final"]["val_accuracy"] == trial["history"]["val_accuracy"][-1]
+        assert trial["training"]["batch_size"] == 32 and trial["model"]["depth"] == 1
+        assert trial["architecture"]["width"] == trial["params"]["width"]
+    ranked = [sequential.score(t) for t in sequential.ranked()]
+    assert ranked == sorted(ranked, reverse=True)
+    assert sequential.best is sequential.ranked()[0]
+    table = sequential.table()
+    assert table.splitlines()[0].split()[:3] == ["rank", "lr", "width"]
+    assert len(table.splitlines()) == 2 + 4
+
+
+def test_a_trial_reproduces_a_plain_fit_with_its_seeds(sequential, data):
+    trial = sequential[1]
+    X, y, X_val, y_val = data
+    net = build_network(2, 2, trial["init_seed"], **trial["model"])
+    history = net.fit(X, y, epochs=EPOCHS, batch_size=32, validation_data=(X_val, y_val),
+                      optimizer=nc.SGD(lr=trial["training"]["lr"], momentum=0.9,
+                                       schedule="cosine"),
+                      seed=trial["shuffle_seed"], verbose=0)
+    assert history["val_loss"] == trial["history"]["val_loss"]
+
+
+@pytest.mark.parametrize("n_jobs, backend", [(2, "loky"), (2, "threading")])
+def test_results_do_not_depend_on_n_jobs_or_backend(sequential, data, tmp_path, n_jobs,
+                                                    backend):
+    parallel = grid_search("auto", GRID, data, epochs=EPOCHS, fixed=FIXED, n_jobs=n_jobs,
+                           backend=backend, results=tmp_path / "results.jsonl")
+    assert comparable(parallel) == comparable(sequential)
+
+
+def test_seeds_follow_the_settings_not_the_position(sequential, data, tmp_path):
+    reordered = {"width": [8, 4], "lr": [0.1, 0.02]}
+    results = grid_search("auto", reordered, data, epochs=EPOCHS, fixed=FIXED,
+                          results=tmp_path / "results.jsonl")
+    by_settings = {(t["params"]["lr"], t["params"]["width"]): t for t in comparable(results)}
+    for trial in comparable(sequential):
+        other = by_settings[trial["params"]["lr"], trial["params"]["width"]]
+        assert other["key"] == trial["key"] and other["history"] == trial["history"]
+    other_seed = grid_search("auto", GRID, data, epochs=EPOCHS, fixed=FIXED, seed=1,
+                             results=tmp_path / "results.jsonl")
+    assert other_seed.n_resumed == 0  # a new base seed is a new search, in the same file
+    assert {t["init_seed"] for t in other_seed}.isdisjoint({t["init_seed"] for t in sequential})
+    assert len(read_results(tmp_path / "results.jsonl")) == 8
+
+
+class InterruptingBuild:
+    """The default builder, but Ctrl-C arrives on call number ``interrupt_at``."""
+
+    def __init__(self, interrupt_at=None):
+        self.calls, self.interrupt_at = 0, interrupt_at
+
+    def __call__(self, n_in, n_classes, seed, **settings):
+        self.calls += 1
+        if self.calls == self.interrupt_at:
+            raise KeyboardInterrupt
+        return build_network(n_in, n_classes, seed, **settings)
+
+
+def test_an_interrupted_search_resumes_without_rerunning_finished_trials(data, tmp_path,
+                                                                         sequential):
+    path = tmp_path / "results.jsonl"
+    build = InterruptingBuild(interrupt_at=4)  # 2 probes (one per width), then trials
+    with pytest.raises(KeyboardInterrupt):
+        grid_search(build, GRID, data, epochs=EPOCHS, fixed=FIXED, results=path)
+    assert len(read_results(path)) == 1  # the first trial was written as it finished
+    build.interrupt_at, build.calls = None, 0
+    resumed = grid_search(build, GRID, data, epochs=EPOCHS, fixed=FIXED, results=path)
+    assert resumed.n_resumed == 1 and build.calls == 2 + 3
+    assert len(read_results(path)) == 4
+    again = grid_search(build, GRID, data, epochs=EPOCHS, fixed=FIXED, results=path)
+    assert again.n_resumed == 4 and build.calls == 2 + 3 + 2  # only the probes
+    # same trials as an uninterrupted search, but for the builder's name in the keys
+    strip = [{k: v for k, v in t.items() if k not in ("key", "build")}
+             for t in comparable(resumed)]
+    assert strip == [{k: v for k, v in t.items() if k not in ("key", "build")}
+                     for t in comparable(sequential)]
+
+
+def test_a_line_cut_short_by_a_crash_is_skipped_and_its_trial_rerun(data, tmp_path,
+                                                                    sequential):
+    path = tmp_path / "results.jsonl"
+    lines = sequential.path.read_text().splitlines()
+    path.write_text("\n".join(lines[:2]) + "\n" + lines[2][:50])  # no final newline
+    with pytest.warns(UserWarning, match=r"results.jsonl:3: not a trial record"):
+        results = grid_search("auto", GRID, data, epochs=EPOCHS, fixed=FIXED, results=path)
+    assert results.n_resumed == 2
+    assert comparable(results) == comparable(sequential)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        json_lines = [json.loads(line) for line in path.read_text().splitlines()[3:]]
+    assert len(json_lines) == 2  # appended after the damaged line, each on its own line
+
+
+def test_a_diverged_trial_is_recorded_and_ranked_last(tmp_path):
+    X, y, X_val, y_val = nc.datasets.make_swissroll(n_train=200, n_val=50)
+    data = (X * 1e15, y, X_val, y_val)  # lr 1e30 then overflows float32 weights at once
+    results = grid_search("auto", {"lr": [1e30, 0.01]}, data, epochs=2,
+                          fixed={"architecture": "softmax_regression"},
+                          results=tmp_path / "r.jsonl")
+    diverged = results[0]
+    assert diverged["status"] == "diverged" and "diverged" in diverged["message"]
+    assert diverged["final"]["val_accuracy"] is None and results.score(diverged) is None
+    assert results.ranked()[-1] is diverged and results.best is results[1]
+    assert "diverged" in results.table().splitlines()[-1]
+    resumed = grid_search("auto", {"lr": [1e30, 0.01]}, data, epochs=2,
+                          fixed={"architecture": "softmax_regression"},
+                          results=tmp_path / "r.jsonl")
+    assert resumed.n_resumed == 2  # a diverged trial is finished, not retried
+
+
+def test_a_callable_builder_and_other_metrics(data, tmp_path):
+    def two_layers(n_in, n_classes, seed, width):
+        return nc.mlp(n_in, [width, width], n_classes, seed=seed)
+
+    results = grid_search(two_layers, {"width": [3, 6]}, data, epochs=2, metric="val_loss",
+                          results=tmp_path / "r.jsonl")
+    assert [t["architecture"]["hidden"] for t in results] == [[3, 3], [6, 6]]
+    losses = [results.score(t) for t in results.ranked()]
+    assert losses == sorted(losses)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"grid": {}}, ValueError, "grid is empty"),
+    ({"grid": {"lr": []}}, ValueError, r"grid\['lr'\] is an empty list"),
+    ({"grid": {"lr": [0.1, 0.1]}}, ValueError, "lists the value 0.1 twice"),
+    ({"grid": {"lr": [-1]}}, ValueError, r"grid\['lr'\] must be a finite number > 0"),
+    ({"grid": {"batch_size": [2.5]}}, TypeError, r"grid\['batch_size'\] must be an integer"),
+    ({"grid": {"widht": [3]}}, ValueError, "unknown grid key.*'widht'"),
+    ({"grid": {"width": [0]}}, ValueError, r"grid\['width'\] must be >= 1"),
+    ({"grid": {"activation": ["swish"]}}, ValueError, "cannot build a network"),
+    ({"grid": {"batch_size": [10_000]}}, ValueError, "batch_size 10000 is larger"),
+    ({"fixed": {"lr": 0.1}}, ValueError, "'lr' given both in grid and in fixed"),
+    ({"metric": "f1"}, ValueError, "metric must be one of"),
+    ({"n_jobs": 0}, ValueError, "n_jobs must be a nonzero integer"),
+    ({"epochs": 0}, ValueError, "epochs must be >= 1"),
+    ({"seed": -1}, ValueError, "seed must be >= 0"),
+    ({"build": "mlp"}, ValueError, "build must be a callable or 'auto'"),
+    ({"build": 3}, TypeError, "build must be a callable"),
+    ({"data": [1, 2]}, TypeError, "data must be a data set name"),
+    ({"verbose": 3}, ValueError, "verbose must be 0, 1 or 2"),
+])
+def test_bad_arguments_are_refused_before_any_trial(data, tmp_path, kwargs, error, message):
+    arguments = {"build": "auto", "grid": {"lr": [0.1]}, "data": data, "epochs": 1,
+                 "results": tmp_path / "r.jsonl", **kwargs}
+    with pytest.raises(error, match=message):
+        grid_search(**arguments)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+# --- grid files and the command ------------------------------------------------------------
+
+GRID_TOML = """\
+epochs = 2
+seed = 3
+
+[fixed]
+architecture = "mlp"
+depth = 1
+
+[grid]
+lr = [0.05, 0.2]
+width = [4, 8]
+"""
+
+
+def test_load_grid_reads_grid_fixed_and_settings(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID_TOML)
+    spec = load_grid(path)
+    assert spec == {"grid": {"lr": [0.05, 0.2], "width": [4, 8]},
+                    "fixed": {"architecture": "mlp", "depth": 1}, "epochs": 2, "seed": 3,
+                    "metric": None}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[grid\nlr = 1", "not valid TOML"),
+    ("epochs = 2\n", r"no \[grid\] table"),
+    ("epoch = 2\n[grid]\nlr = [0.1]\n", "unknown top-level key"),
+    ("[grid]\nlr = [0.1, 'fast']\n", r"grid\['lr'\] must be a number"),
+    ("metric = 'f1'\n[grid]\nlr = [0.1]\n", "metric must be one of"),
+])
+def test_load_grid_names_what_is_wrong(tmp_path, text, message):
+    path = tmp_path / "grid.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_grid(path)
+
+
+def test_search_command_prints_a_ranked_table_and_resumes(tmp_path, capsys, data):
+    X, y, X_val, y_val = data
+    data_path = tmp_path / "data.npz"
+    np.savez(data_path, X_train=X, y_train=y, X_val=X_val, y_val=y_val)
+    (tmp_path / "grid.toml").write_text(GRID_TOML)
+    argv = ["search", "--grid", str(tmp_path / "grid.toml"), "--data", str(data_path),
+            "--results", str(tmp_path / "r.jsonl"), "--verbose", "2"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "grid search: 4 trial(s) over lr (2) x width (2), 2 epochs each" in out
+    assert out.count("[") >= 4 and "[4/4]" in out  # progress across trials
+    table = out[out.index("rank"):].splitlines()
+    assert table[0].split()[:3] == ["rank", "lr", "width"] and table[2].split()[0] == "1"
+    assert "4 trials (4 run" in out and "best: lr=" in out
+    records = read_results(tmp_path / "r.jsonl")
+    assert [r["history"]["epoch"] for r in records] == [[1, 2]] * 4
+    assert {r["seed"] for r in records} == {3}
+    assert cli.main(argv + ["--top", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "4 trials (0 run" in out and "4 resumed" in out
+    assert len(out[out.index("rank"):].split("\n\n")[0].splitlines()) == 2 + 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search"], "the following arguments are required: --grid"),
+    (["search", "--grid", "nosuch.toml"], "grid file 'nosuch.toml' not found"),
+    (["search", "--grid", "GRID", "--n-jobs", "0"], "argument --n-jobs: must be a nonzero"),
+    (["search", "--grid", "GRID", "--backend", "dask"], "--backend dask needs --scheduler"),
+    (["search", "--grid", "GRID", "--data", "nosuch"], "unknown data set 'nosuch'"),
+])
+def test_search_bad_arguments_give_one_line_and_status_2(argv, message, tmp_path, capsys):
+    (tmp_path / "grid.toml").write_text(GRID_TOML)
+    argv = [str(tmp_path / "grid.toml") if a == "GRID" else a for a in argv]
+    try:
+        status = cli.main(argv)
+    except SystemExit as exit_:
+        status = exit_.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+# --- Dask --------------------------------------------------------------------------------------
+
+def test_a_dask_cluster_gives_the_same_trials(sequential, data, tmp_path, capsys):
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        pytest.skip("dask.distributed is not installed (pip install 'nncore[distributed]')")
+    X, y, X_val, y_val = data
+    np.savez(tmp_path / "data.npz", X_train=X, y_train=y, X_val=X_val, y_val=y_val)
+    (tmp_path / "grid.toml").write_text(GRID_TOML)
+    # a scheduler and two worker processes, all on loopback
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://127.0.0.1:")
+        results = grid_search("auto", GRID, data, epochs=EPOCHS, fixed=FIXED, n_jobs=-1,
+                              backend="dask", results=tmp_path / "results.jsonl")
+        workers = client.run(lambda: __import__("os").getpid())
+        # the command connects a client of its own to the scheduler
+        status = cli.main(["search", "--grid", str(tmp_path / "grid.toml"), "--data",
+                           str(tmp_path / "data.npz"), "--scheduler", address,
+                           "--results", str(tmp_path / "cli.jsonl"), "--verbose", "0"])
+    assert len(set(workers.values())) == 2
+    assert comparable(results) == comparable(sequential)
+    assert status == 0 and "4 trials (4 run" in capsys.readouterr().out
+    local = grid_search("auto", load_grid(tmp_path / "grid.toml")["grid"], data, epochs=2,
+                        fixed={"architecture": "mlp", "depth": 1}, seed=3,
+                        results=tmp_path / "local.jsonl")
+    by_key = lambda records: sorted(comparable(records), key=lambda r: r["key"])  # noqa: E731
+    assert by_key(read_results(tmp_path / "cli.jsonl")) == by_key(local)
