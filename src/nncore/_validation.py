@@ -130,6 +130,15 @@ def out_tuple(out, names, shapes, dtype, inputs=None):
     return arrays
 
 
+def integer(name, value, minimum=1):
+    """Return ``value`` as a Python int >= ``minimum`` (bools and floats are refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
 def real_number(name, value, minimum=None, maximum=None):
     """Return ``value`` as a finite float within ``[minimum, maximum]``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):

@@ -31,6 +31,7 @@ import math
 
 import numpy as np
 
+from ._validation import integer
 from .network import BACKENDS, mlp, resnet, softmax_regression
 from .optim import SGD
 
@@ -84,14 +85,6 @@ def _float_array(name, value):
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinity")
     return array
-
-
-def _positive_int(name, value, minimum=1):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _real(name, value, low=None, high=None, low_open=False, high_open=False):
@@ -461,8 +454,8 @@ def _taylor_test(kind, F, x, linear_term, direction, eps0, factor, steps, seed, 
     x = _float_array("x", x)
     eps0 = _real("eps0", eps0, low=0.0, low_open=True)
     factor = _real("factor", factor, low=0.0, high=1.0, low_open=True, high_open=True)
-    steps = _positive_int("steps", steps, minimum=MIN_WINDOW + 1)
-    window = _positive_int("window", window, minimum=MIN_WINDOW)
+    steps = integer("steps", steps, minimum=MIN_WINDOW + 1)
+    window = integer("window", window, minimum=MIN_WINDOW)
     if kinks is not None and not callable(kinks):
         raise TypeError(f"kinks must be None or a callable x -> pattern, got {kinks!r}")
     dtype = x.dtype
@@ -744,7 +737,7 @@ def jacobian_transpose_test(jvp, vjp, x, trials=3, seed=0, tolerance=TRANSPOSE_T
     x = _float_array("x", x)
     if not callable(jvp) or not callable(vjp):
         raise TypeError("jvp and vjp must be callables")
-    trials = _positive_int("trials", trials)
+    trials = integer("trials", trials)
     tolerance = _real("tolerance", tolerance, low=0.0, low_open=True)
     dtype = x.dtype
     bound = tolerance * _unit_roundoff(dtype)
@@ -914,15 +907,15 @@ def least_squares_demo(m=500, n=20, seed=0, batch_size=50, lr=None, momentum=0.9
     -------
     LeastSquaresResult
     """
-    m = _positive_int("m", m)
-    n = _positive_int("n", n)
+    m = integer("m", m)
+    n = integer("n", n)
     if m < n:
         raise ValueError(f"m must be >= n for a unique least-squares solution, got m={m}, n={n}")
-    batch_size = _positive_int("batch_size", batch_size)
+    batch_size = integer("batch_size", batch_size)
     momentum = _real("momentum", momentum, low=0.0, high=1.0, low_open=True, high_open=True)
     condition = _real("condition", condition, low=1.0)
     tolerance = _real("tolerance", tolerance, low=0.0, high=1.0, low_open=True)
-    max_epochs = _positive_int("max_epochs", max_epochs)
+    max_epochs = integer("max_epochs", max_epochs)
     from . import ops
 
     rng = np.random.default_rng(seed)
@@ -1345,7 +1338,7 @@ def ready_made_checks(dtype="float64", quick=False, seed=0, backend="kernels", c
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
     if not isinstance(quick, (bool, np.bool_)):
         raise TypeError(f"quick must be True or False, got {quick!r}")
-    seed = _positive_int("seed", seed, minimum=0)
+    seed = integer("seed", seed, minimum=0)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {tuple(BACKENDS)}, got {backend!r}")
     if corrupt is not None and not callable(corrupt):
@@ -1415,7 +1408,7 @@ def plot_results(results, path, title=None, columns=4, dpi=100):
     results = [r for r in results if isinstance(r, TaylorResult)]
     if not results:
         return None
-    columns = min(_positive_int("columns", columns), len(results))
+    columns = min(integer("columns", columns), len(results))
     rows = math.ceil(len(results) / columns)
     plt = _pyplot()
     # a fixed layout: a layout engine would measure every tick label of every panel twice

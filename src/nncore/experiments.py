@@ -747,7 +747,6 @@ def _report(name, source, summary, settings, quick, seed, n_jobs, command, figur
     lines += ["", _link(figures, "softmax_heatmap", out, "heatmap of the grid"), ""]
 
     # 3
-    networks = summary["networks"]
     standard_net, resnet_net = runs["standard"][0]["network"], runs["resnet"][0]["network"]
     mlp_width = standard_net.layer_specs()[0]["n_out"]
     lines += ["## 3. A standard network vs a ResNet", "",

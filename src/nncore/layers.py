@@ -19,14 +19,6 @@ from . import _validation as v
 __all__ = ["Dense", "Residual"]
 
 
-def _positive_int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
 def _init_weight(rng, W, activation, scale=1.0):
     """Glorot-uniform for tanh/sigmoid/identity, He-normal for ReLU, times ``scale``."""
     n_out, n_in = W.shape
@@ -123,8 +115,8 @@ class Dense(_Layer):
 
     def __init__(self, n_in, n_out, activation="tanh"):
         super().__init__()
-        self.n_in = _positive_int("n_in", n_in)
-        self.n_out = _positive_int("n_out", n_out)
+        self.n_in = v.integer("n_in", n_in)
+        self.n_out = v.integer("n_out", n_out)
         self.activation = v.activation_name(activation)
         self.param_shapes = {"W": (self.n_out, self.n_in), "b": (self.n_out,)}
 
@@ -169,8 +161,8 @@ class Residual(_Layer):
 
     def __init__(self, width, hidden, activation="tanh", branch_scale=1.0):
         super().__init__()
-        self.width = _positive_int("width", width)
-        self.hidden = _positive_int("hidden", hidden)
+        self.width = v.integer("width", width)
+        self.hidden = v.integer("hidden", hidden)
         self.activation = v.activation_name(activation)
         self.branch_scale = v.real_number("branch_scale", branch_scale, minimum=0.0)
         self.n_in = self.n_out = self.width

@@ -309,19 +309,10 @@ class _LayerwiseStep:
         return n_steps, -1
 
 
-def _size(name, value, minimum=1):
-    """A layer size as a Python int (so it can go into a JSON header)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _hidden_sizes(hidden):
     if isinstance(hidden, (int, np.integer)):
         hidden = [hidden]
-    return [_size("hidden", width) for width in hidden]
+    return [v.integer("hidden", width) for width in hidden]
 
 
 def mlp(n_in, hidden, n_classes, activation="tanh", dtype="float32", seed=0, backend="kernels"):
@@ -329,7 +320,7 @@ def mlp(n_in, hidden, n_classes, activation="tanh", dtype="float32", seed=0, bac
 
     ``hidden`` lists the hidden widths (``[]`` gives softmax regression).
     """
-    n_in, n_classes = _size("n_in", n_in), _size("n_classes", n_classes)
+    n_in, n_classes = v.integer("n_in", n_in), v.integer("n_classes", n_classes)
     hidden = _hidden_sizes(hidden)
     sizes = [n_in, *hidden]
     layers = [Dense(a, b, activation) for a, b in zip(sizes, sizes[1:])]
@@ -351,9 +342,9 @@ def resnet(n_in, width, depth, n_classes, hidden=None, activation="tanh", dtype=
 
     Each block's W2 starts scaled by ``1 / sqrt(depth)`` so the stack starts near identity.
     """
-    n_in, n_classes = _size("n_in", n_in), _size("n_classes", n_classes)
-    width, depth = _size("width", width), _size("depth", depth, minimum=0)
-    hidden = width if hidden is None else _size("hidden", hidden)
+    n_in, n_classes = v.integer("n_in", n_in), v.integer("n_classes", n_classes)
+    width, depth = v.integer("width", width), v.integer("depth", depth, minimum=0)
+    hidden = width if hidden is None else v.integer("hidden", hidden)
     layers = [Dense(n_in, width, activation)]
     layers += [Residual(width, hidden, activation, branch_scale=1 / math.sqrt(max(depth, 1)))
                for _ in range(depth)]

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from ._validation import integer
 from .network import mlp, resnet, softmax_regression
 from .optim import SCHEDULES, SGD
 from .train import TrainingDiverged, fit
@@ -585,14 +586,6 @@ def _check_build_accepts(build, model_keys):
                          f"{_build_name(build)}; known keys: {', '.join(known)}, {REPEAT_KEY}")
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
 def _checked_n_jobs(n_jobs):
     if n_jobs is None:
         return None
@@ -668,7 +661,7 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
     build = _checked_build(build)
     grid = _checked_grid(grid)
     fixed = _checked_fixed(fixed, grid)
-    epochs = _positive_int("epochs", epochs)
+    epochs = integer("epochs", epochs)
     seed = _checked_seed(seed)
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {tuple(METRICS)}, got {metric!r}")
@@ -878,7 +871,7 @@ def load_grid(path):
         fixed = _checked_fixed(fixed, grid)
         epochs = document.get("epochs")
         if epochs is not None:
-            epochs = _positive_int("epochs", epochs)
+            epochs = integer("epochs", epochs)
         seed = document.get("seed")
         if seed is not None:
             seed = _checked_seed(seed)

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from . import _validation as v
 from . import io, ops
 from .optim import SGD
 
@@ -142,14 +143,6 @@ class EarlyStopping(Callback):
             network.params[...] = self.best_params
 
 
-def _checked_int(name, value, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _first_nonfinite_layer(step):
     for i, output in enumerate(step.outputs):
         if not np.isfinite(output).all():
@@ -196,8 +189,8 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     n = X.shape[0]
     if n == 0:
         raise ValueError("X is empty: nothing to train on")
-    epochs = _checked_int("epochs", epochs, 0)
-    batch_size = _checked_int("batch_size", batch_size, 1)
+    epochs = v.integer("epochs", epochs, minimum=0)
+    batch_size = v.integer("batch_size", batch_size)
     if batch_size > n:
         raise ValueError(f"batch_size ({batch_size}) is larger than the training set ({n})")
     if verbose not in (0, 1, 2):
@@ -211,7 +204,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     if not isinstance(optimizer, SGD):
         raise TypeError(f"optimizer must be an nncore.SGD, got {type(optimizer).__name__}")
     callbacks = list(callbacks)
-    checkpoint_every = _checked_int("checkpoint_every", checkpoint_every, 1)
+    checkpoint_every = v.integer("checkpoint_every", checkpoint_every)
 
     rng = np.random.default_rng(seed)
     X_epoch, y_epoch = np.empty_like(X), np.empty_like(y)
