@@ -97,6 +97,24 @@ def test_seeds_follow_the_settings_not_the_position(sequential, data, tmp_path):
     assert len(read_results(tmp_path / "results.jsonl")) == 8
 
 
+def test_a_longer_run_of_a_trial_starts_the_same_way(sequential, data, tmp_path):
+    longer = grid_search("auto", GRID, data, epochs=EPOCHS + 2, fixed=FIXED,
+                         results=tmp_path / "results.jsonl")
+    seeds = {(t["params"]["lr"], t["params"]["width"]): (t["init_seed"], t["shuffle_seed"])
+             for t in longer}
+    for trial in sequential:
+        assert seeds[trial["params"]["lr"], trial["params"]["width"]] == \
+            (trial["init_seed"], trial["shuffle_seed"])
+
+
+def test_the_threading_backend_leaves_the_blas_thread_count_as_it_was(data, tmp_path):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = [pool["num_threads"] for pool in threadpoolctl.threadpool_info()]
+    grid_search("auto", GRID, data, epochs=1, fixed=FIXED, n_jobs=2, backend="threading",
+                results=tmp_path / "results.jsonl")
+    assert [pool["num_threads"] for pool in threadpoolctl.threadpool_info()] == before
+
+
 class InterruptingBuild:
     """The default builder, but Ctrl-C arrives on call number ``interrupt_at``."""
 
@@ -192,6 +210,7 @@ def test_a_callable_builder_and_other_metrics(data, tmp_path):
     ({"build": 3}, TypeError, "build must be a callable"),
     ({"data": [1, 2]}, TypeError, "data must be a data set name"),
     ({"verbose": 3}, ValueError, "verbose must be 0, 1 or 2"),
+    ({"grid": {"schedule": [["cosine"]]}}, ValueError, r"grid\['schedule'\] must be one of"),
 ])
 def test_bad_arguments_are_refused_before_any_trial(data, tmp_path, kwargs, error, message):
     arguments = {"build": "auto", "grid": {"lr": [0.1]}, "data": data, "epochs": 1,

@@ -366,3 +366,15 @@ def test_digits_accuracy_at_least_mlpclassifier():
     print(report)  # shown with pytest -s
     assert min(ours) > 0.95, report
     assert np.mean(ours) >= np.mean(theirs), report
+
+
+def test_best_validation_score_is_that_of_the_kept_weights():
+    """With a large tol only the first epoch counts as an improvement: early stopping keeps
+    its weights, and best_validation_score_ must be their score, not the best one seen."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 2))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    model = NNClassifier(hidden_layer_sizes=(8,), max_iter=15, early_stopping=True, tol=0.3,
+                         n_iter_no_change=20, random_state=0).fit(X, y)
+    assert model.best_validation_score_ == model.validation_scores_[0]
+    assert max(model.validation_scores_) > model.validation_scores_[0]  # the case in point

@@ -33,7 +33,9 @@ import numpy as np
 from . import __version__, check, datasets
 from .network import from_layer_specs, mlp, resnet
 from .optim import SGD
-from .search import _fingerprint, _one_blas_thread, build_network, grid_search, score
+from ._validation import integer
+from .search import (_checked_n_jobs, _fingerprint, _one_blas_thread, build_network,
+                     grid_search, score)
 from .train import TrainingDiverged, fit
 
 __all__ = ["FULL", "QUICK", "StudySettings", "comparable_mlp_width", "run_study",
@@ -204,12 +206,10 @@ def _subset(X, y, size, seed):
 # --------------------------------------------------------------------------------------------
 
 # Train and validation differ in line, marker and grey level, so they read in greyscale.
-_TRAIN_STYLE = {"linestyle": "-", "marker": "o", "color": "0.15", "markersize": 3}
-_VAL_STYLE = {"linestyle": "--", "marker": "s", "color": "tab:orange", "markersize": 3}
 
 
 def _pyplot():
-    from .plots import _pyplot as pyplot
+    from .plots import pyplot  # matplotlib only when a figure is drawn
 
     return pyplot()
 
@@ -277,36 +277,12 @@ def heatmap(cells, lrs, batch_sizes, path, title, best=None):
     return path
 
 
-def _integer_epochs(ax):
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
 def learning_curves(history, path, title):
-    """Loss and accuracy per epoch of one run, train and validation, side by side.
+    """:func:`nncore.plots.learning_curves` with accuracy in percent, as in the study's
+    other figures."""
+    from .plots import learning_curves as plot_curves
 
-    Like :func:`nncore.plots.learning_curves`, with accuracy in percent and whole epochs on
-    the x axis, as in the other figures of the study.
-    """
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for ax, (key, scale, unit) in zip(axes, (("loss", 1, "cross-entropy loss (nats)"),
-                                             ("accuracy", 100, "accuracy (%)"))):
-        ax.plot(history["epoch"], [scale * v for v in history[key]], label="train",
-                **_TRAIN_STYLE)
-        ax.plot(history["epoch"], [scale * v for v in history["val_" + key]],
-                label="validation", **_VAL_STYLE)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(unit)
-        ax.set_title(key.capitalize(), fontsize=10)
-        _integer_epochs(ax)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return plot_curves(history, path, title, percent=True)
 
 
 def comparison_curves(histories, labels, path, title):
@@ -324,6 +300,8 @@ def comparison_curves(histories, labels, path, title):
     -------
     path
     """
+    from .plots import TRAIN_STYLE, VALIDATION_STYLE, whole_epochs
+
     plt = _pyplot()
     columns = len(histories)
     fig, axes = plt.subplots(2, columns, figsize=(5.2 * columns, 7), sharey="row",
@@ -333,14 +311,14 @@ def comparison_curves(histories, labels, path, title):
         for row, (key, scale, unit) in enumerate((("loss", 1, "cross-entropy loss (nats)"),
                                                   ("accuracy", 100, "accuracy (%)"))):
             ax = axes[row, column]
-            ax.plot(epochs, [scale * v for v in history[key]], label="train", **_TRAIN_STYLE)
+            ax.plot(epochs, [scale * v for v in history[key]], label="train", **TRAIN_STYLE)
             ax.plot(epochs, [scale * v for v in history["val_" + key]], label="validation",
-                    **_VAL_STYLE)
+                    **VALIDATION_STYLE)
             ax.set_xlabel("epoch")
             if column == 0:
                 ax.set_ylabel(unit)
             ax.tick_params(labelleft=True)
-            _integer_epochs(ax)
+            whole_epochs(ax)
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
             ax.set_title(f"{label}: {'loss' if key == 'loss' else 'accuracy'}", fontsize=10)
@@ -909,10 +887,9 @@ def run_study(data="all", out="reports", quick=False, seed=0, n_jobs=1, command=
     """
     if not isinstance(quick, (bool, np.bool_)):
         raise TypeError(f"quick must be True or False, got {quick!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a nonzero integer (-1 for all cores), got {n_jobs!r}")
+    seed = integer("seed", seed, minimum=0)
+    if n_jobs is None or _checked_n_jobs(n_jobs) is None:
+        raise ValueError("n_jobs must be a nonzero integer (-1 for all cores), got None")
     if verbose not in (0, 1):
         raise ValueError(f"verbose must be 0 or 1, got {verbose!r}")
     if settings is None:

@@ -6,13 +6,16 @@ with squares), so the figures read in greyscale too.
 
 import numpy as np
 
-__all__ = ["learning_curves", "decision_boundary"]
+__all__ = ["learning_curves", "decision_boundary", "pyplot", "whole_epochs", "TRAIN_STYLE",
+           "VALIDATION_STYLE"]
 
-_TRAIN_STYLE = {"linestyle": "-", "marker": "o", "color": "0.15", "markersize": 3}
-_VAL_STYLE = {"linestyle": "--", "marker": "s", "color": "tab:orange", "markersize": 3}
+#: Line styles of every train/validation figure of nncore (they differ in greyscale too).
+TRAIN_STYLE = {"linestyle": "-", "marker": "o", "color": "0.15", "markersize": 3}
+VALIDATION_STYLE = {"linestyle": "--", "marker": "s", "color": "tab:orange", "markersize": 3}
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -21,21 +24,32 @@ def _pyplot():
     return plt
 
 
-def learning_curves(history, path, title="Learning curves"):
-    """Loss and accuracy per epoch, train and validation, side by side; saved to ``path``."""
-    plt = _pyplot()
+def whole_epochs(ax):
+    """Ticks of an epoch axis at whole numbers only (no "epoch 1.5")."""
     from matplotlib.ticker import MaxNLocator
 
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def learning_curves(history, path, title="Learning curves", percent=False):
+    """Loss and accuracy per epoch, train and validation, side by side; saved to ``path``.
+
+    ``percent`` shows accuracy in percent instead of as a fraction.
+    """
+    plt = pyplot()
     epochs = history["epoch"]
+    scale, accuracy_label = (100, "accuracy (%)") if percent else \
+        (1, "accuracy (fraction correct)")
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for ax, key, label in ((ax_loss, "loss", "cross-entropy loss (nats)"),
-                           (ax_acc, "accuracy", "accuracy (fraction correct)")):
-        ax.plot(epochs, history[key], label="train", **_TRAIN_STYLE)
-        val = np.asarray(history["val_" + key], dtype=float)
+    for ax, key, label, factor in ((ax_loss, "loss", "cross-entropy loss (nats)", 1),
+                                   (ax_acc, "accuracy", accuracy_label, scale)):
+        ax.plot(epochs, factor * np.asarray(history[key], dtype=float), label="train",
+                **TRAIN_STYLE)
+        val = factor * np.asarray(history["val_" + key], dtype=float)
         if val.size and not np.isnan(val).all():
-            ax.plot(epochs, val, label="validation", **_VAL_STYLE)
+            ax.plot(epochs, val, label="validation", **VALIDATION_STYLE)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.5"
+        whole_epochs(ax)
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         ax.legend()
@@ -50,7 +64,7 @@ def learning_curves(history, path, title="Learning curves"):
 def decision_boundary(network, X, y, path, title="Decision boundary", max_points=3000,
                       resolution=300, seed=0):
     """Predicted class over the plane of 2-D data, with (a sample of) the points on top."""
-    plt = _pyplot()
+    plt = pyplot()
     X = np.asarray(X, dtype=float)
     y = np.asarray(y)
     if X.ndim != 2 or X.shape[1] != 2:

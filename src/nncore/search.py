@@ -119,11 +119,7 @@ def build_network(n_in, n_classes, seed, architecture="resnet", width=64, depth=
             raise ValueError("hidden is for architecture 'resnet'; an mlp takes layers, or "
                              "width and depth")
         if layers is None:
-            if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
-                raise TypeError(f"depth must be an integer, got {depth!r}")
-            if depth < 0:
-                raise ValueError(f"depth must be >= 0, got {depth}")
-            layers = [width] * int(depth)
+            layers = [width] * integer("depth", depth, minimum=0)
         return mlp(n_in, layers, n_classes, activation=activation, dtype=dtype, seed=seed)
     if architecture == "softmax_regression":
         return softmax_regression(n_in, n_classes, dtype=dtype, seed=seed)
@@ -171,7 +167,7 @@ def _normalise(where, key, value):
             raise TypeError(f"{label} must be true or false, got {value!r}")
         return bool(value)
     if key == "schedule":
-        if value is not None and value not in SCHEDULES:
+        if value is not None and (not isinstance(value, str) or value not in SCHEDULES):
             raise ValueError(f"{label} must be one of {tuple(SCHEDULES)}, got {value!r}")
         return "constant" if value is None else value
     try:
@@ -233,19 +229,11 @@ def trial_seeds(seed, settings):
     tuple of int
         Two integers in ``[0, 2**32)``.
     """
-    seed = _checked_seed(seed)
+    seed = integer("seed", seed, minimum=0)
     settings = {key: value for key, value in settings.items() if key != "epochs"}
     words = np.frombuffer(hashlib.sha256(_canonical(settings).encode()).digest(), dtype="<u4")
     state = np.random.SeedSequence([seed, *map(int, words)]).generate_state(2)
     return int(state[0]), int(state[1])
-
-
-def _checked_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return int(seed)
 
 
 def _build_name(build):
@@ -662,7 +650,7 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
     grid = _checked_grid(grid)
     fixed = _checked_fixed(fixed, grid)
     epochs = integer("epochs", epochs)
-    seed = _checked_seed(seed)
+    seed = integer("seed", seed, minimum=0)
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {tuple(METRICS)}, got {metric!r}")
     n_jobs = _checked_n_jobs(n_jobs)
@@ -693,7 +681,9 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
                              f"training set ({len(X)} samples)")
         if training["nesterov"] and training["momentum"] == 0:
             raise ValueError("nesterov=true needs momentum > 0")
-        seed_settings = {"model": model, "training": training,
+        # the seeds ignore the number of epochs, so a longer run of a trial starts the same way
+        seed_settings = {"model": model,
+                         "training": {k: v for k, v in training.items() if k != "epochs"},
                          REPEAT_KEY: settings.get(REPEAT_KEY, 0)}
         init_seed, shuffle_seed = trial_seeds(seed, seed_settings)
         model_text = _canonical(model)
@@ -746,18 +736,24 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
 
 
 def _run_all(specs, data, build, n_jobs, backend):
-    """Yield each trial's record as it finishes (in any order)."""
-    if n_jobs == 1 and backend is None:
-        for spec in specs:  # no joblib machinery for the plain case
-            yield _run_trial(spec, data, build)
-        return
-    from joblib import Parallel, delayed, parallel_config
+    """Yield each trial's record as it finishes (in any order).
 
-    # parallel_config (not Parallel(backend=...)) also registers the external backends
-    # joblib knows by name, such as "dask"
-    with parallel_config(backend=backend) if backend is not None else nullcontext():
-        parallel = Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")
-        yield from parallel(delayed(_run_trial)(spec, data, build) for spec in specs)
+    The limit of one BLAS thread is set once here too: threadpoolctl's limits are global to
+    a process, so with the threading backend the trials' own limits would otherwise be
+    entered and undone out of order and leave the process's thread count changed.
+    """
+    with _one_blas_thread():
+        if n_jobs == 1 and backend is None:
+            for spec in specs:  # no joblib machinery for the plain case
+                yield _run_trial(spec, data, build)
+            return
+        from joblib import Parallel, delayed, parallel_config
+
+        # parallel_config (not Parallel(backend=...)) also registers the external backends
+        # joblib knows by name, such as "dask"
+        with parallel_config(backend=backend) if backend is not None else nullcontext():
+            parallel = Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")
+            yield from parallel(delayed(_run_trial)(spec, data, build) for spec in specs)
 
 
 class _Progress:
@@ -874,7 +870,7 @@ def load_grid(path):
             epochs = integer("epochs", epochs)
         seed = document.get("seed")
         if seed is not None:
-            seed = _checked_seed(seed)
+            seed = integer("seed", seed, minimum=0)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path}: {error}") from None
     metric = document.get("metric")

@@ -211,17 +211,17 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         base_seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
         network = self._build_network(settings, X.shape[1], len(classes),
                                       _derive_seed(base_seed, "init"))
-        history, velocity = self._train(settings, network, X, y_index.astype(np.intp),
-                                        epochs=settings["max_iter"], first_epoch=0,
-                                        velocity=None, early_stopping=settings["early_stopping"],
-                                        seed=_derive_seed(base_seed, "fit"))
+        history, velocity, kept_epoch = self._train(
+            settings, network, X, y_index.astype(np.intp), epochs=settings["max_iter"],
+            first_epoch=0, velocity=None, early_stopping=settings["early_stopping"],
+            seed=_derive_seed(base_seed, "fit"))
         self.classes_ = classes
         self.network_ = network
         self._base_seed = base_seed
         self._velocity = velocity
         self.history_ = {key: [] for key in _HISTORY_KEYS}
         self.n_iter_ = 0
-        self._record(history, settings["early_stopping"])
+        self._record(history, settings["early_stopping"], kept_epoch)
         return self
 
     def partial_fit(self, X, y, classes=None):
@@ -274,10 +274,10 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         else:
             base_seed, network = self._base_seed, self.network_
             velocity, n_iter = self._velocity, self.n_iter_
-        history, velocity = self._train(settings, network, X, y_index, epochs=1,
-                                        first_epoch=n_iter, velocity=velocity,
-                                        early_stopping=False,
-                                        seed=_derive_seed(base_seed, "partial_fit", n_iter))
+        history, velocity, _ = self._train(settings, network, X, y_index, epochs=1,
+                                           first_epoch=n_iter, velocity=velocity,
+                                           early_stopping=False,
+                                           seed=_derive_seed(base_seed, "partial_fit", n_iter))
         if first_call:
             self.classes_ = classes
             self.network_ = network
@@ -432,7 +432,8 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
     @staticmethod
     def _train(settings, network, X, y, *, epochs, first_epoch, velocity, early_stopping,
                seed):
-        """Run :func:`nncore.train.fit`; return its History and the optimizer's velocity."""
+        """Run :func:`nncore.train.fit`; return its History, the optimizer's velocity and
+        the index of the epoch whose weights early stopping kept (None without it)."""
         optimizer = SGD(lr=settings["learning_rate"], momentum=settings["momentum"],
                         nesterov=settings["nesterov"], weight_decay=settings["weight_decay"],
                         schedule=functools.partial(_shifted_schedule, settings["schedule"],
@@ -459,18 +460,22 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
                             optimizer=optimizer, validation_data=validation_data, seed=seed,
                             verbose=settings["verbose"], callbacks=callbacks,
                             shuffle=settings["shuffle"])
-        return history, optimizer.velocity
+        # the epoch whose weights early stopping kept (not simply the lowest val_loss: an
+        # improvement smaller than tol does not replace the kept weights)
+        kept_epoch = callbacks[0].best_epoch if callbacks else None
+        return history, optimizer.velocity, kept_epoch
 
-    def _record(self, history, early_stopping):
-        """Append a training run's History to the fitted attributes."""
+    def _record(self, history, early_stopping, kept_epoch=None):
+        """Append a training run's History to the fitted attributes; ``kept_epoch`` is the
+        epoch whose weights early stopping kept."""
         for key in _HISTORY_KEYS:
             self.history_[key].extend(float(value) for value in history[key])
         self.n_iter_ += len(history)
         self.loss_curve_ = list(self.history_["loss"])
         if early_stopping:
             self.validation_scores_ = list(self.history_["val_accuracy"])
-            best = int(np.argmin(self.history_["val_loss"])) if len(history) else None
-            self.best_validation_score_ = None if best is None else self.validation_scores_[best]
+            self.best_validation_score_ = (None if kept_epoch is None
+                                           else self.validation_scores_[kept_epoch])
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None
