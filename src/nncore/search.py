@@ -251,16 +251,13 @@ def _fingerprint(arrays):
 
 
 def _checked_data(data):
-    """``(X, y, X_val, y_val, label)`` from a name, a path or four arrays."""
+    """``(X, y, X_val, y_val)`` from a name, a path or four arrays."""
     from . import datasets
 
     if isinstance(data, (str, os.PathLike)):
         X, y, X_val, y_val = datasets.load(data)
-        text = os.fspath(data)
-        label = Path(text).stem if os.sep in text or "." in text else text.lower()
     elif isinstance(data, (tuple, list)) and len(data) == 4:
         X, y, X_val, y_val = data
-        label = "arrays"
     else:
         raise TypeError("data must be a data set name, a path, or a tuple "
                         f"(X_train, y_train, X_val, y_val), got {type(data).__name__}")
@@ -279,7 +276,7 @@ def _checked_data(data):
         raise ValueError(f"data: X_train has {X.shape[1]} features but X_val {X_val.shape[1]}")
     if y.dtype.kind not in "iu" or y_val.dtype.kind not in "iu":
         raise TypeError("data: labels must be integer class indices")
-    return X, y, X_val, y_val, label
+    return X, y, X_val, y_val
 
 
 # --------------------------------------------------------------------------------------------
@@ -660,7 +657,7 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     if not isinstance(results, (str, os.PathLike)):
         raise TypeError(f"results must be a file path, got {type(results).__name__}")
-    X, y, X_val, y_val, _ = _checked_data(data)
+    X, y, X_val, y_val = _checked_data(data)
     n_classes = int(max(y.max(), y_val.max())) + 1
     fingerprint = _fingerprint((X, y, X_val, y_val))
 
