@@ -21,10 +21,10 @@ import os
 import numpy as np
 from hypothesis import strategies as st
 
-from nncore import ops, reference
+from nncore import activations, ops, reference
 
 DTYPES = (np.float32, np.float64)
-ACTIVATIONS = ("identity", "tanh", "relu", "sigmoid")
+ACTIVATIONS = activations.names()  # every registered activation is tested
 MODULES = (ops, reference)
 
 #: Default relative tolerance per dtype. float64 results differ from the oracle by a few

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import nncore as nc
-from nncore import io
+from nncore import modelfile
 
 DATA_SEED, EPOCHS, BATCH = 3, 400, 16
 
@@ -58,10 +58,10 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 def test_checkpoint_every_n_epochs_and_after_the_last(tmp_path):
     _train(epochs=7, checkpoint=tmp_path, checkpoint_every=3)
-    header, params, velocity = io.load_checkpoint(tmp_path / io.CHECKPOINT_FILE)
-    assert header["state"]["epochs_done"] == 7
-    assert len(header["state"]["history"]["loss"]) == 7
-    assert sorted(os.listdir(tmp_path)) == [io.CHECKPOINT_FILE]  # no temporary files left
+    _, velocity, state = modelfile.load_checkpoint(tmp_path / modelfile.CHECKPOINT_FILE)
+    assert state["epochs_done"] == 7
+    assert len(state["history"]["loss"]) == 7
+    assert sorted(os.listdir(tmp_path)) == [modelfile.CHECKPOINT_FILE]  # no temporary files left
 
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):
@@ -82,18 +82,18 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path):
 def test_a_model_file_is_not_a_checkpoint_and_vice_versa(tmp_path):
     net, _ = _train(epochs=1, checkpoint=tmp_path)
     net.save(tmp_path / "model.npz")
-    with pytest.raises(io.ModelFileError, match="not an nncore checkpoint"):
-        io.load_checkpoint(tmp_path / "model.npz")
-    with pytest.raises(io.ModelFileError, match="not an nncore model file"):
-        nc.load(tmp_path / io.CHECKPOINT_FILE)
+    with pytest.raises(modelfile.ModelFileError, match="not an nncore checkpoint"):
+        modelfile.load_checkpoint(tmp_path / "model.npz")
+    with pytest.raises(modelfile.ModelFileError, match="not an nncore model file"):
+        nc.load(tmp_path / modelfile.CHECKPOINT_FILE)
 
 
 def test_truncated_checkpoint_is_refused(tmp_path):
     _train(epochs=1, checkpoint=tmp_path)
-    path = tmp_path / io.CHECKPOINT_FILE
+    path = tmp_path / modelfile.CHECKPOINT_FILE
     path.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(io.ModelFileError):
-        io.load_checkpoint(path)
+    with pytest.raises(modelfile.ModelFileError):
+        modelfile.load_checkpoint(path)
 
 
 CHILD = textwrap.dedent("""
@@ -109,7 +109,7 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_matches(tmp_path):
     folder = tmp_path / "ckpt"
     code = CHILD.format(path=[os.path.dirname(__file__), *sys.path], folder=str(folder))
     child = subprocess.Popen([sys.executable, "-c", code])
-    path = folder / io.CHECKPOINT_FILE
+    path = folder / modelfile.CHECKPOINT_FILE
     deadline = time.monotonic() + 60
     while not path.exists() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -117,9 +117,9 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_matches(tmp_path):
     child.send_signal(signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL, "the child ended before it could be killed"
     assert path.exists(), "the child never wrote a checkpoint"
-    header, _, _ = io.load_checkpoint(path)
-    assert 1 <= header["state"]["epochs_done"] < EPOCHS
-    json.dumps(header)  # the header is plain JSON
+    network_state, _, state = modelfile.load_checkpoint(path)
+    assert 1 <= state["epochs_done"] < EPOCHS
+    json.dumps({**network_state, "params": None, "state": state})  # the header is plain JSON
     resumed, history = _train(checkpoint=folder)
     reference, reference_history = _train()
     assert np.array_equal(resumed.params, reference.params)

@@ -1058,7 +1058,7 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary_file(tmp_path, monke
         f.write(b"PK\x03\x04 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(nc.io.np, "savez", broken_savez)
+    monkeypatch.setattr(nc.modelfile.np, "savez", broken_savez)
     with pytest.raises(OSError, match="disk full"):
         build("mlp", "tanh", np.float64, seed=5).save(path)
     assert os.listdir(tmp_path) == ["model.npz"]

@@ -461,13 +461,13 @@ def test_linear_backward_reuses_the_cache_scratch_buffer(dtype, activation):
     _, cache = ops.linear_forward(X, W, b, activation)
     first = ops.linear_backward(dA1, cache)
     first_values = [g.copy() for g in first]
-    scratch = cache._dZ
+    scratch = cache._scratch
     assert isinstance(scratch, np.ndarray) and scratch.shape == (5, 3)
     scratch_id = id(scratch)
     out = tuple(np.empty_like(g) for g in first)
     second = ops.linear_backward(dA2, cache)
     third = ops.linear_backward(dA2, cache, out=out)
-    assert cache._dZ is scratch and id(cache._dZ) == scratch_id
+    assert cache._scratch is scratch and id(cache._scratch) == scratch_id
     # reuse changes nothing: earlier results are intact, later ones match a fresh cache
     for g, value in zip(first, first_values):
         np.testing.assert_array_equal(g, value)
@@ -488,12 +488,12 @@ def test_residual_backward_and_jvp_reuse_the_cache_scratch_buffer(dtype, activat
     _, cache = ops.residual_forward(X, W1, b1, W2, activation)
     first = ops.residual_backward(dY1, cache)
     first_values = [g.copy() for g in first]
-    scratch = cache._dH
+    scratch = cache._scratch
     assert isinstance(scratch, np.ndarray) and scratch.shape == cache.H.shape
     scratch_id = id(scratch)
     second = ops.residual_backward(dY2, cache)
     jvp = ops.residual_jvp(cache, *tangents)
-    assert cache._dH is scratch and id(cache._dH) == scratch_id
+    assert cache._scratch is scratch and id(cache._scratch) == scratch_id
     for g, value in zip(first, first_values):
         np.testing.assert_array_equal(g, value)
     fresh_cache = ops.residual_forward(X, W1, b1, W2, activation)[1]

@@ -13,16 +13,18 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("ops", "reference", "datasets", "layers", "network", "optim", "train", "io",
-               "plots", "check", "search", "experiments", "cli", "sklearn")
+_SUBMODULES = ("ops", "reference", "activations", "losses", "status", "datasets", "layers",
+               "network", "optim", "train", "modelfile", "plots", "check", "search",
+               "experiments", "cli", "sklearn")
 _NAMES = {
     "Network": "network", "mlp": "network", "resnet": "network",
     "softmax_regression": "network",
+    "build": "network", "load": "network", "save": "network",
     "Dense": "layers", "Residual": "layers",
     "SGD": "optim",
     "fit": "train", "History": "train", "Callback": "train", "EarlyStopping": "train",
     "TrainingDiverged": "train",
-    "load": "io", "save": "io", "ModelFileError": "io",
+    "ModelFileError": "modelfile",
 }
 
 # "sklearn" needs the optional scikit-learn, so `from nncore import *` leaves it out

@@ -1,7 +1,11 @@
-"""Argument checks shared by :mod:`nncore.ops` and :mod:`nncore.reference`.
+"""Every argument check of nncore, in one place: arrays, feature matrices, class labels,
+integers, reals in ranges, booleans and enumerated choices.
 
-Both modules must reject the same bad input with the same message, so the checks live here,
-in plain Python and NumPy. Nothing in this module computes a result.
+:mod:`nncore.ops` and :mod:`nncore.reference` must reject the same bad input with the same
+message, and so must the networks, the training loop, the data loaders, the verification
+tools, the study and the command line: they all call these functions. This module imports
+nothing from nncore (it sits at the bottom, beside the reference and the data loaders) and
+computes no result.
 
 Every check names the offending argument and value; shapes and dtypes are checked before any
 compiled kernel runs, so a kernel never sees an unchecked shape.
@@ -13,7 +17,6 @@ import numbers
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-ACTIVATIONS = ("identity", "tanh", "relu", "sigmoid")
 
 
 def float_array(name, value, ndim):
@@ -82,12 +85,6 @@ def label_range_error(labels, n_classes):
     )
 
 
-def activation_name(activation):
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    return activation
-
-
 def no_overlap(name, out, inputs):
     """A kernel that writes ``out`` while still reading an input would read its own output."""
     for input_name, array in inputs.items():
@@ -130,27 +127,155 @@ def out_tuple(out, names, shapes, dtype, inputs=None):
     return arrays
 
 
-def integer(name, value, minimum=1):
-    """Return ``value`` as a Python int >= ``minimum`` (bools and floats are refused)."""
+def integer(name, value, minimum=1, maximum=None):
+    """Return ``value`` as a Python int in ``[minimum, maximum]``.
+
+    Bools and floats are refused, 2.0 and 2.7 alike: a count is never rounded.
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
 
 
-def real_number(name, value, minimum=None, maximum=None):
-    """Return ``value`` as a finite float within ``[minimum, maximum]``."""
+def real_number(name, value, minimum=None, maximum=None, exclusive_minimum=False,
+                exclusive_maximum=False):
+    """Return ``value`` as a finite float within its bounds.
+
+    ``minimum``/``maximum`` are inclusive unless ``exclusive_minimum``/``exclusive_maximum``:
+    ``real_number("lr", lr, 0, exclusive_minimum=True)`` asks for ``lr > 0``.
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    if minimum is not None and (value < minimum or exclusive_minimum and value == minimum):
+        raise ValueError(f"{name} must be {'>' if exclusive_minimum else '>='} {minimum}, "
+                         f"got {value}")
+    if maximum is not None and (value > maximum or exclusive_maximum and value == maximum):
+        raise ValueError(f"{name} must be {'<' if exclusive_maximum else '<='} {maximum}, "
+                         f"got {value}")
     return value
+
+
+def boolean(name, value):
+    """Return ``value`` as a bool; only True/False (and NumPy's bools) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def choice(name, value, options):
+    """Return ``value`` if it is one of ``options`` (any iterable of names, e.g. a registry)."""
+    options = tuple(options)
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
+def float_dtype(name, dtype):
+    """``dtype`` as ``np.dtype('float32')`` or ``np.dtype('float64')``."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from None
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def features(X, n_features=None, dtype=None, name="X", source=None, allow_empty=True):
+    """A feature matrix ``(n_samples, n_features)`` of real numbers, all finite.
+
+    Parameters
+    ----------
+    X : array-like
+    n_features : int, optional
+        The number of columns required (a network's ``n_in``).
+    dtype : dtype, optional
+        Cast to it (C-contiguous); by default integers become float64 and floats keep their
+        dtype.
+    name : str
+        The argument's name in messages.
+    source : str, optional
+        Where the array came from (a file), put in front of every message.
+    allow_empty : bool
+        Whether zero rows are acceptable.
+    """
+    where = f"{source}: " if source else ""
+    if X is None or isinstance(X, (str, bytes)):
+        raise TypeError(f"{where}{name} must be an array of real numbers, got {X!r}")
+    X = np.asarray(X)
+    if X.dtype.kind not in "fiu":  # bools are labels or masks, not features
+        raise TypeError(f"{where}{name} must hold real numbers, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{where}{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"{where}{name} has {X.shape[1]} features but the network expects "
+                         f"{n_features}")
+    if not allow_empty and X.shape[0] == 0:
+        raise ValueError(f"{where}{name} is empty (0 samples)")
+    if X.shape[1] == 0:
+        raise ValueError(f"{where}{name} has 0 features")
+    if dtype is None:
+        dtype = X.dtype if X.dtype in FLOAT_DTYPES else np.float64
+    X = np.ascontiguousarray(X, dtype=dtype)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise ValueError(f"{where}{name} contains NaN or infinity ({int(bad.sum())} value(s), "
+                         f"the first at sample {row}, feature {column})")
+    return X
+
+
+def class_labels(y, n_samples=None, n_classes=None, name="y", source=None):
+    """Integer class labels as a C-contiguous ``intp`` array.
+
+    Integer-valued floats are accepted (a ``.mat`` file stores labels as doubles); anything
+    else that is not an integer is refused. With ``n_samples`` the length is checked, with
+    ``n_classes`` the range ``[0, n_classes)``.
+    """
+    where = f"{source}: " if source else ""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{where}{name} must be 1-D, got shape {y.shape}")
+    if y.dtype.kind == "f":
+        # an empty float array (np.asarray([])) counts as integral
+        not_integer = ~np.isfinite(y) | (y != np.round(y)) | (np.abs(y) >= 2.0**62)
+        if not_integer.any():
+            first = int(np.flatnonzero(not_integer)[0])
+            raise TypeError(
+                f"{where}{name} must hold integer class labels; {int(not_integer.sum())} are "
+                f"not integers, the first is {y[first]!r} at index {first}")
+        y = y.astype(np.intp)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{where}{name} must hold integer class labels, got dtype {y.dtype}")
+    if y.dtype == np.uint64 and y.size and y.max() > np.iinfo(np.intp).max:
+        raise ValueError(f"{where}{name} holds labels too large for a class index")
+    if n_samples is not None and y.shape[0] != n_samples:
+        raise ValueError(f"{where}{name} has {y.shape[0]} labels for {n_samples} samples")
+    if n_classes is not None and y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(
+            f"{where}{name} must lie in [0, {n_classes}) for a {n_classes}-class network, "
+            f"got values in [{y.min()}, {y.max()}]")
+    return np.ascontiguousarray(y, dtype=np.intp)
+
+
+def sgd_hyperparameters(lr, momentum, nesterov, weight_decay):
+    """SGD's hyperparameters checked once for every caller (the kernels, the reference and
+    :class:`nncore.SGD`): ``lr >= 0``, ``momentum >= 0``, ``weight_decay >= 0``, finite;
+    Nesterov needs momentum."""
+    lr = real_number("lr", lr, minimum=0.0)
+    momentum = real_number("momentum", momentum, minimum=0.0)
+    weight_decay = real_number("weight_decay", weight_decay, minimum=0.0)
+    nesterov = boolean("nesterov", nesterov)
+    if nesterov and momentum == 0.0:
+        raise ValueError("nesterov=True needs momentum > 0")
+    return lr, momentum, nesterov, weight_decay
 
 
 def inplace_vector(name, value):
@@ -188,14 +313,9 @@ def sgd_arguments(param, grad, velocity, lr, momentum, nesterov, weight_decay):
     for name, array in (("param", param), ("velocity", velocity)):
         if np.may_share_memory(grad, array) and not _same_memory(grad, array):
             raise ValueError(f"grad must not partly overlap {name} (it is updated in place)")
-    lr = real_number("lr", lr, minimum=0.0)
-    momentum = real_number("momentum", momentum, minimum=0.0)
-    weight_decay = real_number("weight_decay", weight_decay, minimum=0.0)
-    if not isinstance(nesterov, (bool, np.bool_)):
-        raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
-    if nesterov and momentum == 0.0:
-        raise ValueError("nesterov=True needs momentum > 0")
-    return param, grad, velocity, lr, momentum, bool(nesterov), weight_decay
+    lr, momentum, nesterov, weight_decay = sgd_hyperparameters(lr, momentum, nesterov,
+                                                               weight_decay)
+    return param, grad, velocity, lr, momentum, nesterov, weight_decay
 
 
 def linear_arguments(X, W, b):
@@ -268,3 +388,52 @@ def gradient_argument(name, grad, like, what):
     same_dtype(**{name: grad, what: like})
     shape_is(name, grad, like.shape, f"same as {what}")
     return grad
+
+
+#: The fused training step's layer kinds and, for each, the shapes of the parameter views it
+#: reads, given the layer's sizes. Both backends' ``train_step`` check their arguments
+#: against this table, so neither can read past a view. (Which parameters of a layer class
+#: go into which slot is the layer class's business: its ``step_spec``.)
+STEP_SHAPES = {
+    "dense": lambda n_in, n_out, hidden: {"W": (n_out, n_in), "b": (n_out,)},
+    "residual": lambda n_in, n_out, hidden: {"W": (hidden, n_in), "b": (hidden,),
+                                             "W2": (n_in, hidden)},
+}
+
+
+def train_step_arguments(layers, n, params, grads, velocity):
+    """Check the arguments of ``train_step`` (both backends); return ``(n, dtype)``.
+
+    Each layer is a dict with ``kind`` (a key of :data:`STEP_SHAPES`), ``activation``,
+    ``n_in``, ``n_out``, ``hidden`` and, for each slot of its kind, a parameter view and its
+    gradient view (``W`` and ``dW``, ...), which must be C-contiguous views into ``params``
+    and ``grads`` of the shapes the kind reads.
+    """
+    params = inplace_vector("params", params)
+    grads = inplace_vector("grads", grads)
+    velocity = inplace_vector("velocity", velocity)
+    dtype = same_dtype(params=params, grads=grads, velocity=velocity)
+    shape_is("grads", grads, params.shape, "same as params")
+    shape_is("velocity", velocity, params.shape, "same as params")
+    n = integer("n", n)
+    if not layers:
+        raise ValueError("layers must not be empty")
+    n_in = layers[0]["n_in"]
+    for i, layer in enumerate(layers):
+        kind = choice(f"layer {i}: kind", layer["kind"], STEP_SHAPES)
+        if layer["n_in"] != n_in:
+            raise ValueError(f"layer {i} expects {layer['n_in']} inputs, gets {n_in}")
+        if kind == "residual" and layer["n_out"] != n_in:
+            raise ValueError(f"layer {i}: a residual block keeps its width")
+        shapes = STEP_SHAPES[kind](n_in, layer["n_out"], layer.get("hidden", 0))
+        for name, shape in shapes.items():
+            for key, base in ((name, params), ("d" + name, grads)):
+                view = layer[key]
+                if not isinstance(view, np.ndarray) or view.shape != shape \
+                        or view.dtype != dtype or not view.flags.c_contiguous \
+                        or view.base is not base and not np.shares_memory(view, base):
+                    raise ValueError(
+                        f"layer {i}: {key} must be a C-contiguous {dtype} view of shape "
+                        f"{shape} into the flat buffer")
+        n_in = layer["n_out"]
+    return n, dtype

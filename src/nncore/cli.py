@@ -84,6 +84,12 @@ def _layer_sizes(text):
 
 
 def _build_parser():
+    # the choices come from the registries, so a new activation, architecture, schedule or
+    # backend is offered here without touching this file
+    from .activations import names as activation_names
+    from .network import ARCHITECTURES, BACKENDS
+    from .optim import SCHEDULES
+
     parser = _ArgumentParser(
         prog="nncore",
         description="Train, verify and study small neural networks on nncore's kernels.")
@@ -98,7 +104,7 @@ def _build_parser():
                       help="'peaks', 'gmm', 'swissroll' (bundled) or a .mat/.npz/.csv path "
                            "(default: %(default)s)")
     model = train.add_argument_group("model")
-    model.add_argument("--arch", choices=("resnet", "mlp"), default=d["arch"],
+    model.add_argument("--arch", choices=tuple(ARCHITECTURES), default=d["arch"],
                        help="network kind (default: %(default)s)")
     model.add_argument("--width", type=_positive_int, default=d["width"],
                        help="ResNet width (default: %(default)s)")
@@ -109,7 +115,7 @@ def _build_parser():
     model.add_argument("--layers", type=_layer_sizes, default=_layer_sizes(d["layers"]),
                        help="MLP hidden widths, comma-separated; '' for softmax regression "
                             "(default: 64,64,64)")
-    model.add_argument("--activation", choices=("tanh", "relu", "sigmoid", "identity"),
+    model.add_argument("--activation", choices=activation_names(),
                        default=d["activation"], help="(default: %(default)s)")
     model.add_argument("--dtype", choices=("float32", "float64"), default=d["dtype"],
                        help="(default: %(default)s)")
@@ -127,7 +133,7 @@ def _build_parser():
     opt.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
     opt.add_argument("--weight-decay", type=_non_negative_float, default=d["weight_decay"],
                      help="L2 penalty (default: %(default)s)")
-    opt.add_argument("--schedule", choices=("constant", "step", "exponential", "cosine"),
+    opt.add_argument("--schedule", choices=tuple(SCHEDULES),
                      default=d["schedule"], help="learning-rate schedule (default: %(default)s)")
     opt.add_argument("--patience", type=_non_negative_int, default=d["patience"],
                      help="stop after this many epochs without a better validation loss and "
@@ -140,13 +146,13 @@ def _build_parser():
                         help="do not write figures")
     output.add_argument("--verbose", type=int, choices=(0, 1, 2), default=d["verbose"],
                         help="0 quiet, 1 progress bar, 2 a line per epoch (default: %(default)s)")
-    _add_gradcheck_parser(commands)
+    _add_gradcheck_parser(commands, tuple(BACKENDS))
     _add_search_parser(commands)
     _add_experiments_parser(commands)
     return parser
 
 
-def _add_gradcheck_parser(commands):
+def _add_gradcheck_parser(commands, backends):
     gradcheck = commands.add_parser(
         "gradcheck", help="run every gradient, Jacobian and Jacobian-transpose check",
         description="Run the ready-made derivative checks of every part of nncore (Taylor "
@@ -161,7 +167,7 @@ def _add_gradcheck_parser(commands):
                            default="float64",
                            help="float64 verifies; float32 shows how far its precision lets "
                                 "the tests see (default: %(default)s)")
-    gradcheck.add_argument("--backend", choices=("kernels", "reference"), default="kernels",
+    gradcheck.add_argument("--backend", choices=backends, default="kernels",
                            help="the Cython kernels or the NumPy reference (default: %(default)s)")
     gradcheck.add_argument("--seed", type=_non_negative_int, default=0,
                            help="seeds the points and directions (default: %(default)s)")
@@ -254,21 +260,16 @@ def _dataset_label(data):
 
 def _train(args):
     from . import datasets
-    from .network import mlp, resnet
+    from .network import applicable, build, describe
     from .optim import SGD
     from .train import EarlyStopping, TrainingDiverged
 
     X, y, X_val, y_val = datasets.load(args.data)
     n_classes = int(max(y.max(), y_val.max())) + 1
-    if args.arch == "resnet":
-        net = resnet(X.shape[1], args.width, args.depth, n_classes, hidden=args.hidden,
-                     activation=args.activation, dtype=args.dtype, seed=args.seed)
-        described = (f"resnet width {args.width} depth {args.depth} "
-                     f"hidden {args.hidden or args.width} {args.activation}")
-    else:
-        net = mlp(X.shape[1], args.layers, n_classes, activation=args.activation,
-                  dtype=args.dtype, seed=args.seed)
-        described = f"mlp {'x'.join(map(str, args.layers)) or 'softmax regression'} {args.activation}"
+    settings = applicable(args.arch, width=args.width, depth=args.depth, hidden=args.hidden,
+                          layers=args.layers, activation=args.activation)
+    net = build(X.shape[1], n_classes, args.seed, args.arch, dtype=args.dtype, **settings)
+    described = describe(args.arch, **settings)
     optimizer = SGD(lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
                     weight_decay=args.weight_decay, schedule=args.schedule)
     callbacks = [EarlyStopping(patience=args.patience)] if args.patience else []

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, check, datasets
-from .network import from_layer_specs, mlp, resnet
+from .network import Network, mlp, resnet
 from .optim import SGD
 from ._validation import integer
 from .search import (_checked_n_jobs, _fingerprint, _one_blas_thread, build_network,
@@ -344,9 +344,7 @@ def gradient_tests(network, X, y, name, quick=False, seed=0):
     -------
     (TaylorResult, TransposeResult)
     """
-    copy = from_layer_specs(network.layer_specs(), dtype="float64",
-                            architecture=network.architecture)
-    copy.params[...] = network.params
+    copy = Network.from_state({**network.state(), "dtype": "float64"})
     params0 = copy.params.copy()
     X = copy.check_X(X)
     y = copy.check_y(y, len(X))

@@ -1,40 +1,48 @@
-"""Networks: a stack of layers with a softmax cross-entropy head, and the MLP/ResNet builders.
+"""Networks: a stack of layers with a loss head, the registry of architectures that build
+them, and their model files.
 
 All parameters live in one contiguous buffer ``net.params`` and all gradients in
 ``net.grads`` (same layout); each layer's ``W``, ``b`` are views into them. Arrays are
 ``(n_samples, n_features)`` and labels integer class indices.
+
+The architectures (``mlp``, ``resnet``, ``softmax_regression``) are registered in
+:data:`ARCHITECTURES`; :func:`build` is the one place that turns an architecture name and
+its settings into a network, for the command line, the grid search, the study and the
+scikit-learn estimator alike.
+
+Dependencies: a network is what a user holds, so it sits above the training loop
+(:meth:`Network.fit` calls :func:`nncore.train.fit`, which works on any object with the
+network's interface and imports nothing of this module) and above the model-file layer
+(:mod:`nncore.modelfile` reads and writes plain states).
 """
 
+import dataclasses
 import math
+import os
+from typing import Callable
 
 import numpy as np
 
 from . import _validation as v
-from . import ops, reference
-from .layers import Dense, Residual
+from . import losses, modelfile, ops, reference, train
+from .layers import Dense, Residual, layer_from_spec
 
-__all__ = ["Network", "mlp", "resnet", "softmax_regression", "BACKENDS"]
+__all__ = ["Network", "mlp", "resnet", "softmax_regression", "build", "applicable",
+           "count_params", "describe",
+           "save", "load", "ARCHITECTURES", "BACKENDS"]
 
 #: The two interchangeable implementations of the kernel API.
 BACKENDS = {"kernels": ops, "reference": reference}
-_LAYER_TYPES = {"dense": Dense, "residual": Residual}
 #: Rows per chunk when predicting or evaluating, so memory stays bounded on large inputs.
 PREDICT_CHUNK = 4096
 
 
-def _network_dtype(dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in v.FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    return dtype
-
-
 class Network:
-    """A feed-forward classifier: ``layers`` then softmax cross-entropy.
+    """A feed-forward network: ``layers``, then a loss (softmax cross-entropy).
 
     Parameters
     ----------
-    layers : list of Dense / Residual
+    layers : list of Layer
         Consecutive layers must agree (``layers[i].n_out == layers[i + 1].n_in``); the last
         layer's outputs are the logits, one per class.
     dtype : {"float32", "float64"}
@@ -55,10 +63,12 @@ class Network:
                 raise ValueError(
                     f"layer {i} has {a.n_out} outputs but layer {i + 1} expects {b.n_in} inputs"
                 )
-        if layers[-1].n_out < 2:
-            raise ValueError(f"the last layer must output >= 2 logits, got {layers[-1].n_out}")
+        self.loss_function = losses.get("softmax_cross_entropy")
+        if layers[-1].n_out < self.loss_function.min_outputs:
+            raise ValueError(f"the last layer must output >= {self.loss_function.min_outputs} "
+                             f"logits, got {layers[-1].n_out}")
         self.layers = layers
-        self.dtype = _network_dtype(dtype)
+        self.dtype = v.float_dtype("dtype", dtype)
         n_params = sum(layer.n_params for layer in layers)
         self.params = np.zeros(n_params, dtype=self.dtype)
         self.grads = np.zeros(n_params, dtype=self.dtype)
@@ -73,14 +83,13 @@ class Network:
     # --- structure -------------------------------------------------------------------------
 
     def _bind(self, backend):
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {tuple(BACKENDS)}, got {backend!r}")
+        self._backend = BACKENDS[v.choice("backend", backend, BACKENDS)]
         self.backend = backend
         offset = 0
         for layer in self.layers:
             size = layer.n_params
             layer.bind(self.params[offset:offset + size], self.grads[offset:offset + size],
-                       BACKENDS[backend])
+                       self._backend)
             offset += size
 
     def set_backend(self, backend):
@@ -111,44 +120,42 @@ class Network:
         )
         return f"Network([{inner}], dtype={self.dtype.name}, n_params={self.n_params})"
 
+    # --- state: what a model file holds ------------------------------------------------------
+
+    def state(self):
+        """The network as plain data: ``{"dtype", "layers", "architecture", "params"}``
+        (``params`` is the live buffer, not a copy)."""
+        return {"dtype": self.dtype.name, "layers": self.layer_specs(),
+                "architecture": self.architecture, "params": self.params}
+
+    @classmethod
+    def from_state(cls, state, backend="kernels"):
+        """Rebuild a network from :meth:`state` (its parameters are copied in)."""
+        network = cls([layer_from_spec(spec) for spec in state["layers"]],
+                      dtype=state["dtype"], backend=backend,
+                      architecture=state.get("architecture"))
+        params = np.asarray(state["params"])
+        if params.shape != network.params.shape:
+            raise ValueError(f"the architecture needs {network.n_params} parameters, the "
+                             f"state has {params.size}")
+        network.params[...] = params
+        return network
+
+    def save(self, path):
+        """Write the model file (an ``.npz`` with a JSON header, written atomically;
+        see :mod:`nncore.modelfile`). Returns the path."""
+        return modelfile.write_model(path, self.state())
+
     # --- input checks ----------------------------------------------------------------------
 
     def check_X(self, X, name="X"):
         """X as a C-contiguous array of the network's dtype, ``(n, n_in)``, all finite."""
-        if isinstance(X, np.ndarray) and X.dtype.kind not in "fiub":
-            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
-        X = np.asarray(X)
-        if X.dtype.kind not in "fiu":
-            raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
-        if X.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
-        if X.shape[1] != self.n_in:
-            raise ValueError(
-                f"{name} has {X.shape[1]} features but the network expects {self.n_in}"
-            )
-        X = np.ascontiguousarray(X, dtype=self.dtype)
-        if not np.isfinite(X).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-        return X
+        return v.features(X, self.n_in, self.dtype, name)
 
     def check_y(self, y, n_samples, name="y"):
-        """y as intp class indices in ``[0, n_classes)`` with ``n_samples`` entries."""
-        y = np.asarray(y)
-        if y.dtype.kind not in "iu":
-            integral = y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
-            if not integral:  # an empty float array (np.asarray([])) counts as integral
-                raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-            y = y.astype(np.intp)
-        if y.ndim != 1:
-            raise ValueError(f"{name} must be 1-D, got shape {y.shape}")
-        if y.shape[0] != n_samples:
-            raise ValueError(f"{name} has {y.shape[0]} labels for {n_samples} samples")
-        if y.size and (y.min() < 0 or y.max() >= self.n_classes):
-            raise ValueError(
-                f"{name} must lie in [0, {self.n_classes}) for a {self.n_classes}-class "
-                f"network, got values in [{y.min()}, {y.max()}]"
-            )
-        return np.ascontiguousarray(y, dtype=np.intp)
+        """The targets of the network's loss (class indices in ``[0, n_classes)``), with
+        ``n_samples`` entries."""
+        return self.loss_function.check_targets(y, n_samples, self.n_classes, name)
 
     # --- computation (inputs already checked) ----------------------------------------------
 
@@ -165,47 +172,35 @@ class Network:
             buffer = self._dlogits[n] = np.empty((n, self.n_classes), dtype=self.dtype)
         return buffer
 
-    def _loss_and_grad(self, X, y):
-        """Forward, loss and backward on a checked batch; fills ``self.grads``.
-
-        Returns ``(loss, n_correct)``.
-        """
-        logits = self._forward(X)
-        backend = BACKENDS[self.backend]
-        loss, dlogits = backend.softmax_cross_entropy(logits, y, out=self._dlogits_buffer(len(y)))
-        n_correct = int(np.count_nonzero(logits.argmax(axis=1) == y)) if len(y) else 0
-        grad = dlogits
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
-        return loss, n_correct
+    def _loss(self, logits, y, out=None):
+        return getattr(self._backend, self.loss_function.function)(logits, y, out=out)
 
     def train_step(self, n, velocity):
         """A step function for batches of ``n`` rows: ``step.run(X, y, lr, momentum,
-        nesterov, weight_decay) -> (loss, n_correct, bad_row)`` computes the loss and
-        gradient and, if the loss is finite, applies the SGD update with ``velocity``.
-
-        On the kernels backend this is one fused nogil call
-        (:func:`nncore.ops.train_step`); on the reference backend, the same sequence of
-        NumPy calls, layer by layer.
-        """
-        if self.backend == "kernels":
-            return ops.train_step([layer.step_spec() for layer in self.layers], n,
-                                  self.params, self.grads, velocity)
-        return _LayerwiseStep(self, velocity, n)
+        nesterov, weight_decay) -> (loss, n_correct, status)`` computes the loss and
+        gradient and, if the loss is finite, applies the SGD update with ``velocity``
+        (see ``train_step`` in :mod:`nncore.ops`; on the kernels backend it is one fused
+        nogil call, on the reference the same sequence of NumPy calls)."""
+        return self._backend.train_step([layer.step_spec() for layer in self.layers], n,
+                                        self.params, self.grads, velocity)
 
     # --- public API --------------------------------------------------------------------------
 
     def loss_and_grad(self, X, y):
-        """Mean cross-entropy on ``(X, y)``; writes its gradient into ``self.grads``.
+        """Mean loss on ``(X, y)``; writes its gradient into ``self.grads``.
 
         Returns the loss (a float). ``self.grads`` is laid out like ``self.params``.
         """
         X = self.check_X(X)
         y = self.check_y(y, X.shape[0])
-        return self._loss_and_grad(X, y)[0]
+        loss, dlogits = self._loss(self._forward(X), y, out=self._dlogits_buffer(len(y)))
+        grad = dlogits
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        return loss
 
     def loss(self, X, y):
-        """Mean cross-entropy on ``(X, y)`` without touching the gradients."""
+        """Mean loss on ``(X, y)`` without touching the gradients."""
         return self.evaluate(X, y)["loss"]
 
     def logits(self, X):
@@ -226,20 +221,21 @@ class Network:
 
     def predict_proba(self, X):
         """Class probabilities ``(n, n_classes)``."""
-        return BACKENDS[self.backend].softmax(self.logits(X))
+        return getattr(self._backend, self.loss_function.probabilities)(self.logits(X))
 
     def predict(self, X):
         """Predicted class indices ``(n,)``."""
-        return self.logits(X).argmax(axis=1)
+        return self.loss_function.predict(self.logits(X))
 
     def evaluate(self, X, y):
-        """``{"loss": mean cross-entropy, "accuracy": fraction correct}`` on ``(X, y)``."""
+        """``{"loss": mean loss, **scores}`` on ``(X, y)``; for classification the score
+        is ``"accuracy"``, the fraction correct."""
         logits = self.logits(X)
         y = self.check_y(y, logits.shape[0])
         if len(y) == 0:
             raise ValueError("cannot evaluate on an empty set")
-        loss, _ = BACKENDS[self.backend].softmax_cross_entropy(logits, y)
-        return {"loss": loss, "accuracy": float(np.mean(logits.argmax(axis=1) == y))}
+        loss, _ = self._loss(logits, y)
+        return {"loss": loss, **self.loss_function.scores(logits, y)}
 
     def jvp(self, X, dparams, dX=None):
         """Change of the logits at ``X`` for a change ``dparams`` of the flat parameter
@@ -261,58 +257,50 @@ class Network:
         return dX
 
     def fit(self, X, y, **kwargs):
-        """Train with mini-batch SGD; see :func:`nncore.train.fit` for the arguments."""
-        from .train import fit  # train builds on network, so the import waits until used
-
-        return fit(self, X, y, **kwargs)
-
-    def save(self, path):
-        """Write the model file (see :func:`nncore.io.save`)."""
-        from .io import save
-
-        return save(self, path)
+        """Train by mini-batch SGD; see :func:`nncore.train.fit` for the arguments."""
+        return train.fit(self, X, y, **kwargs)
 
 
-class _LayerwiseStep:
-    """The training step as separate backend calls (the reference backend's path)."""
+def save(network, path):
+    """``network.save(path)``, as a function (beside :func:`load`)."""
+    return network.save(path)
 
-    def __init__(self, network, velocity, n):
-        self.network, self.velocity, self.n = network, velocity, n
 
-    @property
-    def outputs(self):
-        return [layer._current.out for layer in self.network.layers
-                if layer._current is not None]
+def load(path, backend="kernels"):
+    """Read a model file written by :meth:`Network.save` and return the network.
 
-    def run(self, X, y, lr, momentum, nesterov, weight_decay):
-        network = self.network
-        loss, n_correct = network._loss_and_grad(X, y)
-        if not math.isfinite(loss):
-            return loss, n_correct, -1
-        # update copies first, so weights that would go non-finite are never written
-        params, velocity = network.params.copy(), self.velocity.copy()
-        BACKENDS[network.backend].sgd_momentum_(params, network.grads, velocity, lr, momentum,
-                                                nesterov, weight_decay)
-        if not (np.isfinite(params).all() and np.isfinite(velocity).all()):
-            return loss, n_correct, ops.UPDATE_NOT_FINITE
-        network.params[...], self.velocity[...] = params, velocity
-        return loss, n_correct, -1
+    Raises :class:`nncore.ModelFileError` for a file that is missing parts, corrupted, of
+    another format or version, or whose layers do not match its parameters.
+    """
+    state = modelfile.read_model(path)
+    try:
+        return Network.from_state(state, backend=backend)
+    except (TypeError, ValueError) as error:
+        raise modelfile.ModelFileError(
+            f"{os.fspath(path)!r}: invalid architecture ({error})") from None
 
-    def run_many(self, X, y, n_steps, lr, momentum, nesterov, weight_decay, losses, n_correct):
-        n = self.n
-        for s in range(n_steps):
-            rows = slice(s * n, (s + 1) * n)
-            losses[s], n_correct[s], status = self.run(X[rows], y[rows], lr, momentum,
-                                                       nesterov, weight_decay)
-            if not math.isfinite(losses[s]) or status != -1:
-                return s + 1, status
-        return n_steps, -1
 
+# --- architectures ---------------------------------------------------------------------------
 
 def _hidden_sizes(hidden):
     if isinstance(hidden, (int, np.integer)):
         hidden = [hidden]
     return [v.integer("hidden", width) for width in hidden]
+
+
+def _mlp_layers(n_in, hidden, n_classes, activation="tanh"):
+    sizes = [n_in, *hidden]
+    layers = [Dense(a, b, activation) for a, b in zip(sizes, sizes[1:])]
+    layers.append(Dense(sizes[-1], n_classes, "identity"))
+    return layers
+
+
+def _resnet_layers(n_in, width, depth, n_classes, hidden, activation="tanh"):
+    layers = [Dense(n_in, width, activation)]
+    layers += [Residual(width, hidden, activation, branch_scale=1 / math.sqrt(max(depth, 1)))
+               for _ in range(depth)]
+    layers.append(Dense(width, n_classes, "identity"))
+    return layers
 
 
 def mlp(n_in, hidden, n_classes, activation="tanh", dtype="float32", seed=0, backend="kernels"):
@@ -322,12 +310,10 @@ def mlp(n_in, hidden, n_classes, activation="tanh", dtype="float32", seed=0, bac
     """
     n_in, n_classes = v.integer("n_in", n_in), v.integer("n_classes", n_classes)
     hidden = _hidden_sizes(hidden)
-    sizes = [n_in, *hidden]
-    layers = [Dense(a, b, activation) for a, b in zip(sizes, sizes[1:])]
-    layers.append(Dense(sizes[-1], n_classes, "identity"))
     architecture = {"builder": "mlp", "n_in": n_in, "hidden": hidden, "n_classes": n_classes,
                     "activation": activation}
-    return Network(layers, dtype=dtype, seed=seed, backend=backend, architecture=architecture)
+    return Network(_mlp_layers(n_in, hidden, n_classes, activation), dtype=dtype, seed=seed,
+                   backend=backend, architecture=architecture)
 
 
 def softmax_regression(n_in, n_classes, dtype="float32", seed=0, backend="kernels"):
@@ -345,22 +331,140 @@ def resnet(n_in, width, depth, n_classes, hidden=None, activation="tanh", dtype=
     n_in, n_classes = v.integer("n_in", n_in), v.integer("n_classes", n_classes)
     width, depth = v.integer("width", width), v.integer("depth", depth, minimum=0)
     hidden = width if hidden is None else v.integer("hidden", hidden)
-    layers = [Dense(n_in, width, activation)]
-    layers += [Residual(width, hidden, activation, branch_scale=1 / math.sqrt(max(depth, 1)))
-               for _ in range(depth)]
-    layers.append(Dense(width, n_classes, "identity"))
     architecture = {"builder": "resnet", "n_in": n_in, "width": width, "depth": depth,
                     "n_classes": n_classes, "hidden": hidden, "activation": activation}
-    return Network(layers, dtype=dtype, seed=seed, backend=backend, architecture=architecture)
+    return Network(_resnet_layers(n_in, width, depth, n_classes, hidden, activation),
+                   dtype=dtype, seed=seed, backend=backend, architecture=architecture)
 
 
-def from_layer_specs(specs, dtype="float32", backend="kernels", architecture=None):
-    """Rebuild a network from :meth:`Network.layer_specs` (used by model files)."""
-    layers = []
-    for spec in specs:
-        spec = dict(spec)
-        kind = spec.pop("kind", None)
-        if kind not in _LAYER_TYPES:
-            raise ValueError(f"unknown layer kind {kind!r}")
-        layers.append(_LAYER_TYPES[kind](**spec))
-    return Network(layers, dtype=dtype, backend=backend, architecture=architecture)
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """One way of building a network from settings (an entry of :data:`ARCHITECTURES`).
+
+    ``layers(n_in, n_classes, settings)`` returns its layers (used to count parameters
+    without allocating any), ``network(n_in, n_classes, settings, common)`` builds it
+    (``common``: dtype, seed, backend), ``label(settings)`` describes it in a few words,
+    ``takes`` names the settings it reads and ``refuses`` the ones it must not be given
+    (with the reason).
+    """
+
+    name: str
+    description: str
+    takes: tuple
+    layers: Callable
+    network: Callable
+    label: Callable
+    refuses: dict
+
+
+def _mlp_widths(settings):
+    if settings["layers"] is not None:
+        return settings["layers"]
+    return [settings["width"]] * v.integer("depth", settings["depth"], minimum=0)
+
+
+ARCHITECTURES = {
+    entry.name: entry for entry in (
+        Architecture(
+            name="resnet",
+            description="Dense(n_in -> width), depth residual blocks, a linear head",
+            takes=("width", "depth", "hidden", "activation"),
+            layers=lambda n_in, n_classes, s: _resnet_layers(
+                n_in, s["width"], s["depth"], n_classes,
+                s["width"] if s["hidden"] is None else s["hidden"], s["activation"]),
+            network=lambda n_in, n_classes, s, common: resnet(
+                n_in, s["width"], s["depth"], n_classes, hidden=s["hidden"],
+                activation=s["activation"], **common),
+            label=lambda s: (f"resnet width {s['width']} depth {s['depth']} "
+                             f"hidden {s['hidden'] or s['width']} {s['activation']}"),
+            refuses={"layers": "layers is for architecture 'mlp'; a resnet takes width, "
+                               "depth and hidden"}),
+        Architecture(
+            name="mlp",
+            description="Dense layers of the given widths, then a linear head",
+            takes=("layers", "width", "depth", "activation"),
+            layers=lambda n_in, n_classes, s: _mlp_layers(n_in, _mlp_widths(s), n_classes,
+                                                          s["activation"]),
+            network=lambda n_in, n_classes, s, common: mlp(
+                n_in, _mlp_widths(s), n_classes, activation=s["activation"], **common),
+            label=lambda s: (f"mlp {'x'.join(map(str, _mlp_widths(s))) or 'softmax regression'}"
+                             f" {s['activation']}"),
+            refuses={"hidden": "hidden is for architecture 'resnet'; an mlp takes layers, "
+                               "or width and depth"}),
+        Architecture(
+            name="softmax_regression",
+            description="one linear layer into the softmax head",
+            takes=(),
+            layers=lambda n_in, n_classes, s: _mlp_layers(n_in, [], n_classes, "identity"),
+            network=lambda n_in, n_classes, s, common: softmax_regression(n_in, n_classes,
+                                                                          **common),
+            label=lambda s: "softmax regression",
+            refuses={}),
+    )
+}
+
+
+def applicable(architecture, **settings):
+    """The ``settings`` that ``architecture`` reads, for callers that hold settings for
+    every architecture at once (the command line's options, an estimator's parameters)."""
+    entry = ARCHITECTURES[v.choice("architecture", architecture, ARCHITECTURES)]
+    return {key: value for key, value in settings.items() if key in entry.takes}
+
+
+def _settings(architecture, width, depth, hidden, layers, activation):
+    entry = ARCHITECTURES[v.choice("architecture", architecture, ARCHITECTURES)]
+    settings = {"width": width, "depth": depth, "hidden": hidden, "layers": layers,
+                "activation": activation}
+    for key, reason in entry.refuses.items():
+        if settings[key] is not None:
+            raise ValueError(reason)
+    return entry, settings
+
+
+def build(n_in, n_classes, seed=0, architecture="resnet", width=64, depth=4, hidden=None,
+          layers=None, activation="tanh", dtype="float32", backend="kernels"):
+    """Build a network from settings: the one place an architecture name is turned into a
+    network (the command line, ``grid_search("auto", ...)``, the study and the
+    scikit-learn estimator all come here).
+
+    Parameters
+    ----------
+    n_in, n_classes : int
+        Taken from the data.
+    seed : int
+        Seeds the initialisation.
+    architecture : str
+        A key of :data:`ARCHITECTURES`: "resnet", "mlp" or "softmax_regression".
+    width, depth : int
+        ResNet: ``depth`` residual blocks of ``width`` units. MLP: ``depth`` hidden layers
+        of ``width`` units (unless ``layers`` is given; ``depth=0`` is softmax regression).
+    hidden : int, optional
+        Units inside each residual block (default ``width``); ResNet only.
+    layers : list of int, optional
+        Hidden widths of an MLP, overriding ``width`` and ``depth``.
+    activation : str
+        A name in :data:`nncore.activations.ACTIVATIONS`.
+    dtype : {"float32", "float64"}
+    backend : {"kernels", "reference"}
+
+    Returns
+    -------
+    Network
+    """
+    entry, settings = _settings(architecture, width, depth, hidden, layers, activation)
+    return entry.network(n_in, n_classes, settings,
+                         {"dtype": dtype, "seed": seed, "backend": backend})
+
+
+def count_params(n_in, n_classes, architecture="resnet", width=64, depth=4, hidden=None,
+                 layers=None, activation="tanh"):
+    """The number of parameters :func:`build` would give, without allocating them."""
+    entry, settings = _settings(architecture, width, depth, hidden, layers, activation)
+    return sum(layer.n_params for layer in entry.layers(n_in, n_classes, settings))
+
+
+def describe(architecture="resnet", width=64, depth=4, hidden=None, layers=None,
+             activation="tanh"):
+    """A few words naming the network :func:`build` would give ("resnet width 64 ...")."""
+    entry, settings = _settings(architecture, width, depth, hidden, layers, activation)
+    return entry.label(settings)

@@ -26,6 +26,8 @@ import numpy as np
 
 from . import _kernels
 from . import _validation as v
+from . import activations
+from ._caches import LinearCache, ResidualCache
 
 __all__ = [
     "ACTIVATIONS",
@@ -39,13 +41,12 @@ __all__ = [
     "residual_jvp",
     "sgd_momentum_",
     "least_squares",
+    "train_step",
 ]
 
-ACTIVATIONS = v.ACTIVATIONS
-#: Status of a TrainStep that skipped an update because it would make the weights non-finite.
-UPDATE_NOT_FINITE = _kernels.UPDATE_NOT_FINITE
-#: Activation name -> code understood by the kernels (the enum at the top of _kernels.pyx).
-ACTIVATION_CODES = {"identity": 0, "tanh": 1, "relu": 2, "sigmoid": 3}
+#: The activation names (the registry is :mod:`nncore.activations`; each entry's ``code``
+#: is its number in the kernels' enum).
+ACTIVATIONS = activations.names()
 
 
 def _specialisations(fused_function):
@@ -68,46 +69,6 @@ _RESIDUAL_BACKWARD = _specialisations(_kernels.residual_backward)
 _RESIDUAL_JVP = _specialisations(_kernels.residual_jvp)
 _SGD = _specialisations(_kernels.sgd_momentum)
 _LEAST_SQUARES = _specialisations(_kernels.least_squares)
-
-
-class LinearCache:
-    """What :func:`linear_forward` keeps: its inputs X and W, its output A, the activation,
-    and the backward pass's scratch buffer (allocated on first use)."""
-
-    __slots__ = ("X", "W", "A", "activation", "_dZ")
-
-    def __init__(self, X, W, A, activation):
-        self.X, self.W, self.A, self.activation = X, W, A, activation
-        self._dZ = None
-
-    def __iter__(self):  # unpacks like the reference's namedtuple
-        return iter((self.X, self.W, self.A, self.activation))
-
-    def scratch(self):
-        dZ = self._dZ
-        if dZ is None or dZ.shape != self.A.shape or dZ.dtype != self.A.dtype:
-            dZ = self._dZ = np.empty_like(self.A)
-        return dZ
-
-
-class ResidualCache:
-    """What :func:`residual_forward` keeps: X, W1, W2, the hidden activation H, the
-    activation name, and one scratch buffer shaped like H (allocated on first use)."""
-
-    __slots__ = ("X", "W1", "W2", "H", "activation", "_dH")
-
-    def __init__(self, X, W1, W2, H, activation):
-        self.X, self.W1, self.W2, self.H, self.activation = X, W1, W2, H, activation
-        self._dH = None
-
-    def __iter__(self):
-        return iter((self.X, self.W1, self.W2, self.H, self.activation))
-
-    def scratch(self):
-        dH = self._dH
-        if dH is None or dH.shape != self.H.shape or dH.dtype != self.H.dtype:
-            dH = self._dH = np.empty_like(self.H)
-        return dH
 
 
 def _result(name, out, shape, dtype, inputs):
@@ -186,14 +147,14 @@ def linear_forward(X, W, b, activation="identity", out=None, cache=None):
         For :func:`linear_backward` and :func:`linear_jvp`.
     """
     X, W, b, dtype = v.linear_arguments(X, W, b)
-    code = ACTIVATION_CODES[v.activation_name(activation)]
+    code = activations.get(activation).code
     A = _result("out", out, (X.shape[0], W.shape[0]), dtype, {"X": X, "W": W, "b": b})
+    if cache is not None and not isinstance(cache, LinearCache):
+        raise TypeError(f"cache must be a LinearCache from linear_forward, got {type(cache).__name__}")
     _LINEAR_FORWARD[dtype](X, W, b, A, code)
     if cache is None:
-        return A, LinearCache(X, W, A, activation)
-    if not isinstance(cache, LinearCache):
-        raise TypeError(f"cache must be a LinearCache from linear_forward, got {type(cache).__name__}")
-    cache.X, cache.W, cache.A, cache.activation = X, W, A, activation
+        return A, LinearCache(X, W, A, activation, A)
+    cache.X, cache.W, cache.A, cache.activation, cache.saved = X, W, A, activation, A
     return A, cache
 
 
@@ -221,8 +182,8 @@ def linear_backward(dA, cache, out=None):
     dA = v.gradient_argument("dA", dA, A, "the forward output A")
     dX, dW, db = v.out_tuple(out, ("dX", "dW", "db"), (X.shape, W.shape, (W.shape[0],)),
                              A.dtype, {"dA": dA, "X": X, "W": W, "A": A})
-    _LINEAR_BACKWARD[A.dtype](dA, X, W, A, cache.scratch(), dX, dW, db,
-                              ACTIVATION_CODES[activation])
+    _LINEAR_BACKWARD[A.dtype](dA, X, W, cache.saved, cache.scratch(), dX, dW, db,
+                              activations.ACTIVATIONS[activation].code)
     return dX, dW, db
 
 
@@ -236,7 +197,8 @@ def linear_jvp(cache, dX, dW, db, out=None):
     dX, dW, db = v.linear_jvp_arguments(X, W, A, dX, dW, db)
     dA = _result("out", out, A.shape, A.dtype,
                  {"X": X, "W": W, "A": A, "dX": dX, "dW": dW, "db": db})
-    _LINEAR_JVP[A.dtype](X, W, A, dX, dW, db, dA, ACTIVATION_CODES[activation])
+    _LINEAR_JVP[A.dtype](X, W, cache.saved, dX, dW, db, dA,
+                         activations.ACTIVATIONS[activation].code)
     return dA
 
 
@@ -264,7 +226,7 @@ def residual_forward(X, W1, b1, W2, activation="tanh", out=None, cache=None):
     cache : ResidualCache
     """
     X, W1, b1, W2, dtype = v.residual_arguments(X, W1, b1, W2)
-    code = ACTIVATION_CODES[v.activation_name(activation)]
+    code = activations.get(activation).code
     Y = _result("out", out, X.shape, dtype, {"X": X, "W1": W1, "b1": b1, "W2": W2})
     if cache is not None and not isinstance(cache, ResidualCache):
         raise TypeError(f"cache must be a ResidualCache from residual_forward, got {type(cache).__name__}")
@@ -275,8 +237,9 @@ def residual_forward(X, W1, b1, W2, activation="tanh", out=None, cache=None):
         H = np.empty(H_shape, dtype=dtype)
     _RESIDUAL_FORWARD[dtype](X, W1, b1, W2, H, Y, code)
     if cache is None:
-        return Y, ResidualCache(X, W1, W2, H, activation)
-    cache.X, cache.W1, cache.W2, cache.H, cache.activation = X, W1, W2, H, activation
+        return Y, ResidualCache(X, W1, W2, H, activation, H)
+    cache.X, cache.W1, cache.W2, cache.H, cache.activation, cache.saved = \
+        X, W1, W2, H, activation, H
     return Y, cache
 
 
@@ -293,8 +256,8 @@ def residual_backward(dY, cache, out=None):
         out, ("dX", "dW1", "db1", "dW2"), (X.shape, W1.shape, (W1.shape[0],), W2.shape), X.dtype,
         {"dY": dY, "X": X, "W1": W1, "W2": W2, "H": H},
     )
-    _RESIDUAL_BACKWARD[X.dtype](dY, X, W1, W2, H, cache.scratch(), dX, dW1, db1, dW2,
-                                ACTIVATION_CODES[activation])
+    _RESIDUAL_BACKWARD[X.dtype](dY, X, W1, W2, cache.saved, cache.scratch(), dX, dW1, db1,
+                                dW2, activations.ACTIVATIONS[activation].code)
     return dX, dW1, db1, dW2
 
 
@@ -306,8 +269,8 @@ def residual_jvp(cache, dX, dW1, db1, dW2, out=None):
     dX, dW1, db1, dW2 = v.residual_jvp_arguments(X, W1, W2, dX, dW1, db1, dW2)
     dY = _result("out", out, X.shape, X.dtype, {"X": X, "W1": W1, "W2": W2, "H": H, "dX": dX,
                                                  "dW1": dW1, "db1": db1, "dW2": dW2})
-    _RESIDUAL_JVP[X.dtype](X, W1, W2, H, dX, dW1, db1, dW2, cache.scratch(), dY,
-                           ACTIVATION_CODES[activation])
+    _RESIDUAL_JVP[X.dtype](X, W1, W2, cache.saved, dX, dW1, db1, dW2, cache.scratch(), dY,
+                           activations.ACTIVATIONS[activation].code)
     return dY
 
 
@@ -370,58 +333,31 @@ def train_step(layers, n, params, grads, velocity):
         ``step.run(X, labels, lr, momentum, nesterov, weight_decay)`` returns
         ``(loss, n_correct, status)``; the update is skipped when the loss is not finite,
         and also when it would make a weight non-finite (then ``status`` is
-        :data:`UPDATE_NOT_FINITE`; otherwise -1, or the row of an out-of-range label).
+        :data:`nncore.status.UPDATE_NOT_FINITE`; otherwise :data:`nncore.status.OK`, or the
+        row of an out-of-range label).
         ``step.run_many(X, labels, n_steps, lr, momentum, nesterov, weight_decay, losses,
         n_correct)`` runs ``n_steps`` steps on consecutive row blocks without returning to
         Python, stopping after a non-finite loss or a skipped update; it returns
         ``(steps_done, status)``.
         ``step.outputs`` lists each layer's output buffer (the last holds the logits).
     """
-    params = v.inplace_vector("params", params)
-    grads = v.inplace_vector("grads", grads)
-    velocity = v.inplace_vector("velocity", velocity)
-    dtype = v.same_dtype(params=params, grads=grads, velocity=velocity)
-    v.shape_is("grads", grads, params.shape, "same as params")
-    v.shape_is("velocity", velocity, params.shape, "same as params")
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if not layers:
-        raise ValueError("layers must not be empty")
-    specs, outputs, n_in = [], [], layers[0]["n_in"]
+    n, dtype = v.train_step_arguments(layers, n, params, grads, velocity)
+    specs, outputs = [], []
     for i, layer in enumerate(layers):
-        kind = layer["kind"]
-        if kind not in ("dense", "residual"):
-            raise ValueError(f"layer {i}: kind must be 'dense' or 'residual', got {kind!r}")
-        if layer["n_in"] != n_in:
-            raise ValueError(f"layer {i} expects {layer['n_in']} inputs, gets {n_in}")
-        n_out, hidden = layer["n_out"], layer.get("hidden", 0)
-        if kind == "dense":
-            shapes = {"W": (n_out, n_in), "b": (n_out,)}
-            scratch_shape = (n, n_out)
-        else:
-            if n_out != n_in:
-                raise ValueError(f"layer {i}: a residual block keeps its width")
-            shapes = {"W": (hidden, n_in), "b": (hidden,), "W2": (n_in, hidden)}
-            scratch_shape = (n, hidden)
-        spec = {"kind": kind, "activation": ACTIVATION_CODES[v.activation_name(layer["activation"])],
+        n_in, n_out, hidden = layer["n_in"], layer["n_out"], layer.get("hidden", 0)
+        spec = {"kind": layer["kind"], "activation": activations.get(layer["activation"]).code,
                 "n_in": n_in, "n_out": n_out, "hidden": hidden}
-        for name, shape in shapes.items():
-            for key, base in ((name, params), ("d" + name, grads)):
-                view = layer[key]
-                if view.shape != shape or view.dtype != dtype or not view.flags.c_contiguous \
-                        or view.base is not base and not np.shares_memory(view, base):
-                    raise ValueError(
-                        f"layer {i}: {key} must be a C-contiguous {dtype} view of shape "
-                        f"{shape} into the flat buffer")
-                spec[key] = view
+        for name in v.STEP_SHAPES[layer["kind"]](n_in, n_out, hidden):
+            spec[name], spec["d" + name] = layer[name], layer["d" + name]
+        # the width the activation is applied at: the output, or a residual block's hidden units
+        inner = hidden if hidden else n_out
         spec["out"] = np.empty((n, n_out), dtype=dtype)
         spec["dX"] = np.empty((n, n_in), dtype=dtype) if i > 0 else None
-        spec["scratch"] = np.empty(scratch_shape, dtype=dtype)
-        spec["H"] = np.empty((n, hidden), dtype=dtype) if kind == "residual" else None
+        spec["scratch"] = np.empty((n, inner), dtype=dtype)
+        spec["H"] = np.empty((n, hidden), dtype=dtype) if hidden else None
         specs.append(spec)
         outputs.append(spec["out"])
-        n_in = n_out
-    dlogits = np.empty((n, n_in), dtype=dtype)
+    dlogits = np.empty((n, layers[-1]["n_out"]), dtype=dtype)
     step = _kernels.TrainStep(specs, n, params, grads, velocity, dlogits)
     return _TrainStepHandle(step, outputs)
 

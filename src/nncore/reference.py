@@ -9,12 +9,13 @@ Layout, documented once: arrays are ``(n_samples, n_features)``; a weight ``W`` 
 indices.
 """
 
-from collections import namedtuple
+import math
 
 import numpy as np
-from scipy.special import expit
 
 from . import _validation as v
+from . import activations, status
+from ._caches import LinearCache, ResidualCache
 
 __all__ = [
     "ACTIVATIONS",
@@ -28,37 +29,24 @@ __all__ = [
     "residual_jvp",
     "sgd_momentum_",
     "least_squares",
+    "train_step",
 ]
 
-ACTIVATIONS = v.ACTIVATIONS
-
-#: What ``linear_forward`` keeps for the backward pass and the JVP.
-LinearCache = namedtuple("LinearCache", "X W A activation")
-#: What ``residual_forward`` keeps: the block input, both weights and the hidden activation.
-ResidualCache = namedtuple("ResidualCache", "X W1 W2 H activation")
+#: The activation names (the registry is :mod:`nncore.activations`).
+ACTIVATIONS = activations.names()
 
 
-# --- activations, expressed through their output A = act(Z) -------------------------------
-
-def _activate(Z, activation):
-    if activation == "identity":
-        return Z
-    if activation == "tanh":
-        return np.tanh(Z)
-    if activation == "relu":
-        return np.maximum(Z, 0)
-    return expit(Z)
+def _activate(Z, activation, out=None):
+    """``(A, saved)``: ``A = act(Z)`` (written into ``out`` if given) and what the
+    derivative will be computed from (A itself, or Z when the activation needs it)."""
+    entry = activations.ACTIVATIONS[activation]
+    A = _write(out, entry.function(Z))
+    return A, (Z if entry.keeps_input else A)
 
 
-def _derivative(A, activation):
-    """act'(Z) written in terms of A = act(Z)."""
-    if activation == "identity":
-        return np.ones_like(A)
-    if activation == "tanh":
-        return 1 - A * A
-    if activation == "relu":
-        return (A > 0).astype(A.dtype)
-    return A * (1 - A)
+def _derivative(saved, activation):
+    """act'(Z), from what the forward pass saved (A or Z, as the activation's entry says)."""
+    return activations.ACTIVATIONS[activation].derivative(saved)
 
 
 def _write(out, value):
@@ -119,11 +107,11 @@ def linear_forward(X, W, b, activation="identity", out=None, cache=None):
     a new one.
     """
     X, W, b, dtype = v.linear_arguments(X, W, b)
-    activation = v.activation_name(activation)
+    activations.get(activation)
     if out is not None:
         v.out_array("out", out, (X.shape[0], W.shape[0]), dtype, {"X": X, "W": W, "b": b})
-    A = _write(out, _activate(X @ W.T + b, activation))
-    return A, LinearCache(X, W, A, activation)
+    A, saved = _activate(X @ W.T + b, activation, out)
+    return A, LinearCache(X, W, A, activation, saved)
 
 
 def linear_backward(dA, cache, out=None):
@@ -132,7 +120,7 @@ def linear_backward(dA, cache, out=None):
     dA = v.gradient_argument("dA", dA, A, "the forward output A")
     dX, dW, db = v.out_tuple(out, ("dX", "dW", "db"), (X.shape, W.shape, (W.shape[0],)),
                              A.dtype, {"dA": dA, "X": X, "W": W, "A": A})
-    dZ = dA * _derivative(A, activation)
+    dZ = dA * _derivative(cache.saved, activation)
     _write(dX, dZ @ W)
     _write(dW, dZ.T @ X)
     _write(db, dZ.astype(np.float64).sum(axis=0).astype(A.dtype))
@@ -147,7 +135,7 @@ def linear_jvp(cache, dX, dW, db, out=None):
         v.out_array("out", out, A.shape, A.dtype,
                     {"X": X, "W": W, "A": A, "dX": dX, "dW": dW, "db": db})
     dZ = dX @ W.T + X @ dW.T + db
-    return _write(out, _derivative(A, activation) * dZ)
+    return _write(out, _derivative(cache.saved, activation) * dZ)
 
 
 # --- residual block ------------------------------------------------------------------------
@@ -158,12 +146,12 @@ def residual_forward(X, W1, b1, W2, activation="tanh", out=None, cache=None):
     ``cache`` is accepted for parity with :mod:`nncore.ops` and ignored.
     """
     X, W1, b1, W2, dtype = v.residual_arguments(X, W1, b1, W2)
-    activation = v.activation_name(activation)
+    activations.get(activation)
     if out is not None:
         v.out_array("out", out, X.shape, dtype, {"X": X, "W1": W1, "b1": b1, "W2": W2})
-    H = _activate(X @ W1.T + b1, activation)
+    H, saved = _activate(X @ W1.T + b1, activation)
     Y = _write(out, X + H @ W2.T)
-    return Y, ResidualCache(X, W1, W2, H, activation)
+    return Y, ResidualCache(X, W1, W2, H, activation, saved)
 
 
 def residual_backward(dY, cache, out=None):
@@ -174,7 +162,7 @@ def residual_backward(dY, cache, out=None):
         out, ("dX", "dW1", "db1", "dW2"), (X.shape, W1.shape, (W1.shape[0],), W2.shape), X.dtype,
         {"dY": dY, "X": X, "W1": W1, "W2": W2, "H": H},
     )
-    dZ = (dY @ W2) * _derivative(H, activation)
+    dZ = (dY @ W2) * _derivative(cache.saved, activation)
     _write(dW2, dY.T @ H)
     _write(dW1, dZ.T @ X)
     _write(db1, dZ.astype(np.float64).sum(axis=0).astype(X.dtype))
@@ -189,7 +177,7 @@ def residual_jvp(cache, dX, dW1, db1, dW2, out=None):
     if out is not None:
         v.out_array("out", out, X.shape, X.dtype, {"X": X, "W1": W1, "W2": W2, "H": H, "dX": dX,
                                                    "dW1": dW1, "db1": db1, "dW2": dW2})
-    dH = _derivative(H, activation) * (dX @ W1.T + X @ dW1.T + db1)
+    dH = _derivative(cache.saved, activation) * (dX @ W1.T + X @ dW1.T + db1)
     return _write(out, dX + dH @ W2.T + H @ dW2.T)
 
 
@@ -224,3 +212,79 @@ def least_squares(A, x, b):
         return 0.0, np.zeros_like(x)
     r = A.astype(np.float64) @ x.astype(np.float64) - b
     return float(r @ r / (2 * m)), (A.T.astype(np.float64) @ r / m).astype(x.dtype)
+
+
+# --- a whole training step ------------------------------------------------------------------
+
+def train_step(layers, n, params, grads, velocity):
+    """A training step for batches of ``n`` rows, as plain NumPy calls layer by layer.
+
+    The same contract as :func:`nncore.ops.train_step` (see there): ``step.run(X, labels,
+    lr, momentum, nesterov, weight_decay) -> (loss, n_correct, status)`` and
+    ``step.run_many(...) -> (steps_done, status)``, with the same status codes
+    (:mod:`nncore.status`) and the same rule that an update which would make a weight
+    non-finite is not applied.
+    """
+    n, _ = v.train_step_arguments(layers, n, params, grads, velocity)
+    return _TrainStep(layers, n, params, grads, velocity)
+
+
+class _TrainStep:
+    __slots__ = ("layers", "n", "params", "grads", "velocity", "outputs")
+
+    def __init__(self, layers, n, params, grads, velocity):
+        self.layers, self.n = layers, n
+        self.params, self.grads, self.velocity = params, grads, velocity
+        self.outputs = [np.empty((n, layer["n_out"]), dtype=params.dtype) for layer in layers]
+
+    def _forward(self, X):
+        caches = []
+        for layer, out in zip(self.layers, self.outputs):
+            if layer["kind"] == "dense":
+                X, cache = linear_forward(X, layer["W"], layer["b"], layer["activation"], out)
+            else:
+                X, cache = residual_forward(X, layer["W"], layer["b"], layer["W2"],
+                                            layer["activation"], out)
+            caches.append(cache)
+        return X, caches
+
+    def _backward(self, grad, caches):
+        for layer, cache in zip(reversed(self.layers), reversed(caches)):
+            if layer["kind"] == "dense":
+                grad, layer["dW"][...], layer["db"][...] = linear_backward(grad, cache)
+            else:
+                grad, layer["dW"][...], layer["db"][...], layer["dW2"][...] = \
+                    residual_backward(grad, cache)
+
+    def run(self, X, labels, lr, momentum, nesterov, weight_decay):
+        logits, caches = self._forward(X)
+        n_classes = logits.shape[1]
+        bad = np.flatnonzero((labels < 0) | (labels >= n_classes))
+        if bad.size:
+            return 0.0, 0, int(bad[0])
+        loss, dlogits = softmax_cross_entropy(logits, labels)
+        n_correct = int(np.count_nonzero(logits.argmax(axis=1) == labels))
+        self._backward(dlogits, caches)
+        if not math.isfinite(loss):
+            return loss, n_correct, status.OK
+        # update copies first, so weights that would go non-finite are never written
+        params, velocity = self.params.copy(), self.velocity.copy()
+        sgd_momentum_(params, self.grads, velocity, lr, momentum, nesterov, weight_decay)
+        if not (np.isfinite(params).all() and np.isfinite(velocity).all()):
+            return loss, n_correct, status.UPDATE_NOT_FINITE
+        self.params[...], self.velocity[...] = params, velocity
+        return loss, n_correct, status.OK
+
+    def run_many(self, X, labels, n_steps, lr, momentum, nesterov, weight_decay, losses,
+                 n_correct):
+        n = self.n
+        for s in range(n_steps):
+            rows = slice(s * n, (s + 1) * n)
+            loss, correct, code = self.run(X[rows], labels[rows], lr, momentum, nesterov,
+                                           weight_decay)
+            if code >= 0:  # a bad label: nothing was computed for this step
+                return s, code
+            losses[s], n_correct[s] = loss, correct
+            if not math.isfinite(loss) or code != status.OK:
+                return s + 1, code
+        return n_steps, status.OK

@@ -34,17 +34,17 @@ from sklearn.utils import check_random_state, check_scalar
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .network import from_layer_specs, mlp, resnet
-from .optim import SCHEDULES, SGD, cosine
+from . import _validation as v
+from . import activations
+from .network import ARCHITECTURES, Network, applicable, build
+from .optim import SGD, check_schedule, make_schedule
 from .train import EarlyStopping
 from .train import fit as train_fit
 
 __all__ = ["NNClassifier"]
 
-_ARCHITECTURES = ("mlp", "resnet")
-#: Activation names; "logistic" is scikit-learn's name for the sigmoid.
-_ACTIVATIONS = {"identity": "identity", "tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid",
-                "logistic": "sigmoid"}
+#: Activation names (nncore's registry), and "logistic", scikit-learn's name for the sigmoid.
+_ACTIVATIONS = {**{name: name for name in activations.names()}, "logistic": "sigmoid"}
 #: Input dtypes kept as they are; anything else is converted to float64 by validate_data.
 _INPUT_DTYPES = (np.float64, np.float32)
 #: Seeds are drawn below this bound (any int32 is a valid seed everywhere).
@@ -64,10 +64,12 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
     hidden_layer_sizes : int or sequence of int, default=(100,)
         Widths of the hidden layers of an ``"mlp"``; ``()`` gives softmax regression.
         Ignored by ``"resnet"``.
-    architecture : {"mlp", "resnet"}, default="mlp"
+    architecture : {"mlp", "resnet", "softmax_regression"}, default="mlp"
         ``"mlp"``: Dense layers then a linear softmax head (see :func:`nncore.mlp`).
         ``"resnet"``: a Dense layer to ``width`` units, ``depth`` residual blocks
         ``x + act(x W1^T + b1) W2^T`` and the head (see :func:`nncore.resnet`).
+        ``"softmax_regression"``: one linear layer. (The names of
+        :data:`nncore.network.ARCHITECTURES`.)
     width : int, default=64
         Width of a ``"resnet"`` (and of the hidden layer inside each block).
     depth : int, default=4
@@ -361,10 +363,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
     def _check_params(self):
         """Validate the hyperparameters; return them normalised, as a dict."""
         s = {}
-        if self.architecture not in _ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {_ARCHITECTURES}, "
-                             f"got {self.architecture!r}")
-        s["architecture"] = self.architecture
+        s["architecture"] = v.choice("architecture", self.architecture, ARCHITECTURES)
         hidden = self.hidden_layer_sizes
         if _is_int(hidden):
             hidden = (hidden,)
@@ -395,17 +394,14 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
                                           include_min=False)
         s["momentum"] = _check_float("momentum", self.momentum, 0.0, 1.0)
         s["nesterov"] = _check_bool("nesterov", self.nesterov)
-        if s["nesterov"] and s["momentum"] == 0:
-            raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
         s["weight_decay"] = _check_float("weight_decay", self.weight_decay, 0.0)
-        schedule = self.schedule
-        if not (schedule is None or callable(schedule)
-                or (isinstance(schedule, str) and schedule in SCHEDULES)):
-            raise ValueError(f"schedule must be None, a callable or one of {tuple(SCHEDULES)}, "
-                             f"got {schedule!r}")
+        # what SGD itself requires of them (Nesterov needs momentum), checked now
+        v.sgd_hyperparameters(s["learning_rate"], s["momentum"], s["nesterov"],
+                              s["weight_decay"])
+        schedule = check_schedule(self.schedule)
         s["batch_size"] = _check_int("batch_size", self.batch_size, 1)
         s["max_iter"] = _check_int("max_iter", self.max_iter, 1)
-        s["schedule"] = _schedule_function(schedule, s["max_iter"])
+        s["schedule"] = make_schedule(schedule, s["max_iter"])
         s["early_stopping"] = _check_bool("early_stopping", self.early_stopping)
         s["validation_fraction"] = _check_float("validation_fraction", self.validation_fraction,
                                                 0.0, 1.0, include_min=False, include_max=False)
@@ -422,12 +418,11 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _build_network(settings, n_features, n_classes, seed):
-        common = {"activation": settings["activation"], "dtype": settings["dtype"],
-                  "seed": seed}
-        if settings["architecture"] == "resnet":
-            return resnet(n_features, settings["width"], settings["depth"], n_classes,
-                          **common)
-        return mlp(n_features, settings["hidden"], n_classes, **common)
+        options = applicable(settings["architecture"], layers=settings["hidden"],
+                             width=settings["width"], depth=settings["depth"],
+                             activation=settings["activation"])
+        return build(n_features, n_classes, seed, settings["architecture"],
+                     dtype=settings["dtype"], **options)
 
     @staticmethod
     def _train(settings, network, X, y, *, epochs, first_epoch, velocity, early_stopping,
@@ -487,20 +482,15 @@ _FITTED_ATTRIBUTES = ("classes_", "network_", "n_iter_", "loss_curve_", "validat
 
 
 class _NetworkState:
-    """A picklable snapshot of a Network: its layers' specifications and its parameters."""
+    """A picklable snapshot of a Network: its state (see :meth:`Network.state`) and its
+    backend."""
 
     def __init__(self, network):
-        self.specs = network.layer_specs()
-        self.dtype = network.dtype.name
+        self.state = {**network.state(), "params": network.params.copy()}
         self.backend = network.backend
-        self.architecture = dict(network.architecture)
-        self.params = network.params.copy()
 
     def rebuild(self):
-        network = from_layer_specs(self.specs, dtype=self.dtype, backend=self.backend,
-                                   architecture=self.architecture)
-        network.params[...] = self.params
-        return network
+        return Network.from_state(self.state, backend=self.backend)
 
 
 def _check_n_classes(classes, name):
@@ -519,20 +509,9 @@ def _derive_seed(base_seed, *keys):
     return int(np.random.SeedSequence(words).generate_state(1)[0] % _SEED_BOUND)
 
 
-def _schedule_function(schedule, max_iter):
-    """``(lr0, epoch) -> lr`` for a ``schedule`` parameter (already validated)."""
-    if schedule is None or schedule == "constant":
-        return None
-    if schedule == "cosine":
-        return cosine(max_iter)
-    if isinstance(schedule, str):
-        return SCHEDULES[schedule]()
-    return schedule
-
-
 def _shifted_schedule(schedule, first_epoch, lr0, epoch):
     """The learning rate of epoch ``first_epoch + epoch`` (``partial_fit`` counts on)."""
-    return lr0 if schedule is None else schedule(lr0, first_epoch + epoch)
+    return schedule(lr0, first_epoch + epoch)
 
 
 def _is_int(value):

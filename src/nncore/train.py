@@ -19,8 +19,9 @@ import time
 import numpy as np
 
 from . import _validation as v
-from . import io, ops
-from .optim import SGD
+from . import modelfile
+from .optim import SGD, Optimizer
+from .status import UPDATE_NOT_FINITE
 
 __all__ = ["fit", "History", "Callback", "EarlyStopping", "TrainingDiverged"]
 
@@ -113,12 +114,10 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, restore_best=True):
-        if monitor not in History.COLUMNS[1:5]:
-            raise ValueError(f"monitor must be one of {History.COLUMNS[1:5]}, got {monitor!r}")
-        if int(patience) < 0:
-            raise ValueError(f"patience must be >= 0, got {patience}")
-        self.monitor, self.patience = monitor, int(patience)
-        self.min_delta, self.restore_best = float(min_delta), bool(restore_best)
+        self.monitor = v.choice("monitor", monitor, History.COLUMNS[1:5])
+        self.patience = v.integer("patience", patience, minimum=0)
+        self.min_delta = v.real_number("min_delta", min_delta, minimum=0.0)
+        self.restore_best = v.boolean("restore_best", restore_best)
         self.sign = -1.0 if "accuracy" in monitor else 1.0  # minimise sign * value
 
     def on_train_begin(self, network, history):
@@ -161,8 +160,8 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         Cast to the network's dtype; NaN/inf or out-of-range labels raise ValueError.
     epochs : int >= 0
     batch_size : int, 1 <= batch_size <= n
-    optimizer : SGD, optional
-        Defaults to ``SGD()``. Its velocity persists across calls to ``fit``.
+    optimizer : Optimizer, optional
+        Defaults to ``SGD()``. Its state (SGD's velocity) persists across calls to ``fit``.
     validation_data : (X_val, y_val), optional
         Scored after every epoch.
     seed : int
@@ -201,8 +200,9 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         X_val = network.check_X(validation_data[0], "X_val")
         y_val = network.check_y(validation_data[1], X_val.shape[0], "y_val")
     optimizer = SGD() if optimizer is None else optimizer
-    if not isinstance(optimizer, SGD):
-        raise TypeError(f"optimizer must be an nncore.SGD, got {type(optimizer).__name__}")
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be an nncore.SGD (or another nncore.optim.Optimizer), "
+                        f"got {type(optimizer).__name__}")
     callbacks = list(callbacks)
     checkpoint_every = v.integer("checkpoint_every", checkpoint_every)
 
@@ -229,7 +229,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     checkpoint_path, first_epoch = None, 0
     if checkpoint is not None:
         os.makedirs(checkpoint, exist_ok=True)
-        checkpoint_path = os.path.join(checkpoint, io.CHECKPOINT_FILE)
+        checkpoint_path = os.path.join(checkpoint, modelfile.CHECKPOINT_FILE)
         if os.path.exists(checkpoint_path):
             first_epoch = _resume(checkpoint_path, network, optimizer, rng, history, settings)
             if verbose:
@@ -260,13 +260,12 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                 train_step = steps[size]
                 rows = slice(start, start + size * count)
                 done, status = train_step.run_many(X_epoch[rows], y_epoch[rows], count, lr,
-                                                   optimizer.momentum, optimizer.nesterov,
-                                                   optimizer.weight_decay, chunk_losses,
+                                                   *optimizer.step_arguments(), chunk_losses,
                                                    chunk_correct)
                 loss_sum += float(chunk_losses[:done].sum()) * size
                 n_correct += int(chunk_correct[:done].sum())
                 last_loss = float(chunk_losses[done - 1]) if done else 0.0
-                if not math.isfinite(last_loss) or status == ops.UPDATE_NOT_FINITE:
+                if not math.isfinite(last_loss) or status == UPDATE_NOT_FINITE:
                     # the failing step's update was not applied: the weights stay finite
                     raise TrainingDiverged(epoch, start // batch_size + done - 1, last_loss,
                                            _first_nonfinite_layer(train_step),
@@ -287,7 +286,8 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
             if checkpoint_path and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
                 state = {"epochs_done": epoch + 1, "rng": rng.bit_generator.state,
                          "history": history.history, "settings": settings}
-                io.save_checkpoint(checkpoint_path, network, optimizer.velocity, state)
+                modelfile.save_checkpoint(checkpoint_path, network.state(), optimizer.velocity,
+                                          state)
             stop = [callback.on_epoch_end(network, epoch, logs) for callback in callbacks]
             if any(stop):
                 history.stopped_early = epoch + 1
@@ -307,17 +307,17 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
 
 def _resume(path, network, optimizer, rng, history, settings):
     """Restore a checkpoint into the run; returns the number of epochs already done."""
-    header, params, velocity = io.load_checkpoint(path)
-    state = header["state"]
-    if header["layers"] != network.layer_specs() or header["dtype"] != network.dtype.name:
+    saved_network, velocity, state = modelfile.load_checkpoint(path)
+    if saved_network["layers"] != network.layer_specs() \
+            or saved_network["dtype"] != network.dtype.name:
         raise ValueError(f"the checkpoint {path!r} holds a different network "
-                         f"({header['layers']}, {header['dtype']})")
+                         f"({saved_network['layers']}, {saved_network['dtype']})")
     saved = state.get("settings", {})
     for key, value in settings.items():
         if key != "epochs" and saved.get(key) != value:
             raise ValueError(f"the checkpoint {path!r} was written with {key}={saved.get(key)!r}, "
                              f"this run has {key}={value!r}; use another checkpoint folder")
-    network.params[...] = params
+    network.params[...] = saved_network["params"]
     optimizer.velocity[...] = velocity
     rng.bit_generator.state = state["rng"]
     for column in History.COLUMNS:

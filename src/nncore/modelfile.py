@@ -1,6 +1,11 @@
 """Model files and training checkpoints: ``.npz`` files of plain arrays plus a JSON header,
 never a pickle.
 
+This module reads and writes a network's *state*, a plain dict (``dtype``, ``layers``,
+``architecture``, ``params``) that :meth:`nncore.Network.state` returns and
+:meth:`nncore.Network.from_state` rebuilds a network from; it knows nothing of networks
+itself, so the network can import it and not the other way round.
+
 The file holds two arrays: ``header``, a 1-D uint8 array of UTF-8 JSON
 (``{"format": "nncore-model", "format_version": 1, "nncore_version", "dtype",
 "n_params", "layers", "architecture"}``), and ``params``, the flat parameter vector. It is
@@ -18,8 +23,8 @@ import numpy as np
 
 from . import __version__
 
-__all__ = ["save", "load", "save_checkpoint", "load_checkpoint", "ModelFileError",
-           "FORMAT_VERSION"]
+__all__ = ["write_model", "read_model", "save_checkpoint", "load_checkpoint",
+           "ModelFileError", "FORMAT_VERSION"]
 
 FORMAT = "nncore-model"
 FORMAT_VERSION = 1
@@ -65,26 +70,27 @@ def atomic_write(path, write):
         raise
 
 
-def _network_header(network, file_format, **extra):
+def _header(network_state, file_format, **extra):
     """The JSON header of a model file or checkpoint, as a uint8 array."""
     header = {
         "format": file_format,
         "format_version": FORMAT_VERSION,
         "nncore_version": __version__,
-        "dtype": network.dtype.name,
-        "n_params": int(network.n_params),
-        "layers": network.layer_specs(),
-        "architecture": network.architecture,
+        "dtype": network_state["dtype"],
+        "n_params": int(network_state["params"].size),
+        "layers": network_state["layers"],
+        "architecture": network_state["architecture"],
         **extra,
     }
     return np.frombuffer(json.dumps(header, default=_json_default).encode("utf-8"),
                          dtype=np.uint8)
 
 
-def save(network, path):
-    """Write ``network`` to ``path`` (an ``.npz`` model file); returns the path."""
-    header_bytes = _network_header(network, FORMAT)
-    atomic_write(path, lambda f: np.savez(f, header=header_bytes, params=network.params))
+def write_model(path, state):
+    """Write a network's ``state`` (see the module docstring) to ``path``, an ``.npz``
+    model file, atomically; returns the path."""
+    header_bytes = _header(state, FORMAT)
+    atomic_write(path, lambda f: np.savez(f, header=header_bytes, params=state["params"]))
     return path
 
 
@@ -149,22 +155,17 @@ def read_header_and_params(path, expected_format=FORMAT):
     return header, params
 
 
-def load(path, backend="kernels"):
-    """Read a model file written by :func:`save` and return the network."""
-    from .network import from_layer_specs  # io sits beside network; import when used
-
+def read_model(path):
+    """Read a model file written by :func:`write_model`: returns the network's state, a
+    dict with ``dtype``, ``layers``, ``architecture`` and ``params``. Raises
+    ModelFileError for anything that is not a valid model file."""
     header, params = read_header_and_params(path)
-    try:
-        network = from_layer_specs(header["layers"], dtype=header["dtype"], backend=backend,
-                                   architecture=header.get("architecture"))
-    except (TypeError, ValueError) as error:
-        raise ModelFileError(f"{os.fspath(path)!r}: invalid architecture ({error})") from None
-    if network.n_params != params.size:
-        raise ModelFileError(
-            f"{os.fspath(path)!r}: the architecture needs {network.n_params} parameters, "
-            f"the file has {params.size}")
-    network.params[...] = params
-    return network
+    return _state(header, params)
+
+
+def _state(header, params):
+    return {"dtype": header["dtype"], "layers": header["layers"],
+            "architecture": header.get("architecture"), "params": params}
 
 
 # --- training checkpoints ----------------------------------------------------------------------
@@ -173,17 +174,18 @@ CHECKPOINT_FORMAT = "nncore-checkpoint"
 CHECKPOINT_FILE = "checkpoint.npz"
 
 
-def save_checkpoint(path, network, velocity, state):
-    """Write a training checkpoint atomically: the model, the optimizer's velocity and
-    ``state`` (a JSON-able dict: epochs done, shuffling RNG state, history, settings)."""
-    header_bytes = _network_header(network, CHECKPOINT_FORMAT, state=state)
-    atomic_write(path, lambda f: np.savez(f, header=header_bytes, params=network.params,
-                                          velocity=velocity))
+def save_checkpoint(path, network_state, velocity, state):
+    """Write a training checkpoint atomically: the network's state, the optimizer's
+    velocity and ``state`` (a JSON-able dict: epochs done, shuffling RNG state, history,
+    settings)."""
+    header_bytes = _header(network_state, CHECKPOINT_FORMAT, state=state)
+    atomic_write(path, lambda f: np.savez(f, header=header_bytes,
+                                          params=network_state["params"], velocity=velocity))
     return path
 
 
 def load_checkpoint(path):
-    """Read a checkpoint: returns ``(header, params, velocity)``; header["state"] holds the
+    """Read a checkpoint: returns ``(network_state, velocity, state)``, ``state`` being the
     training state. Raises ModelFileError for anything that is not a valid checkpoint."""
     path = os.fspath(path)
     try:
@@ -202,4 +204,4 @@ def load_checkpoint(path):
         raise ModelFileError(f"{path!r}: velocity does not match the parameters")
     if not isinstance(header.get("state"), dict):
         raise ModelFileError(f"{path!r}: the checkpoint has no training state")
-    return header, params, velocity
+    return _state(header, params), velocity, header["state"]

@@ -1,0 +1,61 @@
+"""What a forward pass keeps for its backward pass and its Jacobian-vector product.
+
+One class per layer function, shared by both backends (:mod:`nncore.ops` and
+:mod:`nncore.reference`), so that a cache looks the same whichever computed it. A cache
+refers to (does not copy) the forward call's inputs and outputs.
+
+``saved`` is what the activation's derivative is computed from (see
+:mod:`nncore.activations`): the output itself for activations whose derivative is a
+function of their output (tanh, ReLU, sigmoid, identity), else the pre-activation ``Z``,
+kept in a buffer of its own.
+"""
+
+import numpy as np
+
+__all__ = ["LinearCache", "ResidualCache"]
+
+
+class _Cache:
+    __slots__ = ()
+    #: the fields a cache unpacks to, in order
+    FIELDS = ()
+
+    def __iter__(self):
+        return iter(tuple(getattr(self, name) for name in self.FIELDS))
+
+    def scratch(self):
+        """A scratch buffer shaped like ``saved``, allocated on first use and then reused
+        by every backward pass or JVP with this cache (the kernels need one)."""
+        buffer = self._scratch
+        if buffer is None or buffer.shape != self.saved.shape or buffer.dtype != self.saved.dtype:
+            buffer = self._scratch = np.empty_like(self.saved)
+        return buffer
+
+    def __repr__(self):
+        shapes = ", ".join(f"{name}={getattr(self, name).shape}" for name in self.FIELDS[:-1])
+        return f"{type(self).__name__}({shapes}, activation={self.activation!r})"
+
+
+class LinearCache(_Cache):
+    """What :func:`linear_forward` keeps: X, W, the output A, the activation name, and
+    ``saved`` (A, or the pre-activation Z when the activation's derivative needs it)."""
+
+    __slots__ = ("X", "W", "A", "activation", "saved", "_scratch")
+    FIELDS = ("X", "W", "A", "activation")
+
+    def __init__(self, X, W, A, activation, saved):
+        self.X, self.W, self.A, self.activation, self.saved = X, W, A, activation, saved
+        self._scratch = None
+
+
+class ResidualCache(_Cache):
+    """What :func:`residual_forward` keeps: X, W1, W2, the hidden activation H, the
+    activation name, and ``saved`` (H, or the hidden pre-activation when needed)."""
+
+    __slots__ = ("X", "W1", "W2", "H", "activation", "saved", "_scratch")
+    FIELDS = ("X", "W1", "W2", "H", "activation")
+
+    def __init__(self, X, W1, W2, H, activation, saved):
+        self.X, self.W1, self.W2, self.H, self.activation = X, W1, W2, H, activation
+        self.saved = saved
+        self._scratch = None
