@@ -1,4 +1,4 @@
-/* nncore's C helpers for the Cython kernels in _kernels.pyx.
+/* nncore's C helpers for the Cython kernels (_kernels.pyx, declared in _kernels.pxd).
 
    The float32 exponential, tanh and sigmoid, the loops that apply them, and the float32 SGD
    loops are written in C in this header, for two reasons Cython cannot express: the
