@@ -35,6 +35,10 @@ DEBUG_BUILD = NNCORE_DEBUG
 # SIGMOID: ACTIVATION_CODES in nncore.ops), COLUMN_BLOCK and SMALL_TRANSPOSE are declared
 # in _kernels.pxd.
 
+#: Largest B^T (in elements) that _gemm copies to a stack buffer instead of asking BLAS
+#: for the transposed product; the tests pick shapes on both sides of it.
+SMALL_TRANSPOSE_ELEMENTS = SMALL_TRANSPOSE
+
 
 # ============================================================================================
 # Level 1: one value, one row
