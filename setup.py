@@ -28,6 +28,11 @@ extensions = [
     Extension(
         "nncore._kernels",
         ["src/nncore/_kernels.pyx"],
+        # _kernels.pxd does `cdef extern from "_simd.h"`: the header sits next to the .pyx
+        # (and the generated .c), and this puts its folder on the compiler's include path
+        # whatever the directory the C file is compiled from.
+        include_dirs=["src/nncore"],
+        depends=["src/nncore/_simd.h", "src/nncore/_kernels.pxd"],
         extra_compile_args=compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )

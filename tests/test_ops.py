@@ -46,6 +46,7 @@ from conftest import (
     seeds,
 )
 from nncore import ops, reference
+from nncore._kernels import SMALL_TRANSPOSE_ELEMENTS
 
 MODULE_IDS = ("ops", "reference")
 over_modules = pytest.mark.parametrize("module", MODULES, ids=MODULE_IDS)
@@ -214,14 +215,8 @@ def test_least_squares_matches_reference(m, n, seed, dtype):
     assert_close(grad, expected_grad, dtype, scale=grad_scale, name="grad")
 
 
-# Widths around the vector lengths of the activation loops (8 and 16 lanes) and beyond the
-# kernels' 256-column block for bias-gradient sums; the hypothesis tests stay below 6.
-@over_activations
-@over_dtypes
-@pytest.mark.parametrize("n, n_in, n_out", [(3, 2, 7), (9, 8, 16), (17, 33, 15),
-                                            (2, 3, 300), (40, 5, 513)])
-def test_wide_layers_match_reference(n, n_in, n_out, dtype, activation):
-    rng = rng_from(n * n_out)
+def assert_linear_layer_matches_reference(rng, n, n_in, n_out, dtype, activation):
+    """linear_forward, linear_backward and linear_jvp of ops against reference."""
     X, W, b = draw_linear(rng, n, n_in, n_out, dtype)
     dA = random_array(rng, (n, n_out), dtype)
     A, cache = ops.linear_forward(X, W, b, activation)
@@ -235,8 +230,10 @@ def test_wide_layers_match_reference(n, n_in, n_out, dtype, activation):
                  reference.linear_jvp(expected_cache, *tangents), dtype, name="linear JVP",
                  scale=linear_jvp_scale(X, W, *tangents))
 
-    # the same width as the hidden layer of a residual block
-    X, W1, b1, W2 = draw_residual(rng, n, n_in, n_out, dtype)
+
+def assert_residual_block_matches_reference(rng, n, width, hidden, dtype, activation):
+    """residual_forward, residual_backward and residual_jvp of ops against reference."""
+    X, W1, b1, W2 = draw_residual(rng, n, width, hidden, dtype)
     dY = random_array(rng, X.shape, dtype)
     Y, cache = ops.residual_forward(X, W1, b1, W2, activation)
     expected_Y, expected_cache = reference.residual_forward(X, W1, b1, W2, activation)
@@ -250,6 +247,71 @@ def test_wide_layers_match_reference(n, n_in, n_out, dtype, activation):
     assert_close(ops.residual_jvp(cache, *tangents),
                  reference.residual_jvp(expected_cache, *tangents), dtype, name="residual JVP",
                  scale=residual_jvp_scale(X, W1, b1, W2, expected_cache.H, *tangents))
+
+
+# Widths around the vector lengths of the activation loops (8 and 16 lanes) and beyond the
+# kernels' 256-column block for bias-gradient sums; the hypothesis tests stay below 6.
+@over_activations
+@over_dtypes
+@pytest.mark.parametrize("n, n_in, n_out", [(3, 2, 7), (9, 8, 16), (17, 33, 15),
+                                            (2, 3, 300), (40, 5, 513)])
+def test_wide_layers_match_reference(n, n_in, n_out, dtype, activation):
+    rng = rng_from(n * n_out)
+    assert_linear_layer_matches_reference(rng, n, n_in, n_out, dtype, activation)
+    # the same width as the hidden layer of a residual block
+    assert_residual_block_matches_reference(rng, n, n_in, n_out, dtype, activation)
+
+
+# _gemm computes X @ W.T (every forward and JVP product; W is (rows, cols), so B^T has
+# rows * cols elements) in one of two ways: up to SMALL_TRANSPOSE_ELEMENTS it copies W.T
+# into a stack buffer and calls BLAS without transposing; above it, BLAS transposes itself.
+# The shapes above stay on the first path, so these put W, W1, W2 and their tangents on
+# both sides of the threshold. (The backward passes transpose only A; they run here too.)
+SMALL_TRANSPOSE = SMALL_TRANSPOSE_ELEMENTS
+
+
+def _gemm_path(rows, cols):
+    return "stack-copy" if rows * cols <= SMALL_TRANSPOSE else "blas-transposed"
+
+
+#: (n_in, n_out) of a dense layer: W is (n_out, n_in).
+GEMM_LINEAR_SHAPES = [
+    (SMALL_TRANSPOSE // 128, 128),        # 64 x 128 = 8192, exactly the threshold: stack copy
+    (SMALL_TRANSPOSE // 64, 64),          # 128 x 64 = 8192, k > n: stack copy
+    (SMALL_TRANSPOSE // 128 + 1, 128),    # 65 x 128 = 8320: BLAS transposes
+    (SMALL_TRANSPOSE // 64 + 1, 65),      # 129 x 65 = 8385, k > n: BLAS transposes
+]
+#: (width, hidden) of a residual block: W1 is (hidden, width), W2 (width, hidden).
+GEMM_RESIDUAL_SHAPES = [
+    (SMALL_TRANSPOSE // 128, 128),        # 64 x 128 = 8192: stack copy
+    (96, SMALL_TRANSPOSE // 96 + 1),      # 96 x 86 = 8256: BLAS transposes
+    (SMALL_TRANSPOSE // 64 + 1, 64),      # 129 x 64 = 8256, width > hidden: BLAS transposes
+]
+
+
+@over_activations
+@over_dtypes
+@pytest.mark.parametrize("n_in, n_out", [
+    pytest.param(n_in, n_out, id=f"{n_in}x{n_out}-{_gemm_path(n_in, n_out)}")
+    for n_in, n_out in GEMM_LINEAR_SHAPES])
+def test_linear_layer_matches_reference_on_both_gemm_paths(n_in, n_out, dtype, activation):
+    assert [_gemm_path(*shape) for shape in GEMM_LINEAR_SHAPES] == (
+        ["stack-copy"] * 2 + ["blas-transposed"] * 2)
+    assert_linear_layer_matches_reference(rng_from(n_in * n_out), 7, n_in, n_out, dtype,
+                                          activation)
+
+
+@over_activations
+@over_dtypes
+@pytest.mark.parametrize("width, hidden", [
+    pytest.param(width, hidden, id=f"{width}x{hidden}-{_gemm_path(width, hidden)}")
+    for width, hidden in GEMM_RESIDUAL_SHAPES])
+def test_residual_block_matches_reference_on_both_gemm_paths(width, hidden, dtype,
+                                                             activation):
+    assert [_gemm_path(*shape) for shape in GEMM_RESIDUAL_SHAPES] == (
+        ["stack-copy"] + ["blas-transposed"] * 2)
+    assert_residual_block_matches_reference(rng_from(width * hidden), 7, width, hidden, dtype,
+                                            activation)
 
 
 @over_dtypes

@@ -4,11 +4,16 @@
 The code has three levels, and each level only calls the one below it:
 
 1. ``cdef inline ... noexcept nogil`` helpers for one value or one row: the activations and
-   their derivatives, a fast exponential, the softmax of one row.
+   their derivatives, a fast exponential, the softmax of one row. They are defined in
+   ``_kernels.pxd`` (Cython's rule for inline functions of a module with a .pxd), over the
+   float32 C helpers of the header ``_simd.h`` (nncore_expf, nncore_tanhf, nncore_sigmoidf
+   and the loops compiled once per CPU level).
 2. Array loops over raw pointers and sizes (``_linear_forward``, ``_residual_backward``, ...).
    They write into caller-provided buffers, allocate nothing and never hold the GIL, so a
    fused training step written in Cython can call them directly. Every matrix product goes
-   through ``_gemm``, the only place that calls BLAS.
+   through ``_gemm``, the only place that calls BLAS. They are defined here and declared in
+   ``_kernels.pxd``, with the fused type ``floating``, the enums and the LayerPlan struct, so
+   that another Cython module can cimport them.
 3. ``def`` functions taking typed memoryviews (``const`` for inputs, so read-only arrays work).
    They turn views into pointers and release the GIL. The caller (nncore.ops) has already
    checked every shape, dtype and contiguity: a kernel never sees an unchecked shape.
@@ -18,7 +23,7 @@ layer computes ``A = act(X @ W.T + b)``. One fused type serves float32 and float
 (softmax denominators, losses, bias gradients) are accumulated in double for both.
 """
 
-from libc.math cimport exp as libm_exp, log, tanh as libm_tanh, fabs
+from libc.math cimport exp as libm_exp, log
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from numpy import empty as numpy_empty, zeros as numpy_zeros, intp as numpy_intp
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -26,224 +31,21 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 #: True when built with NNCORE_DEBUG=1 (bounds and wraparound checks on).
 DEBUG_BUILD = NNCORE_DEBUG
 
-ctypedef fused floating:
-    float
-    double
+# The fused type ``floating`` (float32, float64), the activation codes (IDENTITY, TANH, RELU,
+# SIGMOID: ACTIVATION_CODES in nncore.ops), COLUMN_BLOCK and SMALL_TRANSPOSE are declared
+# in _kernels.pxd.
 
-# Activation codes, shared with nncore.ops (ACTIVATION_CODES there).
-cdef enum:
-    IDENTITY = 0
-    TANH = 1
-    RELU = 2
-    SIGMOID = 3
-
-# Column block for the double accumulators of bias gradients (kept on the stack).
-cdef enum:
-    COLUMN_BLOCK = 256
-# Largest op(B) = B^T (in elements) that _gemm transposes into a stack buffer first: for
-# small matrices OpenBLAS's transposed-B path costs up to 1.7x its plain one (64x64x64
-# sgemm: 10.1 us vs 5.9 us here), more than the 4096-element copy. 8192 floats = 32 KiB.
-cdef enum:
-    SMALL_TRANSPOSE = 8192
+#: Largest B^T (in elements) that _gemm copies to a stack buffer instead of asking BLAS
+#: for the transposed product; the tests pick shapes on both sides of it.
+SMALL_TRANSPOSE_ELEMENTS = SMALL_TRANSPOSE
 
 
 # ============================================================================================
 # Level 1: one value, one row
 # ============================================================================================
-
-# The float32 exponential, tanh and sigmoid, the loops that apply them, and the float32 SGD
-# loops are written in C inside this file, for two reasons Cython cannot express: the
-# helpers must be forced inline (GCC's inliner otherwise calls them "cold", and a loop that
-# calls a function is not vectorised), and on x86-64 Linux the loops are compiled three
-# times (AVX-512, AVX2, baseline SSE2) with the right clone picked when the module loads,
-# so one portable binary runs 8 or 16 lanes wide where the CPU allows. float64 uses the C
-# library's exp and tanh.
-cdef extern from *:
-    """
-    #include <stdint.h>
-    #include <string.h>
-    #include <stddef.h>
-    #include <math.h>
-    #if defined(__GNUC__)
-    #define NNCORE_INLINE static inline __attribute__((always_inline))
-    #else
-    #define NNCORE_INLINE static inline
-    #endif
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-    #define NNCORE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-    #else
-    #define NNCORE_CLONES
-    #endif
-
-    /* exp(x) in float to about 2 ulp, branch-free.  x = k ln2 + r with |r| <= ln2/2;
-       exp(r) by its Taylor series to degree 7 (truncation error < 6e-9); 2^k is built in
-       the exponent bits.  x is clamped to [-87, 88] so 2^k stays a normal float
-       (exp(88) = 1.7e38 < FLT_MAX); below -87 the result is ~1.6e-38 instead of smaller.
-       NaN fails both comparisons and propagates through r. */
-    NNCORE_INLINE float nncore_expf(float x) {
-        x = x < -87.0f ? -87.0f : x;
-        x = x > 88.0f ? 88.0f : x;
-        /* adding 1.5 * 2^23 rounds x / ln2 to an integer k held in the low mantissa bits */
-        float shifted = x * 1.44269504f + 12582912.0f;
-        float k = shifted - 12582912.0f;
-        /* ln 2 split in two so that k times the high part is exact */
-        float r = (x - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
-        float p = 1.0f + r * (1.0f + r * (1.0f / 2 + r * (1.0f / 6 + r * (1.0f / 24
-                  + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
-        uint32_t bits;
-        memcpy(&bits, &shifted, sizeof bits);
-        /* the bits of `shifted` are those of 1.5 * 2^23 (0x4B400000) plus k, and the low
-           9 bits of 0x4B400000 are zero: shifting left by 23 keeps (k + 127) mod 2^9 in the
-           exponent field, the bits of 2^k for -126 <= k <= 127 */
-        bits = (bits + 127u) << 23;
-        float scale;
-        memcpy(&scale, &bits, sizeof scale);
-        return p * scale;
-    }
-
-    /* tanh = 1 - 2 / (exp(2x) + 1) cancels as |x| -> 0; below |x| = 0.3 the Taylor series
-       to x^11 is used instead (next term < 2e-9 relative).  Measured against float64:
-       at most 5 ulp over [-100, 100]. */
-    NNCORE_INLINE float nncore_tanhf(float x) {
-        float x2 = x * x;
-        float series = x + x * x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315
-                       + x2 * (62.0f / 2835 + x2 * (-1382.0f / 155925)))));
-        float formula = 1.0f - 2.0f / (nncore_expf(2.0f * x) + 1.0f);
-        return fabsf(x) < 0.3f ? series : formula;
-    }
-
-    NNCORE_INLINE float nncore_sigmoidf(float x) {
-        return 1.0f / (1.0f + nncore_expf(-x));
-    }
-
-    /* x[i] = exp(x[i]) over a flat array: the softmax's exponentials, one long loop. */
-    NNCORE_CLONES static void nncore_exp_inplace_f32(float *x, ptrdiff_t size) {
-        for (ptrdiff_t i = 0; i < size; i++) x[i] = nncore_expf(x[i]);
-    }
-
-    /* Z[i, j] = act(Z[i, j] + b[j]) for the two transcendental activations in float32. */
-    NNCORE_CLONES static void nncore_bias_tanh_f32(float *z, const float *b,
-                                                   ptrdiff_t n, ptrdiff_t m) {
-        for (ptrdiff_t i = 0; i < n; i++) {
-            float *row = z + i * m;
-            for (ptrdiff_t j = 0; j < m; j++) row[j] = nncore_tanhf(row[j] + b[j]);
-        }
-    }
-
-    NNCORE_CLONES static void nncore_bias_sigmoid_f32(float *z, const float *b,
-                                                      ptrdiff_t n, ptrdiff_t m) {
-        for (ptrdiff_t i = 0; i < n; i++) {
-            float *row = z + i * m;
-            for (ptrdiff_t j = 0; j < m; j++) row[j] = nncore_sigmoidf(row[j] + b[j]);
-        }
-    }
-
-    /* The momentum update over the flat float32 parameter buffer (see _sgd_momentum), and
-       the check that it stays finite (see _sgd_update_is_finite): long flat loops, cloned
-       for AVX-512/AVX2 like the activations. */
-    NNCORE_CLONES static int nncore_sgd_update_is_finite_f32(
-            const float *param, const float *grad, const float *velocity, ptrdiff_t size,
-            float lr, float momentum, int nesterov, float weight_decay) {
-        int bad = 0;
-        for (ptrdiff_t i = 0; i < size; i++) {
-            float g = grad[i] + weight_decay * param[i];
-            float v = momentum * velocity[i] + g;
-            float p = param[i] - lr * (nesterov ? g + momentum * v : v);
-            bad |= ((p - p) != 0) | ((v - v) != 0);
-        }
-        return !bad;
-    }
-
-    NNCORE_CLONES static void nncore_sgd_momentum_f32(
-            float *param, const float *grad, float *velocity, ptrdiff_t size, float lr,
-            float momentum, int nesterov, float weight_decay) {
-        for (ptrdiff_t i = 0; i < size; i++) {
-            float g = grad[i] + weight_decay * param[i];
-            float v = momentum * velocity[i] + g;
-            velocity[i] = v;
-            param[i] = param[i] - lr * (nesterov ? g + momentum * v : v);
-        }
-    }
-    """
-    float _expf "nncore_expf" (float x) noexcept nogil
-    float _tanhf "nncore_tanhf" (float x) noexcept nogil
-    float _sigmoidf "nncore_sigmoidf" (float x) noexcept nogil
-    void _exp_inplace_f32 "nncore_exp_inplace_f32" (float* x, Py_ssize_t size) noexcept nogil
-    bint _sgd_update_is_finite_f32 "nncore_sgd_update_is_finite_f32" (
-        const float* param, const float* grad, const float* velocity, Py_ssize_t size,
-        float lr, float momentum, int nesterov, float weight_decay) noexcept nogil
-    void _sgd_momentum_f32 "nncore_sgd_momentum_f32" (
-        float* param, const float* grad, float* velocity, Py_ssize_t size, float lr,
-        float momentum, int nesterov, float weight_decay) noexcept nogil
-    void _bias_tanh_f32 "nncore_bias_tanh_f32" (float* Z, const float* b, Py_ssize_t n,
-                                                Py_ssize_t m) noexcept nogil
-    void _bias_sigmoid_f32 "nncore_bias_sigmoid_f32" (float* Z, const float* b,
-                                                      Py_ssize_t n, Py_ssize_t m) noexcept nogil
-
-
-cdef inline double _exp(floating x) noexcept nogil:
-    if floating is float:
-        return _expf(x)
-    else:
-        return libm_exp(x)
-
-
-cdef inline floating _tanh(floating z) noexcept nogil:
-    if floating is float:
-        return _tanhf(z)
-    else:
-        return libm_tanh(z)
-
-
-cdef inline floating _relu(floating z) noexcept nogil:
-    # written so that NaN stays NaN (NaN <= 0 is false)
-    return 0 if z <= 0 else z
-
-
-cdef inline floating _sigmoid(floating z) noexcept nogil:
-    # exp(-z) overflows to inf for z < -709 and 1 / inf = 0, the right limit
-    if floating is float:
-        return _sigmoidf(z)
-    else:
-        return 1.0 / (1.0 + libm_exp(-z))
-
-
-cdef inline floating _derivative(floating a, int activation) noexcept nogil:
-    """act'(z) from a = act(z): all four activations allow it, so z is never stored."""
-    if activation == TANH:
-        return 1 - a * a
-    if activation == RELU:
-        return 1 if a > 0 else 0
-    if activation == SIGMOID:
-        return a * (1 - a)
-    return 1
-
-
-cdef inline floating _row_max(const floating* row, Py_ssize_t k) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef floating row_max = row[0]
-    for j in range(1, k):
-        row_max = row[j] if row[j] > row_max else row_max
-    return row_max
-
-
-cdef inline double _normalise_row(floating* row, Py_ssize_t k, double scale) noexcept nogil:
-    """row *= scale / sum(row), the sum taken in double; returns that sum."""
-    cdef Py_ssize_t j, tail = k - k % 4
-    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, total, factor
-    # four independent partial sums: one running sum would wait on each add's latency
-    for j in range(0, tail, 4):
-        s0 += row[j]
-        s1 += row[j + 1]
-        s2 += row[j + 2]
-        s3 += row[j + 3]
-    for j in range(tail, k):
-        s0 += row[j]
-    total = (s0 + s1) + (s2 + s3)
-    factor = scale / total
-    for j in range(k):
-        row[j] = <floating> (row[j] * factor)
-    return total
+# Defined in _kernels.pxd (Cython wants the inline functions of a module with a .pxd there):
+# _exp, _tanh, _relu, _sigmoid, _derivative, _row_max and _normalise_row, over the float32
+# C helpers of _simd.h (nncore_expf, nncore_tanhf, nncore_sigmoidf and the cloned loops).
 
 
 # ============================================================================================
@@ -567,33 +369,9 @@ cdef bint _sgd_update_is_finite(const floating* param, const floating* grad,
 
 # --- a whole training step -------------------------------------------------------------------
 
-cdef struct LayerPlan:
-    # One layer of a network, as raw pointers into arrays that nncore.ops allocated, checked
-    # and keeps alive. Dense: W (n_out, n_in), b, scratch dZ (n, n_out). Residual:
-    # W = W1 (hidden, n_in), b = b1, W2 (n_in, hidden), H and scratch dZ (n, hidden).
-    int kind
-    int activation
-    int n_in
-    int n_out
-    int hidden
-    void* W
-    void* b
-    void* W2
-    void* dW
-    void* db
-    void* dW2
-    void* out      # (n, n_out): this layer's output, the next layer's input
-    void* dX       # (n, n_in): gradient to the layer below; NULL for the first layer
-    void* scratch
-    void* H
-
-cdef enum:
-    DENSE = 0
-    RESIDUAL = 1
-
-# _train_step's return value when it skipped an update that would overflow the weights.
-cdef enum:
-    STEP_UPDATE_NOT_FINITE = -2
+# LayerPlan (one layer as raw pointers), DENSE / RESIDUAL and STEP_UPDATE_NOT_FINITE (what
+# _train_step returns when it skipped an update that would overflow the weights) are declared
+# in _kernels.pxd.
 UPDATE_NOT_FINITE = STEP_UPDATE_NOT_FINITE
 
 

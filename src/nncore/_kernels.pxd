@@ -1,0 +1,209 @@
+# cython: language_level=3
+"""Declarations of nncore's kernels (_kernels.pyx): types, level 1 and level 2.
+
+Level 1 (the ``cdef inline`` helpers for one value or one row) is defined here, as Cython
+requires for inline functions of a module with a .pxd; the float32 C helpers they call are
+in ``_simd.h``. Level 2 (the array loops over raw pointers) is only declared here and defined
+in _kernels.pyx. All of it is ``noexcept nogil``; nothing validates its arguments (see the
+docstring of _kernels.pyx). Another Cython module may ``from nncore._kernels cimport ...``.
+"""
+
+from libc.math cimport exp as libm_exp, tanh as libm_tanh
+
+ctypedef fused floating:
+    float
+    double
+
+# Activation codes, shared with nncore.ops (ACTIVATION_CODES there).
+cdef enum:
+    IDENTITY = 0
+    TANH = 1
+    RELU = 2
+    SIGMOID = 3
+
+# Column block for the double accumulators of bias gradients (kept on the stack).
+cdef enum:
+    COLUMN_BLOCK = 256
+# Largest op(B) = B^T (in elements) that _gemm transposes into a stack buffer first: for
+# small matrices OpenBLAS's transposed-B path costs up to 1.7x its plain one (64x64x64
+# sgemm: 10.1 us vs 5.9 us here), more than the 4096-element copy. 8192 floats = 32 KiB.
+cdef enum:
+    SMALL_TRANSPOSE = 8192
+
+# --- a whole training step (_train_step in _kernels.pyx) -------------------------------------
+
+cdef struct LayerPlan:
+    # One layer of a network, as raw pointers into arrays that nncore.ops allocated, checked
+    # and keeps alive. Dense: W (n_out, n_in), b, scratch dZ (n, n_out). Residual:
+    # W = W1 (hidden, n_in), b = b1, W2 (n_in, hidden), H and scratch dZ (n, hidden).
+    int kind
+    int activation
+    int n_in
+    int n_out
+    int hidden
+    void* W
+    void* b
+    void* W2
+    void* dW
+    void* db
+    void* dW2
+    void* out      # (n, n_out): this layer's output, the next layer's input
+    void* dX       # (n, n_in): gradient to the layer below; NULL for the first layer
+    void* scratch
+    void* H
+
+cdef enum:
+    DENSE = 0
+    RESIDUAL = 1
+
+# _train_step's return value when it skipped an update that would overflow the weights.
+cdef enum:
+    STEP_UPDATE_NOT_FINITE = -2
+
+
+# ============================================================================================
+# Level 1: one value, one row
+# ============================================================================================
+
+# The float32 exponential, tanh and sigmoid, the loops that apply them, and the float32 SGD
+# loops are written in C in _simd.h (it says why); float64 uses the C library's exp and tanh.
+cdef extern from "_simd.h":
+    float _expf "nncore_expf" (float x) noexcept nogil
+    float _tanhf "nncore_tanhf" (float x) noexcept nogil
+    float _sigmoidf "nncore_sigmoidf" (float x) noexcept nogil
+    void _exp_inplace_f32 "nncore_exp_inplace_f32" (float* x, Py_ssize_t size) noexcept nogil
+    bint _sgd_update_is_finite_f32 "nncore_sgd_update_is_finite_f32" (
+        const float* param, const float* grad, const float* velocity, Py_ssize_t size,
+        float lr, float momentum, int nesterov, float weight_decay) noexcept nogil
+    void _sgd_momentum_f32 "nncore_sgd_momentum_f32" (
+        float* param, const float* grad, float* velocity, Py_ssize_t size, float lr,
+        float momentum, int nesterov, float weight_decay) noexcept nogil
+    void _bias_tanh_f32 "nncore_bias_tanh_f32" (float* Z, const float* b, Py_ssize_t n,
+                                                Py_ssize_t m) noexcept nogil
+    void _bias_sigmoid_f32 "nncore_bias_sigmoid_f32" (float* Z, const float* b,
+                                                      Py_ssize_t n, Py_ssize_t m) noexcept nogil
+
+
+cdef inline double _exp(floating x) noexcept nogil:
+    if floating is float:
+        return _expf(x)
+    else:
+        return libm_exp(x)
+
+
+cdef inline floating _tanh(floating z) noexcept nogil:
+    if floating is float:
+        return _tanhf(z)
+    else:
+        return libm_tanh(z)
+
+
+cdef inline floating _relu(floating z) noexcept nogil:
+    # written so that NaN stays NaN (NaN <= 0 is false)
+    return 0 if z <= 0 else z
+
+
+cdef inline floating _sigmoid(floating z) noexcept nogil:
+    # exp(-z) overflows to inf for z < -709 and 1 / inf = 0, the right limit
+    if floating is float:
+        return _sigmoidf(z)
+    else:
+        return 1.0 / (1.0 + libm_exp(-z))
+
+
+cdef inline floating _derivative(floating a, int activation) noexcept nogil:
+    """act'(z) from a = act(z): all four activations allow it, so z is never stored."""
+    if activation == TANH:
+        return 1 - a * a
+    if activation == RELU:
+        return 1 if a > 0 else 0
+    if activation == SIGMOID:
+        return a * (1 - a)
+    return 1
+
+
+cdef inline floating _row_max(const floating* row, Py_ssize_t k) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating row_max = row[0]
+    for j in range(1, k):
+        row_max = row[j] if row[j] > row_max else row_max
+    return row_max
+
+
+cdef inline double _normalise_row(floating* row, Py_ssize_t k, double scale) noexcept nogil:
+    """row *= scale / sum(row), the sum taken in double; returns that sum."""
+    cdef Py_ssize_t j, tail = k - k % 4
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, total, factor
+    # four independent partial sums: one running sum would wait on each add's latency
+    for j in range(0, tail, 4):
+        s0 += row[j]
+        s1 += row[j + 1]
+        s2 += row[j + 2]
+        s3 += row[j + 3]
+    for j in range(tail, k):
+        s0 += row[j]
+    total = (s0 + s1) + (s2 + s3)
+    factor = scale / total
+    for j in range(k):
+        row[j] = <floating> (row[j] * factor)
+    return total
+
+
+# ============================================================================================
+# Level 2: array loops over pointers; the one BLAS wrapper (defined in _kernels.pyx)
+# ============================================================================================
+
+cdef void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
+                const floating* A, int lda, const floating* B, int ldb,
+                floating beta, floating* C, int ldc) noexcept nogil
+
+# activations and their derivatives over (n, m) arrays
+cdef void _bias_activation(floating* Z, const floating* b, Py_ssize_t n, Py_ssize_t n_out,
+                           int activation) noexcept nogil
+cdef void _times_derivative(const floating* G, const floating* A, const floating* shift,
+                            floating* out, Py_ssize_t n, Py_ssize_t m,
+                            int activation) noexcept nogil
+
+cdef void _column_sums(const floating* G, floating* sums, Py_ssize_t n,
+                       Py_ssize_t m) noexcept nogil
+
+# layers: forward, backward and JVP of a dense layer and of a residual block
+cdef void _linear_forward(const floating* X, const floating* W, const floating* b,
+                          floating* A, int n, int n_in, int n_out,
+                          int activation) noexcept nogil
+cdef void _linear_backward(const floating* dA, const floating* X, const floating* W,
+                           const floating* A, floating* dZ, floating* dX, floating* dW,
+                           floating* db, int n, int n_in, int n_out, int activation
+                           ) noexcept nogil
+cdef void _linear_jvp(const floating* X, const floating* W, const floating* A,
+                      const floating* dX, const floating* dW, const floating* db,
+                      floating* dA, int n, int n_in, int n_out, int activation) noexcept nogil
+
+cdef void _residual_forward(const floating* X, const floating* W1, const floating* b1,
+                            const floating* W2, floating* H, floating* Y, int n, int width,
+                            int hidden, int activation) noexcept nogil
+cdef void _residual_backward(const floating* dY, const floating* X, const floating* W1,
+                             const floating* W2, const floating* H, floating* dZ,
+                             floating* dX, floating* dW1, floating* db1, floating* dW2,
+                             int n, int width, int hidden, int activation) noexcept nogil
+cdef void _residual_jvp(const floating* X, const floating* W1, const floating* W2,
+                        const floating* H, const floating* dX, const floating* dW1,
+                        const floating* db1, const floating* dW2, floating* dH,
+                        floating* dY, int n, int width, int hidden,
+                        int activation) noexcept nogil
+
+# softmax and the cross-entropy loss
+cdef void _softmax(const floating* logits, floating* out, Py_ssize_t n,
+                   Py_ssize_t k) noexcept nogil
+cdef Py_ssize_t _softmax_cross_entropy(const floating* logits, const Py_ssize_t* labels,
+                                       floating* dlogits, Py_ssize_t n, Py_ssize_t k,
+                                       double* loss) noexcept nogil
+
+# the SGD update
+cdef void _sgd_momentum(floating* param, const floating* grad, floating* velocity,
+                        Py_ssize_t size, floating lr, floating momentum, bint nesterov,
+                        floating weight_decay) noexcept nogil
+cdef bint _sgd_update_is_finite(const floating* param, const floating* grad,
+                                 const floating* velocity, Py_ssize_t size, floating lr,
+                                 floating momentum, bint nesterov,
+                                 floating weight_decay) noexcept nogil
