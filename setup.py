@@ -38,5 +38,9 @@ extensions = [
     )
 ]
 
+# The generated C goes to a folder of its own per mode: cythonize regenerates a .c only when
+# its .pyx/.pxd changed, so with one shared file switching NNCORE_DEBUG would compile the
+# other mode's stale C.
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,
-                            compile_time_env={"NNCORE_DEBUG": DEBUG}))
+                            compile_time_env={"NNCORE_DEBUG": DEBUG},
+                            build_dir="build/cython-debug" if DEBUG else "build/cython"))

@@ -1157,3 +1157,39 @@ def test_sgd_grad_overlapping_param_or_velocity_is_rejected_or_read_before_updat
         return
     np.testing.assert_array_equal(param, expected_param, err_msg="param")
     np.testing.assert_array_equal(velocity, expected_velocity, err_msg="velocity")
+
+
+# --- the pre-activation path of the kernels ---------------------------------------------------
+# An activation whose derivative needs Z (nncore.activations: saved="input") makes the layer
+# kernels keep Z in a buffer of its own and apply the activation from it. The activations
+# registered today all take the in-place path, so these tests drive the level-3 kernels with
+# a Z buffer directly: Z must be X W^T + b, and the output the in-place path's (to rounding:
+# the in-place float32 loops are compiled per CPU, with fused multiply-adds where there are).
+
+@over_activations
+@over_dtypes
+def test_linear_kernel_keeps_the_pre_activation_when_given_a_buffer(dtype, activation):
+    from nncore import _kernels, activations
+
+    rng = rng_from(11)
+    X, W, b = draw_linear(rng, 7, 5, 4, dtype)
+    Z, A = np.full((7, 4), np.nan, dtype=dtype), np.full((7, 4), np.nan, dtype=dtype)
+    _kernels.linear_forward(X, W, b, Z, A, activations.ACTIVATIONS[activation].code)
+    assert_close(Z, X.astype(np.float64) @ W.T.astype(np.float64) + b, dtype, name="Z")
+    assert_close(A, ops.linear_forward(X, W, b, activation)[0], dtype, name="A")
+
+
+@over_activations
+@over_dtypes
+def test_residual_kernel_keeps_the_pre_activation_when_given_a_buffer(dtype, activation):
+    from nncore import _kernels, activations
+
+    rng = rng_from(12)
+    X, W1, b1, W2 = draw_residual(rng, 6, 4, 5, dtype)
+    Z, H = (np.full((6, 5), np.nan, dtype=dtype) for _ in range(2))
+    Y = np.full((6, 4), np.nan, dtype=dtype)
+    _kernels.residual_forward(X, W1, b1, W2, Z, H, Y, activations.ACTIVATIONS[activation].code)
+    assert_close(Z, X.astype(np.float64) @ W1.T.astype(np.float64) + b1, dtype, name="Z")
+    expected_Y, expected_cache = ops.residual_forward(X, W1, b1, W2, activation)
+    assert_close(H, expected_cache.H, dtype, name="H")
+    assert_close(Y, expected_Y, dtype, name="Y")

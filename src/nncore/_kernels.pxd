@@ -14,7 +14,7 @@ ctypedef fused floating:
     float
     double
 
-# Activation codes, shared with nncore.ops (ACTIVATION_CODES there).
+# Activation codes: the ``code`` of each entry of nncore.activations.ACTIVATIONS.
 cdef enum:
     IDENTITY = 0
     TANH = 1
@@ -51,6 +51,7 @@ cdef struct LayerPlan:
     void* dX       # (n, n_in): gradient to the layer below; NULL for the first layer
     void* scratch
     void* H
+    void* Z        # NULL, or the pre-activation (n, n_out or hidden) if act' needs it
 
 cdef enum:
     DENSE = 0
@@ -112,7 +113,9 @@ cdef inline floating _sigmoid(floating z) noexcept nogil:
 
 
 cdef inline floating _derivative(floating a, int activation) noexcept nogil:
-    """act'(z) from a = act(z): all four activations allow it, so z is never stored."""
+    """act'(z) from what the forward pass saved: a = act(z) for these four activations,
+    which all allow it (z is then never stored); an activation whose derivative needs z
+    itself is given z (nncore.activations says which is saved)."""
     if activation == TANH:
         return 1 - a * a
     if activation == RELU:
@@ -160,6 +163,8 @@ cdef void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
 # activations and their derivatives over (n, m) arrays
 cdef void _bias_activation(floating* Z, const floating* b, Py_ssize_t n, Py_ssize_t n_out,
                            int activation) noexcept nogil
+cdef void _activation(const floating* Z, floating* A, Py_ssize_t size,
+                      int activation) noexcept nogil
 cdef void _times_derivative(const floating* G, const floating* A, const floating* shift,
                             floating* out, Py_ssize_t n, Py_ssize_t m,
                             int activation) noexcept nogil
@@ -169,27 +174,28 @@ cdef void _column_sums(const floating* G, floating* sums, Py_ssize_t n,
 
 # layers: forward, backward and JVP of a dense layer and of a residual block
 cdef void _linear_forward(const floating* X, const floating* W, const floating* b,
-                          floating* A, int n, int n_in, int n_out,
+                          floating* Z, floating* A, int n, int n_in, int n_out,
                           int activation) noexcept nogil
 cdef void _linear_backward(const floating* dA, const floating* X, const floating* W,
-                           const floating* A, floating* dZ, floating* dX, floating* dW,
+                           const floating* S, floating* dZ, floating* dX, floating* dW,
                            floating* db, int n, int n_in, int n_out, int activation
                            ) noexcept nogil
-cdef void _linear_jvp(const floating* X, const floating* W, const floating* A,
+cdef void _linear_jvp(const floating* X, const floating* W, const floating* S,
                       const floating* dX, const floating* dW, const floating* db,
                       floating* dA, int n, int n_in, int n_out, int activation) noexcept nogil
 
 cdef void _residual_forward(const floating* X, const floating* W1, const floating* b1,
-                            const floating* W2, floating* H, floating* Y, int n, int width,
-                            int hidden, int activation) noexcept nogil
+                            const floating* W2, floating* Z, floating* H, floating* Y, int n,
+                            int width, int hidden, int activation) noexcept nogil
 cdef void _residual_backward(const floating* dY, const floating* X, const floating* W1,
-                             const floating* W2, const floating* H, floating* dZ,
-                             floating* dX, floating* dW1, floating* db1, floating* dW2,
-                             int n, int width, int hidden, int activation) noexcept nogil
+                             const floating* W2, const floating* H, const floating* S,
+                             floating* dZ, floating* dX, floating* dW1, floating* db1,
+                             floating* dW2, int n, int width, int hidden,
+                             int activation) noexcept nogil
 cdef void _residual_jvp(const floating* X, const floating* W1, const floating* W2,
-                        const floating* H, const floating* dX, const floating* dW1,
-                        const floating* db1, const floating* dW2, floating* dH,
-                        floating* dY, int n, int width, int hidden,
+                        const floating* H, const floating* S, const floating* dX,
+                        const floating* dW1, const floating* db1, const floating* dW2,
+                        floating* dH, floating* dY, int n, int width, int hidden,
                         int activation) noexcept nogil
 
 # softmax and the cross-entropy loss

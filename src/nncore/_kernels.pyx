@@ -118,13 +118,35 @@ cdef void _bias_activation(floating* Z, const floating* b, Py_ssize_t n, Py_ssiz
                 row[j] = row[j] + b[j]
 
 
+cdef void _activation(const floating* Z, floating* A, Py_ssize_t size,
+                      int activation) noexcept nogil:
+    """A[i] = act(Z[i]) over a flat array, Z left as it is: the forward pass of an activation
+    whose derivative needs Z (the layer keeps Z and A apart). Activations that only need
+    their output go through _bias_activation, which works in place."""
+    cdef Py_ssize_t i
+    if activation == TANH:
+        for i in range(size):
+            A[i] = _tanh(Z[i])
+    elif activation == RELU:
+        for i in range(size):
+            A[i] = _relu(Z[i])
+    elif activation == SIGMOID:
+        for i in range(size):
+            A[i] = _sigmoid(Z[i])
+    else:
+        for i in range(size):
+            A[i] = Z[i]
+
+
 cdef void _times_derivative(const floating* G, const floating* A, const floating* shift,
                             floating* out, Py_ssize_t n, Py_ssize_t m,
                             int activation) noexcept nogil:
-    """out[i, j] = (G[i, j] + shift[j]) * act'(A)[i, j]; ``shift`` may be NULL; out may be G.
+    """out[i, j] = (G[i, j] + shift[j]) * act'[i, j]; ``shift`` may be NULL; out may be G.
 
-    Used by every backward pass (G = dA, no shift) and every JVP (G = the linear change of Z,
-    shift = the change of the bias).
+    ``A`` is what the forward pass saved for the derivative (see _derivative): the output
+    act(Z), or Z itself for an activation whose derivative needs it. Used by every backward
+    pass (G = dA, no shift) and every JVP (G = the linear change of Z, shift = the change of
+    the bias).
     """
     cdef Py_ssize_t i, j
     cdef const floating* g_row
@@ -186,57 +208,70 @@ cdef void _copy(const floating* src, floating* dst, Py_ssize_t size) noexcept no
 
 
 cdef void _linear_forward(const floating* X, const floating* W, const floating* b,
-                          floating* A, int n, int n_in, int n_out,
+                          floating* Z, floating* A, int n, int n_in, int n_out,
                           int activation) noexcept nogil:
-    """A (n, n_out) = act(X (n, n_in) @ W.T + b)."""
-    _gemm(False, True, n, n_out, n_in, 1, X, n_in, W, n_in, 0, A, n_out)
-    _bias_activation(A, b, n, n_out, activation)
+    """A (n, n_out) = act(X (n, n_in) @ W.T + b).
+
+    ``Z`` is NULL, or receives the pre-activation X W^T + b (for an activation whose
+    derivative needs it); without it the bias and the activation are applied to A in place.
+    """
+    if Z == NULL:
+        _gemm(False, True, n, n_out, n_in, 1, X, n_in, W, n_in, 0, A, n_out)
+        _bias_activation(A, b, n, n_out, activation)
+    else:
+        _gemm(False, True, n, n_out, n_in, 1, X, n_in, W, n_in, 0, Z, n_out)
+        _bias_activation(Z, b, n, n_out, IDENTITY)
+        _activation(Z, A, <Py_ssize_t> n * n_out, activation)
 
 
 cdef void _linear_backward(const floating* dA, const floating* X, const floating* W,
-                           const floating* A, floating* dZ, floating* dX, floating* dW,
+                           const floating* S, floating* dZ, floating* dX, floating* dW,
                            floating* db, int n, int n_in, int n_out, int activation
                            ) noexcept nogil:
-    """dZ = dA * act'(A); dW = dZ^T X; db = column sums of dZ; dX = dZ W (skipped if NULL).
+    """dZ = dA * act'; dW = dZ^T X; db = column sums of dZ; dX = dZ W (skipped if NULL).
 
+    ``S`` is what the forward pass saved for act' (the output A, or Z; see _derivative).
     dZ is scratch of shape (n, n_out); for the identity it is not touched (dZ is dA).
     """
     if activation == IDENTITY:
         dZ = <floating*> dA
     else:
-        _times_derivative(dA, A, <const floating*> NULL, dZ, n, n_out, activation)
+        _times_derivative(dA, S, <const floating*> NULL, dZ, n, n_out, activation)
     _column_sums(dZ, db, n, n_out)
     _gemm(True, False, n_out, n_in, n, 1, dZ, n_out, X, n_in, 0, dW, n_in)
     if dX != NULL:
         _gemm(False, False, n, n_in, n_out, 1, dZ, n_out, W, n_in, 0, dX, n_in)
 
 
-cdef void _linear_jvp(const floating* X, const floating* W, const floating* A,
+cdef void _linear_jvp(const floating* X, const floating* W, const floating* S,
                       const floating* dX, const floating* dW, const floating* db,
                       floating* dA, int n, int n_in, int n_out, int activation) noexcept nogil:
-    """dA = act'(A) * (dX W^T + X dW^T + db)."""
+    """dA = act' * (dX W^T + X dW^T + db), act' computed from the saved ``S``."""
     _gemm(False, True, n, n_out, n_in, 1, dX, n_in, W, n_in, 0, dA, n_out)
     _gemm(False, True, n, n_out, n_in, 1, X, n_in, dW, n_in, 1, dA, n_out)
-    _times_derivative(dA, A, db, dA, n, n_out, activation)
+    _times_derivative(dA, S, db, dA, n, n_out, activation)
 
 
 cdef void _residual_forward(const floating* X, const floating* W1, const floating* b1,
-                            const floating* W2, floating* H, floating* Y, int n, int width,
-                            int hidden, int activation) noexcept nogil:
-    """H (n, hidden) = act(X W1^T + b1); Y (n, width) = X + H W2^T."""
-    _linear_forward(X, W1, b1, H, n, width, hidden, activation)
+                            const floating* W2, floating* Z, floating* H, floating* Y, int n,
+                            int width, int hidden, int activation) noexcept nogil:
+    """H (n, hidden) = act(X W1^T + b1); Y (n, width) = X + H W2^T. ``Z`` is NULL or
+    receives the hidden pre-activation (see _linear_forward)."""
+    _linear_forward(X, W1, b1, Z, H, n, width, hidden, activation)
     _copy(X, Y, <Py_ssize_t> n * width)
     _gemm(False, True, n, width, hidden, 1, H, hidden, W2, hidden, 1, Y, width)
 
 
 cdef void _residual_backward(const floating* dY, const floating* X, const floating* W1,
-                             const floating* W2, const floating* H, floating* dZ,
-                             floating* dX, floating* dW1, floating* db1, floating* dW2,
-                             int n, int width, int hidden, int activation) noexcept nogil:
-    """Gradients of the block; dZ is scratch of shape (n, hidden); dX skipped if NULL."""
+                             const floating* W2, const floating* H, const floating* S,
+                             floating* dZ, floating* dX, floating* dW1, floating* db1,
+                             floating* dW2, int n, int width, int hidden,
+                             int activation) noexcept nogil:
+    """Gradients of the block; ``S`` is what the forward pass saved for act' (H, or the
+    hidden pre-activation); dZ is scratch of shape (n, hidden); dX skipped if NULL."""
     _gemm(False, False, n, hidden, width, 1, dY, width, W2, hidden, 0, dZ, hidden)
     _gemm(True, False, width, hidden, n, 1, dY, width, H, hidden, 0, dW2, hidden)
-    _times_derivative(dZ, H, <const floating*> NULL, dZ, n, hidden, activation)
+    _times_derivative(dZ, S, <const floating*> NULL, dZ, n, hidden, activation)
     _column_sums(dZ, db1, n, hidden)
     _gemm(True, False, hidden, width, n, 1, dZ, hidden, X, width, 0, dW1, width)
     if dX != NULL:
@@ -245,12 +280,13 @@ cdef void _residual_backward(const floating* dY, const floating* X, const floati
 
 
 cdef void _residual_jvp(const floating* X, const floating* W1, const floating* W2,
-                        const floating* H, const floating* dX, const floating* dW1,
-                        const floating* db1, const floating* dW2, floating* dH,
-                        floating* dY, int n, int width, int hidden,
+                        const floating* H, const floating* S, const floating* dX,
+                        const floating* dW1, const floating* db1, const floating* dW2,
+                        floating* dH, floating* dY, int n, int width, int hidden,
                         int activation) noexcept nogil:
-    """dY = dX + dH W2^T + H dW2^T with dH = act'(H) * (dX W1^T + X dW1^T + db1)."""
-    _linear_jvp(X, W1, H, dX, dW1, db1, dH, n, width, hidden, activation)
+    """dY = dX + dH W2^T + H dW2^T with dH = act' * (dX W1^T + X dW1^T + db1), act'
+    computed from the saved ``S``."""
+    _linear_jvp(X, W1, S, dX, dW1, db1, dH, n, width, hidden, activation)
     _copy(dX, dY, <Py_ssize_t> n * width)
     _gemm(False, True, n, width, hidden, 1, dH, hidden, W2, hidden, 1, dY, width)
     _gemm(False, True, n, width, hidden, 1, H, hidden, dW2, hidden, 1, dY, width)
@@ -383,12 +419,12 @@ cdef void _plan_forward(const LayerPlan* layers, int n_layers, const floating* X
     for i in range(n_layers):
         L = &layers[i]
         if L.kind == DENSE:
-            _linear_forward(layer_input, <floating*> L.W, <floating*> L.b, <floating*> L.out,
-                            n, L.n_in, L.n_out, L.activation)
+            _linear_forward(layer_input, <floating*> L.W, <floating*> L.b, <floating*> L.Z,
+                            <floating*> L.out, n, L.n_in, L.n_out, L.activation)
         else:
             _residual_forward(layer_input, <floating*> L.W, <floating*> L.b,
-                              <floating*> L.W2, <floating*> L.H, <floating*> L.out, n,
-                              L.n_in, L.hidden, L.activation)
+                              <floating*> L.W2, <floating*> L.Z, <floating*> L.H,
+                              <floating*> L.out, n, L.n_in, L.hidden, L.activation)
         layer_input = <floating*> L.out
 
 
@@ -398,18 +434,22 @@ cdef void _plan_backward(const LayerPlan* layers, int n_layers, const floating* 
     cdef const LayerPlan* L
     cdef const floating* grad = dlogits
     cdef const floating* layer_input
+    cdef const floating* saved
     for i in range(n_layers - 1, -1, -1):
         L = &layers[i]
         layer_input = X if i == 0 else <floating*> layers[i - 1].out
         if L.kind == DENSE:
-            _linear_backward(grad, layer_input, <floating*> L.W, <floating*> L.out,
+            # act' comes from the kept pre-activation if there is one, else from the output
+            saved = <floating*> (L.Z if L.Z != NULL else L.out)
+            _linear_backward(grad, layer_input, <floating*> L.W, saved,
                              <floating*> L.scratch, <floating*> L.dX, <floating*> L.dW,
                              <floating*> L.db, n, L.n_in, L.n_out, L.activation)
         else:
+            saved = <floating*> (L.Z if L.Z != NULL else L.H)
             _residual_backward(grad, layer_input, <floating*> L.W, <floating*> L.W2,
-                               <floating*> L.H, <floating*> L.scratch, <floating*> L.dX,
-                               <floating*> L.dW, <floating*> L.db, <floating*> L.dW2, n,
-                               L.n_in, L.hidden, L.activation)
+                               <floating*> L.H, saved, <floating*> L.scratch,
+                               <floating*> L.dX, <floating*> L.dW, <floating*> L.db,
+                               <floating*> L.dW2, n, L.n_in, L.hidden, L.activation)
         grad = <floating*> L.dX
 
 
@@ -529,57 +569,64 @@ def softmax_cross_entropy(const floating[:, ::1] logits, const Py_ssize_t[::1] l
     return loss, bad
 
 
+# In the layer entry points, ``Z`` is the buffer for the pre-activation, or an empty (0, 0)
+# array when the activation's derivative does not need it (its pointer is then NULL), and
+# ``S`` is what act' is computed from: the output, or that Z (nncore.activations says which).
+
 def linear_forward(const floating[:, ::1] X, const floating[:, ::1] W,
-                   const floating[::1] b, floating[:, ::1] A, int activation):
+                   const floating[::1] b, floating[:, ::1] Z, floating[:, ::1] A,
+                   int activation):
     with nogil:
-        _linear_forward(_c2(X), _c2(W), _c1(b), _p2(A), X.shape[0], X.shape[1],
+        _linear_forward(_c2(X), _c2(W), _c1(b), _p2(Z), _p2(A), X.shape[0], X.shape[1],
                         W.shape[0], activation)
 
 
 def linear_backward(const floating[:, ::1] dA, const floating[:, ::1] X,
-                    const floating[:, ::1] W, const floating[:, ::1] A,
+                    const floating[:, ::1] W, const floating[:, ::1] S,
                     floating[:, ::1] dZ, floating[:, ::1] dX, floating[:, ::1] dW,
                     floating[::1] db, int activation):
     with nogil:
-        _linear_backward(_c2(dA), _c2(X), _c2(W), _c2(A), _p2(dZ), _p2(dX), _p2(dW), _p1(db),
+        _linear_backward(_c2(dA), _c2(X), _c2(W), _c2(S), _p2(dZ), _p2(dX), _p2(dW), _p1(db),
                          X.shape[0], X.shape[1], W.shape[0], activation)
 
 
 def linear_jvp(const floating[:, ::1] X, const floating[:, ::1] W,
-               const floating[:, ::1] A, const floating[:, ::1] dX,
+               const floating[:, ::1] S, const floating[:, ::1] dX,
                const floating[:, ::1] dW, const floating[::1] db,
                floating[:, ::1] out, int activation):
     with nogil:
-        _linear_jvp(_c2(X), _c2(W), _c2(A), _c2(dX), _c2(dW), _c1(db), _p2(out),
+        _linear_jvp(_c2(X), _c2(W), _c2(S), _c2(dX), _c2(dW), _c1(db), _p2(out),
                     X.shape[0], X.shape[1], W.shape[0], activation)
 
 
 def residual_forward(const floating[:, ::1] X, const floating[:, ::1] W1,
                      const floating[::1] b1, const floating[:, ::1] W2,
-                     floating[:, ::1] H, floating[:, ::1] Y, int activation):
+                     floating[:, ::1] Z, floating[:, ::1] H, floating[:, ::1] Y,
+                     int activation):
     with nogil:
-        _residual_forward(_c2(X), _c2(W1), _c1(b1), _c2(W2), _p2(H), _p2(Y),
+        _residual_forward(_c2(X), _c2(W1), _c1(b1), _c2(W2), _p2(Z), _p2(H), _p2(Y),
                           X.shape[0], X.shape[1], W1.shape[0], activation)
 
 
 def residual_backward(const floating[:, ::1] dY, const floating[:, ::1] X,
                       const floating[:, ::1] W1, const floating[:, ::1] W2,
-                      const floating[:, ::1] H, floating[:, ::1] dZ, floating[:, ::1] dX,
-                      floating[:, ::1] dW1, floating[::1] db1, floating[:, ::1] dW2,
-                      int activation):
+                      const floating[:, ::1] H, const floating[:, ::1] S,
+                      floating[:, ::1] dZ, floating[:, ::1] dX, floating[:, ::1] dW1,
+                      floating[::1] db1, floating[:, ::1] dW2, int activation):
     with nogil:
-        _residual_backward(_c2(dY), _c2(X), _c2(W1), _c2(W2), _c2(H), _p2(dZ), _p2(dX),
-                           _p2(dW1), _p1(db1), _p2(dW2), X.shape[0], X.shape[1],
+        _residual_backward(_c2(dY), _c2(X), _c2(W1), _c2(W2), _c2(H), _c2(S), _p2(dZ),
+                           _p2(dX), _p2(dW1), _p1(db1), _p2(dW2), X.shape[0], X.shape[1],
                            W1.shape[0], activation)
 
 
 def residual_jvp(const floating[:, ::1] X, const floating[:, ::1] W1,
                  const floating[:, ::1] W2, const floating[:, ::1] H,
-                 const floating[:, ::1] dX, const floating[:, ::1] dW1,
-                 const floating[::1] db1, const floating[:, ::1] dW2,
-                 floating[:, ::1] dH, floating[:, ::1] out, int activation):
+                 const floating[:, ::1] S, const floating[:, ::1] dX,
+                 const floating[:, ::1] dW1, const floating[::1] db1,
+                 const floating[:, ::1] dW2, floating[:, ::1] dH, floating[:, ::1] out,
+                 int activation):
     with nogil:
-        _residual_jvp(_c2(X), _c2(W1), _c2(W2), _c2(H), _c2(dX), _c2(dW1), _c1(db1),
+        _residual_jvp(_c2(X), _c2(W1), _c2(W2), _c2(H), _c2(S), _c2(dX), _c2(dW1), _c1(db1),
                       _c2(dW2), _p2(dH), _p2(out), X.shape[0], X.shape[1], W1.shape[0],
                       activation)
 
@@ -658,6 +705,7 @@ cdef class TrainStep:
             L.W2, L.dW2 = _address(spec.get("W2"), dtype), _address(spec.get("dW2"), dtype)
             L.out, L.dX = _address(spec["out"], dtype), _address(spec.get("dX"), dtype)
             L.scratch, L.H = _address(spec["scratch"], dtype), _address(spec.get("H"), dtype)
+            L.Z = _address(spec.get("Z"), dtype)
         self.n_in = self.layers[0].n_in
         self.n_classes = self.layers[self.n_layers - 1].n_out
         self.params, self.grads = _address(params, dtype), _address(grads, dtype)

@@ -71,6 +71,22 @@ _SGD = _specialisations(_kernels.sgd_momentum)
 _LEAST_SQUARES = _specialisations(_kernels.least_squares)
 
 
+#: An empty (0, 0) array per dtype: the kernels' "no buffer" (its pointer is NULL), passed as
+#: the pre-activation buffer of activations whose derivative needs only their output.
+_NO_BUFFER = {dtype: np.empty((0, 0), dtype=dtype) for dtype in v.FLOAT_DTYPES}
+
+
+def _pre_activation_buffer(entry, shape, dtype, cache, output):
+    """Where the forward pass keeps Z: nowhere (the output serves act'), or a buffer, reused
+    from an earlier cache when that cache kept one of the right shape."""
+    if not entry.keeps_input:
+        return _NO_BUFFER[dtype]
+    kept = None if cache is None else cache.saved
+    if kept is not None and kept is not output and kept.shape == shape and kept.dtype == dtype:
+        return kept
+    return np.empty(shape, dtype=dtype)
+
+
 def _result(name, out, shape, dtype, inputs):
     if out is None:
         return np.empty(shape, dtype=dtype)
@@ -147,14 +163,16 @@ def linear_forward(X, W, b, activation="identity", out=None, cache=None):
         For :func:`linear_backward` and :func:`linear_jvp`.
     """
     X, W, b, dtype = v.linear_arguments(X, W, b)
-    code = activations.get(activation).code
+    entry = activations.get(activation)
     A = _result("out", out, (X.shape[0], W.shape[0]), dtype, {"X": X, "W": W, "b": b})
     if cache is not None and not isinstance(cache, LinearCache):
         raise TypeError(f"cache must be a LinearCache from linear_forward, got {type(cache).__name__}")
-    _LINEAR_FORWARD[dtype](X, W, b, A, code)
+    Z = _pre_activation_buffer(entry, A.shape, dtype, cache, cache and cache.A)
+    _LINEAR_FORWARD[dtype](X, W, b, Z, A, entry.code)
+    saved = Z if entry.keeps_input else A
     if cache is None:
-        return A, LinearCache(X, W, A, activation, A)
-    cache.X, cache.W, cache.A, cache.activation, cache.saved = X, W, A, activation, A
+        return A, LinearCache(X, W, A, activation, saved)
+    cache.X, cache.W, cache.A, cache.activation, cache.saved = X, W, A, activation, saved
     return A, cache
 
 
@@ -226,7 +244,7 @@ def residual_forward(X, W1, b1, W2, activation="tanh", out=None, cache=None):
     cache : ResidualCache
     """
     X, W1, b1, W2, dtype = v.residual_arguments(X, W1, b1, W2)
-    code = activations.get(activation).code
+    entry = activations.get(activation)
     Y = _result("out", out, X.shape, dtype, {"X": X, "W1": W1, "b1": b1, "W2": W2})
     if cache is not None and not isinstance(cache, ResidualCache):
         raise TypeError(f"cache must be a ResidualCache from residual_forward, got {type(cache).__name__}")
@@ -235,11 +253,13 @@ def residual_forward(X, W1, b1, W2, activation="tanh", out=None, cache=None):
         H = cache.H
     else:
         H = np.empty(H_shape, dtype=dtype)
-    _RESIDUAL_FORWARD[dtype](X, W1, b1, W2, H, Y, code)
+    Z = _pre_activation_buffer(entry, H_shape, dtype, cache, cache and cache.H)
+    _RESIDUAL_FORWARD[dtype](X, W1, b1, W2, Z, H, Y, entry.code)
+    saved = Z if entry.keeps_input else H
     if cache is None:
-        return Y, ResidualCache(X, W1, W2, H, activation, H)
+        return Y, ResidualCache(X, W1, W2, H, activation, saved)
     cache.X, cache.W1, cache.W2, cache.H, cache.activation, cache.saved = \
-        X, W1, W2, H, activation, H
+        X, W1, W2, H, activation, saved
     return Y, cache
 
 
@@ -256,8 +276,8 @@ def residual_backward(dY, cache, out=None):
         out, ("dX", "dW1", "db1", "dW2"), (X.shape, W1.shape, (W1.shape[0],), W2.shape), X.dtype,
         {"dY": dY, "X": X, "W1": W1, "W2": W2, "H": H},
     )
-    _RESIDUAL_BACKWARD[X.dtype](dY, X, W1, W2, cache.saved, cache.scratch(), dX, dW1, db1,
-                                dW2, activations.ACTIVATIONS[activation].code)
+    _RESIDUAL_BACKWARD[X.dtype](dY, X, W1, W2, H, cache.saved, cache.scratch(), dX, dW1,
+                                db1, dW2, activations.ACTIVATIONS[activation].code)
     return dX, dW1, db1, dW2
 
 
@@ -269,8 +289,8 @@ def residual_jvp(cache, dX, dW1, db1, dW2, out=None):
     dX, dW1, db1, dW2 = v.residual_jvp_arguments(X, W1, W2, dX, dW1, db1, dW2)
     dY = _result("out", out, X.shape, X.dtype, {"X": X, "W1": W1, "W2": W2, "H": H, "dX": dX,
                                                  "dW1": dW1, "db1": db1, "dW2": dW2})
-    _RESIDUAL_JVP[X.dtype](X, W1, W2, cache.saved, dX, dW1, db1, dW2, cache.scratch(), dY,
-                           activations.ACTIVATIONS[activation].code)
+    _RESIDUAL_JVP[X.dtype](X, W1, W2, H, cache.saved, dX, dW1, db1, dW2, cache.scratch(),
+                           dY, activations.ACTIVATIONS[activation].code)
     return dY
 
 
@@ -345,7 +365,8 @@ def train_step(layers, n, params, grads, velocity):
     specs, outputs = [], []
     for i, layer in enumerate(layers):
         n_in, n_out, hidden = layer["n_in"], layer["n_out"], layer.get("hidden", 0)
-        spec = {"kind": layer["kind"], "activation": activations.get(layer["activation"]).code,
+        entry = activations.get(layer["activation"])
+        spec = {"kind": layer["kind"], "activation": entry.code,
                 "n_in": n_in, "n_out": n_out, "hidden": hidden}
         for name in v.STEP_SHAPES[layer["kind"]](n_in, n_out, hidden):
             spec[name], spec["d" + name] = layer[name], layer["d" + name]
@@ -355,6 +376,7 @@ def train_step(layers, n, params, grads, velocity):
         spec["dX"] = np.empty((n, n_in), dtype=dtype) if i > 0 else None
         spec["scratch"] = np.empty((n, inner), dtype=dtype)
         spec["H"] = np.empty((n, hidden), dtype=dtype) if hidden else None
+        spec["Z"] = np.empty((n, inner), dtype=dtype) if entry.keeps_input else None
         specs.append(spec)
         outputs.append(spec["out"])
     dlogits = np.empty((n, layers[-1]["n_out"]), dtype=dtype)
