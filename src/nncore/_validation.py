@@ -1,4 +1,5 @@
-"""Argument checks shared by :mod:`nncore.ops` and :mod:`nncore.reference`.
+"""Argument checks shared by :mod:`nncore.ops` and :mod:`nncore.reference` (and used by
+:mod:`nncore.check`).
 
 Both modules must reject the same bad input with the same message, so the checks live here,
 in plain Python and NumPy. Nothing in this module computes a result.
@@ -150,6 +151,41 @@ def real_number(name, value, minimum=None, maximum=None):
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def finite_float_array(name, value):
+    """``value`` as a float32/float64 ndarray of any shape, not empty and all finite.
+
+    Integer arrays become float64. No copy is made of a float array (the callers only read it).
+    """
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        raise TypeError(f"{name} must be a float32 or float64 array, got {value!r}")
+    array = np.asarray(value)
+    if array.dtype.kind in "iu":
+        array = array.astype(np.float64)
+    if array.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {array.dtype}")
+    if array.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return array
+
+
+def real_in_range(name, value, low=None, high=None, low_open=False, high_open=False):
+    """Return ``value`` as a finite float between ``low`` and ``high``, each bound closed
+    unless ``low_open`` / ``high_open`` (only int, float and NumPy scalars are accepted)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                      np.floating)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
     return value
 
 

@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from ._validation import integer
+from ._validation import finite_float_array, integer, real_in_range
 from .network import BACKENDS, mlp, resnet, softmax_regression
 from .optim import SGD
 
@@ -69,36 +69,6 @@ _NO_ORDER = float("nan")
 
 def _unit_roundoff(dtype):
     return float(np.finfo(dtype).eps) / 2
-
-
-def _float_array(name, value):
-    """``value`` as a float32/float64 ndarray (a copy is never needed: it is only read)."""
-    if isinstance(value, (bool, np.bool_)) or value is None:
-        raise TypeError(f"{name} must be a float32 or float64 array, got {value!r}")
-    array = np.asarray(value)
-    if array.dtype.kind in "iu":
-        array = array.astype(np.float64)
-    if array.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"{name} must have dtype float32 or float64, got {array.dtype}")
-    if array.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinity")
-    return array
-
-
-def _real(name, value, low=None, high=None, low_open=False, high_open=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
-                                                                      np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
-    if high is not None and (value > high or (high_open and value == high)):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
-    return value
 
 
 def _direction(direction, x, rng):
@@ -451,9 +421,9 @@ class ErrorResult:
 
 def _taylor_test(kind, F, x, linear_term, direction, eps0, factor, steps, seed, window, kinks,
                  name):
-    x = _float_array("x", x)
-    eps0 = _real("eps0", eps0, low=0.0, low_open=True)
-    factor = _real("factor", factor, low=0.0, high=1.0, low_open=True, high_open=True)
+    x = finite_float_array("x", x)
+    eps0 = real_in_range("eps0", eps0, low=0.0, low_open=True)
+    factor = real_in_range("factor", factor, low=0.0, high=1.0, low_open=True, high_open=True)
     steps = integer("steps", steps, minimum=MIN_WINDOW + 1)
     window = integer("window", window, minimum=MIN_WINDOW)
     if kinks is not None and not callable(kinks):
@@ -654,10 +624,10 @@ def gradient_test(f, x, grad, direction=None, eps0=1.0, factor=0.5, steps=20, se
     ``|t| <= eps0 * u**(1/3)`` (``u`` the unit round-off) and what a fitted cubic leaves is
     round-off. A residual is used only if it is more than ``ROUNDOFF_MARGIN`` times that.
     """
-    x_checked = _float_array("x", x)
+    x_checked = finite_float_array("x", x)
     if callable(grad):
         grad = grad(x_checked)
-    g = _float_array("grad", grad).astype(np.float64)
+    g = finite_float_array("grad", grad).astype(np.float64)
     if g.shape != x_checked.shape:
         raise ValueError(f"grad must have the shape of x {x_checked.shape}, got {g.shape}")
 
@@ -692,7 +662,7 @@ def jacobian_test(F, x, jvp, direction=None, eps0=1.0, factor=0.5, steps=20, see
     -------
     TaylorResult
     """
-    x_checked = _float_array("x", x)
+    x_checked = finite_float_array("x", x)
     if not callable(jvp):
         raise TypeError(f"jvp must be a callable v -> J v, got {jvp!r}")
 
@@ -734,11 +704,11 @@ def jacobian_transpose_test(jvp, vjp, x, trials=3, seed=0, tolerance=TRANSPOSE_T
     -------
     TransposeResult
     """
-    x = _float_array("x", x)
+    x = finite_float_array("x", x)
     if not callable(jvp) or not callable(vjp):
         raise TypeError("jvp and vjp must be callables")
     trials = integer("trials", trials)
-    tolerance = _real("tolerance", tolerance, low=0.0, low_open=True)
+    tolerance = real_in_range("tolerance", tolerance, low=0.0, low_open=True)
     dtype = x.dtype
     bound = tolerance * _unit_roundoff(dtype)
     rng = np.random.default_rng(seed)
@@ -912,9 +882,9 @@ def least_squares_demo(m=500, n=20, seed=0, batch_size=50, lr=None, momentum=0.9
     if m < n:
         raise ValueError(f"m must be >= n for a unique least-squares solution, got m={m}, n={n}")
     batch_size = integer("batch_size", batch_size)
-    momentum = _real("momentum", momentum, low=0.0, high=1.0, low_open=True, high_open=True)
-    condition = _real("condition", condition, low=1.0)
-    tolerance = _real("tolerance", tolerance, low=0.0, high=1.0, low_open=True)
+    momentum = real_in_range("momentum", momentum, low=0.0, high=1.0, low_open=True, high_open=True)
+    condition = real_in_range("condition", condition, low=1.0)
+    tolerance = real_in_range("tolerance", tolerance, low=0.0, high=1.0, low_open=True)
     max_epochs = integer("max_epochs", max_epochs)
     from . import ops
 
@@ -927,7 +897,7 @@ def least_squares_demo(m=500, n=20, seed=0, batch_size=50, lr=None, momentum=0.9
     eigenvalues = np.linalg.eigvalsh(A.T @ A / m)
     if lr is None:
         lr = 0.5 / eigenvalues[-1]
-    lr = _real("lr", lr, low=0.0, low_open=True)
+    lr = real_in_range("lr", lr, low=0.0, low_open=True)
     norm_lstsq = np.linalg.norm(x_lstsq)
     epoch_orders = [np.random.default_rng([seed, epoch]).permutation(m)
                     for epoch in range(max_epochs)]
