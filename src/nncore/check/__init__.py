@@ -31,9 +31,9 @@ import math
 
 import numpy as np
 
-from ._validation import finite_float_array, integer, real_in_range
-from .network import BACKENDS, mlp, resnet, softmax_regression
-from .optim import SGD
+from .._validation import finite_float_array, integer, real_in_range
+from ..network import BACKENDS, mlp, resnet, softmax_regression
+from ..optim import SGD
 
 __all__ = [
     "ORDER_TOLERANCE",
@@ -886,7 +886,7 @@ def least_squares_demo(m=500, n=20, seed=0, batch_size=50, lr=None, momentum=0.9
     condition = real_in_range("condition", condition, low=1.0)
     tolerance = real_in_range("tolerance", tolerance, low=0.0, high=1.0, low_open=True)
     max_epochs = integer("max_epochs", max_epochs)
-    from . import ops
+    from .. import ops
 
     rng = np.random.default_rng(seed)
     column_scale = condition ** (-0.5 * np.linspace(0.0, 1.0, n))
@@ -1160,7 +1160,7 @@ def network_forward_backward(network, X, dlogits):
 def relu_pattern(network, X):
     """The sign of every ReLU pre-activation of ``network`` on ``X`` (a flat bool array):
     it changes exactly when a step crosses a kink. Empty for networks without ReLU."""
-    from .layers import Residual
+    from ..layers import Residual
 
     X = network.check_X(X)
     signs = [np.zeros(0, dtype=bool)]
@@ -1354,7 +1354,7 @@ def run_checks(checks):
 # --- figures -------------------------------------------------------------------------------
 
 def _pyplot():
-    from .plots import pyplot  # matplotlib only when a figure is drawn
+    from ..plots import pyplot  # matplotlib only when a figure is drawn
 
     return pyplot()
 
