@@ -34,6 +34,7 @@ import numpy as np
 from .._validation import finite_float_array, integer, real_in_range
 from ..network import BACKENDS, mlp, resnet, softmax_regression
 from ..optim import SGD
+from .figures import plot_results
 
 __all__ = [
     "ORDER_TOLERANCE",
@@ -258,89 +259,10 @@ class TaylorResult:
         title : str, optional
             Defaults to the check's name and verdict.
         """
-        if ax is None:
-            if path is None:
-                raise ValueError("plot needs a path to save to or an ax to draw into")
-            plt = _pyplot()
-            fig, ax = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
-            self._draw(ax, title)
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            return path
-        self._draw(ax, title)
-        return ax
+        from . import figures  # matplotlib only when a figure is drawn
 
-    def _reference_lines(self):
-        """``(order, eps, values)`` of the reference slopes: 3x the residual at the middle of
-        its fitted window (slope 1 falls back to the smallest usable step), extended into
-        the empty margin left of the data, where they are labelled."""
-        line_eps = np.append(self.eps, self.eps.min() / 8)
-        lines = []
-        for order, residual, window in ((1, self.zero, self.window_zero),
-                                        (2, self.first, self.window_first)):
-            if len(window):
-                anchor = window[len(window) // 2]
-            elif order == 1 and np.any((residual > 0) & ~self.crossed):
-                anchor = np.flatnonzero((residual > 0) & ~self.crossed)[-1]
-            else:
-                continue
-            lines.append((order, line_eps,
-                          residual[anchor] * 3 * (line_eps / self.eps[anchor]) ** order))
-        return lines
-
-    def _draw(self, ax, title):
-        eps = self.eps
-        symbol = r"f" if self.kind == "gradient" else r"F"
-        norm = (r"|", r"|") if self.kind == "gradient" else (r"\|", r"\|")
-        linear = r"\varepsilon\, d^{\top}\!g" if self.kind == "gradient" else r"\varepsilon J d"
-        labels = (
-            rf"zero order ${norm[0]}{symbol}(x+\varepsilon d)-{symbol}(x){norm[1]}$",
-            rf"first order ${norm[0]}{symbol}(x+\varepsilon d)-{symbol}(x)-{linear}{norm[1]}$",
-        )
-        references = self._reference_lines()
-        floor = ROUNDOFF_MARGIN * self.noise
-        shown_values = [self.zero[self.zero > 0], self.first[self.first > 0], floor]
-        shown_values += [values[-1:] for _, _, values in references]
-        bottom = np.concatenate(shown_values).min() / 10
-        ax.fill_between(eps, bottom, floor, color="0.88", zorder=0,
-                        label=f"round-off zone (< {ROUNDOFF_MARGIN:g}x round-off level)")
-        styles = (dict(marker="o", linestyle="-", color="0.1"),
-                  dict(marker="s", linestyle="--", color="tab:blue"))
-        for residual, window, label, style in zip((self.zero, self.first),
-                                                  (self.window_zero, self.window_first),
-                                                  labels, styles):
-            shown = np.where(residual > 0, residual, np.nan)
-            ax.plot(eps, shown, markerfacecolor="white", markersize=5, label=label, **style)
-            if len(window):
-                ax.plot(eps[window], shown[window], linestyle="none", marker=style["marker"],
-                        color=style["color"], markersize=6)
-        if self.crossed.any():
-            ax.plot(eps[self.crossed], self.zero[self.crossed], linestyle="none", marker="x",
-                    color="tab:red", markersize=9, label="crossed a ReLU kink (not used)")
-        for order, line_eps, values in references:
-            ax.plot(line_eps, values, linestyle=":", color="0.35", linewidth=1.2)
-            ax.annotate(f"slope {order}", (line_eps[-1], values[-1]), textcoords="offset points",
-                        xytext=(-1, 3), fontsize=8, color="0.2", ha="left", va="bottom")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        _sparse_log_ticks(ax)
-        ax.set_ylim(bottom=bottom)
-        ax.set_xlim(eps.min() / 10, eps.max() * 1.5)
-        ax.set_xlabel(r"step $\varepsilon$ (unit direction $d$)")
-        ax.set_ylabel("residual")
-        ax.set_title(title or f"{self.name}\n{self.verdict}: {self._orders_text()}", fontsize=9)
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-
-
-def _sparse_log_ticks(ax):
-    """At most about six labelled decades per axis and no minor ticks: readable, and
-    cheap to lay out (log axes spanning 15 decades otherwise dominate drawing time)."""
-    from matplotlib.ticker import LogLocator, NullLocator
-
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_locator(LogLocator(base=10.0, numticks=7))
-        axis.set_minor_locator(NullLocator())
+        title = title or f"{self.name}\n{self.verdict}: {self._orders_text()}"
+        return figures.plot_taylor(self, path, ax, title, ROUNDOFF_MARGIN)
 
 
 def _format_order(value):
@@ -805,39 +727,9 @@ class LeastSquaresResult:
     def plot(self, path):
         """Objective and relative error against iteration, momentum and plain SGD; saved to
         ``path``."""
-        plt = _pyplot()
-        fig, (ax_objective, ax_error) = plt.subplots(1, 2, figsize=(11, 4.2),
-                                                     constrained_layout=True)
-        styles = {"momentum": dict(linestyle="-", color="0.1",
-                                   label=f"SGD + momentum {self.momentum:g}"),
-                  "plain": dict(linestyle="--", color="tab:orange", label="plain SGD")}
-        for method, style in styles.items():
-            run = self.runs[method]
-            iterations = np.arange(run["objective"].size)
-            ax_objective.semilogy(iterations, run["objective"], **style)
-            ax_error.semilogy(iterations, run["error"], **style)
-            reached = run["iterations_to_tolerance"]
-            if reached is not None:
-                ax_error.plot(reached, run["error"][reached], marker="o" if method == "momentum"
-                              else "s", color=style["color"], markersize=7, linestyle="none")
-                ax_error.annotate(f"{reached} it.", (reached, run["error"][reached]),
-                                  textcoords="offset points", xytext=(5, 6), fontsize=8)
-        ax_error.axhline(self.tolerance, color="0.4", linestyle=":", linewidth=1.2,
-                         label=f"tolerance {self.tolerance:g}")
-        ax_objective.set_ylabel(r"objective $\|Ax-b\|^2/(2m)$ (optimum 0)")
-        ax_error.set_ylabel(r"relative error $\|x - x_{\rm lstsq}\| / \|x_{\rm lstsq}\|$")
-        for ax in (ax_objective, ax_error):
-            ax.set_xlabel(f"iteration (mini-batch of {self.batch_size})")
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=8)
-        m, n = self.shape
-        ax_objective.set_title("Objective")
-        ax_error.set_title("Distance to numpy.linalg.lstsq")
-        fig.suptitle(f"SGD on least squares, A {m}x{n}, condition {self.condition:.0f}, "
-                     f"lr {self.lr:.3g}: momentum vs plain at the same learning rate")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        from . import figures  # matplotlib only when a figure is drawn
+
+        return figures.plot_least_squares(self, path)
 
 
 def _count(iterations):
@@ -1349,52 +1241,3 @@ def run_checks(checks):
         ``.summary()``.
     """
     return [check.run() for check in checks]
-
-
-# --- figures -------------------------------------------------------------------------------
-
-def _pyplot():
-    from ..plots import pyplot  # matplotlib only when a figure is drawn
-
-    return pyplot()
-
-
-def plot_results(results, path, title=None, columns=4, dpi=100):
-    """Draw several Taylor-test results side by side, one panel each, and save the figure.
-
-    Parameters
-    ----------
-    results : iterable
-        Results of any kind; only TaylorResults (gradient and Jacobian tests) are drawn.
-    path : str
-        Where to save (the format follows the extension).
-    title : str, optional
-    columns : int >= 1
-        Panels per row.
-    dpi : int
-
-    Returns
-    -------
-    str or None
-        ``path``, or None when there was nothing to draw (no file is written).
-    """
-    results = [r for r in results if isinstance(r, TaylorResult)]
-    if not results:
-        return None
-    columns = min(integer("columns", columns), len(results))
-    rows = math.ceil(len(results) / columns)
-    plt = _pyplot()
-    # a fixed layout: a layout engine would measure every tick label of every panel twice
-    width, height = 4.6 * columns, 4.0 * rows + 0.5
-    fig, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False)
-    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=0.55 / height,
-                        top=1 - 0.95 / height, wspace=0.3, hspace=0.95 / 4.0 * 1.6)
-    for ax, result in zip(axes.flat, results):
-        result.plot(ax=ax)
-    for ax in axes.flat[len(results):]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title, y=1 - 0.15 / height)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
