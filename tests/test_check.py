@@ -22,6 +22,7 @@ import pytest
 
 from nncore import check, ops
 from nncore.check import (
+    catalogue,
     gradient_test,
     jacobian_test,
     jacobian_transpose_test,
@@ -63,7 +64,7 @@ def dense_problem(activation="tanh", n=6, width=4, seed=1):
     X = rng.standard_normal((n, width))
     W = rng.standard_normal((width, width)) / 2
     b = rng.standard_normal(width)
-    b = check._draw_away_from_kinks(rng, X, W, b, margin=0.05)
+    b = catalogue._draw_away_from_kinks(rng, X, W, b, margin=0.05)
     _, cache = ops.linear_forward(X, W, b, activation)
     return X, W, b, cache
 
