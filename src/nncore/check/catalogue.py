@@ -7,7 +7,9 @@ least-squares demo of SGD; :func:`run_checks` runs them. The builders of one lay
 ``_dense_checks`` and ``_residual_checks``, take ``(suite, backend, dtype, rng, activation)``.
 """
 
+import dataclasses
 import math
+from typing import ClassVar
 
 import numpy as np
 
@@ -21,16 +23,20 @@ __all__ = ["ErrorResult", "Check", "TAYLOR_SETTINGS", "ready_made_checks", "run_
            "network_forward_backward", "relu_pattern"]
 
 
+@dataclasses.dataclass(eq=False)  # compared by identity, as before
 class ErrorResult:
     """A check that raised instead of returning a result (counted as a failure)."""
 
-    kind = "error"
-    passed = False
-    verdict = "ERROR"
+    kind: ClassVar[str] = "error"
+    passed: ClassVar[bool] = False
+    verdict: ClassVar[str] = "ERROR"
 
-    def __init__(self, name, error):
-        self.name, self.error = name, error
-        self.reason = f"{type(error).__name__}: {error}"
+    name: str
+    error: Exception
+    reason: str = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        self.reason = f"{type(self.error).__name__}: {self.error}"
 
     def summary(self):
         return f"{self.verdict:<12} {self.name}: {self.reason}"

@@ -2,6 +2,9 @@
 without momentum against ``numpy.linalg.lstsq``.
 """
 
+import dataclasses
+from typing import ClassVar
+
 import numpy as np
 
 from .._validation import integer, real_in_range
@@ -10,6 +13,7 @@ from ..optim import SGD
 __all__ = ["LeastSquaresResult", "least_squares_demo"]
 
 
+@dataclasses.dataclass(eq=False, repr=False)  # ndarray fields: compared by identity
 class LeastSquaresResult:
     """The outcome of :func:`least_squares_demo`.
 
@@ -24,14 +28,27 @@ class LeastSquaresResult:
         (arrays, one value per iteration, iteration 0 is the start), ``iterations_to_tolerance``
         (int or None) and ``final_error``.
     lr, momentum, batch_size, tolerance, condition : float / int
+    shape : tuple (m, n)
+        The shape of ``A``.
     passed : bool
         Momentum reached ``tolerance`` and did so in fewer iterations than plain SGD.
+    reason : str
     """
 
-    kind = "least-squares"
+    kind: ClassVar[str] = "least-squares"
 
-    def __init__(self, **fields):
-        self.__dict__.update(fields)
+    x: np.ndarray
+    x_lstsq: np.ndarray
+    relative_error: float
+    runs: dict
+    lr: float
+    momentum: float
+    batch_size: int
+    tolerance: float
+    condition: float
+    shape: tuple
+    passed: bool
+    reason: str
 
     @property
     def verdict(self):

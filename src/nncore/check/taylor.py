@@ -6,6 +6,7 @@ like ``eps`` and the first-order residual ``||F(x + eps d) - F(x) - eps J d||`` 
 :mod:`nncore.check` docstring. Pure NumPy: nothing of nncore but argument checks.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -100,6 +101,7 @@ def _fitted_order(eps, residual, window):
 
 
 
+@dataclasses.dataclass(eq=False, repr=False)  # ndarray fields: compared by identity
 class TaylorResult:
     """The outcome of :func:`gradient_test` or :func:`jacobian_test`.
 
@@ -109,6 +111,8 @@ class TaylorResult:
     kind : {"gradient", "jacobian"}
     dtype : numpy.dtype
         The dtype ``F`` was evaluated in.
+    size : int
+        The number of unknowns (``x.size``).
     eps : ndarray (steps,)
     zero, first : ndarray (steps,)
         The zero-order residual ``||F(x + eps d) - F(x)||`` and the first-order residual
@@ -135,8 +139,23 @@ class TaylorResult:
         Passed as exactly linear along ``d`` (the first-order residual at round-off).
     """
 
-    def __init__(self, **fields):
-        self.__dict__.update(fields)
+    name: str
+    kind: str
+    dtype: np.dtype
+    size: int
+    eps: np.ndarray
+    zero: np.ndarray
+    first: np.ndarray
+    noise: np.ndarray
+    crossed: np.ndarray
+    window_zero: np.ndarray
+    window_first: np.ndarray
+    orders: tuple
+    passed: bool
+    verdict: str
+    reason: str
+    resolution: float
+    direction: np.ndarray
 
     @property
     def table(self):

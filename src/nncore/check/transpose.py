@@ -4,6 +4,9 @@ Jacobian-vector product, ``|u^T (J v) - v^T (J^T u)| / (||u|| ||J v||)`` for ran
 argument checks.
 """
 
+import dataclasses
+from typing import ClassVar
+
 import numpy as np
 
 from .._validation import finite_float_array, integer, real_in_range
@@ -18,6 +21,7 @@ def _unit_roundoff(dtype):
     return float(np.finfo(dtype).eps) / 2
 
 
+@dataclasses.dataclass(eq=False, repr=False)  # compared by identity, as before
 class TransposeResult:
     """The outcome of :func:`jacobian_transpose_test`.
 
@@ -34,12 +38,22 @@ class TransposeResult:
     passed : bool
     verdict : {"PASS", "FAIL"}
     reason : str
+    size_in, size_out : int
+        The sizes of ``v`` (``x.size``) and of ``J v``.
     """
 
-    kind = "transpose"
+    kind: ClassVar[str] = "transpose"
 
-    def __init__(self, **fields):
-        self.__dict__.update(fields)
+    name: str
+    dtype: np.dtype
+    rows: list
+    discrepancy: float
+    bound: float
+    passed: bool
+    verdict: str
+    reason: str
+    size_in: int
+    size_out: int
 
     @property
     def table(self):
