@@ -278,6 +278,25 @@ def sgd_hyperparameters(lr, momentum, nesterov, weight_decay):
     return lr, momentum, nesterov, weight_decay
 
 
+def finite_float_array(name, value):
+    """``value`` as a float32/float64 ndarray of any shape, not empty and all finite.
+
+    Integer arrays become float64. No copy is made of a float array (the callers only read it).
+    """
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        raise TypeError(f"{name} must be a float32 or float64 array, got {value!r}")
+    array = np.asarray(value)
+    if array.dtype.kind in "iu":
+        array = array.astype(np.float64)
+    if array.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {array.dtype}")
+    if array.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return array
+
+
 def inplace_vector(name, value):
     """A 1-D float array that is updated in place: must already be contiguous and writeable."""
     if not isinstance(value, np.ndarray):

@@ -163,6 +163,11 @@ class Layer:
         jvp = getattr(self.backend, self.functions[2])
         return jvp(self._cache(), dX, *(dparams[name] for name in self.param_shapes))
 
+    def pre_activation_signs(self):
+        """Where the pre-activation of the last forward pass is > 0: for a kinked
+        activation (ReLU) the sign of the saved array is the sign of z."""
+        return self._cache().saved > 0
+
     # --- what this kind provides ---------------------------------------------------------------
 
     def init(self, rng):
