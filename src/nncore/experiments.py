@@ -34,8 +34,8 @@ from . import __version__, check, datasets
 from .network import from_layer_specs, mlp, resnet
 from .optim import SGD
 from ._validation import integer
-from .search import (_checked_n_jobs, _fingerprint, _one_blas_thread, build_network,
-                     grid_search, score)
+from .parallel import checked_n_jobs, one_blas_thread
+from .search import _fingerprint, build_network, grid_search, score
 from .train import TrainingDiverged, fit
 
 __all__ = ["FULL", "QUICK", "StudySettings", "comparable_mlp_width", "run_study",
@@ -474,7 +474,7 @@ def _train(network, X, y, X_val, y_val, settings, lr, batch_size, epochs, seed):
     optimizer = SGD(lr=lr, momentum=settings.momentum, schedule=settings.schedule)
     started = time.perf_counter()
     message = None
-    with _one_blas_thread():
+    with one_blas_thread():
         try:
             history = fit(network, X, y, epochs=epochs, batch_size=batch_size,
                           optimizer=optimizer, validation_data=(X_val, y_val), seed=seed,
@@ -888,7 +888,7 @@ def run_study(data="all", out="reports", quick=False, seed=0, n_jobs=1, command=
     if not isinstance(quick, (bool, np.bool_)):
         raise TypeError(f"quick must be True or False, got {quick!r}")
     seed = integer("seed", seed, minimum=0)
-    if n_jobs is None or _checked_n_jobs(n_jobs) is None:
+    if n_jobs is None or checked_n_jobs(n_jobs) is None:
         raise ValueError("n_jobs must be a nonzero integer (-1 for all cores), got None")
     if verbose not in (0, 1):
         raise ValueError(f"verbose must be 0 or 1, got {verbose!r}")

@@ -36,7 +36,6 @@ import os
 import sys
 import time
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +44,7 @@ from . import __version__
 from ._validation import integer
 from .network import mlp, resnet, softmax_regression
 from .optim import SCHEDULES, SGD
+from .parallel import checked_n_jobs, one_blas_thread, run_unordered
 from .train import TrainingDiverged, fit
 
 __all__ = [
@@ -284,17 +284,6 @@ def _checked_data(data):
 # --------------------------------------------------------------------------------------------
 
 
-def _one_blas_thread():
-    """A context limiting BLAS (NumPy's and SciPy's OpenBLAS) to one thread, if threadpoolctl
-    is installed. Without it, joblib's process workers and Dask's still start with one BLAS
-    thread (both set OPENBLAS_NUM_THREADS and friends in their workers)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - depends on the environment
-        return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def _json_number(value):
     value = float(value)
     return value if math.isfinite(value) else None
@@ -304,7 +293,7 @@ def _run_trial(spec, data, build):
     """Train one trial; returns its record (a JSON-serialisable dict)."""
     X, y, X_val, y_val = data
     training = spec["training"]
-    with _one_blas_thread():
+    with one_blas_thread():
         network = build(X.shape[1], spec["n_classes"], spec["init_seed"], **spec["model"])
         optimizer = SGD(lr=training["lr"], momentum=training["momentum"],
                         nesterov=training["nesterov"], weight_decay=training["weight_decay"],
@@ -571,15 +560,6 @@ def _check_build_accepts(build, model_keys):
                          f"{_build_name(build)}; known keys: {', '.join(known)}, {REPEAT_KEY}")
 
 
-def _checked_n_jobs(n_jobs):
-    if n_jobs is None:
-        return None
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a nonzero integer (-1 for all cores) or None, "
-                         f"got {n_jobs!r}")
-    return int(n_jobs)
-
-
 def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val_accuracy",
                 n_jobs=1, backend=None, results="results.jsonl", verbose=0):
     """Train every combination of ``grid`` and score it on the validation set.
@@ -650,7 +630,7 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
     seed = integer("seed", seed, minimum=0)
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {tuple(METRICS)}, got {metric!r}")
-    n_jobs = _checked_n_jobs(n_jobs)
+    n_jobs = checked_n_jobs(n_jobs)
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend must be a joblib backend name or None, got {backend!r}")
     if verbose not in (0, 1, 2):
@@ -716,7 +696,8 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
     if todo:
         writer = _ResultsWriter(results)
         try:
-            for record in _run_all(todo, (X, y, X_val, y_val), build, n_jobs, backend):
+            calls = ((spec, (X, y, X_val, y_val), build) for spec in todo)
+            for record in run_unordered(_run_trial, calls, n_jobs, backend):
                 writer.write(record)
                 finished[record["key"]] = record
                 progress.update(record)
@@ -730,27 +711,6 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
         trial["params"] = spec["params"]  # the grid's view of a record written by another grid
     return SearchResults(trials, metric, varying, Path(results),
                          n_resumed=len(specs) - len(todo))
-
-
-def _run_all(specs, data, build, n_jobs, backend):
-    """Yield each trial's record as it finishes (in any order).
-
-    The limit of one BLAS thread is set once here too: threadpoolctl's limits are global to
-    a process, so with the threading backend the trials' own limits would otherwise be
-    entered and undone out of order and leave the process's thread count changed.
-    """
-    with _one_blas_thread():
-        if n_jobs == 1 and backend is None:
-            for spec in specs:  # no joblib machinery for the plain case
-                yield _run_trial(spec, data, build)
-            return
-        from joblib import Parallel, delayed, parallel_config
-
-        # parallel_config (not Parallel(backend=...)) also registers the external backends
-        # joblib knows by name, such as "dask"
-        with parallel_config(backend=backend) if backend is not None else nullcontext():
-            parallel = Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")
-            yield from parallel(delayed(_run_trial)(spec, data, build) for spec in specs)
 
 
 class _Progress:
