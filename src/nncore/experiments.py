@@ -35,7 +35,8 @@ from .network import from_layer_specs, mlp, resnet
 from .optim import SGD
 from ._validation import integer
 from .parallel import checked_n_jobs, one_blas_thread
-from .search import _fingerprint, build_network, grid_search, score
+from .results import score
+from .search import _fingerprint, build_network, grid_search
 from .train import TrainingDiverged, fit
 
 __all__ = ["FULL", "QUICK", "StudySettings", "comparable_mlp_width", "run_study",

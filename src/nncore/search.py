@@ -29,13 +29,11 @@ How it works
 import hashlib
 import inspect
 import itertools
-import json
 import math
 import numbers
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +43,8 @@ from ._validation import integer
 from .network import mlp, resnet, softmax_regression
 from .optim import SCHEDULES, SGD
 from .parallel import checked_n_jobs, one_blas_thread, run_unordered
+from .results import (METRICS, RECORD_FORMAT, ResultsWriter, SearchResults, canonical,
+                      read_results, score, value_text)
 from .train import TrainingDiverged, fit
 
 __all__ = [
@@ -66,11 +66,6 @@ TRAINING_DEFAULTS = {"lr": 0.02, "momentum": 0.9, "nesterov": False, "weight_dec
 TRAINING_KEYS = (*TRAINING_DEFAULTS, "epochs")
 #: A grid key that changes only the trial's seed: ``repeat = [0, 1, 2]`` runs three replicas.
 REPEAT_KEY = "repeat"
-#: Metrics a search can rank by (read from the last epoch), and whether larger is better.
-METRICS = {"val_accuracy": True, "val_loss": False, "accuracy": True, "loss": False,
-           "best_val_accuracy": True}
-#: Version of the record layout written to the results file.
-RECORD_FORMAT = 1
 
 _FLOAT_KEYS = ("lr", "momentum", "weight_decay")
 _INT_KEYS = {"batch_size": 1, "epochs": 1, "width": 1, "depth": 0, "hidden": 1,
@@ -131,13 +126,8 @@ def build_network(n_in, n_classes, seed, architecture="resnet", width=64, depth=
 # --------------------------------------------------------------------------------------------
 
 
-def _canonical(value):
-    """Canonical JSON text (sorted keys, no spaces): equal settings give equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
 def _digest(value):
-    return hashlib.sha256(_canonical(value).encode()).hexdigest()
+    return hashlib.sha256(canonical(value).encode()).hexdigest()
 
 
 def _normalise(where, key, value):
@@ -171,7 +161,7 @@ def _normalise(where, key, value):
             raise ValueError(f"{label} must be one of {tuple(SCHEDULES)}, got {value!r}")
         return "constant" if value is None else value
     try:
-        _canonical(value)
+        canonical(value)
     except (TypeError, ValueError):
         raise TypeError(f"{label} must be a string, number, boolean or list of them (JSON), "
                         f"got {value!r}") from None
@@ -190,7 +180,7 @@ def _checked_grid(grid):
         if len(values) == 0:
             raise ValueError(f"grid[{key!r}] is an empty list; give at least one value")
         values = [_normalise("grid", key, value) for value in values]
-        texts = [_canonical(value) for value in values]
+        texts = [canonical(value) for value in values]
         for i, text in enumerate(texts):
             if text in texts[:i]:
                 raise ValueError(f"grid[{key!r}] lists the value {values[i]!r} twice")
@@ -231,7 +221,7 @@ def trial_seeds(seed, settings):
     """
     seed = integer("seed", seed, minimum=0)
     settings = {key: value for key, value in settings.items() if key != "epochs"}
-    words = np.frombuffer(hashlib.sha256(_canonical(settings).encode()).digest(), dtype="<u4")
+    words = np.frombuffer(hashlib.sha256(canonical(settings).encode()).digest(), dtype="<u4")
     state = np.random.SeedSequence([seed, *map(int, words)]).generate_state(2)
     return int(state[0]), int(state[1])
 
@@ -340,190 +330,6 @@ def _run_trial(spec, data, build):
         "history": columns,
         "nncore_version": __version__,
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Results file
-# --------------------------------------------------------------------------------------------
-
-
-def read_results(path):
-    """Read the records of a results file (JSON lines), skipping damaged lines.
-
-    A line that is not a JSON object (say, the last one, cut short by a crash mid-write)
-    is skipped with a warning; the trial it held runs again when the search resumes.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-
-    Returns
-    -------
-    list of dict
-        The records in file order; an absent file gives an empty list.
-    """
-    path = Path(path)
-    if not path.exists():
-        return []
-    if not path.is_file():
-        raise ValueError(f"results {os.fspath(path)!r} is not a file")
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                record = None
-            if not isinstance(record, dict) or "key" not in record:
-                warnings.warn(f"{path}:{number}: not a trial record; skipped (that trial "
-                              "will run again)", stacklevel=2)
-                continue
-            records.append(record)
-    return records
-
-
-class _ResultsWriter:
-    """Appends one JSON line per record and flushes it to disk at once."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        if self.path.parent != Path(""):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        needs_newline = False
-        if self.path.exists() and self.path.stat().st_size:
-            with open(self.path, "rb") as handle:
-                handle.seek(-1, os.SEEK_END)
-                needs_newline = handle.read(1) != b"\n"  # a line cut short by a crash
-        self.handle = open(self.path, "a", encoding="utf-8")
-        if needs_newline:
-            self.handle.write("\n")
-
-    def write(self, record):
-        self.handle.write(_canonical(record) + "\n")
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-
-    def close(self):
-        self.handle.close()
-
-
-# --------------------------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------------------------
-
-
-class SearchResults:
-    """The trials of a search, in grid order, with ranking and a text table.
-
-    Attributes
-    ----------
-    trials : list of dict
-        One record per combination, in the grid's order (see :func:`grid_search` for the
-        fields).
-    metric : str
-        What :meth:`ranked` sorts by (a key of :data:`METRICS`).
-    grid_keys : list of str
-        The keys that vary across the grid.
-    path : pathlib.Path
-        The results file.
-    n_resumed : int
-        Trials read back from the file instead of run.
-    """
-
-    def __init__(self, trials, metric, grid_keys, path, n_resumed=0):
-        self.trials, self.metric, self.grid_keys = list(trials), metric, list(grid_keys)
-        self.path, self.n_resumed = path, n_resumed
-
-    def __len__(self):
-        return len(self.trials)
-
-    def __iter__(self):
-        return iter(self.trials)
-
-    def __getitem__(self, index):
-        return self.trials[index]
-
-    def score(self, trial):
-        """The trial's value of :attr:`metric` (None for a diverged trial)."""
-        return score(trial, self.metric)
-
-    def ranked(self):
-        """The trials best first by :attr:`metric`; diverged trials last, ties in grid order."""
-        larger_is_better = METRICS[self.metric]
-
-        def order(trial):
-            value = self.score(trial)
-            if value is None:
-                return (1, 0.0)
-            return (0, -value if larger_is_better else value)
-
-        return sorted(self.trials, key=order)
-
-    @property
-    def best(self):
-        """The best trial (None if every trial diverged)."""
-        ranked = self.ranked()
-        return ranked[0] if ranked and self.score(ranked[0]) is not None else None
-
-    def table(self, top=None):
-        """The ranked trials as a text table (the ``top`` best, or all).
-
-        Columns: rank, each grid key, the final validation accuracy and loss, the best
-        validation accuracy and its epoch, the final training accuracy, the parameter count
-        and the training time.
-        """
-        rows = self.ranked()[:top] if top else self.ranked()
-        header = ["rank", *self.grid_keys, "val_acc", "val_loss", "best_val_acc (epoch)",
-                  "train_acc", "params", "time_s"]
-        lines = []
-        for rank, trial in enumerate(rows, 1):
-            final, best = trial["final"], trial["best"]
-            cells = [str(rank), *(_cell(trial["params"].get(key)) for key in self.grid_keys)]
-            if trial["status"] != "ok":
-                cells += [trial["status"], "-"]
-            else:
-                loss = final["val_loss"]
-                cells += [f"{final['val_accuracy']:.4f}",
-                          f"{loss:.4f}" if abs(loss) < 1e4 else f"{loss:.3g}"]
-            cells.append(f"{best['val_accuracy']:.4f} ({best['epoch']})" if best else "-")
-            cells.append(f"{final['accuracy']:.4f}" if final["accuracy"] is not None else "-")
-            cells += [f"{trial['n_params']:,}", f"{trial['seconds']:.2f}"]
-            lines.append(cells)
-        widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
-        numeric = [i == 0 or i > len(self.grid_keys) for i in range(len(header))]
-        text = []
-        for row in [header, *lines]:
-            text.append("  ".join(cell.rjust(w) if right else cell.ljust(w)
-                                  for cell, w, right in zip(row, widths, numeric)).rstrip())
-        text.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(text)
-
-    def __repr__(self):
-        best = self.best
-        described = f", best {self.metric}={self.score(best):.4f} at {best['params']}" \
-            if best else ""
-        return f"SearchResults({len(self)} trials{described})"
-
-
-def score(trial, metric="val_accuracy"):
-    """A trial record's value of ``metric`` (None if it diverged or has no value)."""
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {tuple(METRICS)}, got {metric!r}")
-    if trial["status"] != "ok":
-        return None
-    if metric == "best_val_accuracy":
-        return trial["best"]["val_accuracy"] if trial["best"] else None
-    return trial["final"][metric]
-
-
-def _cell(value):
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list):
-        return "x".join(map(str, value)) or "[]"
-    return str(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -663,7 +469,7 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
                          "training": {k: v for k, v in training.items() if k != "epochs"},
                          REPEAT_KEY: settings.get(REPEAT_KEY, 0)}
         init_seed, shuffle_seed = trial_seeds(seed, seed_settings)
-        model_text = _canonical(model)
+        model_text = canonical(model)
         if model_text not in probed:  # build once in the parent: bad settings fail now
             probed.add(model_text)
             try:
@@ -694,7 +500,7 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
               file=sys.stderr, flush=True)
     progress = _Progress(len(specs), len(finished), varying, metric, verbose)
     if todo:
-        writer = _ResultsWriter(results)
+        writer = ResultsWriter(results)
         try:
             calls = ((spec, (X, y, X_val, y_val), build) for spec in todo)
             for record in run_unordered(_run_trial, calls, n_jobs, backend):
@@ -737,7 +543,7 @@ class _Progress:
                 self.bar.set_postfix_str(f"best {self.metric} {self.best:.4f}", refresh=False)
             self.bar.update(1)
         elif self.verbose == 2:
-            described = " ".join(f"{k}={_cell(record['params'].get(k))}" for k in self.keys)
+            described = " ".join(f"{k}={value_text(record['params'].get(k))}" for k in self.keys)
             outcome = (f"{self.metric} {value:.4f}" if value is not None
                        else record["status"])
             print(f"[{self.count}/{self.total}] {described}: {outcome} "
