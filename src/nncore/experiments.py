@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, check, datasets
+from . import __version__, check, datasets, plots
 from .network import from_layer_specs, mlp, resnet
 from .optim import SGD
 from ._validation import integer
@@ -200,133 +200,6 @@ def _subset(X, y, size, seed):
         return X, y
     rows = np.random.default_rng(seed).permutation(len(X))[:size]
     return np.ascontiguousarray(X[rows]), np.ascontiguousarray(y[rows])
-
-
-# --------------------------------------------------------------------------------------------
-# Figures (matplotlib is imported when the first one is drawn)
-# --------------------------------------------------------------------------------------------
-
-# Train and validation differ in line, marker and grey level, so they read in greyscale.
-
-
-def _pyplot():
-    from .plots import pyplot  # matplotlib only when a figure is drawn
-
-    return pyplot()
-
-
-def _percent(values):
-    return [100 * v if v is not None else np.nan for v in values]
-
-
-def heatmap(cells, lrs, batch_sizes, path, title, best=None):
-    """Final validation accuracy over learning rate (rows) x batch size (columns).
-
-    Parameters
-    ----------
-    cells : dict
-        ``(lr, batch_size) -> accuracy`` (fraction), or None for a diverged trial.
-    lrs, batch_sizes : sequence
-        Row and column values, in display order.
-    path : str or os.PathLike
-    title : str
-    best : tuple, optional
-        The ``(lr, batch_size)`` cell to outline.
-
-    Returns
-    -------
-    path
-    """
-    plt = _pyplot()
-    values = np.array([[cells.get((lr, bs)) if cells.get((lr, bs)) is not None else np.nan
-                        for bs in batch_sizes] for lr in lrs], dtype=float) * 100
-    fig, ax = plt.subplots(figsize=(1.15 * len(batch_sizes) + 3.2, 0.55 * len(lrs) + 2.2),
-                           constrained_layout=True)
-    finite = values[np.isfinite(values)]
-    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 100.0)
-    if high - low < 1e-9:
-        low, high = low - 0.5, high + 0.5
-    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=low, vmax=high,
-                      aspect="auto", origin="upper")
-    for i in range(len(lrs)):
-        for j in range(len(batch_sizes)):
-            value = values[i, j]
-            if np.isfinite(value):
-                # light text on the dark end of viridis, dark text on the light end
-                shade = (value - low) / (high - low)
-                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=9,
-                        color="white" if shade < 0.6 else "black")
-            else:
-                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
-                                           edgecolor="0.5", linewidth=0))
-                ax.text(j, i, "diverged", ha="center", va="center", fontsize=8, color="0.1")
-    if best is not None and best[0] in lrs and best[1] in batch_sizes:
-        i, j = list(lrs).index(best[0]), list(batch_sizes).index(best[1])
-        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red",
-                                   linewidth=2.5))
-        title += "\n(red box: the best cell)"
-    ax.set_xticks(range(len(batch_sizes)), [str(bs) for bs in batch_sizes])
-    ax.set_yticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
-    ax.set_xlabel("batch size (samples per SGD step)")
-    ax.set_ylabel("learning rate (initial, cosine decay)")
-    ax.set_title(title, fontsize=10)
-    bar = fig.colorbar(image, ax=ax)
-    bar.set_label("final validation accuracy (%)")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def learning_curves(history, path, title):
-    """:func:`nncore.plots.learning_curves` with accuracy in percent, as in the study's
-    other figures."""
-    from .plots import learning_curves as plot_curves
-
-    return plot_curves(history, path, title, percent=True)
-
-
-def comparison_curves(histories, labels, path, title):
-    """Loss (top) and accuracy (bottom) per epoch, one column per model, shared y axes.
-
-    Parameters
-    ----------
-    histories : list of History or dict
-    labels : list of str
-        Column titles.
-    path : str or os.PathLike
-    title : str
-
-    Returns
-    -------
-    path
-    """
-    from .plots import TRAIN_STYLE, VALIDATION_STYLE, whole_epochs
-
-    plt = _pyplot()
-    columns = len(histories)
-    fig, axes = plt.subplots(2, columns, figsize=(5.2 * columns, 7), sharey="row",
-                             squeeze=False, constrained_layout=True)
-    for column, (history, label) in enumerate(zip(histories, labels)):
-        epochs = history["epoch"]
-        for row, (key, scale, unit) in enumerate((("loss", 1, "cross-entropy loss (nats)"),
-                                                  ("accuracy", 100, "accuracy (%)"))):
-            ax = axes[row, column]
-            ax.plot(epochs, [scale * v for v in history[key]], label="train", **TRAIN_STYLE)
-            ax.plot(epochs, [scale * v for v in history["val_" + key]], label="validation",
-                    **VALIDATION_STYLE)
-            ax.set_xlabel("epoch")
-            if column == 0:
-                ax.set_ylabel(unit)
-            ax.tick_params(labelleft=True)
-            whole_epochs(ax)
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=8)
-            ax.set_title(f"{label}: {'loss' if key == 'loss' else 'accuracy'}", fontsize=10)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,14 +400,13 @@ def _study_one(name, source, out, settings, quick, seed, n_jobs, command, verbos
     reproduced = softmax_history["val_loss"] == best_trial["history"]["val_loss"]
     softmax_train = softmax_net.evaluate(X, y)
     softmax_val = softmax_net.evaluate(X_val, y_val)
-    from . import plots
-
-    figures["softmax_curves"] = learning_curves(
+    figures["softmax_curves"] = plots.learning_curves(
         softmax_history, figures_dir / "softmax-curves.png",
         title=f"{name}: softmax regression by SGD (lr {best_lr:g}, batch {best_batch}, "
-              f"momentum {settings.momentum:g}, {settings.schedule} schedule)")
+              f"momentum {settings.momentum:g}, {settings.schedule} schedule)",
+        percent=True)
     cells = {(t["params"]["lr"], t["params"]["batch_size"]): score(t) for t in softmax_grid}
-    figures["softmax_heatmap"] = heatmap(
+    figures["softmax_heatmap"] = plots.heatmap(
         cells, list(settings.softmax_lrs), list(settings.softmax_batch_sizes),
         figures_dir / "softmax-grid.png",
         title=f"{name}: softmax regression, final validation accuracy (%)\n"
@@ -591,7 +463,7 @@ def _study_one(name, source, out, settings, quick, seed, n_jobs, command, verbos
     labels = {architecture: f"{_ARCHITECTURE_LABELS[architecture]} "
                             f"({first[architecture]['network'].n_params:,} parameters)"
               for architecture in runs}
-    figures["network_curves"] = comparison_curves(
+    figures["network_curves"] = plots.comparison_curves(
         [first["standard"]["history"], first["resnet"]["history"]],
         [labels["standard"], labels["resnet"]], figures_dir / "network-curves.png",
         title=f"{name}: standard network vs ResNet, {settings.activation}, each at its best "
