@@ -20,17 +20,15 @@ its numbers say nothing about the methods).
 
 import dataclasses
 import datetime
-import importlib.metadata
 import math
 import os
-import platform
 import re
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, check, datasets, plots
+from . import check, datasets, plots, provenance
 from .network import from_layer_specs, mlp, resnet
 from .optim import SGD
 from ._validation import integer
@@ -249,59 +247,6 @@ def gradient_tests(network, X, y, name, quick=False, seed=0):
                                               name=f"{name}: logits wrt parameters")
     copy.params[...] = params0
     return taylor, transpose
-
-
-# --------------------------------------------------------------------------------------------
-# Provenance
-# --------------------------------------------------------------------------------------------
-
-
-def _package_versions():
-    versions = {"nncore": __version__, "Python": platform.python_version()}
-    for package in ("numpy", "scipy", "matplotlib", "joblib", "threadpoolctl", "tqdm"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    try:
-        from . import _kernels
-
-        versions["nncore kernels"] = ("debug build (bounds checks on)"
-                                      if getattr(_kernels, "DEBUG_BUILD", False)
-                                      else "optimised build")
-    except ImportError:  # pragma: no cover - the kernels are needed to get here
-        pass
-    return versions
-
-
-def _blas_description():
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "unknown (threadpoolctl not installed)"
-    libraries = [f"{info.get('internal_api')} {info.get('version')} "
-                 f"({info.get('architecture') or '?'}) from {info.get('prefix')}"
-                 for info in threadpool_info() if info.get("user_api") == "blas"]
-    return "; ".join(sorted(set(libraries))) or "none found"
-
-
-def _machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    memory = "unknown"
-    try:
-        memory = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
-    except (ValueError, OSError, AttributeError):
-        pass
-    return {"CPU": cpu, "cores": str(os.cpu_count()), "memory": memory,
-            "system": platform.platform(), "BLAS": _blas_description()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -690,8 +635,8 @@ def _report(name, source, summary, settings, quick, seed, n_jobs, command, figur
               ""]
 
     # 6
-    versions = _package_versions()
-    machine = _machine()
+    versions = provenance.package_versions()
+    machine = provenance.machine()
     lines += ["## 6. How this report was made", "",
               "```", command, "```", "",
               f"- seed: {seed} (the grids derive each trial's seeds from it and the trial's "
@@ -776,9 +721,7 @@ def run_study(data="all", out="reports", quick=False, seed=0, n_jobs=1, command=
         raise ValueError(f"out {os.fspath(out)!r} exists and is not a folder")
     specs = _dataset_specs(data)
     if command is None:
-        command = (f"python -c \"import nncore.experiments as e; e.run_study(data={data!r}, "
-                   f"out={os.fspath(out)!r}, quick={bool(quick)}, seed={int(seed)}, "
-                   f"n_jobs={int(n_jobs)})\"")
+        command = provenance.python_command(data, out, quick, seed, n_jobs)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     paths, summaries = [], []
