@@ -14,7 +14,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("ops", "reference", "datasets", "layers", "network", "optim", "train", "io",
-               "plots", "check", "search", "experiments", "cli", "sklearn")
+               "plots", "check", "parallel", "results", "search", "provenance", "report",
+               "experiments", "cli", "sklearn")
 _NAMES = {
     "Network": "network", "mlp": "network", "resnet": "network",
     "softmax_regression": "network",
