@@ -16,6 +16,12 @@ For each data set it writes ``OUT/<name>.md`` and the figures it links (in ``OUT
 ``OUT/index.md`` sums up every data set of the run. :data:`FULL` and :data:`QUICK` hold the
 settings; ``--quick`` trains on a subset with small networks and few epochs (a smoke run:
 its numbers say nothing about the methods).
+
+How a data set is studied: named steps (``_load_data``, ``_softmax_grid``,
+``_softmax_regression``, ``_network_grid``, ``_compare_networks``, ``_gradient_tests_of``)
+fill a :class:`StudyResult`; the figures are drawn from it (:mod:`nncore.plots`), and
+:func:`nncore.report.render` turns it into the Markdown. Provenance comes from
+:mod:`nncore.provenance`, one BLAS thread per training run from :mod:`nncore.parallel`.
 """
 
 import dataclasses

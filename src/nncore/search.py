@@ -24,6 +24,9 @@ How it works
   the builder and a fingerprint of the data, so a file can hold several searches.
 - Trials run through joblib (``n_jobs``, ``backend``); on a Dask cluster choose joblib's
   ``"dask"`` backend with a ``dask.distributed.Client`` open (see docs/study.md).
+
+The results file, :class:`SearchResults` and :func:`read_results` live in
+:mod:`nncore.results`; the BLAS and joblib helpers in :mod:`nncore.parallel`.
 """
 
 import hashlib
