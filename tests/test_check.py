@@ -22,7 +22,6 @@ import pytest
 
 from nncore import check, ops
 from nncore.check import (
-    catalogue,
     gradient_test,
     jacobian_test,
     jacobian_transpose_test,

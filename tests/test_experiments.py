@@ -1,16 +1,24 @@
 """`nncore experiments --quick`: the study's reports, the figures they link, provenance."""
 
+import ast
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import nncore as nc
 from nncore import cli
-from nncore.experiments import comparable_mlp_width, standard_or_resnet
+from nncore.experiments import QUICK, comparable_mlp_width, standard_or_resnet
 from nncore.search import read_results
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: A cell of a report's tables: a percentage, or a number.
+PERCENT = r"\d{1,3}\.\d\d%"
+NUMBER = r"[\d.e+-]+"
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +61,7 @@ def test_report_has_every_section_and_its_figures_exist(study, name, two_d):
         assert (out / figure).read_bytes()[:8] == PNG_SIGNATURE
     if not two_d:
         assert "drawn for 2-D data only" in report
-    # the grid's table: 3 learning rates x 2 batch sizes, the best cell in bold
-    assert "| learning rate \\ batch size | 32 | 128 |" in report
-    assert report.count("**") >= 2
+    assert_report_holds_the_results(report, out / name)
     # parameter counts of the two compared networks, and the gradient tests passed
     assert re.search(r"\| standard network \| [\d,]+ \|", report)
     assert re.search(r"\| ResNet \| [\d,]+ \|", report)
@@ -64,6 +70,54 @@ def test_report_has_every_section_and_its_figures_exist(study, name, two_d):
     assert "nncore " + " ".join(argv) in report
     assert "- seed: 3" in report and "numpy " + np.__version__ in report
     assert "- machine: CPU:" in report and "cores:" in report
+
+
+def assert_report_holds_the_results(report, folder):
+    """The report's tables hold real numbers, and the best cell is the grid file's best."""
+    lines = report.splitlines()
+    # the grid's table: 3 learning rates x 2 batch sizes, a percentage in every cell, the
+    # best cell in bold, and that cell is the best trial of the grid's results file
+    header = lines.index("| learning rate \\ batch size | 32 | 128 |")
+    rows = lines[header + 2:header + 5]
+    cell = rf"(\*\*)?{PERCENT}(\*\*)?"
+    assert [row.split(" | ")[0] for row in rows] == ["| 0.01", "| 0.1", "| 1"], rows
+    assert all(re.fullmatch(rf"\| {NUMBER} \| {cell} \| {cell} \|", row) for row in rows), rows
+    assert sum(row.count("**") for row in rows) == 2, rows
+    trials = read_results(folder / "softmax-grid.jsonl")
+    best = max(trials, key=lambda t: t["final"]["val_accuracy"])
+    lr, batch_size = best["params"]["lr"], best["params"]["batch_size"]
+    bold = f"**{100 * best['final']['val_accuracy']:.2f}%**"
+    assert bold in "".join(rows)
+    # section 1: softmax regression at that cell, with its train and validation scores
+    assert f"at the best cell of the grid in section 2 (learning rate {lr:g}, batch size " \
+        f"{batch_size})." in report
+    for split in ("train", "validation"):
+        assert re.search(rf"^\| {split} \| \d+\.\d{{4}} \| {PERCENT} \|$", report, re.M)
+    # section 3: each learning rate's scores, then each architecture's row of results
+    for lr in QUICK.network_lrs:
+        assert re.search(rf"^\| {lr:g} \| {PERCENT} \| {PERCENT} \|$", report, re.M)
+    for model in ("standard network", "ResNet"):
+        assert re.search(rf"^\| {model} \| [\d,]+ \| {NUMBER} \| {PERCENT} \| {PERCENT} \| "
+                         rf"{PERCENT} \({PERCENT} - {PERCENT}\) \| {NUMBER} \| [\d,]+ \|$",
+                         report, re.M), model
+    # section 5: a row per network
+    assert len(re.findall(r"^\| .+ \| [\d,]+ \| PASS \| ", report, re.M)) == 3
+
+
+def test_the_index_repeats_each_reports_results(study):
+    _, out, _ = study
+    index = (out / "index.md").read_text()
+    for name in ("swissroll", "my-gmm"):
+        report = (out / f"{name}.md").read_text()
+        softmax = re.search(rf"^\| validation \| \d+\.\d{{4}} \| ({PERCENT}) \|$", report,
+                            re.M).group(1)
+        means = [re.search(rf"^\| {model} \| ([\d,]+) \|(?: [^|]+ \|){{3}} ({PERCENT}) ",
+                           report, re.M).groups() for model in ("standard network", "ResNet")]
+        row = next(line for line in index.splitlines() if line.startswith(f"| [{name}]"))
+        assert f"| {softmax} |" in row
+        for params, mean in means:
+            assert f"| {mean} ({params} params) |" in row
+        assert "| pass |" in row
 
 
 def test_grid_results_are_kept_with_their_curves(study):
@@ -112,3 +166,52 @@ def test_out_must_be_a_folder(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert cli.main(["experiments", "--quick", "--out", str(tmp_path / "file")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+# --- how the study's modules sit on the rest of nncore ------------------------------------
+
+#: Modules that build on the network, training and plotting modules; none of those may
+#: import them (not even inside a function), and they import each other without a cycle.
+STUDY_MODULES = {"experiments", "report", "provenance", "search", "results", "parallel"}
+
+
+def _nncore_imports(path):
+    """The nncore modules a source file imports, at its top or inside functions."""
+    package = {p.stem for p in path.parent.glob("*.py")} | {"_kernels"}
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names = [node.module] if node.module else [alias.name for alias in node.names]
+            imported |= {name.split(".")[0] for name in names} & package
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nncore."):
+            imported.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[1] for alias in node.names
+                         if alias.name.startswith("nncore.")}
+    return imported
+
+
+def test_the_study_modules_import_only_downward():
+    folder = Path(nc.__file__).parent
+    graph = {path.stem: _nncore_imports(path) for path in folder.glob("*.py")}
+    assert STUDY_MODULES <= set(graph)
+    below = set(graph) - STUDY_MODULES - {"cli", "__init__"}
+    for module in sorted(below):
+        assert not graph[module] & STUDY_MODULES, f"{module} imports {graph[module]}"
+
+    def visit(module, path):
+        assert module not in path, " -> ".join([*path, module])
+        for other in sorted(graph[module] & STUDY_MODULES):
+            visit(other, [*path, module])
+
+    for module in sorted(STUDY_MODULES):
+        visit(module, [])
+
+
+def test_importing_the_study_does_not_import_matplotlib():
+    code = ("import sys, nncore, nncore.experiments, nncore.report, nncore.search\n"
+            "print('matplotlib' in sys.modules)")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                            check=True).stdout
+    assert output.strip() == "False"

@@ -14,7 +14,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("ops", "reference", "activations", "losses", "status", "datasets", "layers",
-               "network", "optim", "train", "modelfile", "plots", "check", "search",
+               "network", "optim", "train", "modelfile", "plots", "check", "parallel",
+               "results", "search", "provenance", "report",
                "experiments", "cli", "sklearn")
 _NAMES = {
     "Network": "network", "mlp": "network", "resnet": "network",

@@ -188,7 +188,8 @@ def float_dtype(name, dtype):
     return dtype
 
 
-def features(X, n_features=None, dtype=None, name="X", source=None, allow_empty=True):
+def features(X, n_features=None, dtype=None, name="X", source=None, allow_empty=True,
+             expected_by="the network"):
     """A feature matrix ``(n_samples, n_features)`` of real numbers, all finite.
 
     Parameters
@@ -205,6 +206,8 @@ def features(X, n_features=None, dtype=None, name="X", source=None, allow_empty=
         Where the array came from (a file), put in front of every message.
     allow_empty : bool
         Whether zero rows are acceptable.
+    expected_by : str
+        Who expects ``n_features`` columns, for the message.
     """
     where = f"{source}: " if source else ""
     if X is None or isinstance(X, (str, bytes)):
@@ -215,7 +218,7 @@ def features(X, n_features=None, dtype=None, name="X", source=None, allow_empty=
     if X.ndim != 2:
         raise ValueError(f"{where}{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
     if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"{where}{name} has {X.shape[1]} features but the network expects "
+        raise ValueError(f"{where}{name} has {X.shape[1]} features but {expected_by} expects "
                          f"{n_features}")
     if not allow_empty and X.shape[0] == 0:
         raise ValueError(f"{where}{name} is empty (0 samples)")

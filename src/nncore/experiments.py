@@ -16,30 +16,35 @@ For each data set it writes ``OUT/<name>.md`` and the figures it links (in ``OUT
 ``OUT/index.md`` sums up every data set of the run. :data:`FULL` and :data:`QUICK` hold the
 settings; ``--quick`` trains on a subset with small networks and few epochs (a smoke run:
 its numbers say nothing about the methods).
+
+How a data set is studied: named steps (``_load_data``, ``_softmax_grid``,
+``_softmax_regression``, ``_network_grid``, ``_compare_networks``, ``_gradient_tests_of``)
+fill a :class:`StudyResult`; the figures are drawn from it (:mod:`nncore.plots`), and
+:func:`nncore.report.render` turns it into the Markdown. Provenance comes from
+:mod:`nncore.provenance`, one BLAS thread per training run from :mod:`nncore.parallel`.
 """
 
 import dataclasses
-import datetime
-import importlib.metadata
 import math
 import os
-import platform
 import re
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, check, datasets
-from .network import Network, mlp, resnet
+from . import check, datasets, plots, provenance, report
+from .network import Network, build, count_params
 from .optim import SGD
-from ._validation import integer
-from .search import (_checked_n_jobs, _fingerprint, _one_blas_thread, build_network,
-                     grid_search, score)
+from ._validation import choice, integer
+from .parallel import checked_n_jobs, one_blas_thread
+from .report import ARCHITECTURE_LABELS, pct
+from .results import score
+from .search import _fingerprint, grid_search
 from .train import TrainingDiverged, fit
 
-__all__ = ["FULL", "QUICK", "StudySettings", "comparable_mlp_width", "run_study",
-           "standard_or_resnet"]
+__all__ = ["FULL", "QUICK", "StudyResult", "StudySettings", "comparable_mlp_width",
+           "run_study", "standard_or_resnet"]
 
 #: Names ``--data all`` stands for (the bundled sets).
 ALL_DATASETS = ("peaks", "gmm", "swissroll")
@@ -96,16 +101,13 @@ QUICK = StudySettings(max_train=4000, softmax_lrs=(0.01, 0.1, 1.0),
                       width=16, depth=2, network_lrs=(0.02, 0.1), network_epochs=10,
                       network_batch_size=64, n_seeds=2)
 
-_ARCHITECTURE_LABELS = {"standard": "standard network", "resnet": "ResNet"}
+#: Validation samples the gradient tests of the trained networks use.
+GRADIENT_TEST_SAMPLES = 128
 
 
 # --------------------------------------------------------------------------------------------
 # The two networks compared
 # --------------------------------------------------------------------------------------------
-
-
-def _mlp_params(n_in, width, n_layers, n_classes):
-    return (n_in + 1) * width + (n_layers - 1) * (width + 1) * width + (width + 1) * n_classes
 
 
 def comparable_mlp_width(n_in, n_classes, width, depth, hidden=None):
@@ -122,12 +124,14 @@ def comparable_mlp_width(n_in, n_classes, width, depth, hidden=None):
     -------
     int
     """
-    hidden = width if hidden is None else hidden
-    target = ((n_in + 1) * width + depth * (2 * width * hidden + hidden)
-              + (width + 1) * n_classes)
+    target = count_params(n_in, n_classes, "resnet", width=width, depth=depth, hidden=hidden)
     n_layers = 1 + 2 * depth
-    return min(range(1, 4 * width + 1),
-               key=lambda w: (abs(_mlp_params(n_in, w, n_layers, n_classes) - target), w))
+
+    def distance(mlp_width):
+        n_params = count_params(n_in, n_classes, "mlp", layers=[mlp_width] * n_layers)
+        return abs(n_params - target), mlp_width
+
+    return min(range(1, 4 * width + 1), key=distance)
 
 
 def standard_or_resnet(n_in, n_classes, seed, architecture, width, depth, activation="tanh",
@@ -140,14 +144,11 @@ def standard_or_resnet(n_in, n_classes, seed, architecture, width, depth, activa
     so both have about the same number of parameters; the same layers without the skip
     connections.
     """
-    if architecture == "resnet":
-        return resnet(n_in, width, depth, n_classes, activation=activation, dtype=dtype,
-                      seed=seed)
-    if architecture == "standard":
-        mlp_width = comparable_mlp_width(n_in, n_classes, width, depth)
-        return mlp(n_in, [mlp_width] * (1 + 2 * depth), n_classes, activation=activation,
-                   dtype=dtype, seed=seed)
-    raise ValueError(f"architecture must be 'standard' or 'resnet', got {architecture!r}")
+    common = {"activation": activation, "dtype": dtype}
+    if choice("architecture", architecture, ARCHITECTURE_LABELS) == "resnet":
+        return build(n_in, n_classes, seed, "resnet", width=width, depth=depth, **common)
+    mlp_width = comparable_mlp_width(n_in, n_classes, width, depth)
+    return build(n_in, n_classes, seed, "mlp", layers=[mlp_width] * (1 + 2 * depth), **common)
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,133 +203,6 @@ def _subset(X, y, size, seed):
 
 
 # --------------------------------------------------------------------------------------------
-# Figures (matplotlib is imported when the first one is drawn)
-# --------------------------------------------------------------------------------------------
-
-# Train and validation differ in line, marker and grey level, so they read in greyscale.
-
-
-def _pyplot():
-    from .plots import pyplot  # matplotlib only when a figure is drawn
-
-    return pyplot()
-
-
-def _percent(values):
-    return [100 * v if v is not None else np.nan for v in values]
-
-
-def heatmap(cells, lrs, batch_sizes, path, title, best=None):
-    """Final validation accuracy over learning rate (rows) x batch size (columns).
-
-    Parameters
-    ----------
-    cells : dict
-        ``(lr, batch_size) -> accuracy`` (fraction), or None for a diverged trial.
-    lrs, batch_sizes : sequence
-        Row and column values, in display order.
-    path : str or os.PathLike
-    title : str
-    best : tuple, optional
-        The ``(lr, batch_size)`` cell to outline.
-
-    Returns
-    -------
-    path
-    """
-    plt = _pyplot()
-    values = np.array([[cells.get((lr, bs)) if cells.get((lr, bs)) is not None else np.nan
-                        for bs in batch_sizes] for lr in lrs], dtype=float) * 100
-    fig, ax = plt.subplots(figsize=(1.15 * len(batch_sizes) + 3.2, 0.55 * len(lrs) + 2.2),
-                           constrained_layout=True)
-    finite = values[np.isfinite(values)]
-    low, high = (finite.min(), finite.max()) if finite.size else (0.0, 100.0)
-    if high - low < 1e-9:
-        low, high = low - 0.5, high + 0.5
-    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=low, vmax=high,
-                      aspect="auto", origin="upper")
-    for i in range(len(lrs)):
-        for j in range(len(batch_sizes)):
-            value = values[i, j]
-            if np.isfinite(value):
-                # light text on the dark end of viridis, dark text on the light end
-                shade = (value - low) / (high - low)
-                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=9,
-                        color="white" if shade < 0.6 else "black")
-            else:
-                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
-                                           edgecolor="0.5", linewidth=0))
-                ax.text(j, i, "diverged", ha="center", va="center", fontsize=8, color="0.1")
-    if best is not None and best[0] in lrs and best[1] in batch_sizes:
-        i, j = list(lrs).index(best[0]), list(batch_sizes).index(best[1])
-        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red",
-                                   linewidth=2.5))
-        title += "\n(red box: the best cell)"
-    ax.set_xticks(range(len(batch_sizes)), [str(bs) for bs in batch_sizes])
-    ax.set_yticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
-    ax.set_xlabel("batch size (samples per SGD step)")
-    ax.set_ylabel("learning rate (initial, cosine decay)")
-    ax.set_title(title, fontsize=10)
-    bar = fig.colorbar(image, ax=ax)
-    bar.set_label("final validation accuracy (%)")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def learning_curves(history, path, title):
-    """:func:`nncore.plots.learning_curves` with accuracy in percent, as in the study's
-    other figures."""
-    from .plots import learning_curves as plot_curves
-
-    return plot_curves(history, path, title, percent=True)
-
-
-def comparison_curves(histories, labels, path, title):
-    """Loss (top) and accuracy (bottom) per epoch, one column per model, shared y axes.
-
-    Parameters
-    ----------
-    histories : list of History or dict
-    labels : list of str
-        Column titles.
-    path : str or os.PathLike
-    title : str
-
-    Returns
-    -------
-    path
-    """
-    from .plots import TRAIN_STYLE, VALIDATION_STYLE, whole_epochs
-
-    plt = _pyplot()
-    columns = len(histories)
-    fig, axes = plt.subplots(2, columns, figsize=(5.2 * columns, 7), sharey="row",
-                             squeeze=False, constrained_layout=True)
-    for column, (history, label) in enumerate(zip(histories, labels)):
-        epochs = history["epoch"]
-        for row, (key, scale, unit) in enumerate((("loss", 1, "cross-entropy loss (nats)"),
-                                                  ("accuracy", 100, "accuracy (%)"))):
-            ax = axes[row, column]
-            ax.plot(epochs, [scale * v for v in history[key]], label="train", **TRAIN_STYLE)
-            ax.plot(epochs, [scale * v for v in history["val_" + key]], label="validation",
-                    **VALIDATION_STYLE)
-            ax.set_xlabel("epoch")
-            if column == 0:
-                ax.set_ylabel(unit)
-            ax.tick_params(labelleft=True)
-            whole_epochs(ax)
-            ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=8)
-            ax.set_title(f"{label}: {'loss' if key == 'loss' else 'accuracy'}", fontsize=10)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-# --------------------------------------------------------------------------------------------
 # Gradient tests of the networks used
 # --------------------------------------------------------------------------------------------
 
@@ -376,77 +250,134 @@ def gradient_tests(network, X, y, name, quick=False, seed=0):
 
 
 # --------------------------------------------------------------------------------------------
-# Provenance
+# What the study of one data set finds
 # --------------------------------------------------------------------------------------------
 
 
-def _package_versions():
-    versions = {"nncore": __version__, "Python": platform.python_version()}
-    for package in ("numpy", "scipy", "matplotlib", "joblib", "threadpoolctl", "tqdm"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    try:
-        from . import _kernels
+@dataclasses.dataclass(frozen=True)
+class DatasetSummary:
+    """The data set a study ran on.
 
-        versions["nncore kernels"] = ("debug build (bounds checks on)"
-                                      if getattr(_kernels, "DEBUG_BUILD", False)
-                                      else "optimised build")
-    except ImportError:  # pragma: no cover - the kernels are needed to get here
-        pass
-    return versions
+    Attributes
+    ----------
+    name, source : str
+        The report's name and what was loaded (a bundled name or a file).
+    bundled : bool
+        ``source`` names a set that ships with nncore.
+    n_train, n_train_all : int
+        Training samples trained on (a subset when :attr:`StudySettings.max_train` is
+        smaller) and in the data set.
+    n_val, n_in, n_classes : int
+    chance : float
+        Validation accuracy of always predicting the most frequent training class.
+    fingerprint : str
+        Of the training and validation arrays as loaded (``sha256:...``).
+    """
+
+    name: str
+    source: str
+    bundled: bool
+    n_train: int
+    n_train_all: int
+    n_val: int
+    n_in: int
+    n_classes: int
+    chance: float
+    fingerprint: str
 
 
-def _blas_description():
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "unknown (threadpoolctl not installed)"
-    libraries = [f"{info.get('internal_api')} {info.get('version')} "
-                 f"({info.get('architecture') or '?'}) from {info.get('prefix')}"
-                 for info in threadpool_info() if info.get("user_api") == "blas"]
-    return "; ".join(sorted(set(libraries))) or "none found"
+@dataclasses.dataclass(frozen=True)
+class SoftmaxResult:
+    """Softmax regression retrained at the best cell of its grid.
+
+    ``train`` and ``val`` are ``{"loss", "accuracy"}``; ``reproduced`` says whether the
+    retrained run's validation losses equal those of the grid's trial of that cell.
+    """
+
+    lr: float
+    batch_size: int
+    history: object
+    train: dict
+    val: dict
+    seconds: float
+    reproduced: bool
 
 
-def _machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    memory = "unknown"
-    try:
-        memory = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
-    except (ValueError, OSError, AttributeError):
-        pass
-    return {"CPU": cpu, "cores": str(os.cpu_count()), "memory": memory,
-            "system": platform.platform(), "BLAS": _blas_description()}
+@dataclasses.dataclass(frozen=True)
+class NetworkRun:
+    """One seed's training of one architecture of the comparison.
+
+    ``train`` and ``val`` are ``{"loss", "accuracy"}`` (NaN when its outputs overflow);
+    ``diverged`` is the message of a run that diverged, else None.
+    """
+
+    seed: int
+    n_params: int
+    history: object
+    train: dict
+    val: dict
+    seconds: float
+    diverged: object
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyResult:
+    """Everything the report of one data set shows (:func:`nncore.report.render`).
+
+    Attributes
+    ----------
+    dataset : DatasetSummary
+    settings : StudySettings
+    quick : bool
+    seed, n_jobs : int
+    softmax_grid : SearchResults
+        The learning rate x batch size grid of softmax regression (every trial with its
+        curves).
+    softmax_grid_seconds : float
+    softmax : SoftmaxResult
+        Softmax regression at the best cell.
+    network_grid : SearchResults
+        The learning rates tried for each architecture.
+    network_grid_seconds : float
+    best_lrs : dict
+        Architecture (``"standard"``, ``"resnet"``) -> the learning rate it was trained at.
+    mlp_width : int
+        The standard network's width (:func:`comparable_mlp_width`).
+    runs : dict
+        Architecture -> a :class:`NetworkRun` per seed, in :attr:`seeds` order.
+    checks : list
+        ``(TaylorResult, TransposeResult)`` of softmax regression, the standard network
+        and the ResNet (each the first seed's).
+    provenance : nncore.provenance.Provenance
+    seconds : float
+        The study of this data set, figures included.
+    """
+
+    dataset: DatasetSummary
+    settings: StudySettings
+    quick: bool
+    seed: int
+    n_jobs: int
+    softmax_grid: object
+    softmax_grid_seconds: float
+    softmax: SoftmaxResult
+    network_grid: object
+    network_grid_seconds: float
+    best_lrs: dict
+    mlp_width: int
+    runs: dict
+    checks: list
+    provenance: object
+    seconds: float
+
+    @property
+    def seeds(self):
+        """The seeds the comparison trained each architecture with."""
+        return [run.seed for run in self.runs["standard"]]
 
 
 # --------------------------------------------------------------------------------------------
-# Markdown
-# --------------------------------------------------------------------------------------------
-
-
-def _md_table(header, rows, right=None):
-    right = right or [False] * len(header)
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---:" if r else "---" for r in right) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _pct(value, digits=2):
-    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.{digits}f}%"
-
-
-# --------------------------------------------------------------------------------------------
-# The study of one data set
+# The steps of the study of one data set
 # --------------------------------------------------------------------------------------------
 
 
@@ -472,7 +403,7 @@ def _train(network, X, y, X_val, y_val, settings, lr, batch_size, epochs, seed):
     optimizer = SGD(lr=lr, momentum=settings.momentum, schedule=settings.schedule)
     started = time.perf_counter()
     message = None
-    with _one_blas_thread():
+    with one_blas_thread():
         try:
             history = fit(network, X, y, epochs=epochs, batch_size=batch_size,
                           optimizer=optimizer, validation_data=(X_val, y_val), seed=seed,
@@ -482,369 +413,206 @@ def _train(network, X, y, X_val, y_val, settings, lr, batch_size, epochs, seed):
     return history, time.perf_counter() - started, message
 
 
-def _study_one(name, source, out, settings, quick, seed, n_jobs, command, verbose):
-    log = _Log(verbose, name)
-    started = time.perf_counter()
-    figures_dir = out / name
-    figures_dir.mkdir(parents=True, exist_ok=True)
+def _load_data(name, source, settings, seed):
+    """``((X, y, X_val, y_val), DatasetSummary)``: the (subset of the) training data."""
     X_all, y_all, X_val, y_val = datasets.load(source)
     X, y = _subset(X_all, y_all, settings.max_train, seed)
-    n_in = X.shape[1]
-    n_classes = int(max(y_all.max(), y_val.max())) + 1
-    data = (X, y, X_val, y_val)
-    two_d = n_in == 2
-    log(f"{len(X):,} training / {len(X_val):,} validation samples, {n_in} features, "
-        f"{n_classes} classes")
-    figures = {}
+    dataset = DatasetSummary(
+        name=name, source=source, bundled=source in datasets.BUNDLED_FILES, n_train=len(X),
+        n_train_all=len(X_all), n_val=len(X_val), n_in=X.shape[1],
+        n_classes=int(max(y_all.max(), y_val.max())) + 1,
+        chance=float(np.mean(y_val == np.bincount(y).argmax())),
+        fingerprint=_fingerprint((X_all, y_all, X_val, y_val)))
+    return (X, y, X_val, y_val), dataset
 
-    # --- 1 and 2: softmax regression and its lr x batch-size grid --------------------------
-    softmax_file = figures_dir / "softmax-grid.jsonl"
-    softmax_file.unlink(missing_ok=True)  # a fresh study; the file records this run
-    grid_started = time.perf_counter()
-    softmax_grid = grid_search(
-        build_network, {"lr": list(settings.softmax_lrs),
+
+def _softmax_grid(data, settings, seed, n_jobs, path, log):
+    """Sections 1 and 2: softmax regression's learning rate x batch size grid."""
+    path.unlink(missing_ok=True)  # a fresh study; the file records this run
+    started = time.perf_counter()
+    grid = grid_search(
+        build, {"lr": list(settings.softmax_lrs),
                         "batch_size": list(settings.softmax_batch_sizes)},
         data, epochs=settings.softmax_epochs,
         fixed={"architecture": "softmax_regression", "momentum": settings.momentum,
                "schedule": settings.schedule},
-        seed=seed, n_jobs=n_jobs, results=softmax_file)
-    grid_seconds = time.perf_counter() - grid_started
-    best_trial = softmax_grid.best
-    if best_trial is None:
-        raise ValueError(f"{name}: every softmax-regression trial diverged")
-    best_lr, best_batch = best_trial["params"]["lr"], best_trial["params"]["batch_size"]
-    log(f"softmax regression grid: {len(softmax_grid)} trials in {grid_seconds:.1f} s, best "
-        f"lr {best_lr:g}, batch {best_batch}: {_pct(score(best_trial))} validation")
-    # retrain the best cell with its own seeds: the same run, now with the network in hand
-    softmax_net = build_network(n_in, n_classes, best_trial["init_seed"],
-                                architecture="softmax_regression")
-    softmax_history, softmax_seconds, _ = _train(
-        softmax_net, *data, settings, best_lr, best_batch, settings.softmax_epochs,
-        best_trial["shuffle_seed"])
-    reproduced = softmax_history["val_loss"] == best_trial["history"]["val_loss"]
-    softmax_train = softmax_net.evaluate(X, y)
-    softmax_val = softmax_net.evaluate(X_val, y_val)
-    from . import plots
+        seed=seed, n_jobs=n_jobs, results=path)
+    seconds = time.perf_counter() - started
+    best = grid.best
+    if best is None:
+        raise ValueError(f"{log.name}: every softmax-regression trial diverged")
+    log(f"softmax regression grid: {len(grid)} trials in {seconds:.1f} s, best "
+        f"lr {best['params']['lr']:g}, batch {best['params']['batch_size']}: "
+        f"{pct(score(best))} validation")
+    return grid, seconds
 
-    figures["softmax_curves"] = learning_curves(
-        softmax_history, figures_dir / "softmax-curves.png",
-        title=f"{name}: softmax regression by SGD (lr {best_lr:g}, batch {best_batch}, "
-              f"momentum {settings.momentum:g}, {settings.schedule} schedule)")
-    cells = {(t["params"]["lr"], t["params"]["batch_size"]): score(t) for t in softmax_grid}
-    figures["softmax_heatmap"] = heatmap(
-        cells, list(settings.softmax_lrs), list(settings.softmax_batch_sizes),
-        figures_dir / "softmax-grid.png",
-        title=f"{name}: softmax regression, final validation accuracy (%)\n"
-              f"after {settings.softmax_epochs} epochs of SGD with momentum "
-              f"{settings.momentum:g}",
-        best=(best_lr, best_batch))
 
-    # --- 3: a standard network vs a ResNet ---------------------------------------------------
-    network_file = figures_dir / "network-grid.jsonl"
-    network_file.unlink(missing_ok=True)
-    grid_started = time.perf_counter()
-    network_grid = grid_search(
+def _softmax_regression(grid, data, dataset, settings):
+    """Section 1: the best cell retrained with its own seeds: the same run as the grid's
+    trial, now with the network in hand. Returns ``(SoftmaxResult, network)``."""
+    X, y, X_val, y_val = data
+    best = grid.best
+    lr, batch_size = best["params"]["lr"], best["params"]["batch_size"]
+    network = build(dataset.n_in, dataset.n_classes, best["init_seed"],
+                            architecture="softmax_regression")
+    history, seconds, _ = _train(network, *data, settings, lr, batch_size,
+                                 settings.softmax_epochs, best["shuffle_seed"])
+    result = SoftmaxResult(
+        lr=lr, batch_size=batch_size, history=history, train=network.evaluate(X, y),
+        val=network.evaluate(X_val, y_val), seconds=seconds,
+        reproduced=history["val_loss"] == best["history"]["val_loss"])
+    return result, network
+
+
+def _network_grid(data, settings, seed, n_jobs, path, log):
+    """Section 3: the learning rates tried for each architecture. Returns the grid, its
+    time, and each architecture's best learning rate (the smallest if all diverged)."""
+    path.unlink(missing_ok=True)
+    started = time.perf_counter()
+    grid = grid_search(
         standard_or_resnet, {"architecture": ["standard", "resnet"],
                              "lr": list(settings.network_lrs)},
         data, epochs=settings.network_epochs,
         fixed={"width": settings.width, "depth": settings.depth,
                "activation": settings.activation, "batch_size": settings.network_batch_size,
                "momentum": settings.momentum, "schedule": settings.schedule},
-        seed=seed, n_jobs=n_jobs, results=network_file)
-    network_grid_seconds = time.perf_counter() - grid_started
+        seed=seed, n_jobs=n_jobs, results=path)
+    seconds = time.perf_counter() - started
     best_lrs = {}
     for architecture in ("standard", "resnet"):
-        trials = [t for t in network_grid.ranked()
-                  if t["params"]["architecture"] == architecture]
+        trials = [t for t in grid.ranked() if t["params"]["architecture"] == architecture]
         best_lrs[architecture] = (trials[0]["params"]["lr"] if score(trials[0]) is not None
                                   else min(settings.network_lrs))
-    log(f"network learning-rate grid: {len(network_grid)} trials in "
-        f"{network_grid_seconds:.1f} s; best lr: standard {best_lrs['standard']:g}, "
-        f"ResNet {best_lrs['resnet']:g}")
+    log(f"network learning-rate grid: {len(grid)} trials in {seconds:.1f} s; best lr: "
+        f"standard {best_lrs['standard']:g}, ResNet {best_lrs['resnet']:g}")
+    return grid, seconds, best_lrs
 
+
+def _compare_networks(data, dataset, settings, seed, best_lrs, log):
+    """Section 3: each architecture trained at its best learning rate with ``n_seeds``
+    seeds. Returns ``{architecture: [NetworkRun]}`` and the first seed's networks."""
+    X, y, X_val, y_val = data
     seeds = [seed + i for i in range(settings.n_seeds)]
-    runs = {}
+    runs, networks = {}, {}
     for architecture in ("standard", "resnet"):
         runs[architecture] = []
         for run_seed in seeds:
-            network = standard_or_resnet(n_in, n_classes, run_seed, architecture,
-                                         settings.width, settings.depth, settings.activation)
+            network = standard_or_resnet(dataset.n_in, dataset.n_classes, run_seed,
+                                         architecture, settings.width, settings.depth,
+                                         settings.activation)
             history, seconds, message = _train(
                 network, *data, settings, best_lrs[architecture],
                 settings.network_batch_size, settings.network_epochs, run_seed)
-            runs[architecture].append({"network": network, "history": history,
-                                        "seconds": seconds, "diverged": message,
-                                        "val": _scores(network, X_val, y_val),
-                                        "train": _scores(network, X, y)})
-        accuracies = [run["val"]["accuracy"] for run in runs[architecture]]
-        log(f"{_ARCHITECTURE_LABELS[architecture]} at lr {best_lrs[architecture]:g}: "
-            f"validation {_pct(float(np.mean(accuracies)))} mean over {len(seeds)} seed(s)")
-    first = {architecture: runs[architecture][0] for architecture in runs}
-    short = {"standard": f"standard network {1 + 2 * settings.depth}x"
-                         f"{first['standard']['network'].layer_specs()[0]['n_out']} "
+            runs[architecture].append(NetworkRun(
+                seed=run_seed, n_params=network.n_params, history=history, seconds=seconds,
+                diverged=message, val=_scores(network, X_val, y_val),
+                train=_scores(network, X, y)))
+            networks.setdefault(architecture, network)
+        accuracies = [run.val["accuracy"] for run in runs[architecture]]
+        log(f"{ARCHITECTURE_LABELS[architecture]} at lr {best_lrs[architecture]:g}: "
+            f"validation {pct(float(np.mean(accuracies)))} mean over {len(seeds)} seed(s)")
+    return runs, networks
+
+
+def _gradient_tests_of(networks, data, settings, mlp_width, quick, seed):
+    """Section 5: :func:`gradient_tests` of each network on 128 validation samples."""
+    _, _, X_val, y_val = data
+    X_check, y_check = _check_batch(X_val, y_val, seed)
+    names = {"softmax": "softmax regression",
+             "standard": f"standard network {1 + 2 * settings.depth}x{mlp_width} "
                          f"{settings.activation}",
              "resnet": f"ResNet width {settings.width} depth {settings.depth} "
                        f"{settings.activation}"}
-    labels = {architecture: f"{_ARCHITECTURE_LABELS[architecture]} "
-                            f"({first[architecture]['network'].n_params:,} parameters)"
-              for architecture in runs}
-    figures["network_curves"] = comparison_curves(
-        [first["standard"]["history"], first["resnet"]["history"]],
-        [labels["standard"], labels["resnet"]], figures_dir / "network-curves.png",
-        title=f"{name}: standard network vs ResNet, {settings.activation}, each at its best "
+    return [gradient_tests(networks[key], X_check, y_check, names[key], quick, seed)
+            for key in ("softmax", "standard", "resnet")]
+
+
+def _check_batch(X_val, y_val, seed):
+    rows = np.random.default_rng(seed).permutation(len(X_val))[:GRADIENT_TEST_SAMPLES]
+    return X_val[rows], y_val[rows]
+
+
+def _draw_figures(result, networks, X_val, y_val, folder):
+    """Every figure of a report, drawn from ``result`` (and the trained ``networks`` for the
+    decision boundaries) into ``folder``. Returns figure key -> path."""
+    name, s = result.dataset.name, result.settings
+    softmax, seeds = result.softmax, result.seeds
+    figures = {"softmax_curves": plots.learning_curves(
+        softmax.history, folder / "softmax-curves.png",
+        title=f"{name}: softmax regression by SGD (lr {softmax.lr:g}, batch "
+              f"{softmax.batch_size}, momentum {s.momentum:g}, {s.schedule} schedule)",
+        percent=True)}
+    cells = {(t["params"]["lr"], t["params"]["batch_size"]): score(t)
+             for t in result.softmax_grid}
+    figures["softmax_heatmap"] = plots.heatmap(
+        cells, list(s.softmax_lrs), list(s.softmax_batch_sizes), folder / "softmax-grid.png",
+        title=f"{name}: softmax regression, final validation accuracy (%)\n"
+              f"after {s.softmax_epochs} epochs of SGD with momentum {s.momentum:g}",
+        best=(softmax.lr, softmax.batch_size))
+    first = {architecture: runs[0] for architecture, runs in result.runs.items()}
+    labels = {architecture: f"{ARCHITECTURE_LABELS[architecture]} "
+                            f"({first[architecture].n_params:,} parameters)"
+              for architecture in first}
+    figures["network_curves"] = plots.comparison_curves(
+        [first["standard"].history, first["resnet"].history],
+        [labels["standard"], labels["resnet"]], folder / "network-curves.png",
+        title=f"{name}: standard network vs ResNet, {s.activation}, each at its best "
               f"learning rate (seed {seeds[0]})")
-
-    # --- 4: decision boundaries ----------------------------------------------------------------
-    if two_d:
-        models = {"softmax": (softmax_net, "softmax regression"),
-                  "standard": (first["standard"]["network"], labels["standard"]),
-                  "resnet": (first["resnet"]["network"], labels["resnet"])}
-        for key, (network, label) in models.items():
-            accuracy = _scores(network, X_val, y_val)["accuracy"]
+    if result.dataset.n_in == 2:
+        models = {"softmax": ("softmax regression", softmax.val),
+                  "standard": (labels["standard"], first["standard"].val),
+                  "resnet": (labels["resnet"], first["resnet"].val)}
+        for key, (label, scores) in models.items():
             figures[f"boundary_{key}"] = plots.decision_boundary(
-                network, X_val, y_val, figures_dir / f"boundary-{key}.png",
-                title=f"{name}: {label}\nvalidation points, accuracy {100 * accuracy:.1f}%",
-                seed=seed)
-
-    # --- 5: gradient tests of the networks used -------------------------------------------------
-    batch_rows = np.random.default_rng(seed).permutation(len(X_val))[:128]
-    X_check, y_check = X_val[batch_rows], y_val[batch_rows]
-    checks = [gradient_tests(softmax_net, X_check, y_check, "softmax regression", quick, seed),
-              gradient_tests(first["standard"]["network"], X_check, y_check,
-                             short["standard"], quick, seed),
-              gradient_tests(first["resnet"]["network"], X_check, y_check, short["resnet"],
-                             quick, seed)]
+                networks[key], X_val, y_val, folder / f"boundary-{key}.png",
+                title=f"{name}: {label}\nvalidation points, accuracy "
+                      f"{100 * scores['accuracy']:.1f}%",
+                seed=result.seed)
+    n_checked = min(GRADIENT_TEST_SAMPLES, len(X_val))
     figures["gradient_tests"] = check.plot_results(
-        [taylor for taylor, _ in checks], figures_dir / "gradient-tests.png", columns=3,
+        [taylor for taylor, _ in result.checks], folder / "gradient-tests.png", columns=3,
         title=f"{name}: Taylor tests of the trained networks' gradients (float64 copies, "
-              f"{len(X_check)} validation samples; filled markers: fitted window)")
-    seconds = time.perf_counter() - started
-    log(f"done in {seconds:.1f} s")
+              f"{n_checked} validation samples; filled markers: fitted window)")
+    return figures
 
-    summary = {
-        "name": name, "source": source, "n_train": len(X), "n_train_all": len(X_all),
-        "n_val": len(X_val), "n_in": n_in, "n_classes": n_classes,
-        "softmax": {"val": softmax_val, "train": softmax_train, "lr": best_lr,
-                    "batch_size": best_batch, "seconds": softmax_seconds},
-        "networks": {a: {"val_mean": float(np.mean([r["val"]["accuracy"] for r in runs[a]])),
-                         "val_first": first[a]["val"]["accuracy"],
-                         "n_params": first[a]["network"].n_params, "lr": best_lrs[a],
-                         "seconds": float(np.mean([r["seconds"] for r in runs[a]]))}
-                     for a in runs},
-        "checks_passed": all(t.passed and tr.passed for t, tr in checks),
-        "fingerprint": _fingerprint((X_all, y_all, X_val, y_val)),
-        "chance": float(np.mean(y_val == np.bincount(y).argmax())),
-        "seconds": seconds,
-    }
-    report = _report(name, source, summary, settings, quick, seed, n_jobs, command, figures,
-                     out, softmax_grid, grid_seconds, reproduced, network_grid,
-                     network_grid_seconds, best_lrs, runs, seeds, checks, X_all)
+
+def _study_one(name, source, out, settings, quick, seed, n_jobs, command, verbose):
+    """Study one data set: compute, draw, write ``OUT/<name>.md``.
+
+    Returns ``(path of the report, StudyResult)``.
+    """
+    log = _Log(verbose, name)
+    started = time.perf_counter()
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    data, dataset = _load_data(name, source, settings, seed)
+    log(f"{dataset.n_train:,} training / {dataset.n_val:,} validation samples, "
+        f"{dataset.n_in} features, {dataset.n_classes} classes")
+    softmax_grid, softmax_grid_seconds = _softmax_grid(
+        data, settings, seed, n_jobs, folder / "softmax-grid.jsonl", log)
+    softmax, softmax_network = _softmax_regression(softmax_grid, data, dataset, settings)
+    network_grid, network_grid_seconds, best_lrs = _network_grid(
+        data, settings, seed, n_jobs, folder / "network-grid.jsonl", log)
+    runs, compared = _compare_networks(data, dataset, settings, seed, best_lrs, log)
+    networks = {"softmax": softmax_network, **compared}
+    mlp_width = networks["standard"].layer_specs()[0]["n_out"]
+    checks = _gradient_tests_of(networks, data, settings, mlp_width, quick, seed)
+    result = StudyResult(
+        dataset=dataset, settings=settings, quick=quick, seed=seed, n_jobs=n_jobs,
+        softmax_grid=softmax_grid, softmax_grid_seconds=softmax_grid_seconds,
+        softmax=softmax, network_grid=network_grid,
+        network_grid_seconds=network_grid_seconds, best_lrs=best_lrs,
+        mlp_width=mlp_width, runs=runs, checks=checks, provenance=provenance.collect(command),
+        seconds=time.perf_counter() - started)
+    figures = _draw_figures(result, networks, data[2], data[3], folder)
+    # the time a report gives is that of the whole data set, figures included
+    result = dataclasses.replace(result, seconds=time.perf_counter() - started)
+    log(f"done in {result.seconds:.1f} s")
     path = out / f"{name}.md"
-    path.write_text(report, encoding="utf-8")
-    return path, summary
-
-
-def _link(figures, key, out, alt):
-    path = figures.get(key)
-    if path is None:
-        return ""
-    return f"![{alt}]({Path(path).relative_to(out).as_posix()})"
-
-
-def _report(name, source, summary, settings, quick, seed, n_jobs, command, figures, out,
-            softmax_grid, grid_seconds, reproduced, network_grid, network_grid_seconds,
-            best_lrs, runs, seeds, checks, X_all):
-    s = settings
-    lines = [f"# nncore study: {name}", ""]
-    described_source = (f"the bundled `{source}` set (`nncore.datasets.load({source!r})`)"
-                        if source in datasets.BUNDLED_FILES else f"the file `{source}`")
-    lines.append(f"Data: {described_source}: {summary['n_train_all']:,} training and "
-                 f"{summary['n_val']:,} validation samples, {summary['n_in']} features, "
-                 f"{summary['n_classes']} classes.")
-    if summary["n_train"] < summary["n_train_all"]:
-        lines.append(f"This run trained on a random subset of {summary['n_train']:,} training "
-                     f"samples (seed {seed}); validation uses all {summary['n_val']:,}.")
-    if quick:
-        lines += ["", "> **Quick run** (`--quick`): a training subset, small networks and few "
-                  "epochs, to check that the study runs. Its numbers say nothing about the "
-                  "methods; run without `--quick` for the study."]
-    lines += ["", "All accuracies are on the validation set. Learning rates and batch sizes "
-              "are chosen on that same set (the course data has no separate test set), so the "
-              "best scores are slightly optimistic. For scale: always predicting the most "
-              f"frequent class scores {_pct(summary['chance'])} there.", ""]
-
-    # 1
-    softmax = summary["softmax"]
-    lines += ["## 1. Softmax regression by SGD", "",
-              f"One linear layer into the softmax, trained by mini-batch SGD with momentum "
-              f"{s.momentum:g} and a {s.schedule} learning-rate schedule for "
-              f"{s.softmax_epochs} epochs, at the best cell of the grid in section 2 "
-              f"(learning rate {softmax['lr']:g}, batch size {softmax['batch_size']}).", "",
-              _md_table(["", "loss (nats)", "accuracy"],
-                        [["train", f"{softmax['train']['loss']:.4f}",
-                          _pct(softmax["train"]["accuracy"])],
-                         ["validation", f"{softmax['val']['loss']:.4f}",
-                          _pct(softmax["val"]["accuracy"])]], [False, True, True]),
-              "", f"Training took {softmax['seconds']:.3g} s"
-              + (" and reproduced the grid's trial of that cell exactly." if reproduced
-                 else "."), "",
-              _link(figures, "softmax_curves", out, "softmax regression learning curves"), ""]
-
-    # 2
-    lrs, batch_sizes = list(s.softmax_lrs), list(s.softmax_batch_sizes)
-    cells = {(t["params"]["lr"], t["params"]["batch_size"]): t for t in softmax_grid}
-    best = softmax_grid.best
-    rows = []
-    for lr in lrs:
-        row = [f"{lr:g}"]
-        for bs in batch_sizes:
-            trial = cells[lr, bs]
-            text = _pct(score(trial)) if trial["status"] == "ok" else "diverged"
-            row.append(f"**{text}**" if trial is best else text)
-        rows.append(row)
-    n_diverged = sum(t["status"] != "ok" for t in softmax_grid)
-    lines += ["## 2. Learning rate x batch size for softmax regression", "",
-              f"{len(softmax_grid)} trials ({len(lrs)} learning rates x {len(batch_sizes)} "
-              f"batch sizes), {s.softmax_epochs} epochs each, run by `nncore.search."
-              f"grid_search` in {grid_seconds:.1f} s (n_jobs={n_jobs}). Final validation "
-              f"accuracy; the best cell in bold"
-              + (f"; {n_diverged} trial(s) diverged" if n_diverged else "") + ". Every trial's "
-              f"per-epoch curves are in [`{name}/softmax-grid.jsonl`]({name}/softmax-grid.jsonl).",
-              "",
-              _md_table(["learning rate \\ batch size", *map(str, batch_sizes)], rows,
-                        [False] + [True] * len(batch_sizes)), ""]
-    scores = [score(t) for t in softmax_grid if score(t) is not None]
-    if scores:
-        lines.append(f"Across the grid the final validation accuracy ranges from "
-                     f"{_pct(min(scores))} to {_pct(max(scores))} "
-                     f"({100 * (max(scores) - min(scores)):.1f} percentage points)."
-                     + _edge_note("learning rate", best["params"]["lr"], lrs)
-                     + _edge_note("batch size", best["params"]["batch_size"], batch_sizes))
-    lines += ["", _link(figures, "softmax_heatmap", out, "heatmap of the grid"), ""]
-
-    # 3
-    standard_net, resnet_net = runs["standard"][0]["network"], runs["resnet"][0]["network"]
-    mlp_width = standard_net.layer_specs()[0]["n_out"]
-    lines += ["## 3. A standard network vs a ResNet", "",
-              f"- **ResNet**: a Dense layer lifts the input to width {s.width}, then "
-              f"{s.depth} residual blocks `x + {s.activation}(x W1^T + b1) W2^T` "
-              f"({s.width} units inside), then the linear softmax head: "
-              f"{resnet_net.n_params:,} parameters.",
-              f"- **Standard network**: the same depth without skip connections: "
-              f"{1 + 2 * s.depth} Dense {s.activation} layers of width {mlp_width} "
-              f"(the width whose parameter count is closest), then the head: "
-              f"{standard_net.n_params:,} parameters.", "",
-              f"Both train by SGD with momentum {s.momentum:g}, {s.schedule} schedule, batch "
-              f"size {s.network_batch_size}, {s.network_epochs} epochs, float32. Each "
-              f"architecture's learning rate is the best of "
-              f"{', '.join(f'{lr:g}' for lr in s.network_lrs)} (a grid search of "
-              f"{len(network_grid)} trials, {network_grid_seconds:.1f} s, final validation "
-              f"accuracy below; curves in [`{name}/network-grid.jsonl`]"
-              f"({name}/network-grid.jsonl)):", ""]
-    lr_cells = {(t["params"]["architecture"], t["params"]["lr"]): t for t in network_grid}
-    lines += [_md_table(["learning rate", "standard network", "ResNet"],
-                        [[f"{lr:g}", *(_pct(score(lr_cells[a, lr])) if
-                                       lr_cells[a, lr]["status"] == "ok" else "diverged"
-                                       for a in ("standard", "resnet"))]
-                         for lr in s.network_lrs], [False, True, True]), ""]
-    notes = "".join(_edge_note(f"{_ARCHITECTURE_LABELS[a]}'s learning rate", best_lrs[a],
-                               s.network_lrs) for a in ("standard", "resnet"))
-    if notes:
-        lines += [notes.strip(), ""]
-    table_rows = []
-    for architecture in ("standard", "resnet"):
-        results = runs[architecture]
-        accuracies = [r["val"]["accuracy"] for r in results]
-        seconds = [r["seconds"] for r in results]
-        epochs_run = len(results[0]["history"])
-        steps = epochs_run * math.ceil(summary["n_train"] / s.network_batch_size)
-        diverged = sum(r["diverged"] is not None for r in results)
-        table_rows.append([
-            _ARCHITECTURE_LABELS[architecture], f"{results[0]['network'].n_params:,}",
-            f"{best_lrs[architecture]:g}", _pct(results[0]["train"]["accuracy"]),
-            _pct(accuracies[0]),
-            f"{_pct(float(np.mean(accuracies)))} ({_pct(min(accuracies))} - "
-            f"{_pct(max(accuracies))})" if len(results) > 1 else _pct(accuracies[0]),
-            f"{np.mean(seconds):.3g}", f"{steps / seconds[0]:,.0f}"
-            + (f" ({diverged} diverged)" if diverged else "")])
-    lines += [f"Trained with seeds {', '.join(map(str, seeds))} at those learning rates "
-              f"(seed {seeds[0]} in the first columns and the figures):", "",
-              _md_table(["model", "parameters", "learning rate",
-                         f"train accuracy (seed {seeds[0]})",
-                         f"validation accuracy (seed {seeds[0]})",
-                         f"validation accuracy, mean (min - max) of {len(seeds)} seeds",
-                         "training time (s, mean)", f"steps/s (seed {seeds[0]})"],
-                        table_rows, [False] + [True] * 7),
-              "", "Training time is the wall-clock time of `fit` on one BLAS thread, "
-              "including the scoring of the validation set after every epoch.", "",
-              _link(figures, "network_curves", out, "standard network vs ResNet curves"), ""]
-
-    # 4
-    lines += ["## 4. Decision boundaries", ""]
-    if summary["n_in"] == 2:
-        lines += ["The predicted class over the plane, with (a sample of) the validation "
-                  "points on top.", ""]
-        for key, alt in (("boundary_softmax", "softmax regression"),
-                         ("boundary_standard", "standard network"),
-                         ("boundary_resnet", "ResNet")):
-            lines += [_link(figures, key, out, f"decision boundary of the {alt}"), ""]
-    else:
-        lines += [f"Not drawn: the data has {summary['n_in']} features, and a decision "
-                  "boundary is drawn for 2-D data only.", ""]
-
-    # 5
-    lines += ["## 5. Gradient tests of the networks used", "",
-              "Each trained network is copied to float64 and its backward pass checked at its "
-              "trained weights on 128 validation samples: a Taylor test of the loss along a "
-              "random unit direction in parameter space (the zero-order residual must shrink "
-              "with order 1, the first-order one with order 2), and a Jacobian-transpose test "
-              "of the backward pass against the Jacobian-vector product `Network.jvp`. "
-              "`nncore gradcheck` checks every layer kind the same way (see "
-              "docs/verification.md in nncore's repository).", ""]
-    rows = []
-    for taylor, transpose in checks:
-        zero, first = taylor.orders
-        first_text = "round-off (linear)" if taylor.exact else f"{first:.2f}"
-        rows.append([taylor.name.split(":")[0], f"{taylor.size:,}", taylor.verdict,
-                     f"{zero:.2f}" if math.isfinite(zero) else "-", first_text,
-                     transpose.verdict, f"{transpose.discrepancy:.1e}"])
-    lines += [_md_table(["network", "parameters", "Taylor test", "order (zero)",
-                         "order (first)", "transpose test", "transpose discrepancy"], rows,
-                        [False, True, False, True, True, False, True]), "",
-              _link(figures, "gradient_tests", out, "Taylor tests of the networks' gradients"),
-              ""]
-
-    # 6
-    versions = _package_versions()
-    machine = _machine()
-    lines += ["## 6. How this report was made", "",
-              "```", command, "```", "",
-              f"- seed: {seed} (the grids derive each trial's seeds from it and the trial's "
-              f"settings; the comparison trains with seeds {', '.join(map(str, seeds))})",
-              f"- settings: {'quick' if quick else 'full'} study "
-              f"({_settings_text(settings)})",
-              f"- data fingerprint (training and validation arrays as loaded): "
-              f"`{summary['fingerprint']}`",
-              f"- written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, "
-              f"in {summary['seconds']:.1f} s",
-              "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-              "- machine: " + ", ".join(f"{k}: {v}" for k, v in machine.items()), ""]
-    return "\n".join(lines)
-
-
-def _edge_note(what, value, values):
-    """A sentence warning that the best value is at the end of the range tried."""
-    values = sorted(values)
-    if len(values) < 3 or value not in (values[0], values[-1]):
-        return ""
-    end = "smallest" if value == values[0] else "largest"
-    return (f" The best {what}, {value:g}, is the {end} tried: a wider grid might find "
-            "a better one.")
-
-
-def _settings_text(settings):
-    return ", ".join(f"{field.name}={getattr(settings, field.name)!r}"
-                     for field in dataclasses.fields(settings))
+    path.write_text(report.render(result, {key: Path(figure).relative_to(out)
+                                           for key, figure in figures.items()}),
+                    encoding="utf-8")
+    return path, result
 
 
 # --------------------------------------------------------------------------------------------
@@ -886,7 +654,7 @@ def run_study(data="all", out="reports", quick=False, seed=0, n_jobs=1, command=
     if not isinstance(quick, (bool, np.bool_)):
         raise TypeError(f"quick must be True or False, got {quick!r}")
     seed = integer("seed", seed, minimum=0)
-    if n_jobs is None or _checked_n_jobs(n_jobs) is None:
+    if n_jobs is None or checked_n_jobs(n_jobs) is None:
         raise ValueError("n_jobs must be a nonzero integer (-1 for all cores), got None")
     if verbose not in (0, 1):
         raise ValueError(f"verbose must be 0 or 1, got {verbose!r}")
@@ -901,47 +669,19 @@ def run_study(data="all", out="reports", quick=False, seed=0, n_jobs=1, command=
         raise ValueError(f"out {os.fspath(out)!r} exists and is not a folder")
     specs = _dataset_specs(data)
     if command is None:
-        command = (f"python -c \"import nncore.experiments as e; e.run_study(data={data!r}, "
-                   f"out={os.fspath(out)!r}, quick={bool(quick)}, seed={int(seed)}, "
-                   f"n_jobs={int(n_jobs)})\"")
+        command = provenance.python_command(data, out, quick, seed, n_jobs)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    paths, summaries = [], []
+    paths, results = [], []
     for name, source in specs:
-        path, summary = _study_one(name, source, out, settings, bool(quick), int(seed),
-                                   int(n_jobs), command, verbose)
+        path, result = _study_one(name, source, out, settings, bool(quick), int(seed),
+                                  int(n_jobs), command, verbose)
         paths.append(path)
-        summaries.append(summary)
+        results.append(result)
     index = out / "index.md"
-    index.write_text(_index(summaries, command, quick, time.perf_counter() - started),
-                     encoding="utf-8")
+    index.write_text(report.render_index(results, command, quick,
+                                         time.perf_counter() - started), encoding="utf-8")
     if verbose:
         print(f"reports: {', '.join(os.fspath(p) for p in paths)}; summary in {index} "
               f"({time.perf_counter() - started:.1f} s)", flush=True)
     return [*paths, index]
-
-
-def _index(summaries, command, quick, seconds):
-    rows = []
-    for summary in summaries:
-        networks = summary["networks"]
-        rows.append([f"[{summary['name']}]({summary['name']}.md)",
-                     f"{summary['n_train']:,} / {summary['n_val']:,}",
-                     _pct(summary["softmax"]["val"]["accuracy"]),
-                     f"lr {summary['softmax']['lr']:g}, batch {summary['softmax']['batch_size']}",
-                     f"{_pct(networks['standard']['val_mean'])} "
-                     f"({networks['standard']['n_params']:,} params)",
-                     f"{_pct(networks['resnet']['val_mean'])} "
-                     f"({networks['resnet']['n_params']:,} params)",
-                     "pass" if summary["checks_passed"] else "**not passed**",
-                     f"{summary['seconds']:.0f}"])
-    lines = ["# nncore study: summary", ""]
-    if quick:
-        lines += ["> **Quick run**: the numbers only show that the study runs.", ""]
-    lines += [_md_table(["data set", "train / validation", "softmax regression",
-                         "best softmax cell", "standard network (mean over seeds)",
-                         "ResNet (mean over seeds)", "gradient tests", "time (s)"], rows,
-                        [False, True, True, False, True, True, False, True]),
-              "", "Validation accuracy throughout.", "", "```", command, "```",
-              "", f"Total time {seconds:.1f} s.", ""]
-    return "\n".join(lines)

@@ -24,27 +24,30 @@ How it works
   the builder and a fingerprint of the data, so a file can hold several searches.
 - Trials run through joblib (``n_jobs``, ``backend``); on a Dask cluster choose joblib's
   ``"dask"`` backend with a ``dask.distributed.Client`` open (see docs/study.md).
+
+The results file, :class:`SearchResults` and :func:`read_results` live in
+:mod:`nncore.results`; the BLAS and joblib helpers in :mod:`nncore.parallel`.
 """
 
 import hashlib
 import inspect
 import itertools
-import json
 import math
-import numbers
 import os
 import sys
 import time
-import warnings
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from . import _validation as v
 from ._validation import integer
-from .network import mlp, resnet, softmax_regression
+from .network import build
 from .optim import SCHEDULES, SGD
+from .parallel import checked_n_jobs, one_blas_thread, run_unordered
+from .results import (METRICS, RECORD_FORMAT, ResultsWriter, SearchResults, canonical,
+                      read_results, score, value_text)
 from .train import TrainingDiverged, fit
 
 __all__ = [
@@ -66,16 +69,10 @@ TRAINING_DEFAULTS = {"lr": 0.02, "momentum": 0.9, "nesterov": False, "weight_dec
 TRAINING_KEYS = (*TRAINING_DEFAULTS, "epochs")
 #: A grid key that changes only the trial's seed: ``repeat = [0, 1, 2]`` runs three replicas.
 REPEAT_KEY = "repeat"
-#: Metrics a search can rank by (read from the last epoch), and whether larger is better.
-METRICS = {"val_accuracy": True, "val_loss": False, "accuracy": True, "loss": False,
-           "best_val_accuracy": True}
-#: Version of the record layout written to the results file.
-RECORD_FORMAT = 1
 
 _FLOAT_KEYS = ("lr", "momentum", "weight_decay")
 _INT_KEYS = {"batch_size": 1, "epochs": 1, "width": 1, "depth": 0, "hidden": 1,
              REPEAT_KEY: 0}
-_ARCHITECTURES = ("mlp", "resnet", "softmax_regression")
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,47 +80,9 @@ _ARCHITECTURES = ("mlp", "resnet", "softmax_regression")
 # --------------------------------------------------------------------------------------------
 
 
-def build_network(n_in, n_classes, seed, architecture="resnet", width=64, depth=4, hidden=None,
-                  layers=None, activation="tanh", dtype="float32"):
-    """Build a network from grid settings (the builder ``grid_search("auto", ...)`` uses).
-
-    Parameters
-    ----------
-    n_in, n_classes : int
-        Taken from the data.
-    seed : int
-        Seeds the initialisation.
-    architecture : {"resnet", "mlp", "softmax_regression"}
-    width, depth : int
-        ResNet: ``depth`` residual blocks of ``width`` units. MLP: ``depth`` hidden layers
-        of ``width`` units (unless ``layers`` is given; ``depth=0`` is softmax regression).
-    hidden : int, optional
-        Units inside each residual block (default ``width``); ResNet only.
-    layers : list of int, optional
-        Hidden widths of an MLP, overriding ``width`` and ``depth``.
-    activation : {"tanh", "relu", "sigmoid", "identity"}
-    dtype : {"float32", "float64"}
-
-    Returns
-    -------
-    Network
-    """
-    if architecture == "resnet":
-        if layers is not None:
-            raise ValueError("layers is for architecture 'mlp'; a resnet takes width, depth "
-                             "and hidden")
-        return resnet(n_in, width, depth, n_classes, hidden=hidden, activation=activation,
-                      dtype=dtype, seed=seed)
-    if architecture == "mlp":
-        if hidden is not None:
-            raise ValueError("hidden is for architecture 'resnet'; an mlp takes layers, or "
-                             "width and depth")
-        if layers is None:
-            layers = [width] * integer("depth", depth, minimum=0)
-        return mlp(n_in, layers, n_classes, activation=activation, dtype=dtype, seed=seed)
-    if architecture == "softmax_regression":
-        return softmax_regression(n_in, n_classes, dtype=dtype, seed=seed)
-    raise ValueError(f"architecture must be one of {_ARCHITECTURES}, got {architecture!r}")
+#: The builder ``grid_search("auto", ...)`` uses: :func:`nncore.network.build` (keys
+#: ``architecture``, ``width``, ``depth``, ``hidden``, ``layers``, ``activation``, ``dtype``).
+build_network = build
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,13 +90,8 @@ def build_network(n_in, n_classes, seed, architecture="resnet", width=64, depth=
 # --------------------------------------------------------------------------------------------
 
 
-def _canonical(value):
-    """Canonical JSON text (sorted keys, no spaces): equal settings give equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
 def _digest(value):
-    return hashlib.sha256(_canonical(value).encode()).hexdigest()
+    return hashlib.sha256(canonical(value).encode()).hexdigest()
 
 
 def _normalise(where, key, value):
@@ -147,31 +101,24 @@ def _normalise(where, key, value):
         raise TypeError(f"{where} keys must be non-empty strings, got {key!r}")
     label = f"{where}[{key!r}]"
     if key in _FLOAT_KEYS:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{label} must be a number, got {value!r}")
-        value = float(value)
-        if not math.isfinite(value) or value < 0 or (key == "lr" and value == 0):
-            bound = "> 0" if key == "lr" else ">= 0"
-            raise ValueError(f"{label} must be a finite number {bound}, got {value}")
-        return value
+        exclusive = key == "lr"
+        try:
+            return v.real_number(label, value, minimum=0.0, exclusive_minimum=exclusive)
+        except TypeError:  # said as a grid file's author reads it
+            raise TypeError(f"{label} must be a number, got {value!r}") from None
+        except ValueError:
+            raise ValueError(f"{label} must be a finite number {'>' if exclusive else '>='} 0, "
+                             f"got {value}") from None
     if key in _INT_KEYS:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            if key == "hidden" and value is None:
-                return None
-            raise TypeError(f"{label} must be an integer, got {value!r}")
-        if value < _INT_KEYS[key]:
-            raise ValueError(f"{label} must be >= {_INT_KEYS[key]}, got {value}")
-        return int(value)
+        if key == "hidden" and value is None:
+            return None
+        return v.integer(label, value, minimum=_INT_KEYS[key])
     if key == "nesterov":
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{label} must be true or false, got {value!r}")
-        return bool(value)
+        return v.boolean(label, value)
     if key == "schedule":
-        if value is not None and (not isinstance(value, str) or value not in SCHEDULES):
-            raise ValueError(f"{label} must be one of {tuple(SCHEDULES)}, got {value!r}")
-        return "constant" if value is None else value
+        return "constant" if value is None else v.choice(label, value, SCHEDULES)
     try:
-        _canonical(value)
+        canonical(value)
     except (TypeError, ValueError):
         raise TypeError(f"{label} must be a string, number, boolean or list of them (JSON), "
                         f"got {value!r}") from None
@@ -190,7 +137,7 @@ def _checked_grid(grid):
         if len(values) == 0:
             raise ValueError(f"grid[{key!r}] is an empty list; give at least one value")
         values = [_normalise("grid", key, value) for value in values]
-        texts = [_canonical(value) for value in values]
+        texts = [canonical(value) for value in values]
         for i, text in enumerate(texts):
             if text in texts[:i]:
                 raise ValueError(f"grid[{key!r}] lists the value {values[i]!r} twice")
@@ -231,7 +178,7 @@ def trial_seeds(seed, settings):
     """
     seed = integer("seed", seed, minimum=0)
     settings = {key: value for key, value in settings.items() if key != "epochs"}
-    words = np.frombuffer(hashlib.sha256(_canonical(settings).encode()).digest(), dtype="<u4")
+    words = np.frombuffer(hashlib.sha256(canonical(settings).encode()).digest(), dtype="<u4")
     state = np.random.SeedSequence([seed, *map(int, words)]).generate_state(2)
     return int(state[0]), int(state[1])
 
@@ -261,38 +208,17 @@ def _checked_data(data):
     else:
         raise TypeError("data must be a data set name, a path, or a tuple "
                         f"(X_train, y_train, X_val, y_val), got {type(data).__name__}")
-    X, X_val = np.ascontiguousarray(X), np.ascontiguousarray(X_val)
-    y, y_val = np.ascontiguousarray(y), np.ascontiguousarray(y_val)
-    for name, array, ndim in (("X_train", X, 2), ("y_train", y, 1), ("X_val", X_val, 2),
-                              ("y_val", y_val, 1)):
-        if array.ndim != ndim:
-            raise ValueError(f"data: {name} must be {ndim}-D, got shape {array.shape}")
-        if array.shape[0] == 0:
-            raise ValueError(f"data: {name} is empty")
-    if X.shape[0] != y.shape[0] or X_val.shape[0] != y_val.shape[0]:
-        raise ValueError(f"data: {X.shape[0]} training rows with {y.shape[0]} labels, "
-                         f"{X_val.shape[0]} validation rows with {y_val.shape[0]} labels")
-    if X.shape[1] != X_val.shape[1]:
-        raise ValueError(f"data: X_train has {X.shape[1]} features but X_val {X_val.shape[1]}")
-    if y.dtype.kind not in "iu" or y_val.dtype.kind not in "iu":
-        raise TypeError("data: labels must be integer class indices")
+    X = v.features(X, name="X_train", source="data", allow_empty=False)
+    X_val = v.features(X_val, X.shape[1], name="X_val", source="data", allow_empty=False,
+                       expected_by="X_train")
+    y = v.class_labels(y, X.shape[0], name="y_train", source="data")
+    y_val = v.class_labels(y_val, X_val.shape[0], name="y_val", source="data")
     return X, y, X_val, y_val
 
 
 # --------------------------------------------------------------------------------------------
 # One trial (runs in a worker)
 # --------------------------------------------------------------------------------------------
-
-
-def _one_blas_thread():
-    """A context limiting BLAS (NumPy's and SciPy's OpenBLAS) to one thread, if threadpoolctl
-    is installed. Without it, joblib's process workers and Dask's still start with one BLAS
-    thread (both set OPENBLAS_NUM_THREADS and friends in their workers)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - depends on the environment
-        return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _json_number(value):
@@ -304,7 +230,7 @@ def _run_trial(spec, data, build):
     """Train one trial; returns its record (a JSON-serialisable dict)."""
     X, y, X_val, y_val = data
     training = spec["training"]
-    with _one_blas_thread():
+    with one_blas_thread():
         network = build(X.shape[1], spec["n_classes"], spec["init_seed"], **spec["model"])
         optimizer = SGD(lr=training["lr"], momentum=training["momentum"],
                         nesterov=training["nesterov"], weight_decay=training["weight_decay"],
@@ -354,190 +280,6 @@ def _run_trial(spec, data, build):
 
 
 # --------------------------------------------------------------------------------------------
-# Results file
-# --------------------------------------------------------------------------------------------
-
-
-def read_results(path):
-    """Read the records of a results file (JSON lines), skipping damaged lines.
-
-    A line that is not a JSON object (say, the last one, cut short by a crash mid-write)
-    is skipped with a warning; the trial it held runs again when the search resumes.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-
-    Returns
-    -------
-    list of dict
-        The records in file order; an absent file gives an empty list.
-    """
-    path = Path(path)
-    if not path.exists():
-        return []
-    if not path.is_file():
-        raise ValueError(f"results {os.fspath(path)!r} is not a file")
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                record = None
-            if not isinstance(record, dict) or "key" not in record:
-                warnings.warn(f"{path}:{number}: not a trial record; skipped (that trial "
-                              "will run again)", stacklevel=2)
-                continue
-            records.append(record)
-    return records
-
-
-class _ResultsWriter:
-    """Appends one JSON line per record and flushes it to disk at once."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        if self.path.parent != Path(""):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        needs_newline = False
-        if self.path.exists() and self.path.stat().st_size:
-            with open(self.path, "rb") as handle:
-                handle.seek(-1, os.SEEK_END)
-                needs_newline = handle.read(1) != b"\n"  # a line cut short by a crash
-        self.handle = open(self.path, "a", encoding="utf-8")
-        if needs_newline:
-            self.handle.write("\n")
-
-    def write(self, record):
-        self.handle.write(_canonical(record) + "\n")
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-
-    def close(self):
-        self.handle.close()
-
-
-# --------------------------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------------------------
-
-
-class SearchResults:
-    """The trials of a search, in grid order, with ranking and a text table.
-
-    Attributes
-    ----------
-    trials : list of dict
-        One record per combination, in the grid's order (see :func:`grid_search` for the
-        fields).
-    metric : str
-        What :meth:`ranked` sorts by (a key of :data:`METRICS`).
-    grid_keys : list of str
-        The keys that vary across the grid.
-    path : pathlib.Path
-        The results file.
-    n_resumed : int
-        Trials read back from the file instead of run.
-    """
-
-    def __init__(self, trials, metric, grid_keys, path, n_resumed=0):
-        self.trials, self.metric, self.grid_keys = list(trials), metric, list(grid_keys)
-        self.path, self.n_resumed = path, n_resumed
-
-    def __len__(self):
-        return len(self.trials)
-
-    def __iter__(self):
-        return iter(self.trials)
-
-    def __getitem__(self, index):
-        return self.trials[index]
-
-    def score(self, trial):
-        """The trial's value of :attr:`metric` (None for a diverged trial)."""
-        return score(trial, self.metric)
-
-    def ranked(self):
-        """The trials best first by :attr:`metric`; diverged trials last, ties in grid order."""
-        larger_is_better = METRICS[self.metric]
-
-        def order(trial):
-            value = self.score(trial)
-            if value is None:
-                return (1, 0.0)
-            return (0, -value if larger_is_better else value)
-
-        return sorted(self.trials, key=order)
-
-    @property
-    def best(self):
-        """The best trial (None if every trial diverged)."""
-        ranked = self.ranked()
-        return ranked[0] if ranked and self.score(ranked[0]) is not None else None
-
-    def table(self, top=None):
-        """The ranked trials as a text table (the ``top`` best, or all).
-
-        Columns: rank, each grid key, the final validation accuracy and loss, the best
-        validation accuracy and its epoch, the final training accuracy, the parameter count
-        and the training time.
-        """
-        rows = self.ranked()[:top] if top else self.ranked()
-        header = ["rank", *self.grid_keys, "val_acc", "val_loss", "best_val_acc (epoch)",
-                  "train_acc", "params", "time_s"]
-        lines = []
-        for rank, trial in enumerate(rows, 1):
-            final, best = trial["final"], trial["best"]
-            cells = [str(rank), *(_cell(trial["params"].get(key)) for key in self.grid_keys)]
-            if trial["status"] != "ok":
-                cells += [trial["status"], "-"]
-            else:
-                loss = final["val_loss"]
-                cells += [f"{final['val_accuracy']:.4f}",
-                          f"{loss:.4f}" if abs(loss) < 1e4 else f"{loss:.3g}"]
-            cells.append(f"{best['val_accuracy']:.4f} ({best['epoch']})" if best else "-")
-            cells.append(f"{final['accuracy']:.4f}" if final["accuracy"] is not None else "-")
-            cells += [f"{trial['n_params']:,}", f"{trial['seconds']:.2f}"]
-            lines.append(cells)
-        widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
-        numeric = [i == 0 or i > len(self.grid_keys) for i in range(len(header))]
-        text = []
-        for row in [header, *lines]:
-            text.append("  ".join(cell.rjust(w) if right else cell.ljust(w)
-                                  for cell, w, right in zip(row, widths, numeric)).rstrip())
-        text.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(text)
-
-    def __repr__(self):
-        best = self.best
-        described = f", best {self.metric}={self.score(best):.4f} at {best['params']}" \
-            if best else ""
-        return f"SearchResults({len(self)} trials{described})"
-
-
-def score(trial, metric="val_accuracy"):
-    """A trial record's value of ``metric`` (None if it diverged or has no value)."""
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {tuple(METRICS)}, got {metric!r}")
-    if trial["status"] != "ok":
-        return None
-    if metric == "best_val_accuracy":
-        return trial["best"]["val_accuracy"] if trial["best"] else None
-    return trial["final"][metric]
-
-
-def _cell(value):
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list):
-        return "x".join(map(str, value)) or "[]"
-    return str(value)
-
-
-# --------------------------------------------------------------------------------------------
 # The search
 # --------------------------------------------------------------------------------------------
 
@@ -569,15 +311,6 @@ def _check_build_accepts(build, model_keys):
         known = sorted(accepted - {"n_in", "n_classes", "seed"}) + list(TRAINING_KEYS)
         raise ValueError(f"unknown grid key(s) {', '.join(map(repr, unknown))} for "
                          f"{_build_name(build)}; known keys: {', '.join(known)}, {REPEAT_KEY}")
-
-
-def _checked_n_jobs(n_jobs):
-    if n_jobs is None:
-        return None
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a nonzero integer (-1 for all cores) or None, "
-                         f"got {n_jobs!r}")
-    return int(n_jobs)
 
 
 def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val_accuracy",
@@ -650,7 +383,7 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
     seed = integer("seed", seed, minimum=0)
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {tuple(METRICS)}, got {metric!r}")
-    n_jobs = _checked_n_jobs(n_jobs)
+    n_jobs = checked_n_jobs(n_jobs)
     if backend is not None and not isinstance(backend, str):
         raise TypeError(f"backend must be a joblib backend name or None, got {backend!r}")
     if verbose not in (0, 1, 2):
@@ -683,7 +416,7 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
                          "training": {k: v for k, v in training.items() if k != "epochs"},
                          REPEAT_KEY: settings.get(REPEAT_KEY, 0)}
         init_seed, shuffle_seed = trial_seeds(seed, seed_settings)
-        model_text = _canonical(model)
+        model_text = canonical(model)
         if model_text not in probed:  # build once in the parent: bad settings fail now
             probed.add(model_text)
             try:
@@ -714,9 +447,10 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
               file=sys.stderr, flush=True)
     progress = _Progress(len(specs), len(finished), varying, metric, verbose)
     if todo:
-        writer = _ResultsWriter(results)
+        writer = ResultsWriter(results)
         try:
-            for record in _run_all(todo, (X, y, X_val, y_val), build, n_jobs, backend):
+            calls = ((spec, (X, y, X_val, y_val), build) for spec in todo)
+            for record in run_unordered(_run_trial, calls, n_jobs, backend):
                 writer.write(record)
                 finished[record["key"]] = record
                 progress.update(record)
@@ -730,27 +464,6 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
         trial["params"] = spec["params"]  # the grid's view of a record written by another grid
     return SearchResults(trials, metric, varying, Path(results),
                          n_resumed=len(specs) - len(todo))
-
-
-def _run_all(specs, data, build, n_jobs, backend):
-    """Yield each trial's record as it finishes (in any order).
-
-    The limit of one BLAS thread is set once here too: threadpoolctl's limits are global to
-    a process, so with the threading backend the trials' own limits would otherwise be
-    entered and undone out of order and leave the process's thread count changed.
-    """
-    with _one_blas_thread():
-        if n_jobs == 1 and backend is None:
-            for spec in specs:  # no joblib machinery for the plain case
-                yield _run_trial(spec, data, build)
-            return
-        from joblib import Parallel, delayed, parallel_config
-
-        # parallel_config (not Parallel(backend=...)) also registers the external backends
-        # joblib knows by name, such as "dask"
-        with parallel_config(backend=backend) if backend is not None else nullcontext():
-            parallel = Parallel(n_jobs=n_jobs, batch_size=1, return_as="generator_unordered")
-            yield from parallel(delayed(_run_trial)(spec, data, build) for spec in specs)
 
 
 class _Progress:
@@ -777,7 +490,7 @@ class _Progress:
                 self.bar.set_postfix_str(f"best {self.metric} {self.best:.4f}", refresh=False)
             self.bar.update(1)
         elif self.verbose == 2:
-            described = " ".join(f"{k}={_cell(record['params'].get(k))}" for k in self.keys)
+            described = " ".join(f"{k}={value_text(record['params'].get(k))}" for k in self.keys)
             outcome = (f"{self.metric} {value:.4f}" if value is not None
                        else record["status"])
             print(f"[{self.count}/{self.total}] {described}: {outcome} "
