@@ -80,9 +80,17 @@ _INT_KEYS = {"batch_size": 1, "epochs": 1, "width": 1, "depth": 0, "hidden": 1,
 # --------------------------------------------------------------------------------------------
 
 
-#: The builder ``grid_search("auto", ...)`` uses: :func:`nncore.network.build` (keys
-#: ``architecture``, ``width``, ``depth``, ``hidden``, ``layers``, ``activation``, ``dtype``).
-build_network = build
+def build_network(n_in, n_classes, seed, architecture="resnet", width=64, depth=4, hidden=None,
+                  layers=None, activation="tanh", dtype="float32"):
+    """The builder ``grid_search("auto", ...)`` uses: :func:`nncore.network.build`, whose
+    settings are the grid keys ``architecture``, ``width``, ``depth``, ``hidden``,
+    ``layers``, ``activation`` and ``dtype``.
+
+    A function of its own because a trial's key records its builder by name
+    (``nncore.search.build_network``): results files written earlier keep resuming.
+    """
+    return build(n_in, n_classes, seed, architecture, width=width, depth=depth, hidden=hidden,
+                 layers=layers, activation=activation, dtype=dtype)
 
 
 # --------------------------------------------------------------------------------------------
