@@ -203,18 +203,21 @@ def features(X, n_features=None, dtype=None, name="X", source=None, allow_empty=
     name : str
         The argument's name in messages.
     source : str, optional
-        Where the array came from (a file), put in front of every message.
+        Where the array came from (a file), put in front of every message. A file's
+        contents are values, so every problem with them is a ValueError; without a source,
+        an argument of the wrong kind is a TypeError.
     allow_empty : bool
         Whether zero rows are acceptable.
     expected_by : str
         Who expects ``n_features`` columns, for the message.
     """
     where = f"{source}: " if source else ""
+    kind_error = ValueError if source else TypeError
     if X is None or isinstance(X, (str, bytes)):
-        raise TypeError(f"{where}{name} must be an array of real numbers, got {X!r}")
+        raise kind_error(f"{where}{name} must be an array of real numbers, got {X!r}")
     X = np.asarray(X)
     if X.dtype.kind not in "fiu":  # bools are labels or masks, not features
-        raise TypeError(f"{where}{name} must hold real numbers, got dtype {X.dtype}")
+        raise kind_error(f"{where}{name} must hold real numbers, got dtype {X.dtype}")
     if X.ndim != 2:
         raise ValueError(f"{where}{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
     if n_features is not None and X.shape[1] != n_features:
@@ -230,8 +233,8 @@ def features(X, n_features=None, dtype=None, name="X", source=None, allow_empty=
     bad = ~np.isfinite(X)
     if bad.any():
         row, column = np.argwhere(bad)[0]
-        raise ValueError(f"{where}{name} contains NaN or infinity ({int(bad.sum())} value(s), "
-                         f"the first at sample {row}, feature {column})")
+        raise ValueError(f"{where}{name} contains NaN or infinity: {int(bad.sum())} NaN or "
+                         f"infinite value(s), the first at sample {row}, feature {column}")
     return X
 
 
@@ -240,9 +243,10 @@ def class_labels(y, n_samples=None, n_classes=None, name="y", source=None):
 
     Integer-valued floats are accepted (a ``.mat`` file stores labels as doubles); anything
     else that is not an integer is refused. With ``n_samples`` the length is checked, with
-    ``n_classes`` the range ``[0, n_classes)``.
+    ``n_classes`` the range ``[0, n_classes)``. ``source`` as in :func:`features`.
     """
     where = f"{source}: " if source else ""
+    kind_error = ValueError if source else TypeError
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"{where}{name} must be 1-D, got shape {y.shape}")
@@ -251,12 +255,12 @@ def class_labels(y, n_samples=None, n_classes=None, name="y", source=None):
         not_integer = ~np.isfinite(y) | (y != np.round(y)) | (np.abs(y) >= 2.0**62)
         if not_integer.any():
             first = int(np.flatnonzero(not_integer)[0])
-            raise TypeError(
+            raise kind_error(
                 f"{where}{name} must hold integer class labels; {int(not_integer.sum())} are "
                 f"not integers, the first is {y[first]!r} at index {first}")
         y = y.astype(np.intp)
     if y.dtype.kind not in "iu":
-        raise TypeError(f"{where}{name} must hold integer class labels, got dtype {y.dtype}")
+        raise kind_error(f"{where}{name} must hold integer class labels, got dtype {y.dtype}")
     if y.dtype == np.uint64 and y.size and y.max() > np.iinfo(np.intp).max:
         raise ValueError(f"{where}{name} holds labels too large for a class index")
     if n_samples is not None and y.shape[0] != n_samples:

@@ -44,6 +44,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
+from . import _validation as v
+
 __all__ = [
     "BUNDLED_FILES",
     "load",
@@ -243,14 +245,8 @@ def load_mat(path):
             f"{path}: class count mismatch: Ct has {Ct.shape[0]} rows (classes) "
             f"but Cv has {Cv.shape[0]}"
         )
-    for key, features in (("Yt", Yt), ("Yv", Yv)):
-        bad = ~np.isfinite(features)
-        if bad.any():
-            row, col = np.argwhere(bad)[0]
-            raise ValueError(
-                f"{path}: {key} holds {int(bad.sum())} NaN or infinite value(s), "
-                f"the first at feature {row}, sample {col}"
-            )
+    X_train = _feature_matrix(Yt.T, path, "Yt")  # the file's columns are the samples
+    X_val = _feature_matrix(Yv.T, path, "Yv")
     for key, labels in (("Ct", Ct), ("Cv", Cv)):
         bad_columns = np.flatnonzero(
             ~(((labels == 0) | (labels == 1)).all(axis=0) & (labels.sum(axis=0) == 1))
@@ -264,9 +260,9 @@ def load_mat(path):
             )
 
     return (
-        np.ascontiguousarray(Yt.T, dtype=np.float64),
+        X_train,
         Ct.argmax(axis=0).astype(np.int64),
-        np.ascontiguousarray(Yv.T, dtype=np.float64),
+        X_val,
         Cv.argmax(axis=0).astype(np.int64),
     )
 
@@ -610,8 +606,8 @@ def make_peaks(n_train=25000, n_val=6250, seed=0, label_noise=_PEAKS_LABEL_NOISE
     93 % on the validation split, as on the course set.
     """
     n_train, n_val = _sample_counts(n_train, n_val)
-    label_noise = _fraction(label_noise, "label_noise")
-    position_noise = _non_negative(position_noise, "position_noise")
+    label_noise = v.real_number("label_noise", label_noise, 0.0, 1.0)
+    position_noise = v.real_number("position_noise", position_noise, minimum=0.0)
     n_classes = len(_PEAKS_LEVELS) + 1
     rng = np.random.default_rng(seed)
 
@@ -664,7 +660,7 @@ def make_gmm(n_train=25000, n_val=6250, seed=0, label_noise=_GMM_LABEL_NOISE):
     y_val : ndarray of int64, shape (n_val,)
     """
     n_train, n_val = _sample_counts(n_train, n_val)
-    label_noise = _fraction(label_noise, "label_noise")
+    label_noise = v.real_number("label_noise", label_noise, 0.0, 1.0)
     rng = np.random.default_rng(seed)
     d, k, m = _GMM_N_FEATURES, _GMM_N_CLASSES, _GMM_COMPONENTS_PER_CLASS
     centers = rng.normal(0.0, _GMM_CENTER_SPREAD, size=(k, m, d))
@@ -721,8 +717,8 @@ def make_swissroll(n_train=20000, n_val=5000, seed=0, label_noise=_SWISSROLL_LAB
     y_val : ndarray of int64, shape (n_val,)
     """
     n_train, n_val = _sample_counts(n_train, n_val)
-    label_noise = _fraction(label_noise, "label_noise")
-    position_noise = _non_negative(position_noise, "position_noise")
+    label_noise = v.real_number("label_noise", label_noise, 0.0, 1.0)
+    position_noise = v.real_number("position_noise", position_noise, minimum=0.0)
     rng = np.random.default_rng(seed)
     span = 2.0 * math.pi * _SWISSROLL_TURNS
 
@@ -758,48 +754,16 @@ def _existing_file(path):
 
 
 def _feature_matrix(values, source, name):
-    """Check a (samples, features) array and return it as C-contiguous float64."""
-    if values.dtype.kind not in "biuf":
-        raise ValueError(f"{source}: {name} must be numeric, got dtype {values.dtype}")
-    if values.ndim != 2:
-        raise ValueError(
-            f"{source}: {name} must be 2-D (samples, features), got shape {values.shape}"
-        )
-    if values.shape[0] == 0:
-        raise ValueError(f"{source}: {name} is empty (0 samples)")
-    if values.shape[1] == 0:
-        raise ValueError(f"{source}: {name} has 0 features")
-    values = np.ascontiguousarray(values, dtype=np.float64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(
-            f"{source}: {name} holds {int(bad.sum())} NaN or infinite value(s), "
-            f"the first at sample {row}, feature {col}"
-        )
-    return values
+    """A non-empty (samples, features) array of finite reals, as C-contiguous float64."""
+    return v.features(values, dtype=np.float64, name=name, source=source, allow_empty=False)
 
 
 def _integer_labels(values, source, name):
-    """Check a 1-D array of integer-valued labels and return it as int64."""
-    if values.dtype.kind not in "biuf":
-        raise ValueError(f"{source}: {name} must hold integer labels, got dtype {values.dtype}")
-    if values.ndim != 1:
-        raise ValueError(f"{source}: {name} must be 1-D, got shape {values.shape}")
-    if values.size == 0:
+    """A non-empty 1-D array of integer-valued labels, as int64."""
+    labels = v.class_labels(values, name=name, source=source)
+    if labels.size == 0:
         raise ValueError(f"{source}: {name} is empty (0 labels)")
-    if values.dtype.kind == "f":
-        not_integer = ~np.isfinite(values) | (values != np.round(values))
-        not_integer |= np.abs(values) >= 2.0**63
-        if not_integer.any():
-            first = int(np.flatnonzero(not_integer)[0])
-            raise ValueError(
-                f"{source}: {name} must hold integer class labels; {int(not_integer.sum())} "
-                f"are not integers, the first is {values[first]!r} at index {first}"
-            )
-    if values.dtype == np.uint64 and values.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"{source}: {name} holds labels too large for int64")
-    return values.astype(np.int64)
+    return labels.astype(np.int64)
 
 
 def _class_indices(y_train, y_val):
@@ -826,32 +790,7 @@ def _parses_as_float(text):
 
 
 def _sample_counts(n_train, n_val):
-    counts = []
-    for name, n in (("n_train", n_train), ("n_val", n_val)):
-        if isinstance(n, bool):
-            raise TypeError(f"{name} must be an integer, got bool")
-        try:
-            n = operator.index(n)
-        except TypeError:
-            raise TypeError(f"{name} must be an integer, got {type(n).__name__}") from None
-        if n < 1:
-            raise ValueError(f"{name} must be at least 1, got {n}")
-        counts.append(n)
-    return counts
-
-
-def _fraction(value, name):
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be between 0 and 1, got {value}")
-    return value
-
-
-def _non_negative(value, name):
-    value = float(value)
-    if not value >= 0.0:  # also refuses NaN
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
+    return v.integer("n_train", n_train), v.integer("n_val", n_val)
 
 
 def _balanced_counts(n, n_classes):
