@@ -254,11 +254,15 @@ def test_loss_and_grad_matches_the_reference_backend(kind, activation, dtype, se
     net, ref, X, y = problem(kind, activation, dtype, seed % 1000, n, n_in=n_in, width=width,
                              hidden=hidden, n_classes=n_classes)
     loss = net.loss_and_grad(X, y)
-    expected_loss = ref.loss_and_grad(X, y)
+    # The oracle runs in float64: the reference's own float32 rounding can exceed the
+    # bound (seed 193, a 1-5-5-3 tanh ResNet at n=1: the float32 reference is 2.7e-5 of
+    # the gradient scale from float64, the kernels 6.4e-6), which made this test flaky.
+    oracle = nc.Network.from_state({**ref.state(), "dtype": "float64"}, backend="reference")
+    expected_loss = oracle.loss_and_grad(X.astype(np.float64), y)
     assert type(loss) is float
     assert_close(loss, expected_loss, dtype, scale=1.0, name="loss")
     assert net.grads.dtype == dtype
-    assert_matches_reference(net.grads, ref.grads, dtype, "grads",
+    assert_matches_reference(net.grads, oracle.grads, dtype, "grads",
                              scale=gradient_scale(ref, X))
     # and the loss is the cross-entropy of the logits
     assert_close(loss, cross_entropy(ref.logits(X), y), dtype, scale=1.0, name="loss vs NumPy")
