@@ -1,11 +1,9 @@
 """`nncore experiments --quick`: the study's reports, the figures they link, provenance."""
 
-import ast
 import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,45 +166,7 @@ def test_out_must_be_a_folder(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
 
 
-# --- how the study's modules sit on the rest of nncore ------------------------------------
-
-#: Modules that build on the network, training and plotting modules; none of those may
-#: import them (not even inside a function), and they import each other without a cycle.
-STUDY_MODULES = {"experiments", "report", "provenance", "search", "results", "parallel"}
-
-
-def _nncore_imports(path):
-    """The nncore modules a source file imports, at its top or inside functions."""
-    package = {p.stem for p in path.parent.glob("*.py")} | {"_kernels"}
-    imported = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            names = [node.module] if node.module else [alias.name for alias in node.names]
-            imported |= {name.split(".")[0] for name in names} & package
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nncore."):
-            imported.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[1] for alias in node.names
-                         if alias.name.startswith("nncore.")}
-    return imported
-
-
-def test_the_study_modules_import_only_downward():
-    folder = Path(nc.__file__).parent
-    graph = {path.stem: _nncore_imports(path) for path in folder.glob("*.py")}
-    assert STUDY_MODULES <= set(graph)
-    below = set(graph) - STUDY_MODULES - {"cli", "__init__"}
-    for module in sorted(below):
-        assert not graph[module] & STUDY_MODULES, f"{module} imports {graph[module]}"
-
-    def visit(module, path):
-        assert module not in path, " -> ".join([*path, module])
-        for other in sorted(graph[module] & STUDY_MODULES):
-            visit(other, [*path, module])
-
-    for module in sorted(STUDY_MODULES):
-        visit(module, [])
-
+# --- the study's modules (their place among nncore's layers: tests/test_architecture.py) ---
 
 def test_importing_the_study_does_not_import_matplotlib():
     code = ("import sys, nncore, nncore.experiments, nncore.report, nncore.search\n"

@@ -409,6 +409,9 @@ cdef bint _sgd_update_is_finite(const floating* param, const floating* grad,
 # _train_step returns when it skipped an update that would overflow the weights) are declared
 # in _kernels.pxd.
 UPDATE_NOT_FINITE = STEP_UPDATE_NOT_FINITE
+#: The activation enum of _kernels.pxd by name: each entry of nncore.activations names its
+#: code, and the tests hold the two to each other.
+ACTIVATION_CODES = {"identity": IDENTITY, "tanh": TANH, "relu": RELU, "sigmoid": SIGMOID}
 
 
 cdef void _plan_forward(const LayerPlan* layers, int n_layers, const floating* X,
