@@ -211,6 +211,8 @@ def test_a_callable_builder_and_other_metrics(data, tmp_path):
     ({"data": [1, 2]}, TypeError, "data must be a data set name"),
     ({"verbose": 3}, ValueError, "verbose must be 0, 1 or 2"),
     ({"grid": {"schedule": [["cosine"]]}}, ValueError, r"grid\['schedule'\] must be one of"),
+    ({"grid": {"nesterov": [True]}, "fixed": {"momentum": 0}}, ValueError,
+     "nesterov=True needs momentum > 0"),
 ])
 def test_bad_arguments_are_refused_before_any_trial(data, tmp_path, kwargs, error, message):
     arguments = {"build": "auto", "grid": {"lr": [0.1]}, "data": data, "epochs": 1,

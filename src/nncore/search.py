@@ -417,8 +417,9 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
         if training["batch_size"] > len(X):
             raise ValueError(f"batch_size {training['batch_size']} is larger than the "
                              f"training set ({len(X)} samples)")
-        if training["nesterov"] and training["momentum"] == 0:
-            raise ValueError("nesterov=true needs momentum > 0")
+        # what SGD requires of its settings (Nesterov needs momentum), before any trial runs
+        v.sgd_hyperparameters(training["lr"], training["momentum"], training["nesterov"],
+                              training["weight_decay"])
         # the seeds ignore the number of epochs, so a longer run of a trial starts the same way
         seed_settings = {"model": model,
                          "training": {k: v for k, v in training.items() if k != "epochs"},
