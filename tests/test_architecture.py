@@ -221,3 +221,42 @@ def test_optimizers_losses_and_architectures_are_registered_with_descriptions():
     for name in network.ARCHITECTURES:
         net = network.build(3, 4, seed=0, architecture=name, width=5, depth=1)
         assert net.n_params == network.count_params(3, 4, name, width=5, depth=1)
+
+
+def test_an_activation_that_needs_its_input_works_without_touching_the_layers(monkeypatch):
+    """SiLU z sigmoid(z) is not monotone, so its output cannot give act'(z): the entry says
+    "input". Registered for this test only (the reference's math; its kernel loop is the
+    breadth issue's), it runs through the layers and whole networks unchanged, and its
+    derivative checks pass: the caches keep Z where the entry asks."""
+    from scipy.special import expit
+
+    from nncore import check
+
+    entry = activations.Activation(
+        name="silu_test", code=-1, function=lambda Z: Z * expit(Z),
+        derivative=lambda Z: expit(Z) * (1 + Z * (1 - expit(Z))), saved="input",
+        init="glorot", kinked=False, description="SiLU, for this test")
+    monkeypatch.setitem(activations.ACTIVATIONS, entry.name, entry)
+    rng = np.random.default_rng(0)
+    for layer_class in layers.LAYERS.values():
+        point = layer_class.check_point(rng, entry.name)
+        forward = getattr(reference, layer_class.functions[0])
+        out, cache = forward(*point.values(), entry.name)
+        assert cache.saved is not out and not np.shares_memory(cache.saved, out)
+        backward = getattr(reference, layer_class.functions[1])
+        jvp = getattr(reference, layer_class.functions[2])
+        X = point["X"]
+        zeros = [np.zeros_like(value) for value in list(point.values())[1:]]
+        result = check.jacobian_test(lambda X_: forward(X_, *list(point.values())[1:],
+                                                        entry.name)[0],
+                                     X, lambda v: jvp(cache, v, *zeros))
+        assert result.passed, result
+        transpose = check.jacobian_transpose_test(lambda v: jvp(cache, v, *zeros),
+                                                  lambda u: backward(u, cache)[0], X)
+        assert transpose.passed, transpose
+    net = network.build(2, 3, seed=0, architecture="resnet", width=4, depth=2,
+                        activation=entry.name, dtype="float64", backend="reference")
+    X = rng.standard_normal((16, 2))
+    y = rng.integers(0, 3, 16)
+    history = net.fit(X, y, epochs=5, batch_size=8, verbose=0)
+    assert history["loss"][-1] < history["loss"][0]
