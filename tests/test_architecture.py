@@ -171,6 +171,14 @@ def test_status_codes_are_the_kernels():
     assert status.OK == -1 and status.UPDATE_NOT_FINITE < -1  # rows of bad labels are >= 0
 
 
+def test_every_fused_step_layer_kind_is_known_to_both_backends():
+    from nncore._validation import STEP_SHAPES
+    from nncore.reference import _STEP_FUNCTIONS
+
+    assert set(STEP_SHAPES) == set(_kernels.LAYER_KIND_CODES) == set(_STEP_FUNCTIONS)
+    assert {cls.kind for cls in layers.LAYERS.values()} == set(STEP_SHAPES)
+
+
 def test_every_activation_has_its_kernel_code():
     assert {name: entry.code for name, entry in activations.ACTIVATIONS.items()} \
         == _kernels.ACTIVATION_CODES

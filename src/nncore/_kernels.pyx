@@ -409,6 +409,9 @@ cdef bint _sgd_update_is_finite(const floating* param, const floating* grad,
 # _train_step returns when it skipped an update that would overflow the weights) are declared
 # in _kernels.pxd.
 UPDATE_NOT_FINITE = STEP_UPDATE_NOT_FINITE
+#: The layer kinds of the fused step (LayerPlan.kind) by name (nncore._validation.STEP_SHAPES
+#: lists the same kinds; the tests hold the two to each other).
+LAYER_KIND_CODES = {"dense": DENSE, "residual": RESIDUAL}
 #: The activation enum of _kernels.pxd by name: each entry of nncore.activations names its
 #: code, and the tests hold the two to each other.
 ACTIVATION_CODES = {"identity": IDENTITY, "tanh": TANH, "relu": RELU, "sigmoid": SIGMOID}
@@ -700,7 +703,7 @@ cdef class TrainStep:
         self.arrays = (specs, params, grads, velocity, dlogits)
         for i, spec in enumerate(specs):
             L = &self.layers[i]
-            L.kind = DENSE if spec["kind"] == "dense" else RESIDUAL
+            L.kind = LAYER_KIND_CODES[spec["kind"]]
             L.activation, L.n_in, L.n_out = spec["activation"], spec["n_in"], spec["n_out"]
             L.hidden = spec.get("hidden", 0)
             L.W, L.b = _address(spec["W"], dtype), _address(spec["b"], dtype)

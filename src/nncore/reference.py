@@ -216,6 +216,12 @@ def least_squares(A, x, b):
 
 # --- a whole training step ------------------------------------------------------------------
 
+#: The forward and backward function of each layer kind of the fused step
+#: (``_validation.STEP_SHAPES`` lists the kinds and their slots).
+_STEP_FUNCTIONS = {"dense": (linear_forward, linear_backward),
+                   "residual": (residual_forward, residual_backward)}
+
+
 def train_step(layers, n, params, grads, velocity):
     """A training step for batches of ``n`` rows, as plain NumPy calls layer by layer.
 
@@ -237,24 +243,27 @@ class _TrainStep:
         self.params, self.grads, self.velocity = params, grads, velocity
         self.outputs = [np.empty((n, layer["n_out"]), dtype=params.dtype) for layer in layers]
 
+    @staticmethod
+    def _slots(layer):
+        """The step's slots of ``layer`` (``W``, ``b``, ...), in its functions' order."""
+        return tuple(v.STEP_SHAPES[layer["kind"]](layer["n_in"], layer["n_out"],
+                                                  layer.get("hidden", 0)))
+
     def _forward(self, X):
         caches = []
         for layer, out in zip(self.layers, self.outputs):
-            if layer["kind"] == "dense":
-                X, cache = linear_forward(X, layer["W"], layer["b"], layer["activation"], out)
-            else:
-                X, cache = residual_forward(X, layer["W"], layer["b"], layer["W2"],
-                                            layer["activation"], out)
+            forward = _STEP_FUNCTIONS[layer["kind"]][0]
+            X, cache = forward(X, *(layer[slot] for slot in self._slots(layer)),
+                               layer["activation"], out)
             caches.append(cache)
         return X, caches
 
     def _backward(self, grad, caches):
         for layer, cache in zip(reversed(self.layers), reversed(caches)):
-            if layer["kind"] == "dense":
-                grad, layer["dW"][...], layer["db"][...] = linear_backward(grad, cache)
-            else:
-                grad, layer["dW"][...], layer["db"][...], layer["dW2"][...] = \
-                    residual_backward(grad, cache)
+            backward = _STEP_FUNCTIONS[layer["kind"]][1]
+            grad, *grads = backward(grad, cache)
+            for slot, value in zip(self._slots(layer), grads):
+                layer["d" + slot][...] = value
 
     def run(self, X, labels, lr, momentum, nesterov, weight_decay):
         logits, caches = self._forward(X)
