@@ -15,22 +15,9 @@ import numpy as np
 
 from . import _validation as v
 from . import activations, status
-from ._caches import LinearCache, ResidualCache
+from ._backend import FUNCTIONS, LinearCache, ResidualCache
 
-__all__ = [
-    "ACTIVATIONS",
-    "softmax",
-    "softmax_cross_entropy",
-    "linear_forward",
-    "linear_backward",
-    "linear_jvp",
-    "residual_forward",
-    "residual_backward",
-    "residual_jvp",
-    "sgd_momentum_",
-    "least_squares",
-    "train_step",
-]
+__all__ = ["ACTIVATIONS", *FUNCTIONS]
 
 #: The activation names (the registry is :mod:`nncore.activations`).
 ACTIVATIONS = activations.names()

@@ -1,8 +1,11 @@
-"""What a forward pass keeps for its backward pass and its Jacobian-vector product.
+"""The contract both backends (:mod:`nncore.ops`, :mod:`nncore.reference`) implement: the
+names of their functions, and what a forward pass keeps for its backward pass and its
+Jacobian-vector product.
 
-One class per layer function, shared by both backends (:mod:`nncore.ops` and
-:mod:`nncore.reference`), so that a cache looks the same whichever computed it. A cache
-refers to (does not copy) the forward call's inputs and outputs.
+The two modules define every function of :data:`FUNCTIONS` with the same signature
+(``tests/test_architecture.py`` checks it). One cache class per layer function is shared by
+both, so that a cache looks the same whichever computed it. A cache refers to (does not
+copy) the forward call's inputs and outputs.
 
 ``saved`` is what the activation's derivative is computed from (see
 :mod:`nncore.activations`): the output itself for activations whose derivative is a
@@ -12,7 +15,22 @@ kept in a buffer of its own.
 
 import numpy as np
 
-__all__ = ["LinearCache", "ResidualCache"]
+__all__ = ["FUNCTIONS", "LinearCache", "ResidualCache"]
+
+#: The functions of the backend API, in the order the modules document them.
+FUNCTIONS = (
+    "softmax",
+    "softmax_cross_entropy",
+    "linear_forward",
+    "linear_backward",
+    "linear_jvp",
+    "residual_forward",
+    "residual_backward",
+    "residual_jvp",
+    "sgd_momentum_",
+    "least_squares",
+    "train_step",
+)
 
 
 class _Cache:
