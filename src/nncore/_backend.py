@@ -35,11 +35,8 @@ FUNCTIONS = (
 
 class _Cache:
     __slots__ = ()
-    #: the fields a cache unpacks to, in order
+    #: the fields a cache unpacks to, in order (``__iter__`` of each class)
     FIELDS = ()
-
-    def __iter__(self):
-        return iter(tuple(getattr(self, name) for name in self.FIELDS))
 
     def scratch(self):
         """A scratch buffer shaped like ``saved``, allocated on first use and then reused
@@ -65,6 +62,9 @@ class LinearCache(_Cache):
         self.X, self.W, self.A, self.activation, self.saved = X, W, A, activation, saved
         self._scratch = None
 
+    def __iter__(self):
+        return iter((self.X, self.W, self.A, self.activation))
+
 
 class ResidualCache(_Cache):
     """What :func:`residual_forward` keeps: X, W1, W2, the hidden activation H, the
@@ -77,3 +77,6 @@ class ResidualCache(_Cache):
         self.X, self.W1, self.W2, self.H, self.activation = X, W1, W2, H, activation
         self.saved = saved
         self._scratch = None
+
+    def __iter__(self):
+        return iter((self.X, self.W1, self.W2, self.H, self.activation))

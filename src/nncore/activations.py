@@ -102,4 +102,6 @@ def names():
 
 def get(name, argument="activation"):
     """The registry entry of ``name``; a clear ValueError naming ``argument`` otherwise."""
-    return ACTIVATIONS[v.choice(argument, name, ACTIVATIONS)]
+    entry = ACTIVATIONS.get(name) if isinstance(name, str) else None
+    # the lookup is on every kernel call: the message is built only when it fails
+    return entry if entry is not None else ACTIVATIONS[v.choice(argument, name, ACTIVATIONS)]

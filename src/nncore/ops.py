@@ -58,16 +58,9 @@ _SGD = _specialisations(_kernels.sgd_momentum)
 _LEAST_SQUARES = _specialisations(_kernels.least_squares)
 
 
-#: An empty (0, 0) array per dtype: the kernels' "no buffer" (its pointer is NULL), passed as
-#: the pre-activation buffer of activations whose derivative needs only their output.
-_NO_BUFFER = {dtype: np.empty((0, 0), dtype=dtype) for dtype in v.FLOAT_DTYPES}
-
-
-def _pre_activation_buffer(entry, shape, dtype, cache, output):
-    """Where the forward pass keeps Z: nowhere (the output serves act'), or a buffer, reused
-    from an earlier cache when that cache kept one of the right shape."""
-    if not entry.keeps_input:
-        return _NO_BUFFER[dtype]
+def _pre_activation_buffer(shape, dtype, cache, output):
+    """A buffer for Z, for an activation whose act' needs it: reused from an earlier cache
+    when that cache kept one of the right shape."""
     kept = None if cache is None else cache.saved
     if kept is not None and kept is not output and kept.shape == shape and kept.dtype == dtype:
         return kept
@@ -154,9 +147,11 @@ def linear_forward(X, W, b, activation="identity", out=None, cache=None):
     A = _result("out", out, (X.shape[0], W.shape[0]), dtype, {"X": X, "W": W, "b": b})
     if cache is not None and not isinstance(cache, LinearCache):
         raise TypeError(f"cache must be a LinearCache from linear_forward, got {type(cache).__name__}")
-    Z = _pre_activation_buffer(entry, A.shape, dtype, cache, cache and cache.A)
+    if entry.saved == "input":
+        Z = saved = _pre_activation_buffer(A.shape, dtype, cache, cache and cache.A)
+    else:  # act' comes from A: no Z buffer (the kernel applies the activation in place)
+        Z, saved = None, A
     _LINEAR_FORWARD[dtype](X, W, b, Z, A, entry.code)
-    saved = Z if entry.keeps_input else A
     if cache is None:
         return A, LinearCache(X, W, A, activation, saved)
     cache.X, cache.W, cache.A, cache.activation, cache.saved = X, W, A, activation, saved
@@ -240,9 +235,11 @@ def residual_forward(X, W1, b1, W2, activation="tanh", out=None, cache=None):
         H = cache.H
     else:
         H = np.empty(H_shape, dtype=dtype)
-    Z = _pre_activation_buffer(entry, H_shape, dtype, cache, cache and cache.H)
+    if entry.saved == "input":
+        Z = saved = _pre_activation_buffer(H_shape, dtype, cache, cache and cache.H)
+    else:
+        Z, saved = None, H
     _RESIDUAL_FORWARD[dtype](X, W1, b1, W2, Z, H, Y, entry.code)
-    saved = Z if entry.keeps_input else H
     if cache is None:
         return Y, ResidualCache(X, W1, W2, H, activation, saved)
     cache.X, cache.W1, cache.W2, cache.H, cache.activation, cache.saved = \
