@@ -575,21 +575,15 @@ def softmax_cross_entropy(const floating[:, ::1] logits, const Py_ssize_t[::1] l
     return loss, bad
 
 
-# In the layer entry points, ``Z`` is the buffer for the pre-activation, or None when the
-# activation's derivative does not need it (its pointer is then NULL; None also spares the
-# cost of taking a buffer), and ``S`` is what act' is computed from: the output, or that Z
-# (nncore.activations says which).
-
-cdef inline floating* _optional(floating[:, ::1] a) noexcept:
-    return NULL if a is None else _p2(a)
-
+# In the layer entry points, ``Z`` is the buffer for the pre-activation, or an empty (0, 0)
+# array when the activation's derivative does not need it (its pointer is then NULL), and
+# ``S`` is what act' is computed from: the output, or that Z (nncore.activations says which).
 
 def linear_forward(const floating[:, ::1] X, const floating[:, ::1] W,
                    const floating[::1] b, floating[:, ::1] Z, floating[:, ::1] A,
                    int activation):
-    cdef floating* z = _optional(Z)
     with nogil:
-        _linear_forward(_c2(X), _c2(W), _c1(b), z, _p2(A), X.shape[0], X.shape[1],
+        _linear_forward(_c2(X), _c2(W), _c1(b), _p2(Z), _p2(A), X.shape[0], X.shape[1],
                         W.shape[0], activation)
 
 
@@ -615,9 +609,8 @@ def residual_forward(const floating[:, ::1] X, const floating[:, ::1] W1,
                      const floating[::1] b1, const floating[:, ::1] W2,
                      floating[:, ::1] Z, floating[:, ::1] H, floating[:, ::1] Y,
                      int activation):
-    cdef floating* z = _optional(Z)
     with nogil:
-        _residual_forward(_c2(X), _c2(W1), _c1(b1), _c2(W2), z, _p2(H), _p2(Y),
+        _residual_forward(_c2(X), _c2(W1), _c1(b1), _c2(W2), _p2(Z), _p2(H), _p2(Y),
                           X.shape[0], X.shape[1], W1.shape[0], activation)
 
 

@@ -58,6 +58,11 @@ _SGD = _specialisations(_kernels.sgd_momentum)
 _LEAST_SQUARES = _specialisations(_kernels.least_squares)
 
 
+#: An empty (0, 0) array per dtype: the kernels' "no buffer" (its pointer is NULL), passed as
+#: the pre-activation buffer of activations whose derivative needs only their output.
+_NO_BUFFER = {dtype: np.empty((0, 0), dtype=dtype) for dtype in v.FLOAT_DTYPES}
+
+
 def _pre_activation_buffer(shape, dtype, cache, output):
     """A buffer for Z, for an activation whose act' needs it: reused from an earlier cache
     when that cache kept one of the right shape."""
@@ -150,7 +155,7 @@ def linear_forward(X, W, b, activation="identity", out=None, cache=None):
     if entry.saved == "input":
         Z = saved = _pre_activation_buffer(A.shape, dtype, cache, cache and cache.A)
     else:  # act' comes from A: no Z buffer (the kernel applies the activation in place)
-        Z, saved = None, A
+        Z, saved = _NO_BUFFER[dtype], A
     _LINEAR_FORWARD[dtype](X, W, b, Z, A, entry.code)
     if cache is None:
         return A, LinearCache(X, W, A, activation, saved)
@@ -238,7 +243,7 @@ def residual_forward(X, W1, b1, W2, activation="tanh", out=None, cache=None):
     if entry.saved == "input":
         Z = saved = _pre_activation_buffer(H_shape, dtype, cache, cache and cache.H)
     else:
-        Z, saved = None, H
+        Z, saved = _NO_BUFFER[dtype], H
     _RESIDUAL_FORWARD[dtype](X, W1, b1, W2, Z, H, Y, entry.code)
     if cache is None:
         return Y, ResidualCache(X, W1, W2, H, activation, saved)
