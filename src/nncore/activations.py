@@ -90,7 +90,8 @@ ACTIVATIONS = {
                    description="rectified linear unit: max(z, 0)"),
         Activation(name="sigmoid", code=3, function=expit, derivative=lambda A: A * (1 - A),
                    saved="output", init="glorot", kinked=False,
-                   description="logistic sigmoid 1 / (1 + exp(-z)): act'(z) = act(z) (1 - act(z))"),
+                   description="logistic sigmoid 1 / (1 + exp(-z)): "
+                               "act'(z) = act(z) (1 - act(z))"),
     )
 }
 

@@ -393,7 +393,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         s["learning_rate"] = _check_float("learning_rate", self.learning_rate, 0.0,
                                           include_min=False)
         s["momentum"] = _check_float("momentum", self.momentum, 0.0, 1.0)
-        s["nesterov"] = _check_bool("nesterov", self.nesterov)
+        s["nesterov"] = v.boolean("nesterov", self.nesterov)
         s["weight_decay"] = _check_float("weight_decay", self.weight_decay, 0.0)
         # what SGD itself requires of them (Nesterov needs momentum), checked now
         v.sgd_hyperparameters(s["learning_rate"], s["momentum"], s["nesterov"],
@@ -402,12 +402,12 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         s["batch_size"] = _check_int("batch_size", self.batch_size, 1)
         s["max_iter"] = _check_int("max_iter", self.max_iter, 1)
         s["schedule"] = make_schedule(schedule, s["max_iter"])
-        s["early_stopping"] = _check_bool("early_stopping", self.early_stopping)
+        s["early_stopping"] = v.boolean("early_stopping", self.early_stopping)
         s["validation_fraction"] = _check_float("validation_fraction", self.validation_fraction,
                                                 0.0, 1.0, include_min=False, include_max=False)
         s["n_iter_no_change"] = _check_int("n_iter_no_change", self.n_iter_no_change, 1)
         s["tol"] = _check_float("tol", self.tol, 0.0)
-        s["shuffle"] = _check_bool("shuffle", self.shuffle)
+        s["shuffle"] = v.boolean("shuffle", self.shuffle)
         verbose = self.verbose
         if isinstance(verbose, (bool, np.bool_)):
             verbose = int(verbose)
@@ -535,9 +535,3 @@ def _check_float(name, value, min_val, max_val=None, include_min=True, include_m
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return float(value)
-
-
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
