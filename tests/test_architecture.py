@@ -181,6 +181,12 @@ def test_every_fused_step_layer_kind_is_known_to_both_backends():
     assert {cls.kind for cls in layers.LAYERS.values()} == set(STEP_SHAPES)
 
 
+def test_every_loss_is_one_the_fused_step_computes():
+    assert set(losses.LOSSES) == set(_kernels.LOSS_CODES)
+    for entry in losses.LOSSES.values():
+        assert entry.function in ops.__all__ and entry.task in losses.TASKS
+
+
 def test_every_activation_has_its_kernel_code():
     assert {name: entry.code for name, entry in activations.ACTIVATIONS.items()} \
         == _kernels.ACTIVATION_CODES

@@ -21,6 +21,7 @@ __all__ = ["FUNCTIONS", "LinearCache", "ResidualCache"]
 FUNCTIONS = (
     "softmax",
     "softmax_cross_entropy",
+    "mean_squared_error",
     "linear_forward",
     "linear_backward",
     "linear_jvp",

@@ -61,6 +61,11 @@ cdef enum:
 cdef enum:
     STEP_UPDATE_NOT_FINITE = -2
 
+# The losses of the fused step: the ``code`` of each entry of nncore.losses.LOSSES.
+cdef enum:
+    SOFTMAX_CROSS_ENTROPY = 0
+    MEAN_SQUARED_ERROR = 1
+
 
 # ============================================================================================
 # Level 1: one value, one row
@@ -204,6 +209,8 @@ cdef void _softmax(const floating* logits, floating* out, Py_ssize_t n,
 cdef Py_ssize_t _softmax_cross_entropy(const floating* logits, const Py_ssize_t* labels,
                                        floating* dlogits, Py_ssize_t n, Py_ssize_t k,
                                        double* loss) noexcept nogil
+cdef double _mean_squared_error(const floating* pred, const floating* target,
+                                floating* dpred, Py_ssize_t size) noexcept nogil
 
 # the SGD update
 cdef void _sgd_momentum(floating* param, const floating* grad, floating* velocity,

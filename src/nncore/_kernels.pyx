@@ -25,7 +25,8 @@ layer computes ``A = act(X @ W.T + b)``. One fused type serves float32 and float
 
 from libc.math cimport exp as libm_exp, log
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
-from numpy import empty as numpy_empty, zeros as numpy_zeros, intp as numpy_intp
+from numpy import (empty as numpy_empty, zeros as numpy_zeros, intp as numpy_intp,
+                   float32 as numpy_float32, float64 as numpy_float64)
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 #: True when built with NNCORE_DEBUG=1 (bounds and wraparound checks on).
@@ -356,6 +357,23 @@ cdef Py_ssize_t _softmax_cross_entropy(const floating* logits, const Py_ssize_t*
     return -1
 
 
+cdef double _mean_squared_error(const floating* pred, const floating* target,
+                                floating* dpred, Py_ssize_t size) noexcept nogil:
+    """Mean over all ``size`` elements of (pred - target)^2, and its gradient
+    2 (pred - target) / size written to ``dpred`` (which may be ``pred``).
+
+    Each difference is taken in double, so a float32 prediction close to its target loses
+    nothing to the subtraction, and the squares are summed in double.
+    """
+    cdef Py_ssize_t i
+    cdef double total = 0.0, scale = 2.0 / size, diff
+    for i in range(size):
+        diff = <double> pred[i] - <double> target[i]
+        total += diff * diff
+        dpred[i] = <floating> (scale * diff)
+    return total / size
+
+
 cdef void _sgd_momentum(floating* param, const floating* grad, floating* velocity,
                         Py_ssize_t size, floating lr, floating momentum, bint nesterov,
                         floating weight_decay) noexcept nogil:
@@ -409,6 +427,9 @@ cdef bint _sgd_update_is_finite(const floating* param, const floating* grad,
 # _train_step returns when it skipped an update that would overflow the weights) are declared
 # in _kernels.pxd.
 UPDATE_NOT_FINITE = STEP_UPDATE_NOT_FINITE
+#: The losses of the fused step by name (each entry of nncore.losses.LOSSES names its code).
+LOSS_CODES = {"softmax_cross_entropy": SOFTMAX_CROSS_ENTROPY,
+              "mean_squared_error": MEAN_SQUARED_ERROR}
 #: The layer kinds of the fused step (LayerPlan.kind) by name (nncore._validation.STEP_SHAPES
 #: lists the same kinds; the tests hold the two to each other).
 LAYER_KIND_CODES = {"dense": DENSE, "residual": RESIDUAL}
@@ -478,12 +499,30 @@ cdef Py_ssize_t _count_correct(const floating* logits, const Py_ssize_t* labels,
     return correct
 
 
+cdef Py_ssize_t _loss_gradient(int loss_kind, const floating* outputs, const void* targets,
+                               floating* doutputs, Py_ssize_t n, Py_ssize_t k, double* loss,
+                               Py_ssize_t* n_correct) noexcept nogil:
+    """The fused step's loss and its gradient wrt the outputs, by kind: softmax
+    cross-entropy against integer labels (``targets`` is intp (n,); ``n_correct`` counts the
+    right predictions) or mean squared error against values (``targets`` is floating
+    (n, k); ``n_correct`` is 0). Returns -1, or the first row with a label out of range."""
+    cdef Py_ssize_t bad
+    if loss_kind == MEAN_SQUARED_ERROR:
+        loss[0] = _mean_squared_error(outputs, <const floating*> targets, doutputs, n * k)
+        n_correct[0] = 0
+        return -1
+    bad = _softmax_cross_entropy(outputs, <const Py_ssize_t*> targets, doutputs, n, k, loss)
+    if bad < 0:
+        n_correct[0] = _count_correct(outputs, <const Py_ssize_t*> targets, n, k)
+    return bad
+
+
 cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floating* X,
-                            const Py_ssize_t* labels, floating* dlogits, int n, int n_classes,
-                            floating* params, const floating* grads, floating* velocity,
-                            Py_ssize_t n_params, floating lr, floating momentum,
-                            bint nesterov, floating weight_decay, double* loss,
-                            Py_ssize_t* n_correct) noexcept nogil:
+                            int loss_kind, const void* targets, floating* dlogits, int n,
+                            int n_classes, floating* params, const floating* grads,
+                            floating* velocity, Py_ssize_t n_params, floating lr,
+                            floating momentum, bint nesterov, floating weight_decay,
+                            double* loss, Py_ssize_t* n_correct) noexcept nogil:
     """Forward, loss, backward and the SGD update, in one call.
 
     Returns -1, or the first row with a label outside [0, n_classes) (then nothing else is
@@ -494,10 +533,9 @@ cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floatin
     cdef Py_ssize_t bad
     _plan_forward(layers, n_layers, X, n)
     logits = <floating*> layers[n_layers - 1].out
-    bad = _softmax_cross_entropy(logits, labels, dlogits, n, n_classes, loss)
+    bad = _loss_gradient(loss_kind, logits, targets, dlogits, n, n_classes, loss, n_correct)
     if bad >= 0:
         return bad
-    n_correct[0] = _count_correct(logits, labels, n, n_classes)
     _plan_backward(layers, n_layers, X, dlogits, n)
     if loss[0] - loss[0] != 0:  # not finite: inf - inf and NaN - NaN are NaN
         return -1
@@ -509,7 +547,8 @@ cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floatin
 
 
 cdef Py_ssize_t _train_steps(const LayerPlan* layers, int n_layers, const floating* X,
-                             const Py_ssize_t* labels, floating* dlogits, int n, int n_in,
+                             int loss_kind, const char* targets, Py_ssize_t target_step,
+                             floating* dlogits, int n, int n_in,
                              int n_classes, floating* params, const floating* grads,
                              floating* velocity, Py_ssize_t n_params, floating lr,
                              floating momentum, bint nesterov, floating weight_decay,
@@ -519,14 +558,16 @@ cdef Py_ssize_t _train_steps(const LayerPlan* layers, int n_layers, const floati
 
     Stops after a step whose loss is not finite or whose update was refused, or before a
     step with a bad label. Returns the number of steps whose loss and count were written;
-    ``status`` receives the last step's return value.
+    ``status`` receives the last step's return value. ``targets`` advances by
+    ``target_step`` bytes per step (one block of labels or of target rows).
     """
     cdef Py_ssize_t s
     cdef double loss = 0.0
     for s in range(n_steps):
-        status[0] = _train_step(layers, n_layers, X + s * n * n_in, labels + s * n, dlogits, n,
-                                n_classes, params, grads, velocity, n_params, lr, momentum,
-                                nesterov, weight_decay, &loss, &n_correct[s])
+        status[0] = _train_step(layers, n_layers, X + s * n * n_in, loss_kind,
+                                targets + s * target_step, dlogits, n, n_classes, params,
+                                grads, velocity, n_params, lr, momentum, nesterov,
+                                weight_decay, &loss, &n_correct[s])
         if status[0] >= 0:
             return s
         losses[s] = loss
@@ -560,6 +601,16 @@ def softmax(const floating[:, ::1] logits, floating[:, ::1] out):
         return
     with nogil:
         _softmax(&logits[0, 0], &out[0, 0], n, k)
+
+
+def mean_squared_error(const floating[:, ::1] pred, const floating[:, ::1] target,
+                       floating[:, ::1] out):
+    """Returns the loss; ``out`` receives its gradient. ``pred`` is not empty."""
+    cdef double loss
+    with nogil:
+        loss = _mean_squared_error(&pred[0, 0], &target[0, 0], &out[0, 0],
+                                   pred.shape[0] * pred.shape[1])
+    return loss
 
 
 def softmax_cross_entropy(const floating[:, ::1] logits, const Py_ssize_t[::1] labels,
@@ -675,13 +726,13 @@ cdef class TrainStep:
     """One whole training step of a network in a single nogil call.
 
     Built by :func:`nncore.ops.train_step`, which allocates and checks every buffer and
-    keeps them alive in ``arrays``; do not build it directly. ``run`` does forward, softmax
-    cross-entropy, backward into the flat gradient buffer and, when the loss is finite, the
-    momentum update of the flat parameter buffer.
+    keeps them alive in ``arrays``; do not build it directly. ``run`` does forward, the loss
+    (``loss``: a code of LOSS_CODES), backward into the flat gradient buffer and, when the
+    loss is finite, the momentum update of the flat parameter buffer.
     """
 
     cdef LayerPlan* layers
-    cdef int n_layers, n, n_in, n_classes
+    cdef int n_layers, n, n_in, n_classes, loss_kind
     cdef bint single
     cdef void* dlogits
     cdef void* params
@@ -690,10 +741,11 @@ cdef class TrainStep:
     cdef Py_ssize_t n_params
     cdef readonly object arrays
 
-    def __cinit__(self, list specs, int n, params, grads, velocity, dlogits):
+    def __cinit__(self, list specs, int n, params, grads, velocity, dlogits, int loss):
         cdef int i
         cdef LayerPlan* L
         dtype = params.dtype
+        self.loss_kind = loss
         self.single = dtype.itemsize == 4
         self.n_layers = len(specs)
         self.n = n
@@ -721,23 +773,38 @@ cdef class TrainStep:
     def __dealloc__(self):
         PyMem_Free(self.layers)
 
-    def run(self, X, const Py_ssize_t[::1] labels, double lr, double momentum, bint nesterov,
-            double weight_decay):
+    def run(self, X, targets, double lr, double momentum, bint nesterov, double weight_decay):
         """Returns ``(loss, n_correct, status)``: ``status`` is -1, UPDATE_NOT_FINITE (the
         update was skipped because it would make the weights non-finite), or a row whose
         label is out of range (nothing was computed then)."""
         cdef double[::1] loss = numpy_empty(1)
         cdef Py_ssize_t[::1] correct = numpy_zeros(1, dtype=numpy_intp)
-        if labels.shape[0] != self.n:
-            raise ValueError(f"labels has {labels.shape[0]} entries, the step expects {self.n}")
-        _, status = self.run_many(X, labels, 1, lr, momentum, nesterov, weight_decay, loss,
+        if len(targets) != self.n:
+            raise ValueError(f"targets has {len(targets)} rows, the step expects {self.n}")
+        _, status = self.run_many(X, targets, 1, lr, momentum, nesterov, weight_decay, loss,
                                   correct)
         return loss[0], correct[0], status
 
-    def run_many(self, X, const Py_ssize_t[::1] labels, Py_ssize_t n_steps, double lr,
-                 double momentum, bint nesterov, double weight_decay, double[::1] losses,
+    cdef const char* _targets(self, targets, Py_ssize_t rows, Py_ssize_t* step) except NULL:
+        """The address of the targets (intp labels (rows,) for cross-entropy, values
+        (rows, n_outputs) of the parameters' dtype for squared error), and in ``step`` the
+        bytes one step's block takes. Read-only arrays are fine: the step only reads them."""
+        if self.loss_kind == MEAN_SQUARED_ERROR:
+            dtype = numpy_float32 if self.single else numpy_float64
+            shape = (rows, self.n_classes)
+        else:
+            dtype, shape = numpy_intp, (rows,)
+        if targets.dtype != dtype or not targets.flags.c_contiguous \
+                or targets.shape[1:] != shape[1:] or targets.shape[0] < rows:
+            raise ValueError(f"targets must be a C-contiguous {dtype.__name__} array of at "
+                             f"least shape {shape}")
+        step[0] = self.n * targets.strides[0]
+        return <const char*> <size_t> targets.__array_interface__["data"][0]
+
+    def run_many(self, X, targets, Py_ssize_t n_steps, double lr, double momentum,
+                 bint nesterov, double weight_decay, double[::1] losses,
                  Py_ssize_t[::1] n_correct):
-        """``n_steps`` consecutive steps on the consecutive row blocks of ``X``/``labels``
+        """``n_steps`` consecutive steps on the consecutive row blocks of ``X``/``targets``
         (each block has this step's ``n`` rows), without returning to Python in between.
 
         ``losses[s]`` and ``n_correct[s]`` receive each step's loss and correct count. Stops
@@ -748,19 +815,21 @@ cdef class TrainStep:
         """
         cdef const float[:, ::1] X32
         cdef const double[:, ::1] X64
+        cdef const char* target_ptr
+        cdef Py_ssize_t target_step = 0
         cdef Py_ssize_t done = 0, status = -1, rows = n_steps * self.n
-        if n_steps < 0 or labels.shape[0] < rows or losses.shape[0] < n_steps \
-                or n_correct.shape[0] < n_steps:
-            raise ValueError("labels, losses or n_correct too short for n_steps steps")
+        if n_steps < 0 or losses.shape[0] < n_steps or n_correct.shape[0] < n_steps:
+            raise ValueError("losses or n_correct too short for n_steps steps")
         if n_steps == 0:
             return 0, -1
+        target_ptr = self._targets(targets, rows, &target_step)
         if self.single:
             X32 = X
             if X32.shape[0] < rows or X32.shape[1] != self.n_in:
                 raise ValueError(f"X must have {rows} rows of {self.n_in} features")
             with nogil:
-                done = _train_steps(self.layers, self.n_layers, &X32[0, 0], &labels[0],
-                                    <float*> self.dlogits, self.n, self.n_in, self.n_classes,
+                done = _train_steps(self.layers, self.n_layers, &X32[0, 0], self.loss_kind,
+                                    target_ptr, target_step, <float*> self.dlogits, self.n, self.n_in, self.n_classes,
                                     <float*> self.params, <float*> self.grads,
                                     <float*> self.velocity, self.n_params, <float> lr,
                                     <float> momentum, nesterov, <float> weight_decay, n_steps,
@@ -770,8 +839,8 @@ cdef class TrainStep:
             if X64.shape[0] < rows or X64.shape[1] != self.n_in:
                 raise ValueError(f"X must have {rows} rows of {self.n_in} features")
             with nogil:
-                done = _train_steps(self.layers, self.n_layers, &X64[0, 0], &labels[0],
-                                    <double*> self.dlogits, self.n, self.n_in, self.n_classes,
+                done = _train_steps(self.layers, self.n_layers, &X64[0, 0], self.loss_kind,
+                                    target_ptr, target_step, <double*> self.dlogits, self.n, self.n_in, self.n_classes,
                                     <double*> self.params, <double*> self.grads,
                                     <double*> self.velocity, self.n_params, lr, momentum,
                                     nesterov, weight_decay, n_steps, &losses[0],

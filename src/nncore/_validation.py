@@ -272,6 +272,41 @@ def class_labels(y, n_samples=None, n_classes=None, name="y", source=None):
     return np.ascontiguousarray(y, dtype=np.intp)
 
 
+def regression_targets(y, n_samples=None, n_outputs=None, dtype=np.float64, name="y",
+                       source=None):
+    """Real-valued targets as a C-contiguous ``(n_samples, n_outputs)`` array of ``dtype``.
+
+    A 1-D ``y`` is one output (``(n,)`` becomes ``(n, 1)``); it is refused for a network
+    with several outputs. Every value must be finite; strings and booleans are refused.
+    """
+    where = f"{source}: " if source else ""
+    kind_error = ValueError if source else TypeError
+    y = np.asarray(y)
+    if y.dtype.kind not in "fiu":
+        raise kind_error(f"{where}{name} must hold real numbers (regression targets), got dtype "
+                         f"{y.dtype}; class labels go to a classifier")
+    if y.ndim == 1:
+        if n_outputs is not None and n_outputs != 1:
+            raise ValueError(f"{where}{name} is 1-D but the network has {n_outputs} outputs: "
+                             f"give an (n_samples, {n_outputs}) array")
+        y = y.reshape(-1, 1)
+    elif y.ndim != 2:
+        raise ValueError(f"{where}{name} must be 1-D or 2-D (n_samples, n_outputs), got shape "
+                         f"{y.shape}")
+    if n_samples is not None and y.shape[0] != n_samples:
+        raise ValueError(f"{where}{name} has {y.shape[0]} targets for {n_samples} samples")
+    if n_outputs is not None and y.shape[1] != n_outputs:
+        raise ValueError(f"{where}{name} has {y.shape[1]} outputs per sample but the network "
+                         f"has {n_outputs}")
+    y = np.ascontiguousarray(y, dtype=dtype)
+    bad = ~np.isfinite(y)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise ValueError(f"{where}{name} contains NaN or infinity: {int(bad.sum())} value(s), "
+                         f"the first at sample {row}, output {column}")
+    return y
+
+
 def sgd_hyperparameters(lr, momentum, nesterov, weight_decay):
     """SGD's hyperparameters checked once for every caller (the kernels, the reference and
     :class:`nncore.SGD`): ``lr >= 0``, ``momentum >= 0``, ``weight_decay >= 0``, finite;
@@ -374,6 +409,15 @@ def residual_arguments(X, W1, b1, W2):
     return X, W1, b1, W2, dtype
 
 
+def squared_error_arguments(pred, target):
+    """``pred`` and ``target``: 2-D arrays of one float dtype and one shape."""
+    pred = float_array("pred", pred, 2)
+    target = float_array("target", target, 2)
+    same_dtype(pred=pred, target=target)
+    shape_is("target", target, pred.shape, "same as pred")
+    return pred, target
+
+
 def least_squares_arguments(A, x, b):
     A = float_array("A", A, 2)
     x = float_array("x", x, 1)
@@ -427,8 +471,11 @@ STEP_SHAPES = {
 }
 
 
-def train_step_arguments(layers, n, params, grads, velocity):
+def train_step_arguments(layers, n, params, grads, velocity, loss):
     """Check the arguments of ``train_step`` (both backends); return ``(n, dtype)``.
+
+    ``loss`` is "softmax_cross_entropy" or "mean_squared_error", the losses the fused step
+    computes.
 
     Each layer is a dict with ``kind`` (a key of :data:`STEP_SHAPES`), ``activation``,
     ``n_in``, ``n_out``, ``hidden`` and, for each slot of its kind, a parameter view and its
@@ -442,6 +489,7 @@ def train_step_arguments(layers, n, params, grads, velocity):
     shape_is("grads", grads, params.shape, "same as params")
     shape_is("velocity", velocity, params.shape, "same as params")
     n = integer("n", n)
+    choice("loss", loss, ("softmax_cross_entropy", "mean_squared_error"))
     if not layers:
         raise ValueError("layers must not be empty")
     n_in = layers[0]["n_in"]

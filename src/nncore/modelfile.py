@@ -2,13 +2,14 @@
 never a pickle.
 
 This module reads and writes a network's *state*, a plain dict (``dtype``, ``layers``,
-``architecture``, ``params``) that :meth:`nncore.Network.state` returns and
+``architecture``, ``loss``, ``params``) that :meth:`nncore.Network.state` returns and
 :meth:`nncore.Network.from_state` rebuilds a network from; it knows nothing of networks
 itself, so the network can import it and not the other way round.
 
 The file holds two arrays: ``header``, a 1-D uint8 array of UTF-8 JSON
 (``{"format": "nncore-model", "format_version": 1, "nncore_version", "dtype",
-"n_params", "layers", "architecture"}``), and ``params``, the flat parameter vector. It is
+"n_params", "layers", "architecture", "loss"}``; a file without ``loss``, written before
+regression existed, is a classifier), and ``params``, the flat parameter vector. It is
 read with ``allow_pickle=False`` and written atomically: to a temporary file in the same
 folder, flushed to disk, then renamed over the target, so a crash never leaves half a file.
 """
@@ -80,6 +81,7 @@ def _header(network_state, file_format, **extra):
         "n_params": int(network_state["params"].size),
         "layers": network_state["layers"],
         "architecture": network_state["architecture"],
+        "loss": network_state["loss"],
         **extra,
     }
     return np.frombuffer(json.dumps(header, default=_json_default).encode("utf-8"),
@@ -164,8 +166,10 @@ def read_model(path):
 
 
 def _state(header, params):
+    # files written before regression existed have no "loss": they are classifiers
     return {"dtype": header["dtype"], "layers": header["layers"],
-            "architecture": header.get("architecture"), "params": params}
+            "architecture": header.get("architecture"),
+            "loss": header.get("loss", "softmax_cross_entropy"), "params": params}
 
 
 # --- training checkpoints ----------------------------------------------------------------------

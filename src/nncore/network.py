@@ -38,13 +38,13 @@ PREDICT_CHUNK = 4096
 
 
 class Network:
-    """A feed-forward network: ``layers``, then a loss (softmax cross-entropy).
+    """A feed-forward network: ``layers``, then a loss.
 
     Parameters
     ----------
     layers : list of Layer
         Consecutive layers must agree (``layers[i].n_out == layers[i + 1].n_in``); the last
-        layer's outputs are the logits, one per class.
+        layer's outputs are the logits, one per class, or the predicted values.
     dtype : {"float32", "float64"}
     seed : int
         Seeds the initialisation (``numpy.random.default_rng``).
@@ -52,9 +52,13 @@ class Network:
         ``"kernels"`` runs the Cython kernels, ``"reference"`` the NumPy oracle.
     architecture : dict, optional
         How the network was built (stored in model files).
+    loss : str
+        A name in :data:`nncore.losses.LOSSES`: "softmax_cross_entropy" (classification,
+        integer labels) or "mean_squared_error" (regression, real-valued targets).
     """
 
-    def __init__(self, layers, dtype="float32", seed=0, backend="kernels", architecture=None):
+    def __init__(self, layers, dtype="float32", seed=0, backend="kernels", architecture=None,
+                 loss="softmax_cross_entropy"):
         layers = list(layers)
         if not layers:
             raise ValueError("a network needs at least one layer")
@@ -63,10 +67,10 @@ class Network:
                 raise ValueError(
                     f"layer {i} has {a.n_out} outputs but layer {i + 1} expects {b.n_in} inputs"
                 )
-        self.loss_function = losses.get("softmax_cross_entropy")
+        self.loss_function = losses.get(loss, "loss")
         if layers[-1].n_out < self.loss_function.min_outputs:
             raise ValueError(f"the last layer must output >= {self.loss_function.min_outputs} "
-                             f"logits, got {layers[-1].n_out}")
+                             f"logits for {loss}, got {layers[-1].n_out}")
         self.layers = layers
         self.dtype = v.float_dtype("dtype", dtype)
         n_params = sum(layer.n_params for layer in layers)
@@ -102,8 +106,16 @@ class Network:
         return self.layers[0].n_in
 
     @property
-    def n_classes(self):
+    def n_outputs(self):
+        """The number of outputs: classes (logits) or predicted values."""
         return self.layers[-1].n_out
+
+    n_classes = n_outputs
+
+    @property
+    def task(self):
+        """"classification" or "regression", as the loss says."""
+        return self.loss_function.task
 
     @property
     def n_params(self):
@@ -118,22 +130,25 @@ class Network:
             f"{s['kind']}({', '.join(str(s[k]) for k in s if k != 'kind')})"
             for s in self.layer_specs()
         )
-        return f"Network([{inner}], dtype={self.dtype.name}, n_params={self.n_params})"
+        loss = "" if self.task == "classification" else f", loss={self.loss_function.name}"
+        return f"Network([{inner}], dtype={self.dtype.name}, n_params={self.n_params}{loss})"
 
     # --- state: what a model file holds ------------------------------------------------------
 
     def state(self):
-        """The network as plain data: ``{"dtype", "layers", "architecture", "params"}``
-        (``params`` is the live buffer, not a copy)."""
+        """The network as plain data: ``{"dtype", "layers", "architecture", "loss",
+        "params"}`` (``params`` is the live buffer, not a copy)."""
         return {"dtype": self.dtype.name, "layers": self.layer_specs(),
-                "architecture": self.architecture, "params": self.params}
+                "architecture": self.architecture, "loss": self.loss_function.name,
+                "params": self.params}
 
     @classmethod
     def from_state(cls, state, backend="kernels"):
         """Rebuild a network from :meth:`state` (its parameters are copied in)."""
         network = cls([layer_from_spec(spec) for spec in state["layers"]],
                       dtype=state["dtype"], backend=backend,
-                      architecture=state.get("architecture"))
+                      architecture=state.get("architecture"),
+                      loss=state.get("loss") or "softmax_cross_entropy")
         params = np.asarray(state["params"])
         if params.shape != network.params.shape:
             raise ValueError(f"the architecture needs {network.n_params} parameters, the "
@@ -153,9 +168,10 @@ class Network:
         return v.features(X, self.n_in, self.dtype, name)
 
     def check_y(self, y, n_samples, name="y"):
-        """The targets of the network's loss (class indices in ``[0, n_classes)``), with
-        ``n_samples`` entries."""
-        return self.loss_function.check_targets(y, n_samples, self.n_classes, name)
+        """The targets of the network's loss, with ``n_samples`` entries: class indices in
+        ``[0, n_classes)`` (intp), or finite values ``(n_samples, n_outputs)`` of the
+        network's dtype (a 1-D ``y`` for a one-output network)."""
+        return self.loss_function.check_targets(y, n_samples, self.n_outputs, self.dtype, name)
 
     # --- computation (inputs already checked) ----------------------------------------------
 
@@ -182,7 +198,8 @@ class Network:
         (see ``train_step`` in :mod:`nncore.ops`; on the kernels backend it is one fused
         nogil call, on the reference the same sequence of NumPy calls)."""
         return self._backend.train_step([layer.step_spec() for layer in self.layers], n,
-                                        self.params, self.grads, velocity)
+                                        self.params, self.grads, velocity,
+                                        loss=self.loss_function.name)
 
     # --- public API --------------------------------------------------------------------------
 
@@ -220,16 +237,20 @@ class Network:
         return out
 
     def predict_proba(self, X):
-        """Class probabilities ``(n, n_classes)``."""
+        """Class probabilities ``(n, n_classes)`` (classification only)."""
+        if self.loss_function.probabilities is None:
+            raise ValueError(f"predict_proba needs a classifier; this network is trained for "
+                             f"{self.task} ({self.loss_function.name}): use predict")
         return getattr(self._backend, self.loss_function.probabilities)(self.logits(X))
 
     def predict(self, X):
-        """Predicted class indices ``(n,)``."""
+        """Predicted class indices ``(n,)``, or predicted values ``(n, n_outputs)``."""
         return self.loss_function.predict(self.logits(X))
 
     def evaluate(self, X, y):
-        """``{"loss": mean loss, **scores}`` on ``(X, y)``; for classification the score
-        is ``"accuracy"``, the fraction correct."""
+        """``{"loss": mean loss, **scores}`` on ``(X, y)``: ``"accuracy"`` (the fraction
+        correct) for classification, ``"rmse"`` and ``"r2"`` (scikit-learn's ``r2_score``)
+        for regression."""
         logits = self.logits(X)
         y = self.check_y(y, logits.shape[0])
         if len(y) == 0:
@@ -303,17 +324,37 @@ def _resnet_layers(n_in, width, depth, n_classes, hidden, activation="tanh"):
     return layers
 
 
-def mlp(n_in, hidden, n_classes, activation="tanh", dtype="float32", seed=0, backend="kernels"):
-    """A standard network: Dense layers with ``activation``, then a linear softmax head.
+def _head(n_outputs, n_classes, loss):
+    """The number of outputs, given as ``n_outputs`` (or, as before, ``n_classes``), the
+    loss entry, and how the architecture records them: a classifier keeps ``n_classes``
+    (model files and results written before regression existed read the same)."""
+    if (n_outputs is None) == (n_classes is None):
+        raise TypeError("give the number of outputs once: n_outputs (or its older name "
+                        "n_classes)")
+    entry = losses.get(loss, "loss")
+    n_outputs = v.integer("n_outputs" if n_classes is None else "n_classes",
+                          n_classes if n_outputs is None else n_outputs)
+    if entry.task == "classification":
+        return n_outputs, entry, {"n_classes": n_outputs}
+    return n_outputs, entry, {"n_outputs": n_outputs, "loss": entry.name}
 
-    ``hidden`` lists the hidden widths (``[]`` gives softmax regression).
+
+def mlp(n_in, hidden, n_outputs=None, activation="tanh", dtype="float32", seed=0,
+        backend="kernels", loss="softmax_cross_entropy", *, n_classes=None):
+    """A standard network: Dense layers with ``activation``, then a linear head with
+    ``n_outputs`` outputs: class logits for ``loss="softmax_cross_entropy"`` (the default),
+    values for ``loss="mse"`` (regression).
+
+    ``hidden`` lists the hidden widths (``[]`` gives softmax or linear regression).
+    ``n_classes=`` is the older name of ``n_outputs`` and still works.
     """
-    n_in, n_classes = v.integer("n_in", n_in), v.integer("n_classes", n_classes)
+    n_in = v.integer("n_in", n_in)
+    n_outputs, entry, head = _head(n_outputs, n_classes, loss)
     hidden = _hidden_sizes(hidden)
-    architecture = {"builder": "mlp", "n_in": n_in, "hidden": hidden, "n_classes": n_classes,
+    architecture = {"builder": "mlp", "n_in": n_in, "hidden": hidden, **head,
                     "activation": activation}
-    return Network(_mlp_layers(n_in, hidden, n_classes, activation), dtype=dtype, seed=seed,
-                   backend=backend, architecture=architecture)
+    return Network(_mlp_layers(n_in, hidden, n_outputs, activation), dtype=dtype, seed=seed,
+                   backend=backend, architecture=architecture, loss=entry.name)
 
 
 def softmax_regression(n_in, n_classes, dtype="float32", seed=0, backend="kernels"):
@@ -321,20 +362,25 @@ def softmax_regression(n_in, n_classes, dtype="float32", seed=0, backend="kernel
     return mlp(n_in, [], n_classes, "identity", dtype=dtype, seed=seed, backend=backend)
 
 
-def resnet(n_in, width, depth, n_classes, hidden=None, activation="tanh", dtype="float32",
-           seed=0, backend="kernels"):
+def resnet(n_in, width, depth, n_outputs=None, hidden=None, activation="tanh",
+           dtype="float32", seed=0, backend="kernels", loss="softmax_cross_entropy", *,
+           n_classes=None):
     """A ResNet: Dense(n_in -> width), ``depth`` residual blocks
-    ``x + act(x W1^T + b1) W2^T`` with ``hidden`` units (default ``width``), a linear head.
+    ``x + act(x W1^T + b1) W2^T`` with ``hidden`` units (default ``width``), a linear head
+    with ``n_outputs`` outputs (classes, or values for ``loss="mse"``; ``n_classes=`` is the
+    older name and still works).
 
     Each block's W2 starts scaled by ``1 / sqrt(depth)`` so the stack starts near identity.
     """
-    n_in, n_classes = v.integer("n_in", n_in), v.integer("n_classes", n_classes)
+    n_in = v.integer("n_in", n_in)
+    n_outputs, entry, head = _head(n_outputs, n_classes, loss)
     width, depth = v.integer("width", width), v.integer("depth", depth, minimum=0)
     hidden = width if hidden is None else v.integer("hidden", hidden)
     architecture = {"builder": "resnet", "n_in": n_in, "width": width, "depth": depth,
-                    "n_classes": n_classes, "hidden": hidden, "activation": activation}
-    return Network(_resnet_layers(n_in, width, depth, n_classes, hidden, activation),
-                   dtype=dtype, seed=seed, backend=backend, architecture=architecture)
+                    **head, "hidden": hidden, "activation": activation}
+    return Network(_resnet_layers(n_in, width, depth, n_outputs, hidden, activation),
+                   dtype=dtype, seed=seed, backend=backend, architecture=architecture,
+                   loss=entry.name)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,6 +48,7 @@ def _specialisations(fused_function):
 
 _SOFTMAX = _specialisations(_kernels.softmax)
 _SOFTMAX_CE = _specialisations(_kernels.softmax_cross_entropy)
+_MSE = _specialisations(_kernels.mean_squared_error)
 _LINEAR_FORWARD = _specialisations(_kernels.linear_forward)
 _LINEAR_BACKWARD = _specialisations(_kernels.linear_backward)
 _LINEAR_JVP = _specialisations(_kernels.linear_jvp)
@@ -123,6 +124,31 @@ def softmax_cross_entropy(logits, labels, out=None):
     if bad_row >= 0:
         raise v.label_range_error(labels, k)
     return loss, grad
+
+
+def mean_squared_error(pred, target, out=None):
+    """Mean over all elements of ``(pred - target)**2`` (PyTorch's ``MSELoss``) and its
+    gradient.
+
+    Parameters
+    ----------
+    pred, target : arrays (n, k), one float dtype
+    out : array (n, k), optional
+        Receives the gradient.
+
+    Returns
+    -------
+    loss : float
+        Summed in double (each difference taken in double); 0.0 for an empty batch.
+    dpred : array (n, k)
+        ``2 (pred - target) / (n k)``, the gradient of ``loss``.
+    """
+    pred, target = v.squared_error_arguments(pred, target)
+    grad = _result("out", out, pred.shape, pred.dtype, {"pred": pred, "target": target})
+    if pred.size == 0:
+        grad[...] = 0
+        return 0.0, grad
+    return _MSE[pred.dtype](pred, target, grad), grad
 
 
 # --- fused linear layer --------------------------------------------------------------------
@@ -322,7 +348,7 @@ def least_squares(A, x, b):
 
 # --- a whole training step ------------------------------------------------------------------
 
-def train_step(layers, n, params, grads, velocity):
+def train_step(layers, n, params, grads, velocity, loss="softmax_cross_entropy"):
     """Build a fused training step for batches of ``n`` rows: one nogil call per step.
 
     Parameters
@@ -335,22 +361,25 @@ def train_step(layers, n, params, grads, velocity):
     n : int >= 1
     params, grads, velocity : 1-D arrays of one float dtype
         The flat buffers: ``run`` writes ``grads`` and updates ``params`` and ``velocity``.
+    loss : {"softmax_cross_entropy", "mean_squared_error"}
+        What the step minimises: ``targets`` are then integer labels ``(n,)`` (intp), or
+        values ``(n, n_outputs)`` of the buffers' dtype.
 
     Returns
     -------
     TrainStep
-        ``step.run(X, labels, lr, momentum, nesterov, weight_decay)`` returns
+        ``step.run(X, targets, lr, momentum, nesterov, weight_decay)`` returns
         ``(loss, n_correct, status)``; the update is skipped when the loss is not finite,
         and also when it would make a weight non-finite (then ``status`` is
         :data:`nncore.status.UPDATE_NOT_FINITE`; otherwise :data:`nncore.status.OK`, or the
         row of an out-of-range label).
-        ``step.run_many(X, labels, n_steps, lr, momentum, nesterov, weight_decay, losses,
+        ``step.run_many(X, targets, n_steps, lr, momentum, nesterov, weight_decay, losses,
         n_correct)`` runs ``n_steps`` steps on consecutive row blocks without returning to
         Python, stopping after a non-finite loss or a skipped update; it returns
         ``(steps_done, status)``.
         ``step.outputs`` lists each layer's output buffer (the last holds the logits).
     """
-    n, dtype = v.train_step_arguments(layers, n, params, grads, velocity)
+    n, dtype = v.train_step_arguments(layers, n, params, grads, velocity, loss)
     specs, outputs = [], []
     for i, layer in enumerate(layers):
         n_in, n_out, hidden = layer["n_in"], layer["n_out"], layer.get("hidden", 0)
@@ -369,7 +398,8 @@ def train_step(layers, n, params, grads, velocity):
         specs.append(spec)
         outputs.append(spec["out"])
     dlogits = np.empty((n, layers[-1]["n_out"]), dtype=dtype)
-    step = _kernels.TrainStep(specs, n, params, grads, velocity, dlogits)
+    step = _kernels.TrainStep(specs, n, params, grads, velocity, dlogits,
+                              _kernels.LOSS_CODES[loss])
     return _TrainStepHandle(step, outputs)
 
 

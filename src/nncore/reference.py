@@ -84,6 +84,19 @@ def softmax_cross_entropy(logits, labels, out=None):
     return loss, _write(out, grad.astype(logits.dtype))
 
 
+def mean_squared_error(pred, target, out=None):
+    """Mean over all elements of ``(pred - target)**2`` and its gradient
+    ``2 (pred - target) / (n k)``; returns ``(loss, dpred)``. The loss of an empty batch is
+    0.0."""
+    pred, target = v.squared_error_arguments(pred, target)
+    if out is not None:
+        v.out_array("out", out, pred.shape, pred.dtype, {"pred": pred, "target": target})
+    if pred.size == 0:
+        return 0.0, _write(out, np.zeros_like(pred))
+    diff = pred.astype(np.float64) - target.astype(np.float64)
+    return float(np.mean(diff * diff)), _write(out, (2 * diff / diff.size).astype(pred.dtype))
+
+
 # --- fused linear layer --------------------------------------------------------------------
 
 def linear_forward(X, W, b, activation="identity", out=None, cache=None):
@@ -209,7 +222,7 @@ _STEP_FUNCTIONS = {"dense": (linear_forward, linear_backward),
                    "residual": (residual_forward, residual_backward)}
 
 
-def train_step(layers, n, params, grads, velocity):
+def train_step(layers, n, params, grads, velocity, loss="softmax_cross_entropy"):
     """A training step for batches of ``n`` rows, as plain NumPy calls layer by layer.
 
     The same contract as :func:`nncore.ops.train_step` (see there): ``step.run(X, labels,
@@ -218,15 +231,15 @@ def train_step(layers, n, params, grads, velocity):
     (:mod:`nncore.status`) and the same rule that an update which would make a weight
     non-finite is not applied.
     """
-    n, _ = v.train_step_arguments(layers, n, params, grads, velocity)
-    return _TrainStep(layers, n, params, grads, velocity)
+    n, _ = v.train_step_arguments(layers, n, params, grads, velocity, loss)
+    return _TrainStep(layers, n, params, grads, velocity, loss)
 
 
 class _TrainStep:
-    __slots__ = ("layers", "n", "params", "grads", "velocity", "outputs")
+    __slots__ = ("layers", "n", "params", "grads", "velocity", "outputs", "loss")
 
-    def __init__(self, layers, n, params, grads, velocity):
-        self.layers, self.n = layers, n
+    def __init__(self, layers, n, params, grads, velocity, loss):
+        self.layers, self.n, self.loss = layers, n, loss
         self.params, self.grads, self.velocity = params, grads, velocity
         self.outputs = [np.empty((n, layer["n_out"]), dtype=params.dtype) for layer in layers]
 
@@ -252,14 +265,16 @@ class _TrainStep:
             for slot, value in zip(self._slots(layer), grads):
                 layer["d" + slot][...] = value
 
-    def run(self, X, labels, lr, momentum, nesterov, weight_decay):
+    def run(self, X, targets, lr, momentum, nesterov, weight_decay):
         logits, caches = self._forward(X)
-        n_classes = logits.shape[1]
-        bad = np.flatnonzero((labels < 0) | (labels >= n_classes))
-        if bad.size:
-            return 0.0, 0, int(bad[0])
-        loss, dlogits = softmax_cross_entropy(logits, labels)
-        n_correct = int(np.count_nonzero(logits.argmax(axis=1) == labels))
+        if self.loss == "mean_squared_error":
+            (loss, dlogits), n_correct = mean_squared_error(logits, targets), 0
+        else:
+            bad = np.flatnonzero((targets < 0) | (targets >= logits.shape[1]))
+            if bad.size:
+                return 0.0, 0, int(bad[0])
+            loss, dlogits = softmax_cross_entropy(logits, targets)
+            n_correct = int(np.count_nonzero(logits.argmax(axis=1) == targets))
         self._backward(dlogits, caches)
         if not math.isfinite(loss):
             return loss, n_correct, status.OK
@@ -271,12 +286,12 @@ class _TrainStep:
         self.params[...], self.velocity[...] = params, velocity
         return loss, n_correct, status.OK
 
-    def run_many(self, X, labels, n_steps, lr, momentum, nesterov, weight_decay, losses,
+    def run_many(self, X, targets, n_steps, lr, momentum, nesterov, weight_decay, losses,
                  n_correct):
         n = self.n
         for s in range(n_steps):
             rows = slice(s * n, (s + 1) * n)
-            loss, correct, code = self.run(X[rows], labels[rows], lr, momentum, nesterov,
+            loss, correct, code = self.run(X[rows], targets[rows], lr, momentum, nesterov,
                                            weight_decay)
             if code >= 0:  # a bad label: nothing was computed for this step
                 return s, code

@@ -253,7 +253,7 @@ def _run_trial(spec, data, build):
             history, status, message = network.history, "diverged", str(error)
         seconds = time.perf_counter() - started
     columns = {column: [_json_number(value) if column != "epoch" else int(value)
-                        for value in history[column]] for column in history.COLUMNS}
+                        for value in history[column]] for column in history.columns}
     final = {column: columns[column][-1] if len(history) else None
              for column in ("loss", "accuracy", "val_loss", "val_accuracy")}
     val_accuracy = [value for value in columns["val_accuracy"] if value is not None]

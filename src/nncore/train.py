@@ -55,20 +55,27 @@ class TrainingDiverged(FloatingPointError):
 class History:
     """Per-epoch record of a training run.
 
-    ``history[key]`` is a list over epochs for key in :attr:`COLUMNS`; validation columns
-    hold NaN when there was no validation data. ``interrupted`` is True after Ctrl-C and
-    ``stopped_early`` names the epoch an :class:`EarlyStopping` ended on.
+    ``history[key]`` is a list over epochs for key in :attr:`columns`: the epoch, the loss,
+    the loss's scores (``accuracy`` for classification; ``rmse`` and ``r2`` for
+    regression), the same on the validation set (``val_...``), the learning rate and the
+    seconds. Validation columns hold NaN when there was no validation data.
+    ``interrupted`` is True after Ctrl-C and ``stopped_early`` names the epoch an
+    :class:`EarlyStopping` ended on.
     """
 
+    #: The columns of a classifier's history.
     COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
-    def __init__(self):
-        self.history = {column: [] for column in self.COLUMNS}
+    def __init__(self, score_names=("accuracy",)):
+        scores = tuple(score_names)
+        self.columns = ("epoch", "loss", *scores, "val_loss",
+                        *(f"val_{name}" for name in scores), "lr", "seconds")
+        self.history = {column: [] for column in self.columns}
         self.interrupted = False
         self.stopped_early = None
 
     def append(self, **row):
-        for column in self.COLUMNS:
+        for column in self.columns:
             self.history[column].append(row[column])
 
     def __getitem__(self, key):
@@ -84,9 +91,9 @@ class History:
     def to_csv(self, path):
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(self.COLUMNS)
+            writer.writerow(self.columns)
             for i in range(len(self)):
-                writer.writerow([self.history[c][i] for c in self.COLUMNS])
+                writer.writerow([self.history[c][i] for c in self.columns])
 
     def __repr__(self):
         return f"History({len(self)} epochs, last={self.last()})"
@@ -108,19 +115,29 @@ class Callback:
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
-    ``monitor`` is a History column ("val_loss", "val_accuracy", "loss", "accuracy");
-    losses are minimised, accuracies maximised. With ``restore_best`` the network gets the
-    weights of its best epoch back when training ends (also after Ctrl-C).
+    ``monitor`` is a History column of the run: "val_loss" or "loss", or a score with or
+    without "val_" ("accuracy" for classification, "rmse" or "r2" for regression); losses
+    and RMSE are minimised, accuracy and R^2 maximised. With ``restore_best`` the network
+    gets the weights of its best epoch back when training ends (also after Ctrl-C).
     """
 
+    #: Monitored values that improve upward; every other one improves downward.
+    MAXIMISED = ("accuracy", "r2")
+    MONITORS = ("val_loss", "loss", "val_accuracy", "accuracy", "val_rmse", "rmse", "val_r2",
+                "r2")
+
     def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, restore_best=True):
-        self.monitor = v.choice("monitor", monitor, History.COLUMNS[1:5])
+        self.monitor = v.choice("monitor", monitor, self.MONITORS)
         self.patience = v.integer("patience", patience, minimum=0)
         self.min_delta = v.real_number("min_delta", min_delta, minimum=0.0)
         self.restore_best = v.boolean("restore_best", restore_best)
-        self.sign = -1.0 if "accuracy" in monitor else 1.0  # minimise sign * value
+        maximised = monitor.removeprefix("val_") in self.MAXIMISED
+        self.sign = -1.0 if maximised else 1.0  # minimise sign * value
 
     def on_train_begin(self, network, history):
+        if self.monitor not in history.columns:
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which this run does not "
+                             f"record (its columns: {', '.join(history.columns[1:-2])})")
         self.best, self.best_epoch, self.wait, self.best_params = math.inf, None, 0, None
 
     def on_epoch_end(self, network, epoch, logs):
@@ -156,8 +173,11 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     Parameters
     ----------
     network : Network
-    X : array (n, n_in); y : integer labels (n,)
-        Cast to the network's dtype; NaN/inf or out-of-range labels raise ValueError.
+    X : array (n, n_in)
+        Cast to the network's dtype; NaN/inf raise ValueError.
+    y : integer labels (n,) for a classifier; real values (n,) or (n, n_outputs) for a
+        regression network (its loss says which). Out-of-range labels or non-finite
+        values raise ValueError.
     epochs : int >= 0
     batch_size : int, 1 <= batch_size <= n
     optimizer : Optimizer, optional
@@ -208,6 +228,9 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
 
     rng = np.random.default_rng(seed)
     X_epoch, y_epoch = np.empty_like(X), np.empty_like(y)
+    loss_function = network.loss_function
+    # the regression scores of an epoch are taken from its running loss against this
+    target_variance = float(np.mean(np.var(y, axis=0))) if y.ndim == 2 else math.nan
     if not np.isfinite(network.params).all():
         raise ValueError("the network's parameters contain NaN or infinity")
     optimizer.start(network.params, epochs)
@@ -223,7 +246,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         batches.append((full * batch_size, rest, 1))
     chunk_losses = np.empty(STEPS_PER_CALL)
     chunk_correct = np.empty(STEPS_PER_CALL, dtype=np.intp)
-    history = network.history = History()
+    history = network.history = History(loss_function.score_names)
     settings = {"n_samples": n, "batch_size": batch_size, "seed": seed, "shuffle": bool(shuffle),
                 "epochs": epochs, "optimizer": optimizer.config()}
     checkpoint_path, first_epoch = None, 0
@@ -252,7 +275,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
             if shuffle:
                 order = rng.permutation(n)
                 np.take(X, order, axis=0, out=X_epoch)
-                np.take(y, order, out=y_epoch)
+                np.take(y, order, axis=0, out=y_epoch)
             else:
                 X_epoch[...], y_epoch[...] = X, y
             loss_sum, n_correct = 0.0, 0
@@ -270,11 +293,14 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                     raise TrainingDiverged(epoch, start // batch_size + done - 1, last_loss,
                                            _first_nonfinite_layer(train_step),
                                            update_overflow=math.isfinite(last_loss))
-            logs = {"epoch": epoch + 1, "loss": loss_sum / n, "accuracy": n_correct / n,
-                    "val_loss": math.nan, "val_accuracy": math.nan, "lr": lr}
+            logs = {"epoch": epoch + 1, "loss": loss_sum / n,
+                    **loss_function.epoch_scores(loss_sum / n, n_correct, n, target_variance),
+                    "val_loss": math.nan,
+                    **{f"val_{name}": math.nan for name in loss_function.score_names},
+                    "lr": lr}
             if validation_data is not None:
-                scores = network.evaluate(X_val, y_val)
-                logs["val_loss"], logs["val_accuracy"] = scores["loss"], scores["accuracy"]
+                logs.update({f"val_{key}": value
+                             for key, value in network.evaluate(X_val, y_val).items()})
             logs["seconds"] = time.perf_counter() - started
             history.append(**logs)
             if bar is not None:
@@ -309,9 +335,11 @@ def _resume(path, network, optimizer, rng, history, settings):
     """Restore a checkpoint into the run; returns the number of epochs already done."""
     saved_network, velocity, state = modelfile.load_checkpoint(path)
     if saved_network["layers"] != network.layer_specs() \
-            or saved_network["dtype"] != network.dtype.name:
+            or saved_network["dtype"] != network.dtype.name \
+            or saved_network["loss"] != network.loss_function.name:
         raise ValueError(f"the checkpoint {path!r} holds a different network "
-                         f"({saved_network['layers']}, {saved_network['dtype']})")
+                         f"({saved_network['layers']}, {saved_network['dtype']}, "
+                         f"{saved_network['loss']})")
     saved = state.get("settings", {})
     for key, value in settings.items():
         if key != "epochs" and saved.get(key) != value:
@@ -320,13 +348,20 @@ def _resume(path, network, optimizer, rng, history, settings):
     network.params[...] = saved_network["params"]
     optimizer.velocity[...] = velocity
     rng.bit_generator.state = state["rng"]
-    for column in History.COLUMNS:
+    for column in history.columns:
         history.history[column] = list(state["history"][column])
     return int(state["epochs_done"])
 
 
+#: How the progress line abbreviates a score.
+_SHORT = {"accuracy": "acc"}
+
+
 def _epoch_summary(logs):
-    text = f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f}"
+    scores = [key for key in logs if key not in ("epoch", "lr", "seconds")
+              and not key.startswith("val_")]
+    text = " ".join(f"{_SHORT.get(key, key)} {logs[key]:.4f}" for key in scores)
     if not math.isnan(logs["val_loss"]):
-        text += f" val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f}"
+        text += " " + " ".join(f"val_{_SHORT.get(key, key)} {logs['val_' + key]:.4f}"
+                               for key in scores)
     return text
