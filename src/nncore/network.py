@@ -357,9 +357,12 @@ def mlp(n_in, hidden, n_outputs=None, activation="tanh", dtype="float32", seed=0
                    backend=backend, architecture=architecture, loss=entry.name)
 
 
-def softmax_regression(n_in, n_classes, dtype="float32", seed=0, backend="kernels"):
-    """Softmax regression: one linear layer into the softmax head."""
-    return mlp(n_in, [], n_classes, "identity", dtype=dtype, seed=seed, backend=backend)
+def softmax_regression(n_in, n_classes, dtype="float32", seed=0, backend="kernels",
+                       loss="softmax_cross_entropy"):
+    """Softmax regression: one linear layer into the softmax head (with ``loss="mse"``,
+    linear regression onto ``n_classes`` outputs)."""
+    return mlp(n_in, [], n_classes, "identity", dtype=dtype, seed=seed, backend=backend,
+               loss=loss)
 
 
 def resnet(n_in, width, depth, n_outputs=None, hidden=None, activation="tanh",
@@ -468,7 +471,8 @@ def _settings(architecture, width, depth, hidden, layers, activation):
 
 
 def build(n_in, n_classes, seed=0, architecture="resnet", width=64, depth=4, hidden=None,
-          layers=None, activation="tanh", dtype="float32", backend="kernels"):
+          layers=None, activation="tanh", dtype="float32", backend="kernels",
+          loss="softmax_cross_entropy"):
     """Build a network from settings: the one place an architecture name is turned into a
     network (the command line, ``grid_search("auto", ...)``, the study and the
     scikit-learn estimator all come here).
@@ -492,6 +496,9 @@ def build(n_in, n_classes, seed=0, architecture="resnet", width=64, depth=4, hid
         A name in :data:`nncore.activations.ACTIVATIONS`.
     dtype : {"float32", "float64"}
     backend : {"kernels", "reference"}
+    loss : str
+        A name (or alias) in :data:`nncore.losses.LOSSES`; ``n_classes`` is then the number
+        of outputs of a regression network.
 
     Returns
     -------
@@ -499,7 +506,7 @@ def build(n_in, n_classes, seed=0, architecture="resnet", width=64, depth=4, hid
     """
     entry, settings = _settings(architecture, width, depth, hidden, layers, activation)
     return entry.network(n_in, n_classes, settings,
-                         {"dtype": dtype, "seed": seed, "backend": backend})
+                         {"dtype": dtype, "seed": seed, "backend": backend, "loss": loss})
 
 
 def count_params(n_in, n_classes, architecture="resnet", width=64, depth=4, hidden=None,

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .. import activations
+from .. import activations, losses
 from .._validation import boolean, choice, float_dtype, integer
 from ..layers import LAYERS
 from ..network import BACKENDS, build
@@ -145,6 +145,14 @@ def _softmax_checks(suite, backend, dtype, rng):
                    lambda: backend.least_squares(A, x, rhs)[1])
 
 
+def _squared_error_checks(suite, backend, dtype, rng):
+    pred = rng.standard_normal((8, 3)).astype(dtype)
+    target = rng.standard_normal((8, 3)).astype(dtype)
+    suite.gradient("mse", "mean squared error: loss wrt predictions",
+                   lambda pred_: backend.mean_squared_error(pred_, target)[0], pred,
+                   lambda: backend.mean_squared_error(pred, target)[1])
+
+
 def _layer_maps(forward, jvp, backward, point, cache, arg, index, kinked):
     """The maps of one layer with respect to one argument ``arg`` (the others held at
     ``point``): ``F(value)``, ``jvp(v)``, ``vjp(u)`` and, for a kinked activation, the sign
@@ -236,24 +244,32 @@ def relu_pattern(network, X):
     return np.concatenate(signs)
 
 
-def _network_checks(suite, backend_name, dtype, rng, builder, activation):
-    n_in, n_classes, n = 3, 4, 8
-    common = {"seed": suite.options["seed"], "dtype": dtype, "backend": backend_name}
+def _network_checks(suite, backend_name, dtype, rng, builder, activation,
+                    loss="softmax_cross_entropy"):
+    entry = losses.get(loss)
+    regression = entry.task == "regression"
+    n_in, n_outputs, n = 3, 2 if regression else 4, 8
+    suffix = f" ({entry.name})" if regression else ""
+    common = {"seed": suite.options["seed"], "dtype": dtype, "backend": backend_name,
+              "loss": entry.name}
     if builder == "softmax_regression":
-        network = build(n_in, n_classes, architecture=builder, **common)
+        network = build(n_in, n_outputs, architecture=builder, **common)
         label, group = "softmax regression", "network-softmax-regression"
     elif builder == "mlp":
-        network = build(n_in, n_classes, architecture=builder, layers=[6, 5],
+        network = build(n_in, n_outputs, architecture=builder, layers=[6, 5],
                         activation=activation, **common)
-        label, group = f"MLP 3-6-5-4 {activation}", f"network-mlp-{activation}"
+        label = f"MLP 3-6-5-{n_outputs} {activation}{suffix}"
+        group = f"network-mlp-{activation}" + ("-mse" if regression else "")
     else:
-        network = build(n_in, n_classes, architecture=builder, width=5, depth=2, hidden=4,
+        network = build(n_in, n_outputs, architecture=builder, width=5, depth=2, hidden=4,
                         activation=activation, **common)
-        label, group = f"ResNet width 5 depth 2 {activation}", f"network-resnet-{activation}"
+        label = f"ResNet width 5 depth 2 {activation}{suffix}"
+        group = f"network-resnet-{activation}" + ("-mse" if regression else "")
     # move away from the initialisation, so biases are nonzero and every term counts
     network.params[...] += (0.3 * rng.standard_normal(network.n_params)).astype(dtype)
     X = rng.standard_normal((n, n_in)).astype(dtype)
-    labels = rng.integers(0, n_classes, n)
+    labels = (rng.standard_normal((n, n_outputs)).astype(dtype) if regression
+              else rng.integers(0, n_outputs, n))
     params0 = network.params.copy()
     backend = BACKENDS[backend_name]
     relu = builder != "softmax_regression" and activations.ACTIVATIONS[activation].kinked
@@ -279,7 +295,7 @@ def _network_checks(suite, backend_name, dtype, rng, builder, activation):
 
     def loss_gradients():
         at(params0)
-        _, dlogits = backend.softmax_cross_entropy(network.logits(X), labels)
+        _, dlogits = getattr(backend, entry.function)(network.logits(X), labels)
         return network_forward_backward(network, X, dlogits)
 
     def logits_of_params(params):
@@ -384,6 +400,10 @@ def ready_made_checks(dtype="float64", quick=False, seed=0, backend="kernels", c
         for activation in activations.names():
             if activation != "identity":
                 _network_checks(suite, backend, dtype, rng, builder, activation)
+    # regression: the squared-error loss and networks trained with it
+    _squared_error_checks(suite, module, dtype, rng)
+    for builder in ("mlp", "resnet"):
+        _network_checks(suite, backend, dtype, rng, builder, "tanh", "mean_squared_error")
     suite.checks.append(Check("least-squares", "least squares: SGD + momentum vs lstsq",
                               lambda: least_squares_demo(seed=seed)))
     return suite.checks
