@@ -79,8 +79,7 @@ TASKS = ("classification", "regression")
 
 _MAT_KEYS = ("Yt", "Ct", "Yv", "Cv")
 # appended to a classification loader's complaint about labels that are real numbers
-_REGRESSION_HINT = ("; real-valued targets are for regression (nncore train --task regression; "
-                    "task='regression' in Python)")
+_REGRESSION_HINT = "; real-valued targets need --task regression (task='regression' in Python)"
 _NPZ_KEYS = ("X_train", "y_train", "X_val", "y_val")
 _LOADER_SUFFIXES = (".mat", ".npz", ".csv")
 
