@@ -99,6 +99,7 @@ def test_npz_regression_keeps_two_outputs_and_refuses_bad_targets(tmp_path):
     X, y, X_val, y_val = datasets.load_npz(tmp_path / "two.npz", task="regression")
     assert y.shape == (30, 2) and y_val.shape == (10, 2) and y.dtype == np.float64
     np.testing.assert_array_equal(y, contents["y_train"])
+    np.testing.assert_array_equal(X, contents["X_train"])
     np.testing.assert_array_equal(X_val, contents["X_val"])
 
     bad = contents["y_val"].copy()
@@ -146,6 +147,7 @@ def test_mat_regression_reads_real_ct_and_cv(tmp_path, n_targets):
     np.testing.assert_array_equal(y.reshape(40, -1), contents["Ct"].T)
     np.testing.assert_array_equal(y_val.reshape(12, -1), contents["Cv"].T)
     np.testing.assert_array_equal(X, contents["Yt"].T)
+    np.testing.assert_array_equal(X_val, contents["Yv"].T)
 
 
 def test_mat_regression_errors(tmp_path):
