@@ -204,3 +204,30 @@ def test_early_stopping_monitors_regression_scores():
     assert stopper.best == -max(history["val_r2"]) and math.isfinite(history["rmse"][0])
     with pytest.raises(ValueError, match="does not record"):
         net.fit(X, y, epochs=1, verbose=0, callbacks=[nc.EarlyStopping(monitor="accuracy")])
+
+
+@pytest.mark.parametrize("architecture, settings", [
+    ("resnet", {"width": 5, "depth": 2}), ("mlp", {"layers": [6, 4]}),
+    ("softmax_regression", {}),
+])
+def test_build_threads_the_loss_to_every_architecture(architecture, settings):
+    from nncore import network
+
+    net = network.build(3, 2, seed=1, architecture=architecture, loss="mse", **settings)
+    assert net.task == "regression" and net.n_outputs == 2
+    assert net.loss_function.name == "mean_squared_error"
+    assert network.count_params(3, 2, architecture, **settings) == net.n_params
+    classifier = network.build(3, 2, seed=1, architecture=architecture, **settings)
+    assert classifier.task == "classification"
+    np.testing.assert_array_equal(classifier.params, net.params)  # same layers, same start
+    with pytest.raises(ValueError, match="^loss must be one of"):
+        network.build(3, 2, architecture=architecture, loss="huber", **settings)
+
+
+def test_one_linear_layer_with_a_regression_loss_is_called_linear_regression():
+    from nncore import network
+
+    assert network.describe("softmax_regression") == "softmax regression"
+    assert network.describe("softmax_regression", loss="mse") == "linear regression"
+    assert network.describe("mlp", layers=[], loss="mse") == "mlp linear regression tanh"
+    assert network.describe("mlp", layers=[8], loss="mse") == "mlp 8 tanh"

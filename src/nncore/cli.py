@@ -3,6 +3,7 @@
     nncore train                      # default ResNet on the bundled Peaks data
     nncore train --data gmm --arch mlp --layers 64,64,64 --epochs 20
     nncore train --data path/to/PeaksData.mat --out runs --name my-run
+    nncore train --task regression --data curve.csv --arch mlp --layers 32,32
     nncore gradcheck --quick          # every derivative check; exit status 1 if any fails
     nncore gradcheck --dtype float32 --out gradcheck-float32
     nncore search --grid grid.toml --data peaks --n-jobs 2   # ranked table; resumable
@@ -23,6 +24,7 @@ __all__ = ["main"]
 #: The documented defaults of ``nncore train`` (and what ``nncore train`` with no argument does).
 TRAIN_DEFAULTS = {
     "data": "peaks", "arch": "resnet", "width": 64, "depth": 4, "hidden": None,
+    "task": "classification",
     "layers": "64,64,64", "activation": "tanh", "dtype": "float32", "epochs": 30,
     "batch_size": 64, "lr": 0.02, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
     "schedule": "cosine", "patience": 0, "seed": 0, "verbose": 1, "out": "runs",
@@ -87,6 +89,7 @@ def _build_parser():
     # the choices come from the registries, so a new activation, architecture, schedule or
     # backend is offered here without touching this file
     from .activations import names as activation_names
+    from .losses import TASKS
     from .network import ARCHITECTURES, BACKENDS
     from .optim import SCHEDULES
 
@@ -103,6 +106,10 @@ def _build_parser():
     data.add_argument("--data", default=d["data"],
                       help="'peaks', 'gmm', 'swissroll' (bundled) or a .mat/.npz/.csv path "
                            "(default: %(default)s)")
+    data.add_argument("--task", choices=tuple(TASKS), default=d["task"],
+                      help="what the targets are: class labels (cross-entropy, accuracy) or "
+                           "real values (mean squared error, RMSE and R^2; the file's last "
+                           "column, .npz y_train/y_val, or .mat Ct/Cv) (default: %(default)s)")
     model = train.add_argument_group("model")
     model.add_argument("--arch", choices=tuple(ARCHITECTURES), default=d["arch"],
                        help="network kind (default: %(default)s)")
@@ -258,17 +265,29 @@ def _dataset_label(data):
     return os.path.splitext(os.path.basename(data))[0] if os.sep in data or "." in data else data
 
 
+#: How the table heads a score column.
+_SCORE_HEADERS = {"rmse": "RMSE", "r2": "R^2"}
+
+
 def _train(args):
-    from . import datasets
+    from . import datasets, losses
     from .network import applicable, build, describe
     from .optim import SGD
     from .train import EarlyStopping, TrainingDiverged
 
-    X, y, X_val, y_val = datasets.load(args.data)
-    n_classes = int(max(y.max(), y_val.max())) + 1
+    X, y, X_val, y_val = datasets.load(args.data, task=args.task)
+    loss = losses.for_task(args.task)
+    regression = loss.task == "regression"
+    if regression:
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        outputs = f"{n_outputs} target{'s' if n_outputs > 1 else ''} (regression)"
+    else:
+        n_outputs = int(max(y.max(), y_val.max())) + 1
+        outputs = f"{n_outputs} classes"
     settings = applicable(args.arch, width=args.width, depth=args.depth, hidden=args.hidden,
                           layers=args.layers, activation=args.activation)
-    net = build(X.shape[1], n_classes, args.seed, args.arch, dtype=args.dtype, **settings)
+    settings["loss"] = loss.name  # build and describe take it beside the architecture's own
+    net = build(X.shape[1], n_outputs, args.seed, args.arch, dtype=args.dtype, **settings)
     described = describe(args.arch, **settings)
     optimizer = SGD(lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
                     weight_decay=args.weight_decay, schedule=args.schedule)
@@ -281,7 +300,7 @@ def _train(args):
 
     print(f"training {described} ({net.n_params:,} parameters, {net.dtype.name}) on {label}: "
           f"{len(X):,} train / {len(X_val):,} validation samples, {X.shape[1]} features, "
-          f"{n_classes} classes", flush=True)
+          f"{outputs}", flush=True)
     started = time.perf_counter()
     try:
         history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
@@ -306,8 +325,12 @@ def _train(args):
 
         figures.append(plots.learning_curves(
             history, os.path.join(run_dir, "learning_curves.png"),
-            title=f"{described} on {label}"))
-        if X.shape[1] == 2:
+            title=f"{described} on {label}",
+            **({"score": "r2", "loss_label": "mean squared error"} if regression else {})))
+        if regression:
+            figures += _regression_figures(plots, net, X, y, X_val, y_val, run_dir,
+                                           f"{described} on {label}")
+        elif X.shape[1] == 2:
             figures.append(plots.decision_boundary(
                 net, X_val, y_val, os.path.join(run_dir, "decision_boundary.png"),
                 title=f"{described} on {label} (validation points)"))
@@ -316,14 +339,15 @@ def _train(args):
     val_scores = net.evaluate(X_val, y_val)
     steps = len(history) * math.ceil(len(X) / args.batch_size)
     train_seconds = sum(history["seconds"]) or float("nan")
+    columns = ("loss", *loss.score_names)
     rows = [
-        ("", "loss", "accuracy"),
-        ("train", f"{train_scores['loss']:.4f}", f"{train_scores['accuracy']:.4f}"),
-        ("validation", f"{val_scores['loss']:.4f}", f"{val_scores['accuracy']:.4f}"),
+        ("", *(_SCORE_HEADERS.get(column, column) for column in columns)),
+        ("train", *(f"{train_scores[column]:.4f}" for column in columns)),
+        ("validation", *(f"{val_scores[column]:.4f}" for column in columns)),
     ]
     print()
     for row in rows:
-        print(f"  {row[0]:<12}{row[1]:>10}{row[2]:>10}")
+        print(f"  {row[0]:<12}" + "".join(f"{cell:>10}" for cell in row[1:]))
     print(f"  parameters  {net.n_params:,}")
     print(f"  epochs      {len(history)}"
           + (" (interrupted)" if history.interrupted else "")
@@ -335,6 +359,22 @@ def _train(args):
         print("training was interrupted; the model and history above hold what was learned",
               file=sys.stderr)
     return 0
+
+
+def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title):
+    """predicted_vs_true.png and residuals.png on the validation set and, for 1-D input
+    and one output, fitted_curve.png. Returns their paths."""
+    predicted = net.predict(X_val)
+    figures = [
+        plots.predicted_vs_true(y_val, predicted, os.path.join(run_dir, "predicted_vs_true.png"),
+                                title=f"{title}: predicted vs true (validation)"),
+        plots.residuals(y_val, predicted, os.path.join(run_dir, "residuals.png"),
+                        title=f"{title}: residuals (validation)")]
+    if X.shape[1] == 1 and net.n_outputs == 1:
+        figures.append(plots.fitted_curve(net, X, y, os.path.join(run_dir, "fitted_curve.png"),
+                                          title=f"{title}: the fitted curve", X_val=X_val,
+                                          y_val=y_val))
+    return figures
 
 
 def _representative(results):

@@ -1,4 +1,5 @@
-"""Toy classification data sets: loaders for files on disk and seeded generators.
+"""Data sets: loaders for files on disk (class labels or real-valued targets) and seeded
+generators of toy classification sets.
 
 This module knows nothing of networks. It imports only NumPy, SciPy and the standard library,
 so it can be used (and tested) without the compiled kernels.
@@ -10,18 +11,24 @@ Every function returns the same four arrays::
     X_val   : (n_val, n_features) float64, C-contiguous
     y_val   : (n_val,) int64, class indices 0 .. k-1
 
+The loaders take ``task="regression"`` for files whose targets are real values: then
+``y_train`` and ``y_val`` are float64, ``(n,)`` for one target or ``(n, k)`` for ``k``,
+taken as they are (no integer check, no renumbering).
+
 File formats
 ------------
 ``.mat``
-    The course format: ``Yt`` (features x n_train), ``Ct`` (classes x n_train, one-hot),
-    ``Yv`` and ``Cv`` the same for validation. Read by :func:`load_mat`, written by
-    :func:`save_mat`.
+    The course format: ``Yt`` (features x n_train), ``Ct`` (classes x n_train, one-hot;
+    for regression, targets x n_train, real), ``Yv`` and ``Cv`` the same for validation.
+    Read by :func:`load_mat`, written by :func:`save_mat`.
 ``.npz``
-    Arrays ``X_train, y_train, X_val, y_val``; labels may be any integers. Read by
-    :func:`load_npz` (never unpickles anything).
+    Arrays ``X_train, y_train, X_val, y_val``; labels may be any integers (for regression,
+    real targets, ``(n,)`` or ``(n, k)``). Read by :func:`load_npz` (never unpickles
+    anything).
 ``.csv``
-    Numeric columns, the last one the integer label, an optional header line. Read by
-    :func:`load_csv`, which splits the rows into train and validation.
+    Numeric columns, the last one the integer label (for regression, the real target), an
+    optional header line. Read by :func:`load_csv`, which splits the rows into train and
+    validation.
 
 Bundled sets
 ------------
@@ -66,7 +73,13 @@ BUNDLED_FILES = {
     "swissroll": "SwissRollData.mat",
 }
 
+#: The tasks whose targets the loaders read: the keys of ``nncore.losses.TASKS`` (this module
+#: imports no registry; a test holds the two equal).
+TASKS = ("classification", "regression")
+
 _MAT_KEYS = ("Yt", "Ct", "Yv", "Cv")
+# appended to a classification loader's complaint about labels that are real numbers
+_REGRESSION_HINT = "; real-valued targets need --task regression (task='regression' in Python)"
 _NPZ_KEYS = ("X_train", "y_train", "X_val", "y_val")
 _LOADER_SUFFIXES = (".mat", ".npz", ".csv")
 
@@ -102,7 +115,7 @@ _SWISSROLL_LABEL_NOISE = 0.02
 # --------------------------------------------------------------------------------------------
 
 
-def load(name_or_path):
+def load(name_or_path, task="classification"):
     """Load a bundled data set by name, or a data file by path.
 
     Parameters
@@ -111,19 +124,24 @@ def load(name_or_path):
         ``"peaks"``, ``"gmm"`` or ``"swissroll"`` (any case) for a set shipped with the
         package, or the path of a ``.mat``, ``.npz`` or ``.csv`` file, which goes to
         :func:`load_mat`, :func:`load_npz` or :func:`load_csv` (with its default split).
+    task : {"classification", "regression"}, default "classification"
+        What the targets are (a key of ``nncore.losses.TASKS``): integer class labels, or
+        real values. The bundled sets are classification sets.
 
     Returns
     -------
     X_train : ndarray of float64, shape (n_train, n_features)
     y_train : ndarray of int64, shape (n_train,)
+        For regression: float64, ``(n_train,)`` or ``(n_train, k)``.
     X_val : ndarray of float64, shape (n_val, n_features)
     y_val : ndarray of int64, shape (n_val,)
+        For regression: float64, ``(n_val,)`` or ``(n_val, k)``.
 
     Raises
     ------
     ValueError
-        If the name is not a bundled set and the path has none of the known suffixes, or if
-        the file is malformed.
+        If the name is not a bundled set and the path has none of the known suffixes, if
+        the file is malformed, or if a bundled set is asked for with ``task="regression"``.
     FileNotFoundError
         If the path does not exist.
 
@@ -133,7 +151,13 @@ def load(name_or_path):
     >>> X_train.shape, int(y_train.max()) + 1
     ((25000, 2), 5)
     """
+    task = _task(task)
     if isinstance(name_or_path, str) and name_or_path.lower() in BUNDLED_FILES:
+        if task == "regression":
+            raise ValueError(
+                f"{name_or_path!r} is a bundled classification set (class labels); regression "
+                f"needs a .mat, .npz or .csv file with real-valued targets"
+            )
         filename = BUNDLED_FILES[name_or_path.lower()]
         resource = importlib.resources.files("nncore") / "data" / filename
         if not resource.is_file():
@@ -151,11 +175,11 @@ def load(name_or_path):
     path = Path(name_or_path)
     suffix = path.suffix.lower()
     if suffix == ".mat":
-        return load_mat(path)
+        return load_mat(path, task=task)
     if suffix == ".npz":
-        return load_npz(path)
+        return load_npz(path, task=task)
     if suffix == ".csv":
-        return load_csv(path)
+        return load_csv(path, task=task)
     raise ValueError(
         f"unknown data set {os.fspath(name_or_path)!r}: expected one of the bundled names "
         f"{', '.join(repr(n) for n in BUNDLED_FILES)} or a path ending in "
@@ -163,25 +187,29 @@ def load(name_or_path):
     )
 
 
-def load_mat(path):
+def load_mat(path, task="classification"):
     """Read a data set in the course ``.mat`` format.
 
     The file holds ``Yt`` (features x n_train), ``Ct`` (classes x n_train, one-hot columns),
-    and ``Yv``, ``Cv`` the same for the validation set.
+    and ``Yv``, ``Cv`` the same for the validation set. For ``task="regression"``, ``Ct``
+    and ``Cv`` hold the targets instead: real matrices, targets x samples.
 
     Parameters
     ----------
     path : str or os.PathLike
         The ``.mat`` file (MATLAB 5 format, as written by ``scipy.io.savemat`` or MATLAB's
         ``save -v7``).
+    task : {"classification", "regression"}, default "classification"
 
     Returns
     -------
     X_train : ndarray of float64, shape (n_train, n_features), C-contiguous
     y_train : ndarray of int64, shape (n_train,)
-        Index of the 1 in each column of ``Ct``.
+        Index of the 1 in each column of ``Ct``. For regression: ``Ct`` transposed, float64,
+        ``(n_train,)`` for one target (one row), ``(n_train, k)`` for ``k``.
     X_val : ndarray of float64, shape (n_val, n_features), C-contiguous
     y_val : ndarray of int64, shape (n_val,)
+        The same from ``Cv``.
 
     Raises
     ------
@@ -190,12 +218,14 @@ def load_mat(path):
     ValueError
         If the file is not a MAT file, lacks one of the four keys, holds non-numeric or
         non-2-D arrays, has an empty set, sizes that do not agree, NaN or infinite features,
-        or label columns that are not one-hot. The message names the file and the problem.
+        label columns that are not one-hot, or (regression) NaN or infinite targets. The
+        message names the file and the problem.
 
     See Also
     --------
     save_mat : writes this format; ``load_mat(save_mat(path, ...))`` returns the same arrays.
     """
+    task = _task(task)
     path = _existing_file(path)
     try:
         contents = scipy.io.loadmat(path)
@@ -241,12 +271,16 @@ def load_mat(path):
             f"but Yv has {Yv.shape[0]}"
         )
     if Ct.shape[0] != Cv.shape[0]:
+        what, rows = ("class", "classes") if task == "classification" else ("target", "targets")
         raise ValueError(
-            f"{path}: class count mismatch: Ct has {Ct.shape[0]} rows (classes) "
+            f"{path}: {what} count mismatch: Ct has {Ct.shape[0]} rows ({rows}) "
             f"but Cv has {Cv.shape[0]}"
         )
     X_train = _feature_matrix(Yt.T, path, "Yt")  # the file's columns are the samples
     X_val = _feature_matrix(Yv.T, path, "Yv")
+    if task == "regression":
+        return (X_train, _real_targets(Ct.T, path, "Ct", len(X_train)),
+                X_val, _real_targets(Cv.T, path, "Cv", len(X_val)))
     for key, labels in (("Ct", Ct), ("Cv", Cv)):
         bad_columns = np.flatnonzero(
             ~(((labels == 0) | (labels == 1)).all(axis=0) & (labels.sum(axis=0) == 1))
@@ -257,6 +291,7 @@ def load_mat(path):
                 f"{path}: {key} is not one-hot: {bad_columns.size} column(s) are not exactly "
                 f"one 1 with zeros elsewhere, the first is column {first}: "
                 f"{labels[:, first].tolist()}"
+                + (_REGRESSION_HINT if ((labels != 0) & (labels != 1)).any() else "")
             )
 
     return (
@@ -267,7 +302,7 @@ def load_mat(path):
     )
 
 
-def load_npz(path):
+def load_npz(path, task="classification"):
     """Read a data set from a NumPy ``.npz`` archive.
 
     Parameters
@@ -277,13 +312,18 @@ def load_npz(path):
         (n_train, n_features), ``y_train`` (n_train,), ``X_val`` (n_val, n_features) and
         ``y_val`` (n_val,). The labels may be any integers (integer-valued floats too); they
         are mapped to 0 .. k-1 in sorted order of the values found in both splits together.
+        For ``task="regression"``, ``y_train`` and ``y_val`` are real targets, ``(n,)`` or
+        ``(n, k)``, taken as they are.
+    task : {"classification", "regression"}, default "classification"
 
     Returns
     -------
     X_train : ndarray of float64, shape (n_train, n_features), C-contiguous
     y_train : ndarray of int64, shape (n_train,)
+        For regression: float64, ``(n_train,)`` for one target, else ``(n_train, k)``.
     X_val : ndarray of float64, shape (n_val, n_features), C-contiguous
     y_val : ndarray of int64, shape (n_val,)
+        For regression: float64, ``(n_val,)`` or ``(n_val, k)``.
 
     Raises
     ------
@@ -291,10 +331,12 @@ def load_npz(path):
         If `path` does not exist.
     ValueError
         If the file is not an ``.npz`` archive, holds an object (pickled) array, lacks a key,
-        or has arrays of the wrong shape, empty sets, NaN or infinite features, or labels
-        that are not integers. The archive is opened with ``allow_pickle=False``, so nothing
-        in it is ever unpickled.
+        or has arrays of the wrong shape, empty sets, NaN or infinite features, labels
+        that are not integers, or (regression) targets that are not finite real numbers.
+        The archive is opened with ``allow_pickle=False``, so nothing in it is ever
+        unpickled.
     """
+    task = _task(task)
     path = _existing_file(path)
     with open(path, "rb") as handle:
         magic = handle.read(6)
@@ -339,9 +381,16 @@ def load_npz(path):
             f"{path}: feature count mismatch: X_train has {X_train.shape[1]} columns "
             f"but X_val has {X_val.shape[1]}"
         )
+    if task == "regression":
+        y_train = _real_targets(arrays["y_train"], path, "y_train", len(X_train))
+        y_val = _real_targets(arrays["y_val"], path, "y_val", len(X_val))
+        if y_train[0].size != y_val[0].size:
+            raise ValueError(f"{path}: target count mismatch: y_train has {y_train[0].size} "
+                             f"target(s) per sample but y_val has {y_val[0].size}")
+        return X_train, y_train, X_val, y_val
     labels = {}
     for key, features in (("y_train", X_train), ("y_val", X_val)):
-        y = _integer_labels(arrays[key], path, key)
+        y = _integer_labels(arrays[key], path, key, hint=True)
         if y.shape[0] != features.shape[0]:
             x_key = "X_" + key[2:]
             raise ValueError(
@@ -353,15 +402,16 @@ def load_npz(path):
     return X_train, y_train, X_val, y_val
 
 
-def load_csv(path, val_fraction=0.2, seed=0):
+def load_csv(path, val_fraction=0.2, seed=0, task="classification"):
     """Read a numeric CSV file and split its rows into a training and a validation set.
 
     Parameters
     ----------
     path : str or os.PathLike
         A comma-separated file. Every row has the same number of columns (at least two):
-        the features, then the integer label. The first line may be a header (it is taken
-        as one when none of its cells is a number). Blank lines are skipped.
+        the features, then the integer label (for regression, the real-valued target). The
+        first line may be a header (it is taken as one when none of its cells is a
+        number). Blank lines are skipped.
     val_fraction : float, default 0.2
         Share of the rows that goes to the validation set, strictly between 0 and 1; the
         validation set gets ``round(val_fraction * n_rows)`` rows, and both sets must end up
@@ -369,6 +419,8 @@ def load_csv(path, val_fraction=0.2, seed=0):
     seed : int, default 0
         Seed of the ``numpy.random.default_rng`` shuffle that decides the split. The split is
         not stratified.
+    task : {"classification", "regression"}, default "classification"
+        For "regression" the last column is a real-valued target, returned as it is.
 
     Returns
     -------
@@ -376,7 +428,8 @@ def load_csv(path, val_fraction=0.2, seed=0):
     y_train : ndarray of int64, shape (n_train,)
     X_val : ndarray of float64, shape (n_val, n_features), C-contiguous
     y_val : ndarray of int64, shape (n_val,)
-        Labels are mapped to 0 .. k-1 in sorted order of the values in the file.
+        Labels are mapped to 0 .. k-1 in sorted order of the values in the file. For
+        regression, ``y_train`` and ``y_val`` are the float64 targets.
 
     Raises
     ------
@@ -384,9 +437,11 @@ def load_csv(path, val_fraction=0.2, seed=0):
         If `path` does not exist.
     ValueError
         If a cell is not a number, rows differ in length, a feature is NaN or infinite, a
-        label is not an integer, there are too few rows to split, or `val_fraction` is not
-        in (0, 1). The message names the file, and the line where there is one.
+        label is not an integer (regression: a target is NaN or infinite), there are too
+        few rows to split, or `val_fraction` is not in (0, 1). The message names the file,
+        and the line where there is one.
     """
+    task = _task(task)
     path = _existing_file(path)
     val_fraction = float(val_fraction)
     if not 0.0 < val_fraction < 1.0:
@@ -404,9 +459,13 @@ def load_csv(path, val_fraction=0.2, seed=0):
                 if not all(numeric):
                     if is_first_line and not any(numeric):
                         continue  # a header line
-                    bad = cells[numeric.index(False)]
+                    column = numeric.index(False)
+                    bad = cells[column].strip()
+                    if task == "regression" and column == len(cells) - 1:
+                        raise ValueError(f"{path}, line {line_number}: the target (last "
+                                         f"column) must be a number, got {bad!r}")
                     raise ValueError(
-                        f"{path}, line {line_number}: {bad.strip()!r} is not a number"
+                        f"{path}, line {line_number}: {bad!r} is not a number"
                     )
                 values = [float(cell) for cell in cells]
                 if n_columns is None:
@@ -426,10 +485,18 @@ def load_csv(path, val_fraction=0.2, seed=0):
                         f"{path}, line {line_number}: a feature is NaN or infinite"
                     )
                 label = values[-1]
-                if not (math.isfinite(label) and label == round(label) and abs(label) < 2.0**63):
+                if task == "regression":
+                    if not math.isfinite(label):
+                        raise ValueError(
+                            f"{path}, line {line_number}: the target (last column) is NaN or "
+                            f"infinite, got {cells[-1].strip()!r}"
+                        )
+                elif not (math.isfinite(label) and label == round(label)
+                          and abs(label) < 2.0**63):
                     raise ValueError(
                         f"{path}, line {line_number}: the label (last column) must be an "
                         f"integer, got {cells[-1].strip()!r}"
+                        + (_REGRESSION_HINT if math.isfinite(label) else "")
                     )
                 rows.append(values)
     except UnicodeDecodeError as exc:
@@ -446,10 +513,14 @@ def load_csv(path, val_fraction=0.2, seed=0):
         )
     table = np.array(rows, dtype=np.float64)
     features = _feature_matrix(table[:, :-1], path, "the feature columns")
-    labels = _integer_labels(table[:, -1], path, "the label column (last)")
     order = np.random.default_rng(seed).permutation(n_rows)
     val_rows, train_rows = order[:n_val], order[n_val:]
-    y_train, y_val = _class_indices(labels[train_rows], labels[val_rows])
+    if task == "regression":
+        targets = _real_targets(table[:, -1], path, "the target column (last)", n_rows)
+        y_train, y_val = targets[train_rows], targets[val_rows]
+    else:
+        labels = _integer_labels(table[:, -1], path, "the label column (last)")
+        y_train, y_val = _class_indices(labels[train_rows], labels[val_rows])
     return (
         np.ascontiguousarray(features[train_rows]),
         y_train,
@@ -758,12 +829,34 @@ def _feature_matrix(values, source, name):
     return v.features(values, dtype=np.float64, name=name, source=source, allow_empty=False)
 
 
-def _integer_labels(values, source, name):
-    """A non-empty 1-D array of integer-valued labels, as int64."""
-    labels = v.class_labels(values, name=name, source=source)
+def _task(task):
+    return v.choice("task", task, TASKS)
+
+
+def _integer_labels(values, source, name, hint=False):
+    """A non-empty 1-D array of integer-valued labels, as int64. With ``hint``, a complaint
+    about finite real numbers that are not integers suggests regression."""
+    try:
+        labels = v.class_labels(values, name=name, source=source)
+    except ValueError as error:
+        values = np.asarray(values)
+        if hint and values.dtype.kind == "f":
+            finite = values[np.isfinite(values)]
+            if (finite != np.round(finite)).any():
+                raise ValueError(f"{error}{_REGRESSION_HINT}") from None
+        raise
     if labels.size == 0:
         raise ValueError(f"{source}: {name} is empty (0 labels)")
     return labels.astype(np.int64)
+
+
+def _real_targets(values, source, name, n_samples):
+    """Real-valued targets of ``n_samples`` samples as float64: ``(n,)`` for one target,
+    ``(n, k)`` for several (checked by :func:`nncore._validation.regression_targets`)."""
+    targets = v.regression_targets(values, n_samples, name=name, source=source)
+    if targets.shape[1] == 0:
+        raise ValueError(f"{source}: {name} has no targets (0 columns)")
+    return np.ascontiguousarray(targets[:, 0]) if targets.shape[1] == 1 else targets
 
 
 def _class_indices(y_train, y_val):

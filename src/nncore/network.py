@@ -392,7 +392,9 @@ class Architecture:
 
     ``layers(n_in, n_classes, settings)`` returns its layers (used to count parameters
     without allocating any), ``network(n_in, n_classes, settings, common)`` builds it
-    (``common``: dtype, seed, backend), ``label(settings)`` describes it in a few words,
+    (``common``: dtype, seed, backend, loss; ``n_classes`` is the number of outputs),
+    ``label(settings)`` describes it in a few words (``settings["loss"]`` is the loss's
+    registry name),
     ``takes`` names the settings it reads and ``refuses`` the ones it must not be given
     (with the reason).
     """
@@ -404,6 +406,12 @@ class Architecture:
     network: Callable
     label: Callable
     refuses: dict
+
+
+def _linear_label(settings):
+    """One linear layer into the loss: softmax regression, or linear regression."""
+    regression = losses.get(settings["loss"]).task == "regression"
+    return "linear regression" if regression else "softmax regression"
 
 
 def _mlp_widths(settings):
@@ -436,7 +444,7 @@ ARCHITECTURES = {
                                                           s["activation"]),
             network=lambda n_in, n_classes, s, common: mlp(
                 n_in, _mlp_widths(s), n_classes, activation=s["activation"], **common),
-            label=lambda s: (f"mlp {'x'.join(map(str, _mlp_widths(s))) or 'softmax regression'}"
+            label=lambda s: (f"mlp {'x'.join(map(str, _mlp_widths(s))) or _linear_label(s)}"
                              f" {s['activation']}"),
             refuses={"hidden": "hidden is for architecture 'resnet'; an mlp takes layers, "
                                "or width and depth"}),
@@ -445,9 +453,10 @@ ARCHITECTURES = {
             description="one linear layer into the softmax head",
             takes=(),
             layers=lambda n_in, n_classes, s: _mlp_layers(n_in, [], n_classes, "identity"),
+            # with a regression loss the one linear layer is linear regression
             network=lambda n_in, n_classes, s, common: softmax_regression(n_in, n_classes,
                                                                           **common),
-            label=lambda s: "softmax regression",
+            label=_linear_label,
             refuses={}),
     )
 }
@@ -460,10 +469,11 @@ def applicable(architecture, **settings):
     return {key: value for key, value in settings.items() if key in entry.takes}
 
 
-def _settings(architecture, width, depth, hidden, layers, activation):
+def _settings(architecture, width, depth, hidden, layers, activation,
+              loss="softmax_cross_entropy"):
     entry = ARCHITECTURES[v.choice("architecture", architecture, ARCHITECTURES)]
     settings = {"width": width, "depth": depth, "hidden": hidden, "layers": layers,
-                "activation": activation}
+                "activation": activation, "loss": losses.get(loss, "loss").name}
     for key, reason in entry.refuses.items():
         if settings[key] is not None:
             raise ValueError(reason)
@@ -480,7 +490,8 @@ def build(n_in, n_classes, seed=0, architecture="resnet", width=64, depth=4, hid
     Parameters
     ----------
     n_in, n_classes : int
-        Taken from the data.
+        Taken from the data: ``n_classes`` is the number of outputs (classes, or target
+        columns for a regression loss).
     seed : int
         Seeds the initialisation.
     architecture : str
@@ -497,16 +508,18 @@ def build(n_in, n_classes, seed=0, architecture="resnet", width=64, depth=4, hid
     dtype : {"float32", "float64"}
     backend : {"kernels", "reference"}
     loss : str
-        A name (or alias) in :data:`nncore.losses.LOSSES`; ``n_classes`` is then the number
-        of outputs of a regression network.
+        A name in :data:`nncore.losses.LOSSES` or an alias: "softmax_cross_entropy"
+        (classification, the default) or "mse" (regression; ``losses.TASKS`` gives each
+        task's loss).
 
     Returns
     -------
     Network
     """
-    entry, settings = _settings(architecture, width, depth, hidden, layers, activation)
+    entry, settings = _settings(architecture, width, depth, hidden, layers, activation, loss)
     return entry.network(n_in, n_classes, settings,
-                         {"dtype": dtype, "seed": seed, "backend": backend, "loss": loss})
+                         {"dtype": dtype, "seed": seed, "backend": backend,
+                          "loss": settings["loss"]})
 
 
 def count_params(n_in, n_classes, architecture="resnet", width=64, depth=4, hidden=None,
@@ -517,7 +530,7 @@ def count_params(n_in, n_classes, architecture="resnet", width=64, depth=4, hidd
 
 
 def describe(architecture="resnet", width=64, depth=4, hidden=None, layers=None,
-             activation="tanh"):
+             activation="tanh", loss="softmax_cross_entropy"):
     """A few words naming the network :func:`build` would give ("resnet width 64 ...")."""
-    entry, settings = _settings(architecture, width, depth, hidden, layers, activation)
+    entry, settings = _settings(architecture, width, depth, hidden, layers, activation, loss)
     return entry.label(settings)

@@ -1,5 +1,6 @@
-"""Figures: learning curves, decision boundaries, and the study's grid heatmap and model
-comparison (matplotlib, imported when the first figure is drawn).
+"""Figures: learning curves, decision boundaries, a regression's predicted-vs-true, residual
+and fitted-curve plots, and the study's grid heatmap and model comparison (matplotlib,
+imported when the first figure is drawn).
 
 Train and validation are told apart without colour (solid line with circles vs dashed line
 with squares), so the figures read in greyscale too.
@@ -8,11 +9,21 @@ with squares), so the figures read in greyscale too.
 import numpy as np
 
 __all__ = ["learning_curves", "comparison_curves", "decision_boundary", "heatmap", "pyplot",
-           "whole_epochs", "TRAIN_STYLE", "VALIDATION_STYLE"]
+           "predicted_vs_true", "residuals", "fitted_curve", "whole_epochs", "SCORES",
+           "TRAIN_STYLE", "VALIDATION_STYLE"]
 
 #: Line styles of every train/validation figure of nncore (they differ in greyscale too).
 TRAIN_STYLE = {"linestyle": "-", "marker": "o", "color": "0.15", "markersize": 3}
 VALIDATION_STYLE = {"linestyle": "--", "marker": "s", "color": "tab:orange", "markersize": 3}
+
+#: How the figures name a History score: key -> (panel title, axis label).
+SCORES = {
+    "accuracy": ("Accuracy", "accuracy (fraction correct)"),
+    "r2": ("$R^2$", "$R^2$ = 1 - SSE / SST (1 is a perfect fit)"),
+    "rmse": ("RMSE", "root-mean-square error"),
+}
+#: A score axis is cut off here when early epochs fall far below it (R^2 can be -100).
+_SCORE_FLOOR = {"r2": -1.0}
 
 
 def pyplot():
@@ -32,20 +43,27 @@ def whole_epochs(ax):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def learning_curves(history, path, title="Learning curves", percent=False):
-    """Loss and accuracy per epoch, train and validation, side by side; saved to ``path``.
+def learning_curves(history, path, title="Learning curves", percent=False, score="accuracy",
+                    loss_label="cross-entropy loss (nats)"):
+    """The loss and a score per epoch, train and validation, side by side; saved to
+    ``path``.
 
-    ``percent`` shows accuracy in percent instead of as a fraction.
+    ``score`` is a History score (a key of :data:`SCORES`: "accuracy" for a classifier,
+    "r2" or "rmse" for a regression) and ``loss_label`` names the loss on its axis
+    ("mean squared error" for a regression). ``percent`` shows accuracy in percent instead
+    of as a fraction. An R^2 axis starts at -1 when early epochs lie far below, and says so.
     """
     plt = pyplot()
     epochs = history["epoch"]
-    scale, accuracy_label = (100, "accuracy (%)") if percent else \
-        (1, "accuracy (fraction correct)")
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for ax, key, label, factor in ((ax_loss, "loss", "cross-entropy loss (nats)", 1),
-                                   (ax_acc, "accuracy", accuracy_label, scale)):
-        ax.plot(epochs, factor * np.asarray(history[key], dtype=float), label="train",
-                **TRAIN_STYLE)
+    score_title, score_label = SCORES.get(score, (score, score))
+    scale = 1
+    if percent and score == "accuracy":
+        scale, score_label = 100, "accuracy (%)"
+    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for ax, key, label, factor in ((ax_loss, "loss", loss_label, 1),
+                                   (ax_score, score, score_label, scale)):
+        train = factor * np.asarray(history[key], dtype=float)
+        ax.plot(epochs, train, label="train", **TRAIN_STYLE)
         val = factor * np.asarray(history["val_" + key], dtype=float)
         if val.size and not np.isnan(val).all():
             ax.plot(epochs, val, label="validation", **VALIDATION_STYLE)
@@ -54,9 +72,154 @@ def learning_curves(history, path, title="Learning curves", percent=False):
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         ax.legend()
+    floor = _SCORE_FLOOR.get(score)
+    values = np.concatenate([np.asarray(history[score], float),
+                             np.asarray(history["val_" + score], float)])
+    values = values[np.isfinite(values)]
+    if floor is not None and values.size and values.min() < floor:
+        top = max(values.max(), floor + 0.1)
+        ax_score.set_ylim(floor, top + 0.05 * (top - floor))
+        score_title += f" (axis from {floor:g}; early epochs lie below)"
     ax_loss.set_title("Loss")
-    ax_acc.set_title("Accuracy")
+    ax_score.set_title(score_title)
     fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _output_columns(y_true, y_pred):
+    """Targets and predictions as float ``(n, k)`` arrays of one shape."""
+    y_true = np.asarray(y_true, dtype=float)
+    y_pred = np.asarray(y_pred, dtype=float)
+    y_true = y_true.reshape(len(y_true), -1)
+    y_pred = y_pred.reshape(len(y_pred), -1)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"targets {y_true.shape} and predictions {y_pred.shape} differ in shape")
+    return y_true, y_pred
+
+
+def _output_panels(plt, n_outputs, max_panels, title):
+    """A row of one panel per output shown, each titled "output j" when there are several,
+    their ticks few enough not to collide."""
+    from matplotlib.ticker import MaxNLocator
+
+    shown = min(n_outputs, max_panels)
+    fig, axes = plt.subplots(1, shown, figsize=(4.8 * shown + 0.8, 4.6), squeeze=False,
+                             constrained_layout=True)
+    if n_outputs > shown:
+        title += f" (the first {shown} of {n_outputs} outputs)"
+    fig.suptitle(title)
+    for j, ax in enumerate(axes[0]):
+        if n_outputs > 1:
+            ax.set_title(f"output {j + 1}", fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+    return fig, axes[0]
+
+
+def _fit_text(true, predicted):
+    sse = float(((true - predicted) ** 2).sum())
+    sst = float(((true - true.mean()) ** 2).sum())
+    rmse = np.sqrt(sse / len(true))
+    r2 = 1 - sse / sst if sst > 0 else float("nan")
+    return f"RMSE {rmse:.4g}\n$R^2$ {r2:.4f}\n{len(true):,} points"
+
+
+def predicted_vs_true(y_true, y_pred, path, title="Predicted vs true", max_panels=4,
+                      max_points=3000, seed=0):
+    """Predicted against true values, one panel per output (up to ``max_panels``), with
+    the identity line (a perfect prediction) and each output's RMSE and R^2; saved to
+    ``path``. ``y_true`` and ``y_pred`` are ``(n,)`` or ``(n, k)``; at most ``max_points``
+    points are drawn (a seeded sample), the scores use all of them."""
+    plt = pyplot()
+    y_true, y_pred = _output_columns(y_true, y_pred)
+    n_outputs = y_true.shape[1]
+    fig, axes = _output_panels(plt, n_outputs, max_panels, title)
+    shown = np.random.default_rng(seed).permutation(len(y_true))[:max_points]
+    for j, ax in enumerate(axes):
+        true, predicted = y_true[:, j], y_pred[:, j]
+        ax.scatter(true[shown], predicted[shown], s=9, color="tab:orange", marker="s",
+                   edgecolors="k", linewidths=0.2, alpha=0.7, label="validation point")
+        low = min(true.min(), predicted.min())
+        high = max(true.max(), predicted.max())
+        pad = 0.03 * (high - low or 1.0)
+        line = [low - pad, high + pad]
+        ax.plot(line, line, color="0.15", linestyle="--", linewidth=1.2,
+                label="identity (predicted = true)")
+        ax.set_xlim(line)
+        ax.set_ylim(line)
+        ax.set_aspect("equal")
+        ax.set_xlabel("true value")
+        ax.set_ylabel("predicted value")
+        ax.text(0.97, 0.03, _fit_text(true, predicted), transform=ax.transAxes, ha="right",
+                va="bottom", fontsize=9, bbox={"facecolor": "white", "alpha": 0.8,
+                                               "edgecolor": "0.7"})
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def residuals(y_true, y_pred, path, title="Residuals", max_panels=4, max_points=3000, seed=0):
+    """Residuals (true - predicted) against the predicted value, one panel per output (up
+    to ``max_panels``), with the zero line; saved to ``path``. A good fit leaves a band
+    centred on zero with no trend or funnel."""
+    plt = pyplot()
+    y_true, y_pred = _output_columns(y_true, y_pred)
+    n_outputs = y_true.shape[1]
+    fig, axes = _output_panels(plt, n_outputs, max_panels, title)
+    shown = np.random.default_rng(seed).permutation(len(y_true))[:max_points]
+    for j, ax in enumerate(axes):
+        true, predicted = y_true[:, j], y_pred[:, j]
+        residual = true - predicted
+        ax.scatter(predicted[shown], residual[shown], s=9, color="tab:orange", marker="s",
+                   edgecolors="k", linewidths=0.2, alpha=0.7, label="validation point")
+        ax.axhline(0.0, color="0.15", linestyle="--", linewidth=1.2, label="zero residual")
+        ax.set_xlabel("predicted value")
+        ax.set_ylabel("residual (true - predicted)")
+        ax.text(0.97, 0.03, _fit_text(true, predicted), transform=ax.transAxes, ha="right",
+                va="bottom", fontsize=9, bbox={"facecolor": "white", "alpha": 0.8,
+                                               "edgecolor": "0.7"})
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def fitted_curve(network, X, y, path, title="Fitted curve", X_val=None, y_val=None,
+                 resolution=500, max_points=3000, seed=0):
+    """For 1-D input and one output: the data as points (training, and validation if
+    given) and the network's prediction over a dense grid spanning them; saved to
+    ``path``."""
+    plt = pyplot()
+    sets = [("training point", X, y, {"color": "0.45", "marker": "o", "s": 8, "alpha": 0.5})]
+    if X_val is not None:
+        sets.append(("validation point", X_val, y_val,
+                     {"color": "tab:orange", "marker": "s", "s": 10, "alpha": 0.8,
+                      "edgecolors": "k", "linewidths": 0.2}))
+    sets = [(label, np.asarray(Xs, dtype=float), np.asarray(ys, dtype=float), style)
+            for label, Xs, ys, style in sets]
+    for _, Xs, ys, _ in sets:
+        if Xs.ndim != 2 or Xs.shape[1] != 1 or ys.reshape(len(ys), -1).shape[1] != 1:
+            raise ValueError(f"a fitted curve needs 1-D input and one output, got X of shape "
+                             f"{Xs.shape} and y of shape {ys.shape}")
+    inputs = np.concatenate([Xs[:, 0] for _, Xs, _, _ in sets])
+    grid = np.linspace(inputs.min(), inputs.max(), resolution)
+    curve = np.asarray(network.predict(grid[:, None]), dtype=float).reshape(-1)
+    fig, ax = plt.subplots(figsize=(8, 4.8), constrained_layout=True)
+    rng = np.random.default_rng(seed)
+    for label, Xs, ys, style in sets:
+        shown = rng.permutation(len(Xs))[:max_points]
+        ax.scatter(Xs[shown, 0], ys.reshape(-1)[shown], label=label, **style)
+    ax.plot(grid, curve, color="tab:blue", linewidth=2.2, label="network prediction")
+    ax.set_xlabel("input (feature 1)")
+    ax.set_ylabel("target")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

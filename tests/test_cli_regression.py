@@ -1,0 +1,206 @@
+"""``nncore train --task regression``: the table, the files and figures of a run, the saved
+model's predictions, and one-line errors for bad targets."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+import nncore as nc
+from nncore import cli, datasets
+
+REGRESSION_COLUMNS = ["epoch", "loss", "rmse", "r2", "val_loss", "val_rmse", "val_r2", "lr",
+                      "seconds"]
+
+
+def noisy_sine_csv(path, n=200, seed=0):
+    """A 1-D noisy sine, x in [-3, 3], as x,y rows under a header."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3, 3, n)
+    np.savetxt(path, np.column_stack([x, np.sin(x) + 0.1 * rng.standard_normal(n)]),
+               delimiter=",", header="x,y", comments="")
+    return path
+
+
+def two_output_npz(path, seed=0, **overrides):
+    """Three features, two real targets."""
+    rng = np.random.default_rng(seed)
+    X, X_val = rng.uniform(-1, 1, (160, 3)), rng.uniform(-1, 1, (40, 3))
+
+    def targets(X):
+        return np.column_stack([X.sum(axis=1), X[:, 0] * X[:, 1]])
+
+    contents = {"X_train": X, "y_train": targets(X), "X_val": X_val, "y_val": targets(X_val)}
+    contents.update(overrides)
+    np.savez(path, **contents)
+    return path
+
+
+def train(tmp_path, *argv):
+    return cli.main(["train", "--task", "regression", "--arch", "mlp", "--layers", "8,8",
+                     "--epochs", "3", "--batch-size", "16", "--verbose", "0",
+                     "--out", str(tmp_path), *argv])
+
+
+def table_row(out, name):
+    """The numbers of a row of the printed table ("train" or "validation")."""
+    for line in out.splitlines():
+        cells = line.split()
+        if cells and cells[0] == name:
+            return [float(cell) for cell in cells[1:]]
+    raise AssertionError(f"no {name!r} row in:\n{out}")
+
+
+def test_a_regression_run_prints_rmse_and_r2_and_writes_its_figures(tmp_path, capsys):
+    data = noisy_sine_csv(tmp_path / "sine.csv")
+    assert train(tmp_path, "--data", str(data), "--name", "run") == 0
+    out = capsys.readouterr().out
+    assert "1 target (regression)" in out
+    header = next(line for line in out.splitlines() if "RMSE" in line)
+    assert header.split() == ["loss", "RMSE", "R^2"] and "accuracy" not in out
+
+    run = tmp_path / "run"
+    assert sorted(os.listdir(run)) == ["fitted_curve.png", "history.csv", "learning_curves.png",
+                                       "model.npz", "predicted_vs_true.png", "residuals.png"]
+    for figure in ("fitted_curve", "learning_curves", "predicted_vs_true", "residuals"):
+        assert (run / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(run / "history.csv") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == REGRESSION_COLUMNS
+        assert [int(row["epoch"]) for row in reader] == [1, 2, 3]
+
+    net = nc.load(run / "model.npz")
+    assert net.task == "regression" and net.n_outputs == 1
+    X, y, X_val, y_val = datasets.load(data, task="regression")  # the split the run used
+    predicted = net.predict(X_val)
+    assert predicted.shape == (len(X_val), 1) and predicted.dtype.kind == "f"
+    rmse = float(np.sqrt(np.mean((predicted[:, 0].astype(np.float64) - y_val) ** 2)))
+    r2 = 1 - np.sum((predicted[:, 0] - y_val) ** 2) / np.sum((y_val - y_val.mean()) ** 2)
+    loss, shown_rmse, shown_r2 = table_row(out, "validation")
+    assert shown_rmse == pytest.approx(rmse, abs=6e-5)
+    assert shown_r2 == pytest.approx(r2, abs=6e-5)
+    assert loss == pytest.approx(rmse**2, abs=6e-5)
+    assert table_row(out, "train")[1] == pytest.approx(net.evaluate(X, y)["rmse"], abs=6e-5)
+
+
+def test_two_outputs_from_an_npz_file(tmp_path, capsys):
+    data = two_output_npz(tmp_path / "two.npz")
+    assert train(tmp_path, "--data", str(data), "--name", "two", "--arch", "resnet",
+                 "--width", "8", "--depth", "1") == 0
+    out = capsys.readouterr().out
+    assert "2 targets (regression)" in out
+    run = tmp_path / "two"
+    # no fitted curve for 3-D input, no decision boundary for a regression
+    assert sorted(os.listdir(run)) == ["history.csv", "learning_curves.png", "model.npz",
+                                       "predicted_vs_true.png", "residuals.png"]
+    net = nc.load(run / "model.npz")
+    _, _, X_val, y_val = datasets.load(data, task="regression")
+    assert net.predict(X_val).shape == (40, 2)
+    scores = net.evaluate(X_val, y_val)
+    assert table_row(out, "validation") == pytest.approx(
+        [scores["loss"], scores["rmse"], scores["r2"]], abs=6e-5)
+
+
+def test_early_stopping_on_val_loss_and_no_plots_work_for_a_regression(tmp_path, capsys):
+    data = noisy_sine_csv(tmp_path / "sine.csv", n=60)
+    assert train(tmp_path, "--data", str(data), "--name", "es", "--patience", "1",
+                 "--epochs", "40", "--lr", "0.5", "--no-plots") == 0
+    assert "(early stop, best weights kept)" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "es")) == ["history.csv", "model.npz"]
+    with open(tmp_path / "es" / "history.csv") as f:
+        val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
+    assert len(val_loss) < 40
+    _, _, X_val, y_val = datasets.load(data, task="regression")
+    kept = nc.load(tmp_path / "es" / "model.npz").evaluate(X_val, y_val)["loss"]
+    assert kept == pytest.approx(min(val_loss), rel=1e-5)  # the best epoch's weights
+
+
+def one_line_error(capsys):
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("x,y\n1,0.5\n2,nan\n3,1\n4,2\n5,3\n",
+     ("bad.csv, line 3", "target (last column) is NaN or infinite")),
+    ("x,y\n1,0.5\n2,inf\n3,1\n4,2\n5,3\n", ("bad.csv, line 3", "NaN or infinite", "'inf'")),
+    ("x,y\n1,0.5\n2,high\n3,1\n4,2\n5,3\n",
+     ("bad.csv, line 3", "target (last column) must be a number", "'high'")),
+], ids=["nan", "inf", "string"])
+def test_a_bad_regression_target_is_one_line_and_status_2(tmp_path, capsys, text, fragments):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    assert train(tmp_path, "--data", str(path)) == 2
+    err = one_line_error(capsys)
+    assert err.startswith("nncore train: error: ")
+    for fragment in fragments:
+        assert fragment in err
+
+
+def test_a_bad_npz_target_names_the_file_and_the_array(tmp_path, capsys):
+    y_val = np.zeros((40, 2))
+    y_val[7, 0] = np.nan
+    path = two_output_npz(tmp_path / "nan.npz", y_val=y_val)
+    assert train(tmp_path, "--data", str(path)) == 2
+    err = one_line_error(capsys)
+    assert "nan.npz" in err and "y_val contains NaN or infinity" in err and "sample 7" in err
+
+
+def test_a_regression_file_in_a_classification_run_suggests_the_task(tmp_path, capsys):
+    for path in (noisy_sine_csv(tmp_path / "sine.csv"), two_output_npz(tmp_path / "two.npz")):
+        status = cli.main(["train", "--data", str(path), "--verbose", "0", "--out",
+                           str(tmp_path)])
+        assert status == 2
+        err = one_line_error(capsys)
+        assert path.name in err and "--task regression" in err
+
+
+def test_the_bundled_sets_refuse_regression_and_the_task_is_a_choice(tmp_path, capsys):
+    assert train(tmp_path, "--data", "peaks") == 2
+    assert "'peaks' is a bundled classification set" in one_line_error(capsys)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--task", "ranking"])
+    assert info.value.code == 2
+    assert "argument --task: invalid choice" in one_line_error(capsys)
+
+
+# --- the regression figures, drawn directly --------------------------------------------------
+
+def test_the_r2_axis_starts_at_minus_one_when_early_epochs_lie_far_below(tmp_path, monkeypatch):
+    from nncore import plots
+
+    history = {"epoch": [1, 2, 3], "loss": [90.0, 2.0, 0.5], "r2": [-40.0, 0.2, 0.9],
+               "val_loss": [80.0, 1.0, 0.4], "val_r2": [-30.0, 0.5, 0.92]}
+    plt = plots.pyplot()
+    seen = {}
+    monkeypatch.setattr(plt, "close", lambda fig: seen.setdefault("axes", fig.axes))
+    plots.learning_curves(history, tmp_path / "curves.png", score="r2",
+                          loss_label="mean squared error")
+    loss_axis, r2_axis = seen["axes"]
+    assert loss_axis.get_ylabel() == "mean squared error"
+    assert r2_axis.get_ylim()[0] == -1.0 and "axis from -1" in r2_axis.get_title()
+    assert [t.get_text() for t in r2_axis.get_legend().get_texts()] == ["train", "validation"]
+
+
+def test_predicted_vs_true_shows_at_most_four_outputs_and_fitted_curve_needs_1d(tmp_path,
+                                                                             monkeypatch):
+    from nncore import plots
+
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((50, 6))
+    plt = plots.pyplot()
+    seen = {}
+    monkeypatch.setattr(plt, "close", lambda fig: seen.setdefault("fig", fig))
+    plots.predicted_vs_true(y, y + 0.1, tmp_path / "pvt.png", title="six")
+    fig = seen["fig"]
+    assert len(fig.axes) == 4
+    assert fig._suptitle.get_text() == "six (the first 4 of 6 outputs)"  # get_suptitle: 3.8+
+    assert [ax.get_title() for ax in fig.axes] == ["output 1", "output 2", "output 3",
+                                                   "output 4"]
+    assert (tmp_path / "pvt.png").exists()
+    net = nc.mlp(2, [4], 1, loss="mse")
+    with pytest.raises(ValueError, match="1-D input and one output"):
+        plots.fitted_curve(net, rng.standard_normal((10, 2)), rng.standard_normal(10),
+                           tmp_path / "curve.png")
