@@ -151,7 +151,7 @@ def _first_nonfinite_layer(step):
 
 def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data=None,
         seed=0, verbose=1, callbacks=(), shuffle=True, checkpoint=None, checkpoint_every=1):
-    """Train ``network`` by mini-batch SGD on ``(X, y)``.
+    """Train ``network`` on ``(X, y)`` by mini-batches with ``optimizer``.
 
     Parameters
     ----------
@@ -161,7 +161,9 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     epochs : int >= 0
     batch_size : int, 1 <= batch_size <= n
     optimizer : Optimizer, optional
-        Defaults to ``SGD()``. Its state (SGD's velocity) persists across calls to ``fit``.
+        Defaults to ``SGD()``; or ``Adam()``, ``AdamW()`` (:data:`nncore.optim.OPTIMIZERS`).
+        Its state (SGD's velocity; Adam's moments and update count) persists across calls
+        to ``fit``.
     validation_data : (X_val, y_val), optional
         Scored after every epoch.
     seed : int
@@ -201,8 +203,8 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         y_val = network.check_y(validation_data[1], X_val.shape[0], "y_val")
     optimizer = SGD() if optimizer is None else optimizer
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be an nncore.SGD (or another nncore.optim.Optimizer), "
-                        f"got {type(optimizer).__name__}")
+        raise TypeError(f"optimizer must be an nncore.optim.Optimizer (nncore.SGD, nncore.Adam, "
+                        f"nncore.AdamW), got {type(optimizer).__name__}")
     callbacks = list(callbacks)
     checkpoint_every = v.integer("checkpoint_every", checkpoint_every)
 
@@ -212,7 +214,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         raise ValueError("the network's parameters contain NaN or infinity")
     optimizer.start(network.params, epochs)
     # one step function per batch size: the full batches and the last, partial one
-    steps = {size: network.train_step(size, optimizer.velocity)
+    steps = {size: network.train_step(size, optimizer.step_state(), optimizer.update_kind)
              for size in {batch_size, n % batch_size or batch_size}}
     # An epoch is run in chunks of STEPS_PER_CALL steps, each one call into compiled code;
     # between chunks Python can see a Ctrl-C. (start row, batch size, steps) per chunk:
@@ -259,13 +261,15 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
             for start, size, count in batches:
                 train_step = steps[size]
                 rows = slice(start, start + size * count)
-                done, status = train_step.run_many(X_epoch[rows], y_epoch[rows], count, lr,
-                                                   *optimizer.step_arguments(), chunk_losses,
+                done, status = train_step.run_many(X_epoch[rows], y_epoch[rows], count,
+                                                   optimizer.step_update(), chunk_losses,
                                                    chunk_correct)
+                last_loss = float(chunk_losses[done - 1]) if done else 0.0
+                diverged = not math.isfinite(last_loss) or status == UPDATE_NOT_FINITE
+                optimizer.advance(done - diverged)  # the updates applied (Adam counts them)
                 loss_sum += float(chunk_losses[:done].sum()) * size
                 n_correct += int(chunk_correct[:done].sum())
-                last_loss = float(chunk_losses[done - 1]) if done else 0.0
-                if not math.isfinite(last_loss) or status == UPDATE_NOT_FINITE:
+                if diverged:
                     # the failing step's update was not applied: the weights stay finite
                     raise TrainingDiverged(epoch, start // batch_size + done - 1, last_loss,
                                            _first_nonfinite_layer(train_step),
