@@ -174,7 +174,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     shuffle : bool
     checkpoint : path of a folder, optional
         Every ``checkpoint_every`` epochs (and after the last) the weights, the optimizer's
-        velocity, the shuffling state and the history are written atomically to
+        whole state, the shuffling state and the history are written atomically to
         ``checkpoint/checkpoint.npz``. If that file exists when ``fit`` starts, training
         resumes from it and ends exactly as an uninterrupted run would (the network, data,
         batch size, seed and optimizer settings must be the same; callbacks start afresh).
@@ -290,8 +290,8 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
             if checkpoint_path and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
                 state = {"epochs_done": epoch + 1, "rng": rng.bit_generator.state,
                          "history": history.history, "settings": settings}
-                modelfile.save_checkpoint(checkpoint_path, network.state(), optimizer.velocity,
-                                          state)
+                modelfile.save_checkpoint(checkpoint_path, network.state(),
+                                          _optimizer_state(optimizer), state)
             stop = [callback.on_epoch_end(network, epoch, logs) for callback in callbacks]
             if any(stop):
                 history.stopped_early = epoch + 1
@@ -309,20 +309,30 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     return history
 
 
+def _optimizer_state(optimizer):
+    """What a checkpoint keeps of the optimizer: its name, state arrays and counters."""
+    return {"name": optimizer.name, "arrays": optimizer.state(),
+            "counters": optimizer.counters()}
+
+
 def _resume(path, network, optimizer, rng, history, settings):
     """Restore a checkpoint into the run; returns the number of epochs already done."""
-    saved_network, velocity, state = modelfile.load_checkpoint(path)
+    saved_network, saved_optimizer, state = modelfile.load_checkpoint(path)
     if saved_network["layers"] != network.layer_specs() \
             or saved_network["dtype"] != network.dtype.name:
         raise ValueError(f"the checkpoint {path!r} holds a different network "
                          f"({saved_network['layers']}, {saved_network['dtype']})")
+    if saved_optimizer["name"] != optimizer.name:
+        raise ValueError(f"the checkpoint {path!r} was written by optimizer "
+                         f"{saved_optimizer['name']!r}, this run uses {optimizer.name!r}; use "
+                         "another checkpoint folder")
     saved = state.get("settings", {})
     for key, value in settings.items():
         if key != "epochs" and saved.get(key) != value:
             raise ValueError(f"the checkpoint {path!r} was written with {key}={saved.get(key)!r}, "
                              f"this run has {key}={value!r}; use another checkpoint folder")
     network.params[...] = saved_network["params"]
-    optimizer.velocity[...] = velocity
+    optimizer.load_state(saved_optimizer["arrays"], saved_optimizer["counters"])
     rng.bit_generator.state = state["rng"]
     for column in History.COLUMNS:
         history.history[column] = list(state["history"][column])
