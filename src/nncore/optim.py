@@ -151,14 +151,19 @@ class Optimizer:
                 for counter_name in self.counter_names}
 
     def load_state(self, arrays, counters):
-        """Restore :meth:`state` and :meth:`counters` (from a checkpoint) into the state
-        arrays set up by :meth:`start`, in place."""
+        """Restore :meth:`state` and :meth:`counters` (from a checkpoint, or an earlier
+        training run): into the state arrays :meth:`start` set up, in place, or as copies
+        before it (:meth:`start` then carries them on if they match the parameters)."""
         if set(arrays) != set(self.state_names) or set(counters) != set(self.counter_names):
             raise ValueError(f"{type(self).__name__} keeps the arrays {self.state_names} and "
                              f"the counters {self.counter_names}, got {sorted(arrays)} and "
                              f"{sorted(counters)}")
         for state_name, array in arrays.items():
-            getattr(self, state_name)[...] = array
+            current = getattr(self, state_name)
+            if current is None or current.shape != array.shape or current.dtype != array.dtype:
+                setattr(self, state_name, np.array(array))
+            else:
+                current[...] = array
         for counter_name, value in counters.items():
             setattr(self, counter_name, v.integer(counter_name, value, minimum=0))
 
