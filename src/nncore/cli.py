@@ -236,9 +236,10 @@ def _add_gradcheck_parser(commands, backends):
     gradcheck = commands.add_parser(
         "gradcheck", help="run every gradient, Jacobian and Jacobian-transpose check",
         description="Run the ready-made derivative checks of every part of nncore (Taylor "
-                    "tests with fitted orders, Jacobian-transpose tests, SGD on least squares "
-                    "against numpy.linalg.lstsq), print one table per check and a summary, "
-                    "write figures into OUT. Exit status 0 if every check passes, 1 if not.")
+                    "tests with fitted orders, Jacobian-transpose tests, SGD and Adam on least "
+                    "squares against numpy.linalg.lstsq), print one table per check and a "
+                    "summary, write figures into OUT. Exit status 0 if every check passes, 1 "
+                    "if not.")
     gradcheck.add_argument("--quick", action="store_true",
                            help="fewer Taylor steps (float64: 12 quarterings of eps instead "
                                 "of 20 halvings) and only the overview and least-squares "
@@ -463,6 +464,8 @@ def _gradcheck(args):
         for item, result in zip(checks, results):
             if isinstance(result, check.LeastSquaresResult):
                 figures.append(result.plot(os.path.join(args.out, "least_squares.png")))
+            elif isinstance(result, check.AdamLeastSquaresResult):
+                figures.append(result.plot(os.path.join(args.out, "least_squares_adam.png")))
         if not args.quick:
             for group, members in groups.items():
                 path = check.plot_results(members, os.path.join(args.out, f"{group}.png"),
