@@ -338,6 +338,25 @@ def test_adam_solvers_learn_and_carry_their_state_through_partial_fit(blobs, sol
     assert not np.array_equal(other.network_.params, ignored.network_.params)
 
 
+def test_an_estimator_pickled_before_the_solvers_continues_with_its_velocity(blobs):
+    """An SGD estimator pickled when it kept ``_velocity`` (and had no solver parameters)
+    loads as SGD with that velocity, and partial_fit goes on from it."""
+    X, y = blobs
+    clf = NNClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)
+    velocity = clf._optimizer_state[1]["velocity"].copy()
+    state = clf.__getstate__()
+    del state["_optimizer_state"], state["solver"], state["beta_1"], state["beta_2"]
+    del state["epsilon"]
+    state["_velocity"] = velocity
+    old = NNClassifier.__new__(NNClassifier)
+    old.__setstate__(state)
+    assert old.solver == "sgd" and old.get_params()["beta_2"] == 0.999
+    assert old._optimizer_state[0] == "sgd"
+    old.partial_fit(X, y)
+    clf.partial_fit(X, y)
+    assert np.array_equal(old.network_.params, clf.network_.params)
+
+
 def test_a_changed_solver_starts_its_own_state(blobs):
     X, y = blobs
     clf = NNClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)

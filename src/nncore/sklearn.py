@@ -374,6 +374,13 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         network = state.get("network_")
         if isinstance(network, _NetworkState):
             state["network_"] = network.rebuild()
+        if "_velocity" in state:  # pickled before the solvers: SGD's velocity alone
+            velocity = state.pop("_velocity")
+            state["_optimizer_state"] = (None if velocity is None
+                                         else ("sgd", {"velocity": velocity}, {}))
+        state.setdefault("solver", "sgd")
+        for name, default in (("beta_1", 0.9), ("beta_2", 0.999), ("epsilon", 1e-8)):
+            state.setdefault(name, default)
         super().__setstate__(state)
 
     # --- internals --------------------------------------------------------------------------
