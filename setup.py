@@ -22,7 +22,9 @@ directives = {
 # -fno-trapping-math only promises that nncore installs no floating-point trap handlers; it
 # changes no result (NaN and inf behave as IEEE says) and lets GCC turn the clamps and
 # selects of the activation loops into vector blends, so those loops vectorise.
-compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-trapping-math"]
+# -fno-math-errno: nncore never reads errno, so sqrt need not set it; this lets GCC use the
+# vector square root in Adam's update loop (with errno, each sqrt may call the C library).
+compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-trapping-math", "-fno-math-errno"]
 
 extensions = [
     Extension(

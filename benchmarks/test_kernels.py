@@ -75,3 +75,14 @@ def test_sgd_momentum(benchmark, impl, size):
     module = IMPLEMENTATIONS[impl]
     benchmark.group = f"sgd_momentum_ size={size:.0e}"
     benchmark(module.sgd_momentum_, param, grad, velocity, 1e-6, 0.9, False, 1e-4)
+
+
+@pytest.mark.parametrize("size", [1_000, 1_000_000])
+def test_adam(benchmark, impl, size):
+    rng = np.random.default_rng(0)
+    param, grad, exp_avg = _array(rng, size), _array(rng, size), _array(rng, size)
+    exp_avg_sq = np.abs(_array(rng, size))
+    module = IMPLEMENTATIONS[impl]
+    benchmark.group = f"adam_ size={size:.0e}"
+    benchmark(module.adam_, param, grad, exp_avg, exp_avg_sq, 10, 1e-6, 0.9, 0.999, 1e-8, 1e-4,
+              False)

@@ -187,6 +187,18 @@ def test_every_loss_is_one_the_fused_step_computes():
         assert entry.function in ops.__all__ and entry.task in losses.TASKS
 
 
+def test_every_fused_step_update_kind_is_known_to_both_backends_and_the_optimizers():
+    from nncore._validation import UPDATE_KINDS
+    from nncore.reference import _UPDATES
+
+    assert set(UPDATE_KINDS) == set(_kernels.UPDATE_KIND_CODES) == set(_UPDATES)
+    for cls in optim.OPTIMIZERS.values():
+        # each optimizer's state is its update kind's, in the order the fused step takes it
+        assert cls.state_names == UPDATE_KINDS[cls.update_kind]["state"], cls.name
+        settings = UPDATE_KINDS[cls.update_kind]["settings"]
+        assert set(cls(lr=0.1).step_update()) == {"kind", *settings}, cls.name
+
+
 def test_every_activation_has_its_kernel_code():
     assert {name: entry.code for name, entry in activations.ACTIVATIONS.items()} \
         == _kernels.ACTIVATION_CODES
@@ -231,6 +243,7 @@ def test_layer_kinds_are_complete(kind):
 
 def test_optimizers_losses_and_architectures_are_registered_with_descriptions():
     assert optim.OPTIMIZERS["sgd"] is optim.SGD
+    assert optim.OPTIMIZERS["adam"] is optim.Adam and optim.OPTIMIZERS["adamw"] is optim.AdamW
     for registry in (optim.OPTIMIZERS, losses.LOSSES, network.ARCHITECTURES):
         for name, entry in registry.items():
             assert entry.name == name and entry.description, name

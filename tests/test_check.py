@@ -6,7 +6,8 @@
    dropped bias term and a sign flip in the residual branch each get ``passed == False``.
 3. The fitting is robust: exactly linear and quadratic functions, the round-off floor,
    a noisy function, ReLU kinks, float32 (reports its window, never a false FAIL).
-4. The least-squares demo matches numpy.linalg.lstsq and momentum beats plain SGD.
+4. The least-squares demos: SGD matches numpy.linalg.lstsq and momentum beats plain SGD;
+   Adam matches it, and its steps on a constant gradient show the bias correction.
 5. ``nncore gradcheck --quick``: tables, summary, figures, exit status.
 6. Bad arguments raise ValueError/TypeError naming the argument.
 """
@@ -20,11 +21,13 @@ import zlib
 import numpy as np
 import pytest
 
+import nncore as nc
 from nncore import check, ops
 from nncore.check import (
     gradient_test,
     jacobian_test,
     jacobian_transpose_test,
+    adam_least_squares_demo,
     least_squares_demo,
     ready_made_checks,
 )
@@ -505,6 +508,47 @@ def test_least_squares_demo_fails_when_it_cannot_converge():
     assert not result.passed and "above" in result.reason
 
 
+def test_adam_least_squares_demo_matches_lstsq_and_its_bias_correction(tmp_path):
+    result = adam_least_squares_demo(m=500, n=20, seed=0)
+    assert result.passed, str(result)
+    assert result.relative_error < 1e-6
+    assert np.linalg.norm(result.x - result.x_lstsq) <= 1e-6 * np.linalg.norm(result.x_lstsq)
+    assert result.run["iterations_to_tolerance"] is not None
+    assert result.run["objective"][-1] < 1e-12 * result.run["objective"][0]
+    assert result.bias_correction_error < 1e-13
+    # the same system as the SGD demo's
+    assert np.array_equal(result.x_lstsq, least_squares_demo(m=500, n=20, seed=0).x_lstsq)
+    assert result.table[0][0] == "adam" and "lstsq" in str(result) and "bias" in str(result)
+    assert os.path.getsize(result.plot(str(tmp_path / "adam.png"))) > 10_000
+
+
+def test_adam_least_squares_demo_fails_when_it_cannot_converge():
+    result = adam_least_squares_demo(m=100, n=10, max_epochs=2)
+    assert not result.passed and "above" in result.reason
+
+
+def _adam_step_with(step_number):
+    """Adam.step with the bias corrections of another update number: a plausible bug."""
+    def step(self, params, grads, backend=nc.ops):
+        backend.adam_(params, grads, self.exp_avg, self.exp_avg_sq,
+                      step_number(self.step_count), self.current_lr, *self.step_arguments())
+        self.step_count += 1
+    return step
+
+
+@pytest.mark.parametrize("step_number", [lambda count: 1, lambda count: count + 2],
+                         ids=["count-stuck-at-1", "count-off-by-one"])
+def test_adam_least_squares_demo_fails_with_a_wrong_bias_correction(monkeypatch, step_number):
+    """The bias-correction check can fail: with the count stuck at the first update (or one
+    ahead), a step on a constant gradient is no longer lr g / (|g| + eps), though Adam may
+    still converge to lstsq."""
+    monkeypatch.setattr(nc.optim.Adam, "step", _adam_step_with(step_number))
+    result = adam_least_squares_demo(m=500, n=20, seed=0)
+    assert not result.passed and result.verdict == "FAIL"
+    assert "bias correction is wrong" in result.reason
+    assert result.bias_correction_error > 0.01
+
+
 # --- 5. nncore gradcheck --------------------------------------------------------------------
 
 def test_gradcheck_quick_runs_every_check_and_writes_figures(tmp_path, capsys):
@@ -516,7 +560,8 @@ def test_gradcheck_quick_runs_every_check_and_writes_figures(tmp_path, capsys):
     assert printed.count("PASS:") == n
     assert "|f(x+eps d)-f(x)-eps d'g|" in printed and "order" in printed
     assert "u^T (J v)" in printed
-    assert sorted(os.listdir(out)) == ["least_squares.png", "overview.png"]
+    assert sorted(os.listdir(out)) == ["least_squares.png", "least_squares_adam.png",
+                                       "overview.png"]
 
 
 def test_gradcheck_exits_1_when_a_check_fails(tmp_path, capsys, monkeypatch):
@@ -600,3 +645,11 @@ def test_bad_arguments_name_the_argument():
         least_squares_demo(momentum=1.0)
     with pytest.raises(ValueError, match="batch_size"):
         least_squares_demo(batch_size=0)
+    with pytest.raises(ValueError, match=r"betas\[0\] must be < 1"):
+        adam_least_squares_demo(betas=(1.0, 0.999))
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        adam_least_squares_demo(eps=0.0)
+    with pytest.raises(ValueError, match="bias_steps must be >= 1"):
+        adam_least_squares_demo(bias_steps=0)
+    with pytest.raises(ValueError, match="m must be >= n"):
+        adam_least_squares_demo(m=5, n=10)

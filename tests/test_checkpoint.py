@@ -28,12 +28,21 @@ def _data():
     return X, y
 
 
-def _train(epochs=EPOCHS, **kwargs):
+#: The optimizers a checkpointed run is resumed with, as the tests build them.
+OPTIMIZERS = {
+    "sgd": lambda: nc.SGD(lr=0.05, momentum=0.9, schedule="cosine"),
+    "adam": lambda: nc.Adam(lr=0.005, weight_decay=1e-3, schedule="cosine"),
+    "adamw": lambda: nc.AdamW(lr=0.005, betas=(0.8, 0.99), schedule="cosine"),
+}
+
+
+def _train(epochs=EPOCHS, optimizer="sgd", **kwargs):
     X, y = _data()
     net = nc.mlp(5, [16, 16], 5, dtype="float64", seed=1)
-    opt = nc.SGD(lr=0.05, momentum=0.9, schedule="cosine")
+    opt = OPTIMIZERS[optimizer]()
     history = net.fit(X, y, epochs=epochs, batch_size=BATCH, optimizer=opt, seed=2, verbose=0,
                       **kwargs)
+    net.optimizer = opt  # for the tests to look at
     return net, history
 
 
@@ -56,11 +65,74 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert _same_history(resumed_history, reference_history)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_resumed_adam_run_equals_uninterrupted_run(tmp_path, optimizer):
+    """Adam's moments and update count are saved: a resumed run is bit-identical to an
+    uninterrupted one (the bias corrections go on from the saved count)."""
+    epochs = 40
+    reference, reference_history = _train(epochs, optimizer)
+    _, history = _train(epochs, optimizer, checkpoint=tmp_path, checkpoint_every=4,
+                        callbacks=[_InterruptAfter(9)])
+    assert history.interrupted and len(history) == 10
+    network_state, saved, state = modelfile.load_checkpoint(tmp_path / modelfile.CHECKPOINT_FILE)
+    steps_per_epoch = -(-800 // BATCH)
+    assert saved["name"] == optimizer and state["epochs_done"] == 8
+    assert saved["counters"] == {"step_count": 8 * steps_per_epoch}
+    assert sorted(saved["arrays"]) == ["exp_avg", "exp_avg_sq"]
+    resumed, resumed_history = _train(epochs, optimizer, checkpoint=tmp_path)
+    assert np.array_equal(resumed.params, reference.params)
+    assert np.array_equal(resumed.optimizer.exp_avg_sq, reference.optimizer.exp_avg_sq)
+    assert resumed.optimizer.step_count == reference.optimizer.step_count \
+        == epochs * steps_per_epoch
+    assert _same_history(resumed_history, reference_history)
+
+
+def test_a_checkpoint_without_the_step_count_is_not_the_same_run(tmp_path):
+    """The test above can fail: resuming Adam with its count reset (as a checkpoint that kept
+    only the moments would) ends elsewhere."""
+    reference, _ = _train(20, "adam")
+    _train(20, "adam", checkpoint=tmp_path, callbacks=[_InterruptAfter(9)])
+    path = tmp_path / modelfile.CHECKPOINT_FILE
+    network_state, saved, state = modelfile.load_checkpoint(path)
+    saved["counters"]["step_count"] = 0
+    modelfile.save_checkpoint(path, network_state, saved, state)
+    resumed, _ = _train(20, "adam", checkpoint=tmp_path)
+    assert not np.array_equal(resumed.params, reference.params)
+
+
+def test_an_sgd_checkpoint_of_the_old_format_still_resumes(tmp_path):
+    """Checkpoints written before Adam hold 'velocity' and no optimizer entry in the header:
+    they read as SGD's state and resume as before."""
+    reference, reference_history = _train(30)
+    _train(30, checkpoint=tmp_path, callbacks=[_InterruptAfter(9)])
+    path = tmp_path / modelfile.CHECKPOINT_FILE
+    with np.load(path) as archive:
+        header = json.loads(archive["header"].tobytes())
+        params, velocity = archive["params"], archive["velocity"]
+    del header["optimizer"]
+    old_header = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, header=old_header, params=params, velocity=velocity)
+    _, saved, _ = modelfile.load_checkpoint(path)
+    assert saved["name"] == "sgd" and list(saved["arrays"]) == ["velocity"]
+    resumed, resumed_history = _train(30, checkpoint=tmp_path)
+    assert np.array_equal(resumed.params, reference.params)
+    assert _same_history(resumed_history, reference_history)
+
+
+def test_a_checkpoint_of_another_optimizer_is_refused(tmp_path):
+    _train(2, "adam", checkpoint=tmp_path)
+    with pytest.raises(ValueError, match="written by optimizer 'adam', this run uses 'adamw'"):
+        _train(4, "adamw", checkpoint=tmp_path)
+    with pytest.raises(ValueError, match="written by optimizer 'adam', this run uses 'sgd'"):
+        _train(4, "sgd", checkpoint=tmp_path)
+
+
 def test_checkpoint_every_n_epochs_and_after_the_last(tmp_path):
     _train(epochs=7, checkpoint=tmp_path, checkpoint_every=3)
-    _, velocity, state = modelfile.load_checkpoint(tmp_path / modelfile.CHECKPOINT_FILE)
+    _, saved, state = modelfile.load_checkpoint(tmp_path / modelfile.CHECKPOINT_FILE)
     assert state["epochs_done"] == 7
     assert len(state["history"]["loss"]) == 7
+    assert saved["name"] == "sgd" and list(saved["arrays"]) == ["velocity"]
     assert sorted(os.listdir(tmp_path)) == [modelfile.CHECKPOINT_FILE]  # no temporary files left
 
 
@@ -124,3 +196,26 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_matches(tmp_path):
     reference, reference_history = _train()
     assert np.array_equal(resumed.params, reference.params)
     assert _same_history(history, reference_history)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda header, arrays: arrays.pop("exp_avg_sq"), "lacks 'exp_avg_sq'"),
+    (lambda header, arrays: header["optimizer"].update(counters={"step_count": -1}),
+     "optimizer entry is invalid"),
+    (lambda header, arrays: header["optimizer"].update(arrays=["params"]),
+     "optimizer entry is invalid"),
+    (lambda header, arrays: arrays.update(exp_avg=arrays["exp_avg"][:-1]),
+     "exp_avg does not match the parameters"),
+    (lambda header, arrays: arrays["exp_avg_sq"].__setitem__(0, np.nan),
+     "exp_avg_sq contains NaN"),
+])
+def test_a_damaged_optimizer_state_is_refused(tmp_path, damage, message):
+    _train(1, "adam", checkpoint=tmp_path)
+    path = tmp_path / modelfile.CHECKPOINT_FILE
+    with np.load(path) as archive:
+        header = json.loads(archive["header"].tobytes())
+        arrays = {name: archive[name].copy() for name in archive.files if name != "header"}
+    damage(header, arrays)
+    np.savez(path, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+    with pytest.raises(modelfile.ModelFileError, match=message):
+        modelfile.load_checkpoint(path)

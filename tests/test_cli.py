@@ -72,6 +72,66 @@ def test_bad_data_gives_one_line_and_status_2(argv, message, tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and message in err
 
 
+@pytest.mark.parametrize("argv, expected", [
+    ([], nc.SGD(lr=0.02, momentum=0.9, schedule="cosine")),
+    (["--optimizer", "sgd", "--lr", "0.1", "--nesterov", "--weight-decay", "0.01"],
+     nc.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01, schedule="cosine")),
+    (["--optimizer", "adam"], nc.Adam(lr=1e-3, schedule="cosine")),
+    (["--optimizer", "adam", "--lr", "0.003", "--beta2", "0.99", "--eps", "1e-6",
+      "--weight-decay", "0.001"],
+     nc.Adam(lr=0.003, betas=(0.9, 0.99), eps=1e-6, weight_decay=0.001, schedule="cosine")),
+    (["--optimizer", "adamw", "--beta1", "0.8"],
+     nc.AdamW(lr=1e-3, betas=(0.8, 0.999), weight_decay=0.01, schedule="cosine")),
+    (["--optimizer", "adamw", "--schedule", "constant"], nc.AdamW(schedule="constant")),
+], ids=["default-sgd", "sgd-options", "adam-defaults", "adam-options", "adamw-beta1",
+        "adamw-constant"])
+def test_train_builds_the_optimizer_of_its_options(argv, expected):
+    """Options not given take the chosen optimizer's own defaults (Adam's rate is 0.001,
+    SGD's 0.02)."""
+    args = cli._build_parser().parse_args(["train", *argv])
+    optimizer = cli._optimizer(args)
+    assert type(optimizer) is type(expected) and repr(optimizer) == repr(expected)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--optimizer", "adam", "--momentum", "0.5"], "--momentum is for --optimizer sgd, not adam"),
+    (["--optimizer", "adamw", "--nesterov"], "--nesterov is for --optimizer sgd, not adamw"),
+    (["--beta1", "0.8"], "--beta1 is for --optimizer adam or adamw, not sgd"),
+    (["--optimizer", "sgd", "--eps", "1e-6"], "--eps is for --optimizer adam or adamw, not sgd"),
+])
+def test_an_option_of_another_optimizer_is_refused_in_one_line(argv, message, tmp_path,
+                                                                 capsys):
+    status = cli.main(["train", *argv, "--epochs", "1", "--verbose", "0", "--out",
+                       str(tmp_path)])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"nncore train: error: {message}"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--optimizer", "adagrad"], "argument --optimizer: invalid choice: 'adagrad'"),
+    (["train", "--beta1", "1"], "argument --beta1: must be a number in [0, 1), got 1"),
+    (["train", "--beta2", "-0.1"], "argument --beta2: must be a number in [0, 1)"),
+    (["train", "--eps", "0"], "argument --eps: must be a finite number > 0"),
+])
+def test_bad_optimizer_arguments_give_one_line_and_status_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_train_with_adam(tmp_path, capsys):
+    status = cli.main(["train", "--data", "gmm", "--optimizer", "adamw", "--epochs", "2",
+                       "--verbose", "0", "--no-plots", "--out", str(tmp_path), "--name", "a"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "AdamW(lr=0.001" in out.splitlines()[0]
+    assert nc.load(tmp_path / "a" / "model.npz").evaluate(
+        *nc.datasets.load("gmm")[2:])["accuracy"] > 0.8
+
+
 def test_divergence_saves_the_last_finite_weights_and_exits_1(tmp_path, capsys):
     status = cli.main(["train", "--data", "peaks", "--lr", "1000", "--epochs", "3",
                        "--verbose", "0", "--out", str(tmp_path), "--name", "div"])

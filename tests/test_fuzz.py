@@ -32,12 +32,16 @@ def _arrays(rng, dtype, n, d, h, k):
         "linear_forward": lambda: ([a(n, d), a(h, d), a(h), "tanh"], {}),
         "residual_forward": lambda: ([a(n, d), a(h, d), a(h), a(d, h), "relu"], {}),
         "sgd_momentum_": lambda: ([a(n * d), a(n * d), a(n * d), 0.1, 0.9, True, 0.01], {}),
+        "adam_": lambda: ([a(n * d), a(n * d), a(n * d), np.abs(a(n * d)), 2, 0.1, 0.9, 0.999,
+                           1e-8, 0.01, False], {}),
         "least_squares": lambda: ([a(n, d), a(d), a(n)], {}),
     }
 
 
 FUNCTIONS = ["softmax", "softmax_cross_entropy", "linear_forward", "residual_forward",
-             "sgd_momentum_", "least_squares"]
+             "sgd_momentum_", "adam_", "least_squares"]
+#: The functions that update arrays in place: the positions of those arrays.
+IN_PLACE = {"sgd_momentum_": (0, 2), "adam_": (0, 2, 3)}
 MUTATIONS = ["none", "int64", "int32", "bool", "complex", "object", "float16", "other_float",
              "list", "drop_dim", "add_dim", "grow_dim", "empty", "fortran", "strided",
              "readonly", "memmap", "nan", "inf", "neg_inf", "huge", "tiny", "negative_zero"]
@@ -94,14 +98,14 @@ def _mutate(value, mutation, rng, tmp_path):
 
 def _run(module, name, args, kwargs):
     """('ok', result) or ('error', exception type); in-place arguments are copied first."""
-    args = [np.array(a) if isinstance(a, np.ndarray) and name == "sgd_momentum_" and i < 3
+    args = [np.array(a) if isinstance(a, np.ndarray) and i < 4 and name in IN_PLACE
             else a for i, a in enumerate(args)]
     try:
         result = getattr(module, name)(*args, **kwargs)
     except CLEAN_ERRORS as error:
         return "error", type(error), None
-    if name == "sgd_momentum_":
-        result = (args[0], args[2])  # the in-place outputs
+    if name in IN_PLACE:
+        result = tuple(args[i] for i in IN_PLACE[name])  # the in-place outputs
     return "ok", result, args
 
 

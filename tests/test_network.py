@@ -377,40 +377,78 @@ def test_loss_does_not_touch_the_gradients():
 
 # --- the fused training step ---------------------------------------------------------------
 
-SGD_SETTINGS = [(0.0, False, 0.0), (0.9, False, 0.01), (0.9, True, 0.0), (0.5, True, 0.1)]
-over_sgd = pytest.mark.parametrize("momentum, nesterov, weight_decay", SGD_SETTINGS,
-                                   ids=["plain", "momentum-decay", "nesterov", "nesterov-decay"])
+#: (id, optimizer kind, settings): the updates the fused step is held to the reference with.
+#: Adam's eps is 1e-2 here, so that a rounding difference in a tiny gradient entry cannot
+#: move its normalised update far (the update's sensitivity to the gradient is <= lr / eps);
+#: ``test_fused_adam_update_equals_the_adam_kernel`` covers the default eps.
+UPDATES = [
+    ("plain", "sgd", dict(momentum=0.0, nesterov=False, weight_decay=0.0)),
+    ("momentum-decay", "sgd", dict(momentum=0.9, nesterov=False, weight_decay=0.01)),
+    ("nesterov", "sgd", dict(momentum=0.9, nesterov=True, weight_decay=0.0)),
+    ("nesterov-decay", "sgd", dict(momentum=0.5, nesterov=True, weight_decay=0.1)),
+    ("adam", "adam", dict(beta1=0.9, beta2=0.999, eps=1e-2, weight_decay=0.0,
+                          decoupled=False, step=1)),
+    ("adam-decay-step-7", "adam", dict(beta1=0.8, beta2=0.99, eps=1e-2, weight_decay=0.05,
+                                       decoupled=False, step=7)),
+    ("adamw-lerp-large-weight", "adam", dict(beta1=0.3, beta2=0.9, eps=1e-2,
+                                             weight_decay=0.1, decoupled=True, step=2)),
+]
+over_updates = pytest.mark.parametrize("optimizer, settings", [u[1:] for u in UPDATES],
+                                       ids=[u[0] for u in UPDATES])
+
+
+def step_state(optimizer, n_params, dtype, rng):
+    """A non-trivial optimizer state: SGD's velocity, Adam's two moments (the second
+    positive)."""
+    if optimizer == "sgd":
+        return (random_array(rng, n_params, dtype, 0.1),)
+    return (random_array(rng, n_params, dtype, 0.1),
+            (0.01 + 0.01 * np.abs(random_array(rng, n_params, dtype))).astype(dtype))
+
+
+def sgd_update(lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """The update dict of SGD (what ``nc.SGD(...).step_update()`` gives)."""
+    return {"kind": "sgd", "lr": lr, "momentum": momentum, "nesterov": nesterov,
+            "weight_decay": weight_decay}
 
 
 @over_kinds
 @over_activations
 @over_dtypes
-@over_sgd
-def test_train_step_matches_the_reference_network(kind, activation, dtype, momentum, nesterov,
-                                                 weight_decay):
+@over_updates
+def test_train_step_matches_the_reference_network(kind, activation, dtype, optimizer,
+                                                 settings):
     net, ref, X, y = problem(kind, activation, dtype, n=10)
     labels = y.astype(np.intp)
     rng = np.random.default_rng(9)
-    velocity = random_array(rng, net.n_params, dtype, 0.1) if momentum else \
-        np.zeros(net.n_params, dtype)
-    ref_velocity = velocity.copy()
-    step, ref_step = net.train_step(10, velocity), ref.train_step(10, ref_velocity)
-    for _ in range(2):  # the second step also uses the velocity the first one left
+    state = step_state(optimizer, net.n_params, dtype, rng)
+    if settings.get("momentum") == 0.0:
+        state = (np.zeros(net.n_params, dtype),)
+    ref_state = tuple(array.copy() for array in state)
+    step = net.train_step(10, state, optimizer)
+    ref_step = ref.train_step(10, ref_state, optimizer)
+    update = {"kind": optimizer, "lr": 0.1 if optimizer == "sgd" else 0.01, **settings}
+    for _ in range(2):  # the second step also uses the state the first one left
         logits = net.logits(X)
         expected_correct = int((logits.argmax(axis=1) == y).sum())
         expected_loss = net.loss(X, y)
-        scale = gradient_scale(ref, X) * (1 + weight_decay)  # at the point of the gradient
-        loss, n_correct, bad_row = step.run(X, labels, 0.1, momentum, nesterov, weight_decay)
-        ref_loss, ref_correct, _ = ref_step.run(X, labels, 0.1, momentum, nesterov,
-                                                weight_decay)
+        # at the point of the gradient
+        scale = gradient_scale(ref, X) * (1 + settings["weight_decay"])
+        loss, n_correct, bad_row = step.run(X, labels, update)
+        ref_loss, ref_correct, _ = ref_step.run(X, labels, update)
         assert bad_row == -1
         assert n_correct == ref_correct == expected_correct
         assert_close(loss, ref_loss, dtype, scale=1.0, name="loss")
         assert_close(loss, expected_loss, dtype, scale=1.0, name="loss before the update")
         assert_matches_reference(net.grads, ref.grads, dtype, "grads", scale=scale)
-        assert_matches_reference(velocity, ref_velocity, dtype, "velocity",
-                                 scale=scale + np.abs(ref_velocity).max())
-        assert_matches_reference(net.params, ref.params, dtype, "params")
+        for name, array, ref_array in zip(("state0", "state1"), state, ref_state):
+            assert_matches_reference(array, ref_array, dtype, name,
+                                     scale=scale * (1 + scale) + np.abs(ref_array).max())
+        # Adam's update moves each parameter by at most lr / eps per unit of gradient error
+        assert_matches_reference(net.params, ref.params, dtype, "params",
+                                 scale=np.abs(ref.params).max() + scale)
+        if "step" in update:
+            update = {**update, "step": update["step"] + 1}
 
 
 @over_kinds
@@ -423,10 +461,39 @@ def test_train_step_gradient_equals_loss_and_grad(kind, dtype):
     twin.params[...] = net.params
     twin.loss_and_grad(X, y)
     velocity, twin_velocity = np.zeros_like(net.params), np.zeros_like(net.params)
-    net.train_step(10, velocity).run(X, y.astype(np.intp), 0.05, 0.9, False, 0.01)
+    net.train_step(10, (velocity,)).run(X, y.astype(np.intp), sgd_update(0.05, 0.9, False, 0.01))
     assert_close(net.grads, twin.grads, dtype, name="fused grads")
     nc.ops.sgd_momentum_(twin.params, twin.grads, twin_velocity, 0.05, 0.9, False, 0.01)
     assert_close(net.params, twin.params, dtype, name="params after the update")
+
+
+@over_kinds
+@over_dtypes
+@pytest.mark.parametrize("decoupled", [False, True], ids=["adam", "adamw"])
+def test_fused_adam_update_equals_the_adam_kernel(kind, dtype, decoupled):
+    """Three fused Adam steps (default betas and eps) apply, to the gradient they compute,
+    the update of ``nncore.ops.adam_`` with the step number counting up from the update's;
+    ``run_many`` leaves the caller's dict as it was."""
+    net, _, X, y = problem(kind, "tanh", dtype, n=10)
+    twin = build(kind, "tanh", dtype)
+    twin.params[...] = net.params
+    rng = np.random.default_rng(3)
+    state = step_state("adam", net.n_params, dtype, rng)
+    twin_state = tuple(array.copy() for array in state)
+    update = {"kind": "adam", "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+              "weight_decay": 0.1, "decoupled": decoupled, "step": 4}
+    XX, yy = np.concatenate([X] * 3), np.concatenate([y] * 3).astype(np.intp)
+    losses, correct = np.empty(3), np.empty(3, dtype=np.intp)
+    step = net.train_step(10, state, "adam")
+    for s in range(3):
+        twin.loss_and_grad(X, y)
+        nc.ops.adam_(twin.params, twin.grads, *twin_state, 4 + s, 0.01, 0.9, 0.999, 1e-8, 0.1,
+                     decoupled)
+    assert step.run_many(XX, yy, 3, update, losses, correct) == (3, nc.status.OK)
+    assert update["step"] == 4
+    assert_close(net.params, twin.params, dtype, name="params after three updates")
+    for name, array, twin_array in zip(("exp_avg", "exp_avg_sq"), state, twin_state):
+        assert_close(array, twin_array, dtype, name=name)
 
 
 @pytest.mark.parametrize("backend", ["kernels", "reference"])
@@ -438,10 +505,55 @@ def test_train_step_skips_the_update_when_the_loss_is_not_finite(backend):
     y = np.array([0, 1, 2, 0], dtype=np.intp)
     before = net.params.copy()
     velocity = np.zeros_like(net.params)
-    loss, _, _ = net.train_step(4, velocity).run(X, y, 0.1, 0.9, False, 0.0)
+    loss, _, _ = net.train_step(4, (velocity,)).run(X, y, sgd_update(0.1, 0.9))
     assert not math.isfinite(loss)
     assert np.array_equal(net.params, before)
     assert not velocity.any()
+
+
+@pytest.mark.parametrize("backend", ["kernels", "reference"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", ["huge-lr", "huge-moment", "tiny-eps", "negative-second-moment"])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_fused_adam_skips_an_update_that_would_not_be_finite(backend, dtype, case):
+    """Adam's update can overflow although the loss is finite (a learning rate near the
+    largest float, a moment near it, an eps that vanishes in float32) or turn NaN (a
+    negative second moment, from a bad checkpoint): then nothing is written and the status
+    says so, on both backends. An update that stays finite is applied."""
+    net = nc.mlp(3, [4], 3, dtype=dtype, backend=backend)
+    big = float(np.finfo(dtype).max)
+    X = np.random.default_rng(0).standard_normal((6, 3)).astype(dtype)
+    y = np.array([0, 1, 2, 0, 1, 2], dtype=np.intp)
+    exp_avg, exp_avg_sq = np.zeros_like(net.params), np.zeros_like(net.params)
+    update = {"kind": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+              "weight_decay": 0.0, "decoupled": False, "step": 1}
+    if case == "huge-lr":
+        update["lr"] = big
+    elif case == "huge-moment":
+        exp_avg[0], update["lr"] = big, 1.0  # lr / (1 - beta1) * 0.9 big overflows
+    elif case == "tiny-eps":
+        # float32: eps rounds to 0, and a zero gradient entry gives 0 / 0
+        update["eps"] = 1e-50 if dtype == "float32" else 1e-320
+        net.params[:] = 0  # every gradient entry of the hidden layer is then 0
+    else:
+        exp_avg_sq[0] = -1.0
+    before = (net.params.copy(), exp_avg.copy(), exp_avg_sq.copy())
+    loss, _, code = net.train_step(6, (exp_avg, exp_avg_sq), "adam").run(X, y, update)
+    assert math.isfinite(loss)
+    if case == "tiny-eps" and dtype == "float64":  # 1e-320 is a float64: no 0 / 0
+        assert code == nc.status.OK and np.isfinite(net.params).all()
+        return
+    assert code == nc.status.UPDATE_NOT_FINITE
+    for array, kept in zip((net.params, exp_avg, exp_avg_sq), before):
+        assert np.array_equal(array, kept)
+    # the same step with a sound state and rate is applied
+    exp_avg[0], exp_avg_sq[0] = 0.0, 0.0
+    update.update(lr=1e-3, eps=1e-8)
+    net.params[:] = before[0]
+    if case == "tiny-eps":
+        net.params[:] = 0.1
+    _, _, code = net.train_step(6, (exp_avg, exp_avg_sq), "adam").run(X, y, update)
+    assert code == nc.status.OK and not np.array_equal(net.params, before[0])
 
 
 def test_fused_train_step_reports_the_first_row_with_a_bad_label():
@@ -449,18 +561,50 @@ def test_fused_train_step_reports_the_first_row_with_a_bad_label():
     before = net.params.copy()
     X = np.random.default_rng(0).standard_normal((5, 3))
     y = np.array([0, 1, 7, 2, -1], dtype=np.intp)
-    _, _, bad_row = net.train_step(5, np.zeros_like(net.params)).run(X, y, 0.1, 0.0, False,
-                                                                       0.0)
+    _, _, bad_row = net.train_step(5, (np.zeros_like(net.params),)).run(X, y, sgd_update(0.1))
     assert bad_row == 2
     assert np.array_equal(net.params, before)
 
 
 def test_fused_train_step_rejects_a_batch_of_another_size():
     net = build("mlp", "tanh", np.float64)
-    step = net.train_step(5, np.zeros_like(net.params))
+    step = net.train_step(5, (np.zeros_like(net.params),))
     X = np.zeros((4, 3))
     with pytest.raises(ValueError):
-        step.run(X, np.zeros(4, dtype=np.intp), 0.1, 0.0, False, 0.0)
+        step.run(X, np.zeros(4, dtype=np.intp), sgd_update(0.1))
+
+
+@pytest.mark.parametrize("backend", ["kernels", "reference"])
+def test_fused_train_step_checks_its_state_and_update(backend):
+    """The state must be the optimizer kind's tuple of arrays, apart from each other, and
+    an update must be of the step's kind and hold its settings: a clean error otherwise."""
+    net = build("mlp", "tanh", np.float64, backend=backend)
+    zeros = lambda: np.zeros_like(net.params)  # noqa: E731
+    with pytest.raises(TypeError, match=r"^state must be a tuple of the 'adam' optimizer's 2"):
+        net.train_step(5, (zeros(),), "adam")
+    with pytest.raises(TypeError, match=r"^state must be a tuple"):
+        net.train_step(5, zeros())
+    with pytest.raises(ValueError, match=r"^optimizer must be one of \('sgd', 'adam'\)"):
+        net.train_step(5, (zeros(),), "adamw")
+    shared = zeros()
+    with pytest.raises(ValueError, match=r"^exp_avg and exp_avg_sq must not overlap"):
+        net.train_step(5, (shared, shared), "adam")
+    with pytest.raises(ValueError, match=r"^exp_avg_sq must have shape"):
+        net.train_step(5, (zeros(), zeros()[:-1]), "adam")
+    step = net.train_step(5, (zeros(),))
+    X, y = np.zeros((5, 3)), np.zeros(5, dtype=np.intp)
+    adam = {"kind": "adam", "lr": 0.1, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+            "weight_decay": 0.0, "decoupled": False, "step": 1}
+    with pytest.raises(ValueError, match="built for optimizer kind 'sgd', got an update of "
+                                         "kind 'adam'"):
+        step.run(X, y, adam)
+    with pytest.raises(ValueError, match="'sgd' update lacks 'momentum'"):
+        step.run(X, y, {"kind": "sgd", "lr": 0.1, "nesterov": False, "weight_decay": 0.0})
+    with pytest.raises(TypeError, match="update must be a dict"):
+        step.run(X, y, 0.1)
+    adam_step = net.train_step(5, (zeros(), zeros()), "adam")
+    with pytest.raises(ValueError, match="'adam' update lacks 'step'"):
+        adam_step.run(X, y, {k: value for k, value in adam.items() if k != "step"})
 
 
 # --- Jacobian-vector products --------------------------------------------------------------
@@ -578,8 +722,8 @@ def test_reference_comparison_rejects_a_gradient_scaled_by_1_01(dtype):
 def test_reference_comparison_rejects_a_step_with_a_learning_rate_1_percent_off(dtype):
     net, ref, X, y = problem("mlp", "tanh", dtype, n=10)
     labels = y.astype(np.intp)
-    net.train_step(10, np.zeros_like(net.params)).run(X, labels, 0.1, 0.0, False, 0.0)
-    ref.train_step(10, np.zeros_like(ref.params)).run(X, labels, 0.101, 0.0, False, 0.0)
+    net.train_step(10, (np.zeros_like(net.params),)).run(X, labels, sgd_update(0.1))
+    ref.train_step(10, (np.zeros_like(ref.params),)).run(X, labels, sgd_update(0.101))
     with pytest.raises(AssertionError):
         assert_matches_reference(net.params, ref.params, dtype, "params")
 

@@ -6,7 +6,7 @@
 3. Gradients: backward passes and JVPs against central finite differences (float64), and
    the adjoint identity <u, J v> == <J^T u, v> between each JVP and its backward pass.
 4. Closed forms: cross-entropy via logsumexp, least squares at the lstsq solution, extreme
-   logits, SGD against a hand-written loop of PyTorch's rule.
+   logits, SGD and Adam against hand-written loops of PyTorch's rules.
 5. Bad input: both modules raise the same exception, with a message naming the argument.
 
 Values are drawn by numpy Generators seeded by hypothesis, which chooses (and shrinks) the
@@ -61,6 +61,18 @@ SGD_SETTINGS = [
     for nesterov in (False, True)
     for weight_decay in (0.0, 0.01)
     if momentum > 0 or not nesterov
+]
+
+#: (beta1, beta2, weight_decay, decoupled): Adam and AdamW, with and without weight decay,
+#: and a beta1 <= 0.5, whose lerp weight 1 - beta1 takes torch.lerp's other formula.
+ADAM_SETTINGS = [
+    pytest.param(beta1, beta2, weight_decay, decoupled,
+                 id=f"{'adamw' if decoupled else 'adam'}-beta1={beta1}-beta2={beta2}"
+                    f"-weight_decay={weight_decay}")
+    for beta1, beta2 in ((0.9, 0.999), (0.3, 0.9))
+    for weight_decay in (0.0, 0.05)
+    for decoupled in (False, True)
+    if weight_decay or not decoupled
 ]
 
 
@@ -198,6 +210,42 @@ def test_sgd_momentum_matches_reference(size, lr, seed, dtype, momentum, nestero
     # every entry is a few products of O(1) numbers: scale 1 covers cancellation
     assert_close(velocity, expected_velocity, dtype, scale=1.0, name="velocity")
     assert_close(param, expected_param, dtype, scale=1.0, name="param")
+
+
+def adam_scales(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+                decoupled):
+    """Entry by entry, the size of the terms each output of one Adam update is made of (in
+    float64): rounding errors are relative to these, not to the outputs, which can cancel.
+    The parameter's step ``s m / denom`` carries the error of m, amplified by 1 / denom."""
+    p, g, m, v = (np.abs(a.astype(np.float64)) for a in (param, grad, exp_avg, exp_avg_sq))
+    g = g + (0.0 if decoupled else weight_decay * p)
+    m_scale = m + g
+    v_scale = v + g * g
+    denom = np.sqrt(beta2 * v + (1 - beta2) * g * g) / np.sqrt(1 - beta2 ** step) + eps
+    step_size = lr / (1 - beta1 ** step)
+    return p + step_size * (m_scale + v_scale) / denom, m_scale, v_scale
+
+
+@pytest.mark.parametrize("beta1, beta2, weight_decay, decoupled", ADAM_SETTINGS)
+@over_dtypes
+@settings(max_examples=examples(15), deadline=None)
+@given(size=dims(0, 8), lr=st.sampled_from([0.0, 0.01, 0.5]), step=st.sampled_from([1, 2, 10]),
+       seed=seeds)
+def test_adam_matches_reference(size, lr, step, seed, dtype, beta1, beta2, weight_decay,
+                                decoupled):
+    rng = rng_from(seed)
+    param, grad, exp_avg = (random_array(rng, size, dtype) for _ in range(3))
+    exp_avg_sq = np.abs(random_array(rng, size, dtype))
+    grad.setflags(write=False)  # grad is only read
+    arguments = (step, lr, beta1, beta2, 1e-8, weight_decay, decoupled)
+    scales = adam_scales(param, grad, exp_avg, exp_avg_sq, *arguments)
+    expected = [param.copy(), exp_avg.copy(), exp_avg_sq.copy()]
+    returned = ops.adam_(param, grad, exp_avg, exp_avg_sq, *arguments)
+    reference.adam_(expected[0], grad, expected[1], expected[2], *arguments)
+    assert returned is None
+    for name, actual, wanted, scale in zip(("param", "exp_avg", "exp_avg_sq"),
+                                           (param, exp_avg, exp_avg_sq), expected, scales):
+        assert_close(actual, wanted, dtype, scale=scale, name=name)
 
 
 @over_dtypes
@@ -368,6 +416,12 @@ def _sgd_step(m, param, grad, velocity):
     return param, velocity
 
 
+def _adam_step(m, param, grad, exp_avg, exp_avg_sq):
+    param, exp_avg, exp_avg_sq = param.copy(), exp_avg.copy(), exp_avg_sq.copy()
+    m.adam_(param, grad, exp_avg, np.abs(exp_avg_sq), 3, 0.1, weight_decay=0.01)
+    return param, exp_avg
+
+
 CASES = {
     "softmax": Case(
         lambda rng, dtype: dict(logits=random_array(rng, (5, 4), dtype, 3.0)),
@@ -411,6 +465,11 @@ CASES = {
         lambda rng, dtype: {name: random_array(rng, 6, dtype)
                             for name in ("param", "grad", "velocity")},
         _sgd_step,
+        out=None),
+    "adam_": Case(
+        lambda rng, dtype: {name: random_array(rng, 6, dtype)
+                            for name in ("param", "grad", "exp_avg", "exp_avg_sq")},
+        _adam_step,
         out=None),
     "least_squares": Case(
         lambda rng, dtype: dict(A=random_array(rng, (5, 3), dtype),
@@ -850,6 +909,64 @@ def test_sgd_momentum_follows_pytorch_rule_for_three_steps(momentum, nesterov, w
         assert_close(velocity, expected_buffer, dtype, scale=1.0, name="velocity")
 
 
+def pytorch_adam(param, grads, lr, beta1, beta2, eps, weight_decay, decoupled):
+    """PyTorch's documented Adam / AdamW update (amsgrad off), one tensor, written out as a
+    loop in float64 from zero moments, with the bias corrections of step t = 1, 2, ...
+    Returns (param, exp_avg, exp_avg_sq)."""
+    param = param.astype(np.float64)
+    m = np.zeros_like(param)
+    v = np.zeros_like(param)
+    for t, grad in enumerate(grads, start=1):
+        g = grad.astype(np.float64)
+        if decoupled:
+            param = param * (1 - lr * weight_decay)
+        elif weight_decay:
+            g = g + weight_decay * param
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        m_hat = m / (1 - beta1 ** t)
+        v_hat = v / (1 - beta2 ** t)
+        param = param - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return param, m, v
+
+
+@over_modules
+@over_dtypes
+@pytest.mark.parametrize("beta1, beta2, weight_decay, decoupled", ADAM_SETTINGS)
+def test_adam_follows_pytorch_rule_for_three_steps(beta1, beta2, weight_decay, decoupled,
+                                                   dtype, module):
+    """Against the textbook form (m / bias correction, v / bias correction): the kernels
+    use PyTorch's arrangement of the same formula, equal to rounding."""
+    rng = rng_from(7)
+    param = random_array(rng, 10, dtype)
+    grads = [random_array(rng, 10, dtype) for _ in range(3)]
+    expected = pytorch_adam(param, grads, 0.1, beta1, beta2, 1e-8, weight_decay, decoupled)
+    exp_avg, exp_avg_sq = np.zeros_like(param), np.zeros_like(param)
+    for step, grad in enumerate(grads, start=1):
+        module.adam_(param, grad, exp_avg, exp_avg_sq, step, 0.1, beta1, beta2, 1e-8,
+                     weight_decay, decoupled)
+    # each step moves a parameter by about lr; float32 rounds the ratio m / sqrt(v) too
+    for name, actual, wanted in zip(("param", "exp_avg", "exp_avg_sq"),
+                                    (param, exp_avg, exp_avg_sq), expected):
+        assert_close(actual, wanted, dtype, scale=1.0, name=name,
+                     rtol=1e-4 if dtype == np.float32 else 1e-11)
+
+
+@over_modules
+def test_adam_check_rejects_a_wrong_bias_correction(module):
+    """The test above can fail: one step without the second moment's bias correction
+    (as if step were 1 at step 3) is far from PyTorch's rule."""
+    rng = rng_from(7)
+    param = random_array(rng, 10, np.float64)
+    grads = [random_array(rng, 10, np.float64) for _ in range(3)]
+    expected, _, _ = pytorch_adam(param, grads, 0.1, 0.9, 0.999, 1e-8, 0.0, False)
+    exp_avg, exp_avg_sq = np.zeros_like(param), np.zeros_like(param)
+    for step, grad in zip((1, 2, 2), grads):
+        module.adam_(param, grad, exp_avg, exp_avg_sq, step, 0.1)
+    with pytest.raises(AssertionError):
+        assert_close(param, expected, np.float64, scale=1.0, name="param", rtol=1e-11)
+
+
 # ============================================================================================
 # 5. Bad input
 # ============================================================================================
@@ -876,6 +993,9 @@ def valid_arguments(function):
                                      dW2=_a(4, 5)),
         "sgd_momentum_": lambda: dict(param=_a(6), grad=_a(6), velocity=_a(6), lr=0.1,
                                       momentum=0.9, nesterov=False, weight_decay=0.0),
+        "adam_": lambda: dict(param=_a(6), grad=_a(6), exp_avg=_a(6), exp_avg_sq=_a(6) ** 2,
+                              step=1, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8,
+                              weight_decay=0.0, decoupled=False),
         "least_squares": lambda: dict(A=_a(5, 3), x=_a(3), b=_a(5)),
     }[function]()
 
@@ -916,6 +1036,7 @@ FLOAT_ARGUMENTS = [
     ("residual_jvp", "dX"), ("residual_jvp", "dW1"), ("residual_jvp", "db1"),
     ("residual_jvp", "dW2"),
     ("sgd_momentum_", "param"), ("sgd_momentum_", "grad"), ("sgd_momentum_", "velocity"),
+    ("adam_", "param"), ("adam_", "grad"), ("adam_", "exp_avg"), ("adam_", "exp_avg_sq"),
     ("least_squares", "A"), ("least_squares", "x"), ("least_squares", "b"),
 ]
 FLOAT_ARGUMENT_IDS = [f"{f}-{a}" for f, a in FLOAT_ARGUMENTS]
@@ -1110,6 +1231,40 @@ BAD_INPUTS = [
      r"^param must be a NumPy array"),
     ("sgd-velocity-is-param", "sgd_momentum_", lambda a: dict(velocity=a["param"]),
      ValueError, r"^param and velocity must not overlap"),
+    # adam_
+    ("adam-grad-length", "adam_", dict(grad=_a(5)), ValueError, r"^grad must have shape \(6,\)"),
+    ("adam-exp-avg-length", "adam_", dict(exp_avg=_a(7)), ValueError,
+     r"^exp_avg must have shape \(6,\)"),
+    ("adam-exp-avg-sq-length", "adam_", dict(exp_avg_sq=_a(5)), ValueError,
+     r"^exp_avg_sq must have shape \(6,\)"),
+    ("adam-negative-lr", "adam_", dict(lr=-0.1), ValueError, r"^lr must be >= 0"),
+    ("adam-nan-lr", "adam_", dict(lr=float("nan")), ValueError, r"^lr must be finite"),
+    ("adam-string-lr", "adam_", dict(lr="0.1"), TypeError, r"^lr must be a real number"),
+    ("adam-beta1-one", "adam_", dict(beta1=1.0), ValueError, r"^beta1 must be < 1"),
+    ("adam-beta1-negative", "adam_", dict(beta1=-0.1), ValueError, r"^beta1 must be >= 0"),
+    ("adam-beta2-one", "adam_", dict(beta2=1.0), ValueError, r"^beta2 must be < 1"),
+    ("adam-beta2-above-one", "adam_", dict(beta2=1.5), ValueError, r"^beta2 must be < 1"),
+    ("adam-beta2-infinite", "adam_", dict(beta2=float("inf")), ValueError,
+     r"^beta2 must be finite"),
+    ("adam-eps-zero", "adam_", dict(eps=0.0), ValueError, r"^eps must be > 0"),
+    ("adam-eps-negative", "adam_", dict(eps=-1e-8), ValueError, r"^eps must be > 0"),
+    ("adam-negative-weight-decay", "adam_", dict(weight_decay=-0.01), ValueError,
+     r"^weight_decay must be >= 0"),
+    ("adam-decoupled-not-bool", "adam_", dict(decoupled=1), TypeError,
+     r"^decoupled must be True or False"),
+    ("adam-step-zero", "adam_", dict(step=0), ValueError, r"^step must be >= 1"),
+    ("adam-step-float", "adam_", dict(step=1.0), TypeError, r"^step must be an integer"),
+    ("adam-step-bool", "adam_", dict(step=True), TypeError, r"^step must be an integer"),
+    ("adam-param-read-only", "adam_", dict(param=_read_only(np.zeros(6))), ValueError,
+     r"^param must be writeable"),
+    ("adam-exp-avg-sq-strided", "adam_", dict(exp_avg_sq=np.zeros(12)[::2]), ValueError,
+     r"^exp_avg_sq must be C-contiguous"),
+    ("adam-exp-avg-list", "adam_", dict(exp_avg=[0.0] * 6), TypeError,
+     r"^exp_avg must be a NumPy array"),
+    ("adam-exp-avg-is-param", "adam_", lambda a: dict(exp_avg=a["param"]), ValueError,
+     r"^param and exp_avg must not overlap"),
+    ("adam-moments-overlap", "adam_", lambda a: dict(exp_avg_sq=a["exp_avg"]), ValueError,
+     r"^exp_avg and exp_avg_sq must not overlap"),
 ]
 
 
@@ -1126,7 +1281,7 @@ def test_valid_arguments_are_accepted(module):
     """The baseline of the bad-input tests: without overrides, every call succeeds."""
     for function in ("softmax", "softmax_cross_entropy", "linear_forward", "linear_backward",
                      "linear_jvp", "residual_forward", "residual_backward", "residual_jvp",
-                     "sgd_momentum_", "least_squares"):
+                     "sgd_momentum_", "adam_", "least_squares"):
         call(module, function)
 
 
@@ -1157,6 +1312,39 @@ def test_sgd_grad_overlapping_param_or_velocity_is_rejected_or_read_before_updat
         return
     np.testing.assert_array_equal(param, expected_param, err_msg="param")
     np.testing.assert_array_equal(velocity, expected_velocity, err_msg="velocity")
+
+
+# Adam's one-pass kernel reads all four inputs of element i before writing element i: grad
+# may be any of the three updated arrays exactly; at an offset it must be rejected.
+ADAM_GRAD_ALIASES = {
+    # name: (buffer of 5) -> (param, grad, exp_avg, exp_avg_sq)
+    "grad-is-param": lambda buf: (buf[:4], buf[:4], np.zeros(4), np.ones(4)),
+    "grad-is-exp-avg": lambda buf: (np.ones(4), buf[:4], buf[:4], np.ones(4)),
+    "grad-is-exp-avg-sq": lambda buf: (np.ones(4), buf[:4], np.zeros(4), buf[:4]),
+    "grad-overlaps-param-one-entry-behind": lambda buf: (buf[1:], buf[:-1], np.zeros(4),
+                                                         np.ones(4)),
+    "grad-overlaps-exp-avg-sq-one-entry-behind": lambda buf: (np.ones(4), buf[:-1],
+                                                              np.zeros(4), buf[1:]),
+}
+
+
+@over_modules
+@pytest.mark.parametrize("alias", list(ADAM_GRAD_ALIASES))
+def test_adam_grad_aliasing_an_updated_array_is_exact_or_rejected(alias, module):
+    buffer = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    param, grad, exp_avg, exp_avg_sq = ADAM_GRAD_ALIASES[alias](buffer)
+    expected = [param.copy(), exp_avg.copy(), exp_avg_sq.copy()]
+    reference.adam_(expected[0], grad.copy(), expected[1], expected[2], 2, 0.5,
+                    weight_decay=0.1)
+    try:
+        module.adam_(param, grad, exp_avg, exp_avg_sq, 2, 0.5, weight_decay=0.1)
+    except ValueError as error:
+        assert "grad must not partly overlap" in str(error) and "behind" in alias
+        return
+    assert "behind" not in alias
+    for name, actual, wanted in zip(("param", "exp_avg", "exp_avg_sq"),
+                                    (param, exp_avg, exp_avg_sq), expected):
+        np.testing.assert_array_equal(actual, wanted, err_msg=name)
 
 
 # --- the pre-activation path of the kernels ---------------------------------------------------

@@ -107,6 +107,58 @@ def test_a_longer_run_of_a_trial_starts_the_same_way(sequential, data, tmp_path)
             (trial["init_seed"], trial["shuffle_seed"])
 
 
+def test_sgd_trials_keep_the_keys_and_seeds_they_had_before_the_optimizer_choice(
+        sequential, data, tmp_path):
+    """A results file written before there was an ``optimizer`` key resumes: an SGD trial's
+    key and seeds are computed from its settings without it, as they were; the record
+    names its optimizer all the same, and ``optimizer = "sgd"`` given is the same trial."""
+    from nncore.search import _digest, trial_seeds
+
+    for trial in sequential:
+        assert trial["training"]["optimizer"] == "sgd"
+        before = {k: value for k, value in trial["training"].items() if k != "optimizer"}
+        assert set(before) == {"lr", "momentum", "nesterov", "weight_decay", "schedule",
+                               "batch_size", "epochs"}
+        assert trial["key"] == _digest({"build": "nncore.search.build_network",
+                                        "model": trial["model"], "training": before,
+                                        "seed": 0, "repeat": 0, "data": trial["data"]})[:24]
+        seed_training = {k: value for k, value in before.items() if k != "epochs"}
+        assert (trial["init_seed"], trial["shuffle_seed"]) == trial_seeds(
+            0, {"model": trial["model"], "training": seed_training, "repeat": 0})
+    results = tmp_path / "results.jsonl"
+    results.write_text(sequential.path.read_text())
+    named = grid_search("auto", GRID, data, epochs=EPOCHS, fixed={**FIXED, "optimizer": "sgd"},
+                        results=results)
+    assert named.n_resumed == 4
+
+
+def test_a_grid_over_optimizers(data, tmp_path):
+    """``optimizer`` as a grid key: each trial takes its optimizer's defaults for what the
+    grid leaves out (Adam: lr 0.001, betas, eps), records them, and is the plain fit of
+    that optimizer with the trial's seeds."""
+    grid = {"optimizer": ["sgd", "adam", "adamw"], "width": [4]}
+    results = grid_search("auto", grid, data, epochs=2, fixed=FIXED,
+                          results=tmp_path / "results.jsonl")
+    sgd, adam, adamw = results
+    assert sgd["training"]["lr"] == 0.02 and sgd["training"]["momentum"] == 0.9
+    assert adam["training"] == {"optimizer": "adam", "lr": 0.001, "betas": [0.9, 0.999],
+                                "eps": 1e-8, "weight_decay": 0.0, "schedule": "cosine",
+                                "batch_size": 32, "epochs": 2}
+    assert adamw["training"]["weight_decay"] == 0.01
+    assert len({trial["init_seed"] for trial in results}) == 3
+    X, y, X_val, y_val = data
+    net = build_network(2, 2, adamw["init_seed"], **adamw["model"])
+    history = net.fit(X, y, epochs=2, batch_size=32, validation_data=(X_val, y_val),
+                      optimizer=nc.AdamW(schedule="cosine"), seed=adamw["shuffle_seed"],
+                      verbose=0)
+    assert history["val_loss"] == adamw["history"]["val_loss"]
+    tuned = grid_search("auto", {"betas": [[0.9, 0.99], [0.8, 0.999]], "eps": [1e-6]}, data,
+                        epochs=1, fixed={**FIXED, "optimizer": "adam", "width": 4},
+                        results=tmp_path / "results.jsonl")
+    assert [t["training"]["betas"] for t in tuned] == [[0.9, 0.99], [0.8, 0.999]]
+    assert all(t["status"] == "ok" for t in tuned)
+
+
 def test_the_threading_backend_leaves_the_blas_thread_count_as_it_was(data, tmp_path):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     before = [pool["num_threads"] for pool in threadpoolctl.threadpool_info()]
@@ -213,6 +265,19 @@ def test_a_callable_builder_and_other_metrics(data, tmp_path):
     ({"grid": {"schedule": [["cosine"]]}}, ValueError, r"grid\['schedule'\] must be one of"),
     ({"grid": {"nesterov": [True]}, "fixed": {"momentum": 0}}, ValueError,
      "nesterov=True needs momentum > 0"),
+    ({"grid": {"optimizer": ["adagrad"]}}, ValueError,
+     r"grid\['optimizer'\] must be one of \('sgd', 'adam', 'adamw'\), got 'adagrad'"),
+    ({"grid": {"optimizer": ["sgd", "adam"]}, "fixed": {"momentum": 0.5}}, ValueError,
+     "'momentum' is a setting of optimizer 'sgd'; a trial with optimizer 'adam' does not "
+     "take it"),
+    ({"grid": {"betas": [[0.9, 0.99]]}}, ValueError,
+     "'betas' is a setting of optimizer 'adam' or 'adamw'; a trial with optimizer 'sgd'"),
+    ({"grid": {"betas": [0.9, 0.999]}, "fixed": {"optimizer": "adam"}}, TypeError,
+     r"grid\['betas'\] must be a pair \[beta1, beta2\], got 0.9"),
+    ({"grid": {"lr": [0.1]}, "fixed": {"optimizer": "adam", "betas": [0.9, 1.0]}}, ValueError,
+     r"fixed\['betas'\]\[1\] must be < 1"),
+    ({"grid": {"eps": [0]}, "fixed": {"optimizer": "adam"}}, ValueError,
+     r"grid\['eps'\] must be a finite number > 0"),
 ])
 def test_bad_arguments_are_refused_before_any_trial(data, tmp_path, kwargs, error, message):
     arguments = {"build": "auto", "grid": {"lr": [0.1]}, "data": data, "epochs": 1,

@@ -31,6 +31,7 @@ ESTIMATORS = [
     NNClassifier(),
     NNClassifier(architecture="resnet", width=16, depth=2, activation="relu", max_iter=50),
     NNClassifier(hidden_layer_sizes=(), dtype="float64", learning_rate=0.1, max_iter=50),
+    NNClassifier(hidden_layer_sizes=(16,), solver="adamw", learning_rate=0.01, max_iter=50),
 ]
 
 
@@ -288,6 +289,12 @@ def test_verbose_2_prints_a_line_per_epoch(iris, capsys):
     ("tol", float("inf"), ValueError, "tol must be finite"),
     ("shuffle", None, TypeError, "shuffle must be True or False"),
     ("verbose", 3, ValueError, "verbose must be 0, 1, 2 or a bool"),
+    ("solver", "lbfgs", ValueError, r"solver must be one of \('sgd', 'adam', 'adamw'\)"),
+    ("beta_1", 1.0, ValueError, "beta_1 == 1.0, must be < 1"),
+    ("beta_2", -0.1, ValueError, "beta_2 == -0.1, must be >= 0"),
+    ("beta_2", float("nan"), ValueError, "beta_2 must be finite"),
+    ("epsilon", 0.0, ValueError, "epsilon == 0.0, must be > 0"),
+    ("epsilon", "small", TypeError, "epsilon must be an instance of"),
 ])
 def test_bad_hyperparameters_are_refused_by_fit(iris, param, value, error, match):
     X, y = iris
@@ -303,6 +310,60 @@ def test_nesterov_needs_momentum(iris):
     X, y = iris
     with pytest.raises(ValueError, match="nesterov=True needs momentum > 0"):
         NNClassifier(nesterov=True, momentum=0.0).fit(X, y)
+
+
+@pytest.mark.parametrize("solver", ["adam", "adamw"])
+def test_adam_solvers_learn_and_carry_their_state_through_partial_fit(blobs, solver):
+    """Adam's moments and update count go on from fit through partial_fit; SGD's
+    settings are not used (as in MLPClassifier), so they change nothing."""
+    X, y = blobs
+    clf = NNClassifier(hidden_layer_sizes=(16,), solver=solver, learning_rate=0.01,
+                       max_iter=20, random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.95
+    name, arrays, counters = clf._optimizer_state
+    assert name == solver and sorted(arrays) == ["exp_avg", "exp_avg_sq"]
+    steps_per_epoch = -(-len(X) // 64)
+    assert counters == {"step_count": 20 * steps_per_epoch}
+    clf.partial_fit(X, y)
+    clf.partial_fit(X, y)
+    assert clf._optimizer_state[2] == {"step_count": 22 * steps_per_epoch}
+    ignored = NNClassifier(hidden_layer_sizes=(16,), solver=solver, learning_rate=0.01,
+                           max_iter=20, random_state=0, momentum=0.0, nesterov=True).fit(X, y)
+    assert np.array_equal(ignored.network_.params,
+                          NNClassifier(hidden_layer_sizes=(16,), solver=solver,
+                                       learning_rate=0.01, max_iter=20,
+                                       random_state=0).fit(X, y).network_.params)
+    other = NNClassifier(hidden_layer_sizes=(16,), solver=solver, learning_rate=0.01,
+                         max_iter=20, random_state=0, beta_1=0.5, epsilon=1e-3).fit(X, y)
+    assert not np.array_equal(other.network_.params, ignored.network_.params)
+
+
+def test_an_estimator_pickled_before_the_solvers_continues_with_its_velocity(blobs):
+    """An SGD estimator pickled when it kept ``_velocity`` (and had no solver parameters)
+    loads as SGD with that velocity, and partial_fit goes on from it."""
+    X, y = blobs
+    clf = NNClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)
+    velocity = clf._optimizer_state[1]["velocity"].copy()
+    state = clf.__getstate__()
+    del state["_optimizer_state"], state["solver"], state["beta_1"], state["beta_2"]
+    del state["epsilon"]
+    state["_velocity"] = velocity
+    old = NNClassifier.__new__(NNClassifier)
+    old.__setstate__(state)
+    assert old.solver == "sgd" and old.get_params()["beta_2"] == 0.999
+    assert old._optimizer_state[0] == "sgd"
+    old.partial_fit(X, y)
+    clf.partial_fit(X, y)
+    assert np.array_equal(old.network_.params, clf.network_.params)
+
+
+def test_a_changed_solver_starts_its_own_state(blobs):
+    X, y = blobs
+    clf = NNClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)
+    assert clf._optimizer_state[0] == "sgd"
+    clf.set_params(solver="adam").partial_fit(X, y)
+    name, _, counters = clf._optimizer_state
+    assert name == "adam" and counters == {"step_count": -(-len(X) // 64)}
 
 
 # --- the scikit-learn ecosystem ----------------------------------------------------------------

@@ -7,6 +7,8 @@
 3. Faults: divergence (``TrainingDiverged``), Ctrl-C (KeyboardInterrupt), EarlyStopping,
    bad arguments.
 4. SGD: constructor checks, schedules, the learning rate recorded in the history.
+5. Adam and AdamW: whole trajectories against PyTorch's rule written out in NumPy, the
+   update count kept exact by fit (chunks, epochs, a second fit), constructor checks.
 """
 
 import csv
@@ -578,7 +580,8 @@ def test_ctrl_c_in_the_middle_of_an_epoch_keeps_the_completed_epochs():
     X, y = blobs(80)
     net = small_net()
     make_step, taken = net.train_step, [0]
-    net.train_step = lambda n, velocity: Interrupting(make_step(n, velocity), taken, 2 * 80 + 1)
+    net.train_step = lambda n, state, optimizer: Interrupting(make_step(n, state, optimizer),
+                                                              taken, 2 * 80 + 1)
     history = net.fit(X, y, epochs=6, batch_size=1, optimizer=nc.SGD(lr=0.01), verbose=0)
     assert history.interrupted and len(history) == 2 and history["epoch"] == [1, 2]
     assert 2 * 80 < taken[0] < 3 * 80
@@ -698,7 +701,7 @@ def test_early_stopping_checks_its_arguments(kwargs):
     ({"epochs": None}, TypeError, "epochs"),
     ({"verbose": 5}, ValueError, "verbose"),
     ({"verbose": -1}, ValueError, "verbose"),
-    ({"optimizer": "sgd"}, TypeError, "optimizer must be an nncore.SGD"),
+    ({"optimizer": "sgd"}, TypeError, "optimizer must be an nncore.optim.Optimizer"),
     ({"optimizer": object()}, TypeError, "optimizer"),
     ({"validation_data": (np.zeros((3, 3)),)}, ValueError, "validation_data"),
     ({"validation_data": (np.zeros((3, 2)), [0, 1, 2])}, ValueError, "X_val"),
@@ -877,3 +880,218 @@ def test_sgd_step_applies_the_documented_rule(dtype, backend):
         expected = expected - 0.1 * (g + 0.9 * velocity)
     assert_close(params, expected, dtype, rtol=1e-5 if dtype == np.float32 else 1e-13)
     assert optimizer.velocity.dtype == dtype
+
+
+# ============================================================================================
+# 5. Adam and AdamW
+# ============================================================================================
+
+def pytorch_adam_step(param, grad, exp_avg, exp_avg_sq, t, lr, beta1, beta2, eps,
+                      weight_decay, decoupled):
+    """One step of ``torch.optim.Adam`` / ``AdamW`` (single-tensor path, amsgrad off) in
+    float64 NumPy, in PyTorch's order of operations: ``step_t += 1``, weight decay,
+    ``exp_avg.lerp_(grad, 1 - beta1)``, ``exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 -
+    beta2)``, ``denom = (exp_avg_sq.sqrt() / sqrt(bias_correction2)).add_(eps)``,
+    ``param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)``. Returns the new
+    (param, exp_avg, exp_avg_sq)."""
+    if decoupled:
+        param = param * (1 - lr * weight_decay)
+    elif weight_decay != 0:
+        grad = grad + weight_decay * param
+    weight = 1 - beta1  # torch.lerp(start, end, weight), both of its formulas
+    if abs(weight) < 0.5:
+        exp_avg = exp_avg + weight * (grad - exp_avg)
+    else:
+        exp_avg = grad - (grad - exp_avg) * (1 - weight)
+    exp_avg_sq = exp_avg_sq * beta2 + (1 - beta2) * grad * grad
+    bias_correction1 = 1 - beta1 ** t
+    bias_correction2 = 1 - beta2 ** t
+    denom = np.sqrt(exp_avg_sq) / math.sqrt(bias_correction2) + eps
+    param = param + (-lr / bias_correction1) * exp_avg / denom
+    return param, exp_avg, exp_avg_sq
+
+
+ADAMS = pytest.mark.parametrize("optimizer_class, weight_decay, betas", [
+    (nc.Adam, 0.0, (0.9, 0.999)),
+    (nc.Adam, 0.01, (0.9, 0.999)),
+    (nc.AdamW, 0.01, (0.9, 0.999)),
+    (nc.AdamW, 0.1, (0.4, 0.99)),
+], ids=["adam", "adam-l2", "adamw", "adamw-beta1-0.4"])
+
+
+@ADAMS
+@pytest.mark.parametrize("kind", ["mlp", "resnet"])
+@pytest.mark.parametrize("backend", ["kernels", "reference"])
+def test_adam_trajectory_follows_pytorch_rule(optimizer_class, weight_decay, betas, kind,
+                                              backend):
+    """20 full-batch steps in float64: fit with nc.Adam / nc.AdamW against a loop of
+    ``loss_and_grad`` (same backend) and PyTorch's rule written out above, to 1e-10."""
+    X, y = blobs()
+    net, twin = small_net(kind, backend=backend), small_net(kind, backend=backend)
+    optimizer = optimizer_class(lr=0.05, betas=betas, eps=1e-8, weight_decay=weight_decay)
+    net.fit(X, y, epochs=20, batch_size=len(y), optimizer=optimizer, shuffle=False, verbose=0)
+    param = twin.params.copy()
+    exp_avg, exp_avg_sq = np.zeros_like(param), np.zeros_like(param)
+    for t in range(1, 21):
+        twin.params[...] = param
+        twin.loss_and_grad(X, y)
+        param, exp_avg, exp_avg_sq = pytorch_adam_step(
+            param, twin.grads.copy(), exp_avg, exp_avg_sq, t, 0.05, *betas, 1e-8, weight_decay,
+            optimizer_class is nc.AdamW)
+    scale = np.abs(param).max()
+    np.testing.assert_allclose(net.params, param, rtol=1e-10, atol=1e-10 * scale)
+    np.testing.assert_allclose(optimizer.exp_avg, exp_avg, rtol=1e-10,
+                               atol=1e-10 * np.abs(exp_avg).max())
+    np.testing.assert_allclose(optimizer.exp_avg_sq, exp_avg_sq, rtol=1e-10,
+                               atol=1e-10 * np.abs(exp_avg_sq).max())
+    assert optimizer.step_count == 20
+    # the checker can fail: the same loop without the first moment's bias correction
+    wrong = small_net(kind, backend=backend)
+    param = wrong.params.copy()
+    exp_avg, exp_avg_sq = np.zeros_like(param), np.zeros_like(param)
+    for t in range(1, 21):
+        wrong.params[...] = param
+        wrong.loss_and_grad(X, y)
+        param, exp_avg, exp_avg_sq = pytorch_adam_step(
+            param, wrong.grads.copy(), exp_avg, exp_avg_sq, t, 0.05 * (1 - betas[0] ** t),
+            *betas, 1e-8, weight_decay, optimizer_class is nc.AdamW)
+    assert not np.allclose(net.params, param, rtol=1e-10, atol=1e-10 * scale)
+
+
+def simulate_adam_fit(net, X, y, epochs, batch_size, optimizer_class, seed=0, restart=False,
+                      **settings):
+    """fit's loop (see simulate_fit) with ``backend.adam_`` and the update count running on
+    across batches and epochs (``restart``: a bug, the count starting afresh each epoch)."""
+    backend = BACKENDS[net.backend]
+    optimizer = optimizer_class(**settings)
+    beta1, beta2 = optimizer.betas
+    X, y, n = np.ascontiguousarray(X, dtype=net.dtype), np.asarray(y), len(y)
+    rng = np.random.default_rng(seed)
+    exp_avg, exp_avg_sq = np.zeros_like(net.params), np.zeros_like(net.params)
+    t = 0
+    for epoch in range(epochs):
+        order = rng.permutation(n)
+        Xe, ye = X[order], y[order]
+        t = 0 if restart else t
+        for start in range(0, n, batch_size):
+            net.loss_and_grad(Xe[start:start + batch_size], ye[start:start + batch_size])
+            t += 1
+            backend.adam_(net.params, net.grads, exp_avg, exp_avg_sq, t, optimizer.lr, beta1,
+                          beta2, optimizer.eps, optimizer.weight_decay, optimizer.decoupled)
+    return exp_avg, exp_avg_sq
+
+
+@pytest.mark.parametrize("optimizer_class", [nc.Adam, nc.AdamW])
+@pytest.mark.parametrize("backend", ["kernels", "reference"])
+def test_fit_keeps_adams_update_count_across_chunks_and_epochs(optimizer_class, backend):
+    """100 samples in batches of 3: 34 steps an epoch, two compiled calls (32 + 1 steps)
+    and a partial batch; over 3 epochs fit equals the loop with the count running on."""
+    X, y = blobs(100)
+    settings = dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.02)
+    net = small_net("resnet", backend=backend)
+    optimizer = optimizer_class(**settings)
+    net.fit(X, y, epochs=3, batch_size=3, optimizer=optimizer, seed=4, verbose=0)
+    assert optimizer.step_count == 3 * 34
+    twin = small_net("resnet", backend=backend)
+    exp_avg, exp_avg_sq = simulate_adam_fit(twin, X, y, 3, 3, optimizer_class, seed=4,
+                                            **settings)
+    assert_close(net.params, twin.params, np.float64, rtol=1e-12, name="params")
+    assert_close(optimizer.exp_avg, exp_avg, np.float64, rtol=1e-12, name="exp_avg")
+    assert_close(optimizer.exp_avg_sq, exp_avg_sq, np.float64, rtol=1e-12, name="exp_avg_sq")
+    # the checker can fail: a count that restarts every epoch gives other weights
+    other = small_net("resnet", backend=backend)
+    simulate_adam_fit(other, X, y, 3, 3, optimizer_class, seed=4, restart=True, **settings)
+    with pytest.raises(AssertionError):
+        assert_close(net.params, other.params, np.float64, rtol=1e-12)
+
+
+@pytest.mark.parametrize("optimizer_class", [nc.Adam, nc.AdamW])
+def test_adams_state_persists_across_fit_calls(optimizer_class):
+    """2 + 2 epochs equal 4 epochs (no shuffling, constant rate): moments and update count
+    carry on; a fresh optimizer, or a network of another size, starts from zero."""
+    X, y = blobs()
+    a, b = small_net(), small_net()
+    optimizer = optimizer_class(lr=0.01)
+    a.fit(X, y, epochs=2, batch_size=16, optimizer=optimizer, shuffle=False, verbose=0)
+    assert optimizer.step_count == 2 * 4
+    a.fit(X, y, epochs=2, batch_size=16, optimizer=optimizer, shuffle=False, verbose=0)
+    assert optimizer.step_count == 4 * 4
+    b.fit(X, y, epochs=4, batch_size=16, optimizer=optimizer_class(lr=0.01), shuffle=False,
+          verbose=0)
+    assert np.array_equal(a.params, b.params)
+    bigger = nc.mlp(3, [9], 3, dtype="float64")
+    bigger.fit(X, y, epochs=1, batch_size=16, optimizer=optimizer, shuffle=False, verbose=0)
+    assert optimizer.step_count == 4 and optimizer.exp_avg.shape == bigger.params.shape
+
+
+@pytest.mark.parametrize("optimizer_class", [nc.Adam, nc.AdamW])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", [ops, reference])
+def test_adam_step_applies_the_documented_rule_and_counts(optimizer_class, dtype, backend):
+    rng = np.random.default_rng(0)
+    params = rng.standard_normal(20).astype(dtype)
+    grads = rng.standard_normal(20).astype(dtype)
+    optimizer = optimizer_class(lr=0.1, weight_decay=0.01)
+    optimizer.start(params, 1)
+    optimizer.lr_at(0)
+    expected = params.astype(np.float64)
+    exp_avg, exp_avg_sq = np.zeros(20), np.zeros(20)
+    for t in range(1, 4):
+        optimizer.step(params, grads, backend)
+        expected, exp_avg, exp_avg_sq = pytorch_adam_step(
+            expected, grads.astype(np.float64), exp_avg, exp_avg_sq, t, 0.1, 0.9, 0.999, 1e-8,
+            0.01, optimizer_class is nc.AdamW)
+    assert optimizer.step_count == 3
+    assert_close(params, expected, dtype, rtol=1e-5 if dtype == np.float32 else 1e-13)
+    assert optimizer.exp_avg.dtype == dtype
+
+
+def test_adam_fit_diverges_cleanly_and_counts_only_applied_updates():
+    """An update that would overflow is skipped: TrainingDiverged, finite weights, and the
+    count holds only the updates applied before it."""
+    X, y = blobs()
+    net = small_net(dtype="float32")
+    optimizer = nc.Adam(lr=3e38)
+    with pytest.raises(nc.TrainingDiverged) as caught:
+        net.fit(X, y, epochs=3, batch_size=16, optimizer=optimizer, verbose=0)
+    assert caught.value.update_overflow or not math.isfinite(caught.value.loss)
+    assert np.isfinite(net.params).all()
+    assert optimizer.step_count == caught.value.epoch * 4 + caught.value.step
+
+
+@pytest.mark.parametrize("optimizer_class", [nc.Adam, nc.AdamW])
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"lr": 0}, ValueError, "^lr must be > 0"),
+    ({"lr": -1e-3}, ValueError, "^lr must be > 0"),
+    ({"lr": "0.1"}, TypeError, "^lr must be a real number"),
+    ({"betas": (1.0, 0.999)}, ValueError, r"^betas\[0\] must be < 1"),
+    ({"betas": (0.9, 1.0)}, ValueError, r"^betas\[1\] must be < 1"),
+    ({"betas": (-0.1, 0.999)}, ValueError, r"^betas\[0\] must be >= 0"),
+    ({"betas": (0.9, 1.5)}, ValueError, r"^betas\[1\] must be < 1"),
+    ({"betas": (0.9, math.nan)}, ValueError, r"^betas\[1\] must be finite"),
+    ({"betas": (0.9,)}, TypeError, "^betas must be a pair"),
+    ({"betas": 0.9}, TypeError, "^betas must be a pair"),
+    ({"betas": "ab"}, TypeError, "^betas must be a pair"),
+    ({"betas": ("0.9", 0.999)}, TypeError, r"^betas\[0\] must be a real number"),
+    ({"eps": 0.0}, ValueError, "^eps must be > 0"),
+    ({"eps": -1e-8}, ValueError, "^eps must be > 0"),
+    ({"eps": math.inf}, ValueError, "^eps must be finite"),
+    ({"weight_decay": -0.01}, ValueError, "^weight_decay must be >= 0"),
+    ({"weight_decay": math.nan}, ValueError, "^weight_decay must be finite"),
+    ({"schedule": "linear"}, ValueError, "^schedule must be"),
+])
+def test_adam_checks_its_arguments(optimizer_class, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        optimizer_class(**kwargs)
+
+
+def test_adam_defaults_config_and_registry():
+    adam, adamw = nc.Adam(), nc.AdamW()
+    assert adam.config() == {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8,
+                             "weight_decay": 0.0, "schedule": None}
+    assert adamw.config() == {**adam.config(), "weight_decay": 1e-2}
+    assert not adam.decoupled and adamw.decoupled
+    assert adam.state_names == ("exp_avg", "exp_avg_sq") and adam.counters() == {"step_count": 0}
+    assert nc.optim.OPTIMIZERS["adam"] is nc.Adam and nc.optim.OPTIMIZERS["adamw"] is nc.AdamW
+    assert "betas=[0.9, 0.999]" in repr(adamw)
+

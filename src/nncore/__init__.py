@@ -22,7 +22,7 @@ _NAMES = {
     "softmax_regression": "network",
     "build": "network", "load": "network", "save": "network",
     "Dense": "layers", "Residual": "layers",
-    "SGD": "optim",
+    "SGD": "optim", "Adam": "optim", "AdamW": "optim",
     "fit": "train", "History": "train", "Callback": "train", "EarlyStopping": "train",
     "TrainingDiverged": "train",
     "ModelFileError": "modelfile",

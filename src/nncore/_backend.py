@@ -29,6 +29,7 @@ FUNCTIONS = (
     "residual_backward",
     "residual_jvp",
     "sgd_momentum_",
+    "adam_",
     "least_squares",
     "train_step",
 )

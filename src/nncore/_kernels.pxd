@@ -66,6 +66,39 @@ cdef enum:
     SOFTMAX_CROSS_ENTROPY = 0
     MEAN_SQUARED_ERROR = 1
 
+# The optimizer update of the fused step: Update.kind (UPDATE_KIND_CODES in _kernels.pyx;
+# nncore._validation.UPDATE_KINDS lists the same kinds with their state arrays and settings).
+cdef enum:
+    SGD_UPDATE = 0
+    ADAM_UPDATE = 1
+
+cdef struct Update:
+    # One optimizer step's settings, read by _apply_update. SGD reads lr, momentum, nesterov
+    # and weight_decay; Adam reads lr, beta1, beta2, eps, weight_decay, decoupled (AdamW) and
+    # step, the 1-based number of the update it is about to apply (_train_steps adds one
+    # after each update it applies).
+    int kind
+    double lr
+    double momentum
+    double weight_decay
+    double beta1
+    double beta2
+    double eps
+    bint nesterov
+    bint decoupled
+    Py_ssize_t step
+
+# Adam's per-step constants, derived once per step from an Update (_adam_scalars) in double.
+cdef struct AdamScalars:
+    double decay          # what param is multiplied by first: 1 - lr * weight_decay (AdamW), 1
+    double weight_decay   # the L2 term added to the gradient: weight_decay (Adam), 0 (AdamW)
+    double weight         # lerp's weight 1 - beta1
+    double beta2
+    double one_minus_beta2
+    double bias_correction2_sqrt
+    double eps
+    double neg_step_size  # -lr / (1 - beta1 ** step)
+
 
 # ============================================================================================
 # Level 1: one value, one row
@@ -84,6 +117,15 @@ cdef extern from "_simd.h":
     void _sgd_momentum_f32 "nncore_sgd_momentum_f32" (
         float* param, const float* grad, float* velocity, Py_ssize_t size, float lr,
         float momentum, int nesterov, float weight_decay) noexcept nogil
+    bint _adam_update_is_finite_f32 "nncore_adam_update_is_finite_f32" (
+        const float* param, const float* grad, const float* exp_avg, const float* exp_avg_sq,
+        Py_ssize_t size, float decay, float weight_decay, float weight, float beta2,
+        float one_minus_beta2, float bias_correction2_sqrt, float eps,
+        float neg_step_size) noexcept nogil
+    void _adam_f32 "nncore_adam_f32" (
+        float* param, const float* grad, float* exp_avg, float* exp_avg_sq, Py_ssize_t size,
+        float decay, float weight_decay, float weight, float beta2, float one_minus_beta2,
+        float bias_correction2_sqrt, float eps, float neg_step_size) noexcept nogil
     void _bias_tanh_f32 "nncore_bias_tanh_f32" (float* Z, const float* b, Py_ssize_t n,
                                                 Py_ssize_t m) noexcept nogil
     void _bias_sigmoid_f32 "nncore_bias_sigmoid_f32" (float* Z, const float* b,
@@ -220,3 +262,17 @@ cdef bint _sgd_update_is_finite(const floating* param, const floating* grad,
                                  const floating* velocity, Py_ssize_t size, floating lr,
                                  floating momentum, bint nesterov,
                                  floating weight_decay) noexcept nogil
+
+# the Adam update (AdamW with decoupled weight decay)
+cdef AdamScalars _adam_scalars(Py_ssize_t step, double lr, double beta1, double beta2,
+                               double eps, double weight_decay, bint decoupled) noexcept nogil
+cdef void _adam(floating* param, const floating* grad, floating* exp_avg,
+                floating* exp_avg_sq, Py_ssize_t size, const AdamScalars* c) noexcept nogil
+cdef bint _adam_update_is_finite(const floating* param, const floating* grad,
+                                 const floating* exp_avg, const floating* exp_avg_sq,
+                                 Py_ssize_t size, const AdamScalars* c) noexcept nogil
+
+# the fused step's update: the finiteness check and, if it passes, the update of its kind
+cdef bint _apply_update(floating* params, const floating* grads, floating* state0,
+                        floating* state1, Py_ssize_t n_params,
+                        const Update* update) noexcept nogil

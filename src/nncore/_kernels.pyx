@@ -12,8 +12,8 @@ The code has three levels, and each level only calls the one below it:
    They write into caller-provided buffers, allocate nothing and never hold the GIL, so a
    fused training step written in Cython can call them directly. Every matrix product goes
    through ``_gemm``, the only place that calls BLAS. They are defined here and declared in
-   ``_kernels.pxd``, with the fused type ``floating``, the enums and the LayerPlan struct, so
-   that another Cython module can cimport them.
+   ``_kernels.pxd``, with the fused type ``floating``, the enums and the LayerPlan and Update
+   structs, so that another Cython module can cimport them.
 3. ``def`` functions taking typed memoryviews (``const`` for inputs, so read-only arrays work).
    They turn views into pointers and release the GIL. The caller (nncore.ops) has already
    checked every shape, dtype and contiguity: a kernel never sees an unchecked shape.
@@ -23,7 +23,7 @@ layer computes ``A = act(X @ W.T + b)``. One fused type serves float32 and float
 (softmax denominators, losses, bias gradients) are accumulated in double for both.
 """
 
-from libc.math cimport exp as libm_exp, log
+from libc.math cimport exp as libm_exp, fabs, log, pow, sqrt
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from numpy import (empty as numpy_empty, zeros as numpy_zeros, intp as numpy_intp,
                    float32 as numpy_float32, float64 as numpy_float64)
@@ -421,6 +421,108 @@ cdef bint _sgd_update_is_finite(const floating* param, const floating* grad,
     return bad == 0
 
 
+cdef AdamScalars _adam_scalars(Py_ssize_t step, double lr, double beta1, double beta2,
+                               double eps, double weight_decay, bint decoupled) noexcept nogil:
+    """The constants of Adam's update number ``step`` (1-based), in double as PyTorch
+    computes them in Python: the bias corrections 1 - beta ** step, the step size
+    lr / (1 - beta1 ** step) and sqrt(1 - beta2 ** step)."""
+    cdef AdamScalars c
+    c.decay = 1 - lr * weight_decay if decoupled else 1.0
+    c.weight_decay = 0.0 if decoupled else weight_decay
+    c.weight = 1 - beta1
+    c.beta2 = beta2
+    c.one_minus_beta2 = 1 - beta2
+    c.bias_correction2_sqrt = sqrt(1 - pow(beta2, <double> step))
+    c.eps = eps
+    c.neg_step_size = -(lr / (1 - pow(beta1, <double> step)))
+    return c
+
+
+cdef void _adam(floating* param, const floating* grad, floating* exp_avg,
+                floating* exp_avg_sq, Py_ssize_t size, const AdamScalars* c) noexcept nogil:
+    """PyTorch's Adam rule (amsgrad and maximize off) in one pass, in its order of
+    operations; see nncore.ops.adam_ for the formula. AdamW (decoupled weight decay)
+    multiplies the parameter by ``decay`` first and adds nothing to the gradient.
+
+    The first moment is torch.lerp(exp_avg, g, 1 - beta1): m + w (g - m) for a weight
+    |w| < 0.5, else g + (w - 1) (g - m). Each element is read before it is written, so grad
+    may be param itself.
+    """
+    cdef Py_ssize_t i
+    cdef floating weight = <floating> c.weight, coeff, g, m, v, p
+    cdef floating decay = <floating> c.decay, weight_decay = <floating> c.weight_decay
+    cdef floating beta2 = <floating> c.beta2, one_minus_beta2 = <floating> c.one_minus_beta2
+    cdef floating bias_correction2_sqrt = <floating> c.bias_correction2_sqrt
+    cdef floating eps = <floating> c.eps, neg_step_size = <floating> c.neg_step_size
+    cdef bint small = fabs(weight) < 0.5
+    if floating is float:  # the vectorised, CPU-dispatched C loop of _simd.h
+        _adam_f32(param, grad, exp_avg, exp_avg_sq, size, decay, weight_decay, weight, beta2,
+                  one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size)
+    else:
+        coeff = weight if small else weight - 1
+        for i in range(size):
+            p = param[i]
+            g = grad[i] + weight_decay * p
+            m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
+            v = exp_avg_sq[i] * beta2 + one_minus_beta2 * g * g
+            exp_avg[i] = m
+            exp_avg_sq[i] = v
+            param[i] = p * decay + neg_step_size * m / (sqrt(v) / bias_correction2_sqrt + eps)
+
+
+cdef bint _adam_update_is_finite(const floating* param, const floating* grad,
+                                 const floating* exp_avg, const floating* exp_avg_sq,
+                                 Py_ssize_t size, const AdamScalars* c) noexcept nogil:
+    """Whether _adam would leave every parameter and both moments finite (computes the
+    update without writing it; see _sgd_update_is_finite for the test)."""
+    cdef Py_ssize_t i
+    cdef floating weight = <floating> c.weight, coeff, g, m, v, p
+    cdef floating decay = <floating> c.decay, weight_decay = <floating> c.weight_decay
+    cdef floating beta2 = <floating> c.beta2, one_minus_beta2 = <floating> c.one_minus_beta2
+    cdef floating bias_correction2_sqrt = <floating> c.bias_correction2_sqrt
+    cdef floating eps = <floating> c.eps, neg_step_size = <floating> c.neg_step_size
+    cdef bint small = fabs(weight) < 0.5
+    cdef int bad = 0
+    if floating is float:
+        bad = not _adam_update_is_finite_f32(param, grad, exp_avg, exp_avg_sq, size, decay,
+                                             weight_decay, weight, beta2, one_minus_beta2,
+                                             bias_correction2_sqrt, eps, neg_step_size)
+    else:
+        coeff = weight if small else weight - 1
+        for i in range(size):
+            p = param[i]
+            g = grad[i] + weight_decay * p
+            m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
+            v = exp_avg_sq[i] * beta2 + one_minus_beta2 * g * g
+            p = p * decay + neg_step_size * m / (sqrt(v) / bias_correction2_sqrt + eps)
+            bad |= ((p - p) != 0) | ((m - m) != 0) | ((v - v) != 0)
+    return bad == 0
+
+
+cdef bint _apply_update(floating* params, const floating* grads, floating* state0,
+                        floating* state1, Py_ssize_t n_params,
+                        const Update* update) noexcept nogil:
+    """The optimizer step of the fused training step over the flat buffers: the update of
+    ``update.kind`` (SGD: state0 is the velocity, state1 unused; Adam: state0 and state1
+    are the first and second moments), applied only if it leaves every parameter and state
+    value finite. Returns whether it was applied."""
+    cdef AdamScalars c
+    if update.kind == ADAM_UPDATE:
+        c = _adam_scalars(update.step, update.lr, update.beta1, update.beta2, update.eps,
+                          update.weight_decay, update.decoupled)
+        if not _adam_update_is_finite(params, grads, state0, state1, n_params, &c):
+            return False
+        _adam(params, grads, state0, state1, n_params, &c)
+        return True
+    if not _sgd_update_is_finite(params, grads, state0, n_params, <floating> update.lr,
+                                 <floating> update.momentum, update.nesterov,
+                                 <floating> update.weight_decay):
+        return False
+    _sgd_momentum(params, grads, state0, n_params, <floating> update.lr,
+                  <floating> update.momentum, update.nesterov, <floating> update.weight_decay)
+    return True
+
+
 # --- a whole training step -------------------------------------------------------------------
 
 # LayerPlan (one layer as raw pointers), DENSE / RESIDUAL and STEP_UPDATE_NOT_FINITE (what
@@ -433,6 +535,9 @@ LOSS_CODES = {"softmax_cross_entropy": SOFTMAX_CROSS_ENTROPY,
 #: The layer kinds of the fused step (LayerPlan.kind) by name (nncore._validation.STEP_SHAPES
 #: lists the same kinds; the tests hold the two to each other).
 LAYER_KIND_CODES = {"dense": DENSE, "residual": RESIDUAL}
+#: The update kinds of the fused step (Update.kind) by name (nncore._validation.UPDATE_KINDS
+#: lists the same kinds; the tests hold the two to each other).
+UPDATE_KIND_CODES = {"sgd": SGD_UPDATE, "adam": ADAM_UPDATE}
 #: The activation enum of _kernels.pxd by name: each entry of nncore.activations names its
 #: code, and the tests hold the two to each other.
 ACTIVATION_CODES = {"identity": IDENTITY, "tanh": TANH, "relu": RELU, "sigmoid": SIGMOID}
@@ -520,14 +625,15 @@ cdef Py_ssize_t _loss_gradient(int loss_kind, const floating* outputs, const voi
 cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floating* X,
                             int loss_kind, const void* targets, floating* dlogits, int n,
                             int n_classes, floating* params, const floating* grads,
-                            floating* velocity, Py_ssize_t n_params, floating lr,
-                            floating momentum, bint nesterov, floating weight_decay,
-                            double* loss, Py_ssize_t* n_correct) noexcept nogil:
-    """Forward, loss, backward and the SGD update, in one call.
+                            floating* state0, floating* state1, Py_ssize_t n_params,
+                            const Update* update, double* loss,
+                            Py_ssize_t* n_correct) noexcept nogil:
+    """Forward, loss, backward and the optimizer's update (_apply_update), in one call.
 
     Returns -1, or the first row with a label outside [0, n_classes) (then nothing else is
     done), or UPDATE_NOT_FINITE. The update is applied only if the loss is finite and the
-    updated parameters and velocity would all be finite: the weights never go non-finite.
+    updated parameters and optimizer state would all be finite: the weights never go
+    non-finite.
     """
     cdef const floating* logits
     cdef Py_ssize_t bad
@@ -539,10 +645,8 @@ cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floatin
     _plan_backward(layers, n_layers, X, dlogits, n)
     if loss[0] - loss[0] != 0:  # not finite: inf - inf and NaN - NaN are NaN
         return -1
-    if not _sgd_update_is_finite(params, grads, velocity, n_params, lr, momentum, nesterov,
-                                 weight_decay):
+    if not _apply_update(params, grads, state0, state1, n_params, update):
         return STEP_UPDATE_NOT_FINITE
-    _sgd_momentum(params, grads, velocity, n_params, lr, momentum, nesterov, weight_decay)
     return -1
 
 
@@ -550,29 +654,31 @@ cdef Py_ssize_t _train_steps(const LayerPlan* layers, int n_layers, const floati
                              int loss_kind, const char* targets, Py_ssize_t target_step,
                              floating* dlogits, int n, int n_in,
                              int n_classes, floating* params, const floating* grads,
-                             floating* velocity, Py_ssize_t n_params, floating lr,
-                             floating momentum, bint nesterov, floating weight_decay,
-                             Py_ssize_t n_steps, double* losses, Py_ssize_t* n_correct,
-                             Py_ssize_t* status) noexcept nogil:
+                             floating* state0, floating* state1, Py_ssize_t n_params,
+                             Update* update, Py_ssize_t n_steps, double* losses,
+                             Py_ssize_t* n_correct, Py_ssize_t* status) noexcept nogil:
     """``n_steps`` calls of _train_step on consecutive blocks of ``n`` rows.
 
     Stops after a step whose loss is not finite or whose update was refused, or before a
     step with a bad label. Returns the number of steps whose loss and count were written;
     ``status`` receives the last step's return value. ``targets`` advances by
-    ``target_step`` bytes per step (one block of labels or of target rows).
+    ``target_step`` bytes per step (one block of labels or of target rows). ``update.step``
+    is advanced by one after every update applied (Adam's bias corrections count the
+    updates).
     """
     cdef Py_ssize_t s
     cdef double loss = 0.0
     for s in range(n_steps):
         status[0] = _train_step(layers, n_layers, X + s * n * n_in, loss_kind,
                                 targets + s * target_step, dlogits, n, n_classes, params,
-                                grads, velocity, n_params, lr, momentum, nesterov,
-                                weight_decay, &loss, &n_correct[s])
+                                grads, state0, state1, n_params, update, &loss,
+                                &n_correct[s])
         if status[0] >= 0:
             return s
         losses[s] = loss
         if loss - loss != 0 or status[0] == STEP_UPDATE_NOT_FINITE:
             return s + 1
+        update.step += 1
     return n_steps
 
 
@@ -695,6 +801,14 @@ def sgd_momentum(floating[::1] param, const floating[::1] grad, floating[::1] ve
                       <floating> momentum, nesterov, <floating> weight_decay)
 
 
+def adam(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
+         floating[::1] exp_avg_sq, Py_ssize_t step, double lr, double beta1, double beta2,
+         double eps, double weight_decay, bint decoupled):
+    cdef AdamScalars c = _adam_scalars(step, lr, beta1, beta2, eps, weight_decay, decoupled)
+    with nogil:
+        _adam(_p1(param), _c1(grad), _p1(exp_avg), _p1(exp_avg_sq), param.shape[0], &c)
+
+
 def least_squares(const floating[:, ::1] A, const floating[::1] x, const floating[::1] b,
                   floating[::1] residual, floating[::1] grad):
     """loss = ||A x - b||^2 / (2 m); grad = A^T (A x - b) / m. residual is (m,) scratch."""
@@ -722,37 +836,76 @@ cdef void* _address(object array, object dtype) except? NULL:
     return <void*> <size_t> array.__array_interface__["data"][0]
 
 
+cdef int _read_update(object update, int kind, Update* u) except -1:
+    """Fill ``u`` from an update dict (``optimizer.step_update()``): its ``kind`` must be the
+    step's, and it holds that kind's settings (nncore._validation.UPDATE_KINDS)."""
+    if not isinstance(update, dict):
+        raise TypeError(f"update must be a dict (an optimizer's step_update()), got "
+                        f"{type(update).__name__}")
+    name = update.get("kind")
+    if UPDATE_KIND_CODES.get(name) != kind:
+        raise ValueError(f"this step was built for optimizer kind "
+                         f"{[k for k, c in UPDATE_KIND_CODES.items() if c == kind][0]!r}, "
+                         f"got an update of kind {name!r}")
+    try:
+        u.kind = kind
+        u.lr = update["lr"]
+        u.weight_decay = update["weight_decay"]
+        if kind == ADAM_UPDATE:
+            u.beta1, u.beta2, u.eps = update["beta1"], update["beta2"], update["eps"]
+            u.decoupled, u.step = update["decoupled"], update["step"]
+            u.momentum, u.nesterov = 0.0, False
+            if u.step < 1:
+                raise ValueError(f"update['step'] must be >= 1 (the number of the update "
+                                 f"about to be applied), got {u.step}")
+        else:
+            u.momentum, u.nesterov = update["momentum"], update["nesterov"]
+            u.beta1 = u.beta2 = u.eps = 0.0
+            u.decoupled, u.step = False, 1
+    except KeyError as error:
+        raise ValueError(f"a {name!r} update lacks {error.args[0]!r}") from None
+    return 0
+
+
 cdef class TrainStep:
     """One whole training step of a network in a single nogil call.
 
     Built by :func:`nncore.ops.train_step`, which allocates and checks every buffer and
     keeps them alive in ``arrays``; do not build it directly. ``run`` does forward, the loss
     (``loss``: a code of LOSS_CODES), backward into the flat gradient buffer and, when the
-    loss is finite, the momentum update of the flat parameter buffer.
+    loss is finite, the optimizer's update (SGD or Adam, ``kind``) of the flat parameter
+    buffer and of the optimizer's state buffers ``state0``, ``state1`` (SGD: the velocity
+    and NULL; Adam: the two moments).
     """
 
     cdef LayerPlan* layers
-    cdef int n_layers, n, n_in, n_classes, loss_kind
+    cdef int n_layers, n, n_in, n_classes, kind, loss_kind
     cdef bint single
     cdef void* dlogits
     cdef void* params
     cdef void* grads
-    cdef void* velocity
+    cdef void* state0
+    cdef void* state1
     cdef Py_ssize_t n_params
     cdef readonly object arrays
 
-    def __cinit__(self, list specs, int n, params, grads, velocity, dlogits, int loss):
+    def __cinit__(self, list specs, int n, params, grads, tuple state, dlogits, str kind,
+                  int loss):
         cdef int i
         cdef LayerPlan* L
         dtype = params.dtype
         self.loss_kind = loss
         self.single = dtype.itemsize == 4
+        self.kind = UPDATE_KIND_CODES[kind]
+        if len(state) != (2 if self.kind == ADAM_UPDATE else 1):
+            raise ValueError(f"a {kind!r} step takes {2 if self.kind == ADAM_UPDATE else 1} "
+                             f"state arrays, got {len(state)}")
         self.n_layers = len(specs)
         self.n = n
         self.layers = <LayerPlan*> PyMem_Malloc(self.n_layers * sizeof(LayerPlan))
         if self.layers == NULL:
             raise MemoryError()
-        self.arrays = (specs, params, grads, velocity, dlogits)
+        self.arrays = (specs, params, grads, state, dlogits)
         for i, spec in enumerate(specs):
             L = &self.layers[i]
             L.kind = LAYER_KIND_CODES[spec["kind"]]
@@ -767,22 +920,23 @@ cdef class TrainStep:
         self.n_in = self.layers[0].n_in
         self.n_classes = self.layers[self.n_layers - 1].n_out
         self.params, self.grads = _address(params, dtype), _address(grads, dtype)
-        self.velocity, self.dlogits = _address(velocity, dtype), _address(dlogits, dtype)
+        self.state0 = _address(state[0], dtype)
+        self.state1 = _address(state[1], dtype) if len(state) > 1 else NULL
+        self.dlogits = _address(dlogits, dtype)
         self.n_params = params.size
 
     def __dealloc__(self):
         PyMem_Free(self.layers)
 
-    def run(self, X, targets, double lr, double momentum, bint nesterov, double weight_decay):
+    def run(self, X, targets, update):
         """Returns ``(loss, n_correct, status)``: ``status`` is -1, UPDATE_NOT_FINITE (the
         update was skipped because it would make the weights non-finite), or a row whose
-        label is out of range (nothing was computed then)."""
+        label is out of range (nothing was computed then). ``update`` as for run_many."""
         cdef double[::1] loss = numpy_empty(1)
         cdef Py_ssize_t[::1] correct = numpy_zeros(1, dtype=numpy_intp)
         if len(targets) != self.n:
             raise ValueError(f"targets has {len(targets)} rows, the step expects {self.n}")
-        _, status = self.run_many(X, targets, 1, lr, momentum, nesterov, weight_decay, loss,
-                                  correct)
+        _, status = self.run_many(X, targets, 1, update, loss, correct)
         return loss[0], correct[0], status
 
     cdef const char* _targets(self, targets, Py_ssize_t rows, Py_ssize_t* step) except NULL:
@@ -801,23 +955,28 @@ cdef class TrainStep:
         step[0] = self.n * targets.strides[0]
         return <const char*> <size_t> targets.__array_interface__["data"][0]
 
-    def run_many(self, X, targets, Py_ssize_t n_steps, double lr, double momentum,
-                 bint nesterov, double weight_decay, double[::1] losses,
+    def run_many(self, X, targets, Py_ssize_t n_steps, update, double[::1] losses,
                  Py_ssize_t[::1] n_correct):
         """``n_steps`` consecutive steps on the consecutive row blocks of ``X``/``targets``
         (each block has this step's ``n`` rows), without returning to Python in between.
 
-        ``losses[s]`` and ``n_correct[s]`` receive each step's loss and correct count. Stops
-        after the first step whose loss is not finite or whose update would make the
-        weights non-finite (its update is skipped), or whose labels are out of range.
-        Returns ``(steps_done, status)``: ``steps_done`` counts the steps whose losses were
-        written; ``status`` is -1, UPDATE_NOT_FINITE, or the row of a bad label.
+        ``update`` is the optimizer's settings, a dict from ``optimizer.step_update()``:
+        ``kind`` (this step's) and that kind's settings; Adam's ``step`` is the number of
+        the first update of the call, and each applied update counts one more (the dict
+        itself is not changed). ``losses[s]`` and ``n_correct[s]`` receive each step's
+        loss and correct count. Stops after the first step whose loss is not finite or
+        whose update would make the weights or the optimizer state non-finite (its update
+        is skipped), or whose labels are out of range. Returns ``(steps_done, status)``:
+        ``steps_done`` counts the steps whose losses were written; ``status`` is -1,
+        UPDATE_NOT_FINITE, or the row of a bad label.
         """
         cdef const float[:, ::1] X32
         cdef const double[:, ::1] X64
         cdef const char* target_ptr
         cdef Py_ssize_t target_step = 0
+        cdef Update u
         cdef Py_ssize_t done = 0, status = -1, rows = n_steps * self.n
+        _read_update(update, self.kind, &u)
         if n_steps < 0 or losses.shape[0] < n_steps or n_correct.shape[0] < n_steps:
             raise ValueError("losses or n_correct too short for n_steps steps")
         if n_steps == 0:
@@ -829,20 +988,21 @@ cdef class TrainStep:
                 raise ValueError(f"X must have {rows} rows of {self.n_in} features")
             with nogil:
                 done = _train_steps(self.layers, self.n_layers, &X32[0, 0], self.loss_kind,
-                                    target_ptr, target_step, <float*> self.dlogits, self.n, self.n_in, self.n_classes,
+                                    target_ptr, target_step, <float*> self.dlogits, self.n,
+                                    self.n_in, self.n_classes,
                                     <float*> self.params, <float*> self.grads,
-                                    <float*> self.velocity, self.n_params, <float> lr,
-                                    <float> momentum, nesterov, <float> weight_decay, n_steps,
-                                    &losses[0], &n_correct[0], &status)
+                                    <float*> self.state0, <float*> self.state1, self.n_params,
+                                    &u, n_steps, &losses[0], &n_correct[0], &status)
         else:
             X64 = X
             if X64.shape[0] < rows or X64.shape[1] != self.n_in:
                 raise ValueError(f"X must have {rows} rows of {self.n_in} features")
             with nogil:
                 done = _train_steps(self.layers, self.n_layers, &X64[0, 0], self.loss_kind,
-                                    target_ptr, target_step, <double*> self.dlogits, self.n, self.n_in, self.n_classes,
+                                    target_ptr, target_step, <double*> self.dlogits, self.n,
+                                    self.n_in, self.n_classes,
                                     <double*> self.params, <double*> self.grads,
-                                    <double*> self.velocity, self.n_params, lr, momentum,
-                                    nesterov, weight_decay, n_steps, &losses[0],
-                                    &n_correct[0], &status)
+                                    <double*> self.state0, <double*> self.state1,
+                                    self.n_params, &u, n_steps, &losses[0], &n_correct[0],
+                                    &status)
         return done, status

@@ -379,6 +379,49 @@ def sgd_arguments(param, grad, velocity, lr, momentum, nesterov, weight_decay):
     return param, grad, velocity, lr, momentum, nesterov, weight_decay
 
 
+def adam_hyperparameters(lr, beta1, beta2, eps, weight_decay, decoupled,
+                         beta_names=("beta1", "beta2")):
+    """Adam's hyperparameters checked once for every caller (the kernels, the reference and
+    :class:`nncore.Adam`): ``lr >= 0``, betas in ``[0, 1)``, ``eps > 0``,
+    ``weight_decay >= 0``, all finite; ``decoupled`` (AdamW) a bool. ``beta_names`` name
+    the betas in messages (``nncore.Adam`` takes them as ``betas[0]``, ``betas[1]``)."""
+    lr = real_number("lr", lr, minimum=0.0)
+    beta1, beta2 = (real_number(name, beta, minimum=0.0, maximum=1.0, exclusive_maximum=True)
+                    for name, beta in zip(beta_names, (beta1, beta2)))
+    eps = real_number("eps", eps, minimum=0.0, exclusive_minimum=True)
+    weight_decay = real_number("weight_decay", weight_decay, minimum=0.0)
+    decoupled = boolean("decoupled", decoupled)
+    return lr, beta1, beta2, eps, weight_decay, decoupled
+
+
+def adam_arguments(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
+                   weight_decay, decoupled):
+    """Check the arguments of ``adam_``; return them normalised. ``step`` is the 1-based
+    number of the update (an integer >= 1: the bias corrections are 1 - beta ** step)."""
+    param = inplace_vector("param", param)
+    exp_avg = inplace_vector("exp_avg", exp_avg)
+    exp_avg_sq = inplace_vector("exp_avg_sq", exp_avg_sq)
+    grad = float_array("grad", grad, 1)
+    same_dtype(param=param, grad=grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
+    shape_is("grad", grad, param.shape, "same as param")
+    shape_is("exp_avg", exp_avg, param.shape, "same as param")
+    shape_is("exp_avg_sq", exp_avg_sq, param.shape, "same as param")
+    # as in sgd_arguments: the three updated arrays must be apart, and grad is either one of
+    # them exactly (element i is read before it is written) or apart from them
+    written = (("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq))
+    for i, (name, array) in enumerate(written):
+        for other_name, other in written[i + 1:]:
+            if np.may_share_memory(array, other):
+                raise ValueError(f"{name} and {other_name} must not overlap in memory")
+        if np.may_share_memory(grad, array) and not _same_memory(grad, array):
+            raise ValueError(f"grad must not partly overlap {name} (it is updated in place)")
+    step = integer("step", step, minimum=1)
+    lr, beta1, beta2, eps, weight_decay, decoupled = adam_hyperparameters(
+        lr, beta1, beta2, eps, weight_decay, decoupled)
+    return (param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+            decoupled)
+
+
 def linear_arguments(X, W, b):
     X = float_array("X", X, 2)
     W = float_array("W", W, 2)
@@ -471,8 +514,22 @@ STEP_SHAPES = {
 }
 
 
-def train_step_arguments(layers, n, params, grads, velocity, loss):
-    """Check the arguments of ``train_step`` (both backends); return ``(n, dtype)``.
+#: The optimizer updates of the fused training step (``train_step(..., optimizer=kind)``):
+#: for each kind, the state arrays it keeps beside the parameters (in the order
+#: ``train_step`` takes them) and the settings its update dict holds besides ``kind``
+#: (``optimizer.step_update()`` builds it). AdamW is Adam with ``decoupled=True``. The
+#: kernels' ``UPDATE_KIND_CODES`` lists the same kinds (the tests hold them to it).
+UPDATE_KINDS = {
+    "sgd": {"state": ("velocity",),
+            "settings": ("lr", "momentum", "nesterov", "weight_decay")},
+    "adam": {"state": ("exp_avg", "exp_avg_sq"),
+             "settings": ("lr", "beta1", "beta2", "eps", "weight_decay", "decoupled", "step")},
+}
+
+
+def train_step_arguments(layers, n, params, grads, state, optimizer="sgd",
+                         loss="softmax_cross_entropy"):
+    """Check the arguments of ``train_step`` (both backends); return ``(n, dtype, state)``.
 
     ``loss`` is "softmax_cross_entropy" or "mean_squared_error", the losses the fused step
     computes.
@@ -480,14 +537,28 @@ def train_step_arguments(layers, n, params, grads, velocity, loss):
     Each layer is a dict with ``kind`` (a key of :data:`STEP_SHAPES`), ``activation``,
     ``n_in``, ``n_out``, ``hidden`` and, for each slot of its kind, a parameter view and its
     gradient view (``W`` and ``dW``, ...), which must be C-contiguous views into ``params``
-    and ``grads`` of the shapes the kind reads.
+    and ``grads`` of the shapes the kind reads. ``optimizer`` is a key of
+    :data:`UPDATE_KINDS` and ``state`` a tuple of its state arrays (SGD: ``(velocity,)``;
+    Adam: ``(exp_avg, exp_avg_sq)``), each like ``params`` and apart from the others.
     """
+    optimizer = choice("optimizer", optimizer, UPDATE_KINDS)
+    names = UPDATE_KINDS[optimizer]["state"]
     params = inplace_vector("params", params)
     grads = inplace_vector("grads", grads)
-    velocity = inplace_vector("velocity", velocity)
-    dtype = same_dtype(params=params, grads=grads, velocity=velocity)
+    if not isinstance(state, (tuple, list)) or len(state) != len(names):
+        raise TypeError(f"state must be a tuple of the {optimizer!r} optimizer's "
+                        f"{len(names)} state array(s) {names}, got {type(state).__name__}"
+                        + (f" of {len(state)}" if isinstance(state, (tuple, list)) else ""))
+    state = tuple(inplace_vector(name, array) for name, array in zip(names, state))
+    dtype = same_dtype(params=params, grads=grads, **dict(zip(names, state)))
     shape_is("grads", grads, params.shape, "same as params")
-    shape_is("velocity", velocity, params.shape, "same as params")
+    for name, array in zip(names, state):
+        shape_is(name, array, params.shape, "same as params")
+    apart = (("params", params), ("grads", grads), *zip(names, state))
+    for i, (name, array) in enumerate(apart):
+        for other_name, other in apart[i + 1:]:
+            if np.may_share_memory(array, other):
+                raise ValueError(f"{name} and {other_name} must not overlap in memory")
     n = integer("n", n)
     choice("loss", loss, ("softmax_cross_entropy", "mean_squared_error"))
     if not layers:
@@ -510,4 +581,4 @@ def train_step_arguments(layers, n, params, grads, velocity, loss):
                         f"layer {i}: {key} must be a C-contiguous {dtype} view of shape "
                         f"{shape} into the flat buffer")
         n_in = layer["n_out"]
-    return n, dtype
+    return n, dtype, state

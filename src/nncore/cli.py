@@ -4,6 +4,7 @@
     nncore train --data gmm --arch mlp --layers 64,64,64 --epochs 20
     nncore train --data path/to/PeaksData.mat --out runs --name my-run
     nncore train --task regression --data curve.csv --arch mlp --layers 32,32
+    nncore train --optimizer adam     # Adam at its default rate 0.001 (SGD's is 0.02)
     nncore gradcheck --quick          # every derivative check; exit status 1 if any fails
     nncore gradcheck --dtype float32 --out gradcheck-float32
     nncore search --grid grid.toml --data peaks --n-jobs 2   # ranked table; resumable
@@ -22,14 +23,23 @@ import time
 __all__ = ["main"]
 
 #: The documented defaults of ``nncore train`` (and what ``nncore train`` with no argument does).
+#: ``lr``, ``momentum``, ``nesterov`` and ``weight_decay`` are SGD's; with another
+#: ``--optimizer`` the optimizer settings not given default to that optimizer's own
+#: (:data:`OPTIMIZER_FLAGS`; Adam and AdamW: lr 0.001, betas 0.9 and 0.999, eps 1e-8).
 TRAIN_DEFAULTS = {
     "data": "peaks", "arch": "resnet", "width": 64, "depth": 4, "hidden": None,
     "task": "classification",
     "layers": "64,64,64", "activation": "tanh", "dtype": "float32", "epochs": 30,
-    "batch_size": 64, "lr": 0.02, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
-    "schedule": "cosine", "patience": 0, "seed": 0, "verbose": 1, "out": "runs",
-    "name": None, "plots": True,
+    "batch_size": 64, "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "nesterov": False,
+    "weight_decay": 0.0, "schedule": "cosine", "patience": 0, "seed": 0, "verbose": 1,
+    "out": "runs", "name": None, "plots": True,
 }
+#: The optimizer options of ``nncore train``: option -> the optimizer constructor parameter
+#: it sets (``--beta1``/``--beta2`` the two entries of ``betas``). An option is refused with
+#: an optimizer whose constructor does not take its parameter (``--momentum`` with Adam).
+OPTIMIZER_FLAGS = {"--lr": "lr", "--momentum": "momentum", "--nesterov": "nesterov",
+                   "--weight-decay": "weight_decay", "--beta1": "betas", "--beta2": "betas",
+                   "--eps": "eps"}
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -75,6 +85,47 @@ def _non_negative_float(text):
     return value
 
 
+def _unit_interval(text):
+    value = _parsed(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
+    return value
+
+
+def _constructor_defaults(cls):
+    """The defaults of an optimizer's constructor parameters, by name."""
+    import inspect
+
+    return {name: parameter.default
+            for name, parameter in inspect.signature(cls).parameters.items()}
+
+
+def _optimizer(args):
+    """The optimizer of ``nncore train``'s options: ``--optimizer`` names the class in
+    ``OPTIMIZERS``; the options given set its constructor parameters (OPTIMIZER_FLAGS), the
+    others keep its defaults. An option the optimizer does not take is refused."""
+    from .optim import OPTIMIZERS
+
+    cls = OPTIMIZERS[args.optimizer]
+    defaults = _constructor_defaults(cls)
+    given = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in OPTIMIZER_FLAGS}
+    given = {flag: value for flag, value in given.items() if value is not None}
+    settings = {"schedule": args.schedule}
+    for flag, value in given.items():
+        parameter = OPTIMIZER_FLAGS[flag]
+        if parameter not in defaults:
+            takers = [name for name, other in OPTIMIZERS.items()
+                      if parameter in _constructor_defaults(other)]
+            raise ValueError(f"{flag} is for --optimizer {' or '.join(takers)}, not "
+                             f"{args.optimizer}")
+        if parameter == "betas":
+            betas = list(settings.get("betas", defaults["betas"]))
+            betas[flag == "--beta2"] = value
+            value = tuple(betas)
+        settings[parameter] = value
+    return cls(**settings)
+
+
 def _layer_sizes(text):
     try:
         sizes = [int(part) for part in text.split(",") if part.strip()]
@@ -91,7 +142,7 @@ def _build_parser():
     from .activations import names as activation_names
     from .losses import TASKS
     from .network import ARCHITECTURES, BACKENDS
-    from .optim import SCHEDULES
+    from .optim import OPTIMIZERS, SCHEDULES
 
     parser = _ArgumentParser(
         prog="nncore",
@@ -99,8 +150,8 @@ def _build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_ArgumentParser)
     train = commands.add_parser(
         "train", help="train a network and save it with its history and figures",
-        description="Train a network by mini-batch SGD with momentum and write the model, "
-                    "history.csv and figures into OUT/NAME/.")
+        description="Train a network by mini-batch SGD with momentum, Adam or AdamW and write "
+                    "the model, history.csv and figures into OUT/NAME/.")
     d = TRAIN_DEFAULTS
     data = train.add_argument_group("data")
     data.add_argument("--data", default=d["data"],
@@ -133,13 +184,42 @@ def _build_parser():
                      help="(default: %(default)s)")
     opt.add_argument("--batch-size", type=_positive_int, default=d["batch_size"],
                      help="(default: %(default)s)")
-    opt.add_argument("--lr", type=_positive_float, default=d["lr"],
-                     help="learning rate (default: %(default)s)")
-    opt.add_argument("--momentum", type=_non_negative_float, default=d["momentum"],
+    opt.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=d["optimizer"],
                      help="(default: %(default)s)")
-    opt.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
-    opt.add_argument("--weight-decay", type=_non_negative_float, default=d["weight_decay"],
-                     help="L2 penalty (default: %(default)s)")
+    # None: not given, so the optimizer's own default (SGD's are TRAIN_DEFAULTS')
+    defaults = {name: _constructor_defaults(cls) for name, cls in OPTIMIZERS.items()}
+
+    def takers(parameter):
+        return [name for name, values in defaults.items() if parameter in values]
+
+    def default(parameter, index=None):
+        """The optimizers' defaults of ``parameter`` ("sgd 0.02, adam 0.001, ...")."""
+        values = {name: defaults[name][parameter] for name in takers(parameter)}
+        values = {name: value if index is None else value[index]
+                  for name, value in values.items()}
+        if len(set(values.values())) == 1:
+            return f"{next(iter(values.values())):g}"
+        return ", ".join(f"{name} {value:g}" for name, value in values.items())
+
+    opt.add_argument("--lr", type=_positive_float, default=None,
+                     help=f"learning rate (default: the optimizer's: {default('lr')})")
+    opt.add_argument("--momentum", type=_non_negative_float, default=None,
+                     help=f"for {'/'.join(takers('momentum'))} (default: "
+                          f"{default('momentum')})")
+    opt.add_argument("--nesterov", action="store_true", default=None,
+                     help=f"Nesterov momentum, for {'/'.join(takers('nesterov'))}")
+    opt.add_argument("--weight-decay", type=_non_negative_float, default=None,
+                     help="L2 penalty; decoupled weight decay for AdamW (default: the "
+                          f"optimizer's: {default('weight_decay')})")
+    opt.add_argument("--beta1", type=_unit_interval, default=None,
+                     help=f"first-moment decay in [0, 1), for {'/'.join(takers('betas'))} "
+                          f"(default: {default('betas', 0)})")
+    opt.add_argument("--beta2", type=_unit_interval, default=None,
+                     help=f"second-moment decay in [0, 1), for {'/'.join(takers('betas'))} "
+                          f"(default: {default('betas', 1)})")
+    opt.add_argument("--eps", type=_positive_float, default=None,
+                     help=f"denominator term, for {'/'.join(takers('eps'))} (default: "
+                          f"{default('eps')})")
     opt.add_argument("--schedule", choices=tuple(SCHEDULES),
                      default=d["schedule"], help="learning-rate schedule (default: %(default)s)")
     opt.add_argument("--patience", type=_non_negative_int, default=d["patience"],
@@ -163,9 +243,10 @@ def _add_gradcheck_parser(commands, backends):
     gradcheck = commands.add_parser(
         "gradcheck", help="run every gradient, Jacobian and Jacobian-transpose check",
         description="Run the ready-made derivative checks of every part of nncore (Taylor "
-                    "tests with fitted orders, Jacobian-transpose tests, SGD on least squares "
-                    "against numpy.linalg.lstsq), print one table per check and a summary, "
-                    "write figures into OUT. Exit status 0 if every check passes, 1 if not.")
+                    "tests with fitted orders, Jacobian-transpose tests, SGD and Adam on least "
+                    "squares against numpy.linalg.lstsq), print one table per check and a "
+                    "summary, write figures into OUT. Exit status 0 if every check passes, 1 "
+                    "if not.")
     gradcheck.add_argument("--quick", action="store_true",
                            help="fewer Taylor steps (float64: 12 quarterings of eps instead "
                                 "of 20 halvings) and only the overview and least-squares "
@@ -272,7 +353,6 @@ _SCORE_HEADERS = {"rmse": "RMSE", "r2": "R^2"}
 def _train(args):
     from . import datasets, losses
     from .network import applicable, build, describe
-    from .optim import SGD
     from .train import EarlyStopping, TrainingDiverged
 
     X, y, X_val, y_val = datasets.load(args.data, task=args.task)
@@ -289,8 +369,7 @@ def _train(args):
     settings["loss"] = loss.name  # build and describe take it beside the architecture's own
     net = build(X.shape[1], n_outputs, args.seed, args.arch, dtype=args.dtype, **settings)
     described = describe(args.arch, **settings)
-    optimizer = SGD(lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
-                    weight_decay=args.weight_decay, schedule=args.schedule)
+    optimizer = _optimizer(args)
     callbacks = [EarlyStopping(patience=args.patience)] if args.patience else []
 
     label = _dataset_label(args.data)
@@ -300,7 +379,7 @@ def _train(args):
 
     print(f"training {described} ({net.n_params:,} parameters, {net.dtype.name}) on {label}: "
           f"{len(X):,} train / {len(X_val):,} validation samples, {X.shape[1]} features, "
-          f"{outputs}", flush=True)
+          f"{outputs}; {optimizer!r}", flush=True)
     started = time.perf_counter()
     try:
         history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
@@ -425,6 +504,8 @@ def _gradcheck(args):
         for item, result in zip(checks, results):
             if isinstance(result, check.LeastSquaresResult):
                 figures.append(result.plot(os.path.join(args.out, "least_squares.png")))
+            elif isinstance(result, check.AdamLeastSquaresResult):
+                figures.append(result.plot(os.path.join(args.out, "least_squares_adam.png")))
         if not args.quick:
             for group, members in groups.items():
                 path = check.plot_results(members, os.path.join(args.out, f"{group}.png"),

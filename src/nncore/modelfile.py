@@ -178,34 +178,69 @@ CHECKPOINT_FORMAT = "nncore-checkpoint"
 CHECKPOINT_FILE = "checkpoint.npz"
 
 
-def save_checkpoint(path, network_state, velocity, state):
-    """Write a training checkpoint atomically: the network's state, the optimizer's
-    velocity and ``state`` (a JSON-able dict: epochs done, shuffling RNG state, history,
-    settings)."""
-    header_bytes = _header(network_state, CHECKPOINT_FORMAT, state=state)
+#: Archive entries that are not optimizer state arrays.
+_RESERVED = ("header", "params")
+
+
+def save_checkpoint(path, network_state, optimizer_state, state):
+    """Write a training checkpoint atomically: the network's state, the optimizer's state
+    and ``state`` (a JSON-able dict: epochs done, shuffling RNG state, history, settings).
+
+    ``optimizer_state`` is ``{"name": str, "arrays": {name: array like the parameters},
+    "counters": {name: int}}``: each array is stored under its own name (SGD's under
+    ``velocity``, as checkpoints have always held it), the name and counters in the
+    header."""
+    arrays = dict(optimizer_state["arrays"])
+    for name, array in arrays.items():
+        if name in _RESERVED or not isinstance(array, np.ndarray) \
+                or array.shape != network_state["params"].shape:
+            raise ValueError(f"optimizer state array {name!r} cannot be checkpointed")
+    header_bytes = _header(network_state, CHECKPOINT_FORMAT, state=state,
+                           optimizer={"name": optimizer_state["name"], "arrays": list(arrays),
+                                      "counters": dict(optimizer_state["counters"])})
     atomic_write(path, lambda f: np.savez(f, header=header_bytes,
-                                          params=network_state["params"], velocity=velocity))
+                                          params=network_state["params"], **arrays))
     return path
 
 
 def load_checkpoint(path):
-    """Read a checkpoint: returns ``(network_state, velocity, state)``, ``state`` being the
-    training state. Raises ModelFileError for anything that is not a valid checkpoint."""
+    """Read a checkpoint: returns ``(network_state, optimizer_state, state)``, with
+    ``optimizer_state`` as :func:`save_checkpoint` takes it and ``state`` the training
+    state. A checkpoint written before optimizers other than SGD existed holds only
+    ``velocity``: it reads as SGD's state. Raises ModelFileError for anything that is not a
+    valid checkpoint."""
     path = os.fspath(path)
+    header, params = read_header_and_params(path, expected_format=CHECKPOINT_FORMAT)
+    saved = header.get("optimizer", {"name": "sgd", "arrays": ["velocity"], "counters": {}})
+    if not isinstance(saved, dict) or not isinstance(saved.get("name"), str) \
+            or not isinstance(saved.get("arrays"), list) \
+            or not isinstance(saved.get("counters"), dict) \
+            or not all(isinstance(name, str) and name not in _RESERVED
+                       for name in saved["arrays"]) \
+            or not all(type(value) is int and value >= 0
+                       for value in saved["counters"].values()):
+        raise ModelFileError(f"{path!r}: the checkpoint's optimizer entry is invalid")
+    arrays = {}
     try:
         with _open_npz(path) as archive:
-            if "velocity" not in archive.files:
-                raise ModelFileError(f"{path!r} is not an nncore checkpoint: it lacks 'velocity'")
-            velocity = archive["velocity"]
+            for name in saved["arrays"]:
+                if name not in archive.files:
+                    raise ModelFileError(f"{path!r} is not an nncore checkpoint: it lacks "
+                                         f"{name!r}")
+                arrays[name] = archive[name]
     except ModelFileError:
         raise
     except ValueError as error:
         raise ModelFileError(f"{path!r} cannot be read safely as a checkpoint: {error}") from None
     except _CORRUPTION_ERRORS as error:
         raise ModelFileError(f"{path!r} is truncated or corrupted: {error}") from None
-    header, params = read_header_and_params(path, expected_format=CHECKPOINT_FORMAT)
-    if velocity.shape != params.shape or velocity.dtype != params.dtype:
-        raise ModelFileError(f"{path!r}: velocity does not match the parameters")
+    for name, array in arrays.items():
+        if array.shape != params.shape or array.dtype != params.dtype:
+            raise ModelFileError(f"{path!r}: {name} does not match the parameters")
+        if not np.isfinite(array).all():
+            raise ModelFileError(f"{path!r}: {name} contains NaN or infinity")
     if not isinstance(header.get("state"), dict):
         raise ModelFileError(f"{path!r}: the checkpoint has no training state")
-    return _state(header, params), velocity, header["state"]
+    optimizer_state = {"name": saved["name"], "arrays": arrays,
+                       "counters": dict(saved["counters"])}
+    return _state(header, params), optimizer_state, header["state"]

@@ -191,14 +191,16 @@ class Network:
     def _loss(self, logits, y, out=None):
         return getattr(self._backend, self.loss_function.function)(logits, y, out=out)
 
-    def train_step(self, n, velocity):
-        """A step function for batches of ``n`` rows: ``step.run(X, y, lr, momentum,
-        nesterov, weight_decay) -> (loss, n_correct, status)`` computes the loss and
-        gradient and, if the loss is finite, applies the SGD update with ``velocity``
-        (see ``train_step`` in :mod:`nncore.ops`; on the kernels backend it is one fused
-        nogil call, on the reference the same sequence of NumPy calls)."""
+    def train_step(self, n, state, optimizer="sgd"):
+        """A step function for batches of ``n`` rows: ``step.run(X, y, update) -> (loss,
+        n_correct, status)`` computes the loss and gradient and, if the loss is finite,
+        applies the optimizer's update to the parameters and to ``state``, the tuple of its
+        state arrays (``optimizer`` is the kind of update, "sgd" or "adam"; ``update`` the
+        optimizer's ``step_update()``). See ``train_step`` in :mod:`nncore.ops`: on the
+        kernels backend it is one fused nogil call, on the reference the same sequence of
+        NumPy calls."""
         return self._backend.train_step([layer.step_spec() for layer in self.layers], n,
-                                        self.params, self.grads, velocity,
+                                        self.params, self.grads, state, optimizer=optimizer,
                                         loss=self.loss_function.name)
 
     # --- public API --------------------------------------------------------------------------

@@ -56,6 +56,7 @@ _RESIDUAL_FORWARD = _specialisations(_kernels.residual_forward)
 _RESIDUAL_BACKWARD = _specialisations(_kernels.residual_backward)
 _RESIDUAL_JVP = _specialisations(_kernels.residual_jvp)
 _SGD = _specialisations(_kernels.sgd_momentum)
+_ADAM = _specialisations(_kernels.adam)
 _LEAST_SQUARES = _specialisations(_kernels.least_squares)
 
 
@@ -331,6 +332,38 @@ def sgd_momentum_(param, grad, velocity, lr, momentum=0.0, nesterov=False, weigh
     _SGD[param.dtype](param, grad, velocity, lr, momentum, nesterov, weight_decay)
 
 
+def adam_(param, grad, exp_avg, exp_avg_sq, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+          weight_decay=0.0, decoupled=False):
+    """Update number ``step`` of Adam (or AdamW), in place, in one pass (PyTorch's rule,
+    amsgrad and maximize off, in its order of operations)::
+
+        if decoupled: param *= 1 - lr * weight_decay; g = grad       # AdamW
+        else:         g = grad + weight_decay * param                 # Adam
+        exp_avg += (g - exp_avg) * (1 - beta1)                        # torch.lerp
+        exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+        denom = sqrt(exp_avg_sq) / sqrt(1 - beta2 ** step) + eps
+        param -= lr / (1 - beta1 ** step) * exp_avg / denom
+
+    Parameters
+    ----------
+    param, exp_avg, exp_avg_sq : 1-D C-contiguous writeable arrays, modified in place
+        The parameters and the first and second moments (zeros before the first update).
+    grad : 1-D array of the same shape and dtype (may be read-only; may be ``param``)
+    step : int >= 1
+        The number of this update (1 for the first): the bias corrections use it.
+    lr, weight_decay : finite floats >= 0
+    beta1, beta2 : floats in [0, 1)
+    eps : float > 0
+    decoupled : bool
+        AdamW's decoupled weight decay instead of Adam's L2 term.
+    """
+    (param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+     decoupled) = v.adam_arguments(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2,
+                                   eps, weight_decay, decoupled)
+    _ADAM[param.dtype](param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps,
+                       weight_decay, decoupled)
+
+
 def least_squares(A, x, b):
     """Least-squares objective ``||A x - b||^2 / (2 m)`` and its gradient ``A.T (A x - b) / m``.
 
@@ -348,7 +381,7 @@ def least_squares(A, x, b):
 
 # --- a whole training step ------------------------------------------------------------------
 
-def train_step(layers, n, params, grads, velocity, loss="softmax_cross_entropy"):
+def train_step(layers, n, params, grads, state, optimizer="sgd", loss="softmax_cross_entropy"):
     """Build a fused training step for batches of ``n`` rows: one nogil call per step.
 
     Parameters
@@ -359,8 +392,14 @@ def train_step(layers, n, params, grads, velocity, loss="softmax_cross_entropy")
         views ``W``, ``b``, ``dW``, ``db`` (residual: ``W`` is W1, ``b`` is b1, plus ``W2``,
         ``dW2``), each a C-contiguous view into ``params`` / ``grads``.
     n : int >= 1
-    params, grads, velocity : 1-D arrays of one float dtype
-        The flat buffers: ``run`` writes ``grads`` and updates ``params`` and ``velocity``.
+    params, grads : 1-D arrays of one float dtype
+        The flat buffers: ``run`` writes ``grads`` and updates ``params``.
+    state : tuple of 1-D arrays like ``params``
+        The optimizer's state, updated in place: ``(velocity,)`` for SGD,
+        ``(exp_avg, exp_avg_sq)`` for Adam (``optimizer.step_state()``).
+    optimizer : {"sgd", "adam"}
+        The kind of update (:data:`nncore._validation.UPDATE_KINDS`; AdamW is "adam" with
+        ``decoupled``).
     loss : {"softmax_cross_entropy", "mean_squared_error"}
         What the step minimises: ``targets`` are then integer labels ``(n,)`` (intp), or
         values ``(n, n_outputs)`` of the buffers' dtype.
@@ -368,18 +407,24 @@ def train_step(layers, n, params, grads, velocity, loss="softmax_cross_entropy")
     Returns
     -------
     TrainStep
-        ``step.run(X, targets, lr, momentum, nesterov, weight_decay)`` returns
-        ``(loss, n_correct, status)``; the update is skipped when the loss is not finite,
-        and also when it would make a weight non-finite (then ``status`` is
+        ``step.run(X, targets, update)`` returns ``(loss, n_correct, status)``: ``update``
+        is a dict from ``optimizer.step_update()``, ``{"kind": "sgd", "lr", "momentum",
+        "nesterov", "weight_decay"}`` or ``{"kind": "adam", "lr", "beta1", "beta2", "eps",
+        "weight_decay", "decoupled", "step"}`` (``step``: the 1-based number of the next
+        update). The update is skipped when the loss is not finite, and also when it would
+        make a weight or a state value non-finite (then ``status`` is
         :data:`nncore.status.UPDATE_NOT_FINITE`; otherwise :data:`nncore.status.OK`, or the
         row of an out-of-range label).
-        ``step.run_many(X, targets, n_steps, lr, momentum, nesterov, weight_decay, losses,
-        n_correct)`` runs ``n_steps`` steps on consecutive row blocks without returning to
-        Python, stopping after a non-finite loss or a skipped update; it returns
-        ``(steps_done, status)``.
+        ``step.run_many(X, targets, n_steps, update, losses, n_correct)`` runs ``n_steps``
+        steps on consecutive row blocks without returning to Python (Adam's step number
+        counting up from ``update["step"]``; the dict is not changed), stopping after a
+        non-finite loss or a skipped update; it returns ``(steps_done, status)``. The
+        updates applied are ``steps_done``, less one if the last step's loss was not finite
+        or its update was skipped.
         ``step.outputs`` lists each layer's output buffer (the last holds the logits).
     """
-    n, dtype = v.train_step_arguments(layers, n, params, grads, velocity, loss)
+    n, dtype, state = v.train_step_arguments(layers, n, params, grads, state, optimizer,
+                                              loss)
     specs, outputs = [], []
     for i, layer in enumerate(layers):
         n_in, n_out, hidden = layer["n_in"], layer["n_out"], layer.get("hidden", 0)
@@ -398,7 +443,7 @@ def train_step(layers, n, params, grads, velocity, loss="softmax_cross_entropy")
         specs.append(spec)
         outputs.append(spec["out"])
     dlogits = np.empty((n, layers[-1]["n_out"]), dtype=dtype)
-    step = _kernels.TrainStep(specs, n, params, grads, velocity, dlogits,
+    step = _kernels.TrainStep(specs, n, params, grads, state, dlogits, optimizer,
                               _kernels.LOSS_CODES[loss])
     return _TrainStepHandle(step, outputs)
 

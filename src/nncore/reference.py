@@ -201,6 +201,46 @@ def sgd_momentum_(param, grad, velocity, lr, momentum=0.0, nesterov=False, weigh
     param -= lr * step
 
 
+def adam_(param, grad, exp_avg, exp_avg_sq, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+          weight_decay=0.0, decoupled=False):
+    """Update number ``step`` of Adam (AdamW if ``decoupled``) in place, PyTorch's rule in
+    its order of operations (``torch.optim.Adam``, single-tensor path, amsgrad off)::
+
+        if decoupled: param *= 1 - lr * weight_decay; g = grad
+        else:         g = grad + weight_decay * param
+        exp_avg = torch.lerp(exp_avg, g, 1 - beta1)
+        exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+        denom = sqrt(exp_avg_sq) / sqrt(1 - beta2 ** step) + eps
+        param -= lr / (1 - beta1 ** step) * exp_avg / denom
+
+    ``param``, ``exp_avg`` and ``exp_avg_sq`` are 1-D, contiguous and modified in place.
+    Scalars are rounded to the arrays' dtype where PyTorch rounds them to the tensor's.
+    Returns None.
+    """
+    (param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+     decoupled) = v.adam_arguments(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2,
+                                   eps, weight_decay, decoupled)
+    real = param.dtype.type
+    g = grad.copy()  # every input is read before anything is written: grad may be param
+    p = param * real(1 - lr * weight_decay) if decoupled else param.copy()
+    if not decoupled:
+        g = g + real(weight_decay) * param
+    # torch.lerp(start, end, w): start + w (end - start) if |w| < 0.5, else
+    # end - (end - start) (1 - w), with w (and 1 - w) in the tensor's dtype
+    weight = real(1 - beta1)
+    if abs(weight) < 0.5:
+        m = exp_avg + weight * (g - exp_avg)
+    else:
+        m = g - (g - exp_avg) * (real(1) - weight)
+    v_new = exp_avg_sq * real(beta2) + real(1 - beta2) * g * g
+    step_size = lr / (1 - beta1 ** step)
+    bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
+    denom = np.sqrt(v_new) / real(bias_correction2_sqrt) + real(eps)
+    param[...] = p + real(-step_size) * m / denom
+    exp_avg[...] = m
+    exp_avg_sq[...] = v_new
+
+
 def least_squares(A, x, b):
     """``loss = ||A x - b||^2 / (2 m)`` and its gradient ``A^T (A x - b) / m``.
 
@@ -222,25 +262,38 @@ _STEP_FUNCTIONS = {"dense": (linear_forward, linear_backward),
                    "residual": (residual_forward, residual_backward)}
 
 
-def train_step(layers, n, params, grads, velocity, loss="softmax_cross_entropy"):
+#: The update of each optimizer kind of the fused step, from the flat buffers, the state
+#: arrays and the update dict (``_validation.UPDATE_KINDS`` lists the kinds).
+_UPDATES = {
+    "sgd": lambda params, grads, state, u: sgd_momentum_(
+        params, grads, *state, u["lr"], u["momentum"], u["nesterov"], u["weight_decay"]),
+    "adam": lambda params, grads, state, u: adam_(
+        params, grads, *state, u["step"], u["lr"], u["beta1"], u["beta2"], u["eps"],
+        u["weight_decay"], u["decoupled"]),
+}
+
+
+def train_step(layers, n, params, grads, state, optimizer="sgd", loss="softmax_cross_entropy"):
     """A training step for batches of ``n`` rows, as plain NumPy calls layer by layer.
 
-    The same contract as :func:`nncore.ops.train_step` (see there): ``step.run(X, labels,
-    lr, momentum, nesterov, weight_decay) -> (loss, n_correct, status)`` and
-    ``step.run_many(...) -> (steps_done, status)``, with the same status codes
-    (:mod:`nncore.status`) and the same rule that an update which would make a weight
-    non-finite is not applied.
+    The same contract as :func:`nncore.ops.train_step` (see there): ``state`` is the tuple
+    of the optimizer's state arrays, ``optimizer`` the kind of update, ``loss`` what it
+    minimises; ``step.run(X, targets, update) -> (loss, n_correct, status)`` and
+    ``step.run_many(X, targets, n_steps, update, losses, n_correct) -> (steps_done,
+    status)``, with the same status codes
+    (:mod:`nncore.status`) and the same rule that an update which would make a weight or a
+    state value non-finite is not applied.
     """
-    n, _ = v.train_step_arguments(layers, n, params, grads, velocity, loss)
-    return _TrainStep(layers, n, params, grads, velocity, loss)
+    n, _, state = v.train_step_arguments(layers, n, params, grads, state, optimizer, loss)
+    return _TrainStep(layers, n, params, grads, state, optimizer, loss)
 
 
 class _TrainStep:
-    __slots__ = ("layers", "n", "params", "grads", "velocity", "outputs", "loss")
+    __slots__ = ("layers", "n", "params", "grads", "state", "kind", "loss", "outputs")
 
-    def __init__(self, layers, n, params, grads, velocity, loss):
+    def __init__(self, layers, n, params, grads, state, kind, loss):
         self.layers, self.n, self.loss = layers, n, loss
-        self.params, self.grads, self.velocity = params, grads, velocity
+        self.params, self.grads, self.state, self.kind = params, grads, state, kind
         self.outputs = [np.empty((n, layer["n_out"]), dtype=params.dtype) for layer in layers]
 
     @staticmethod
@@ -265,7 +318,19 @@ class _TrainStep:
             for slot, value in zip(self._slots(layer), grads):
                 layer["d" + slot][...] = value
 
-    def run(self, X, targets, lr, momentum, nesterov, weight_decay):
+    def _check_update(self, update):
+        if not isinstance(update, dict):
+            raise TypeError(f"update must be a dict (an optimizer's step_update()), got "
+                            f"{type(update).__name__}")
+        if update.get("kind") != self.kind:
+            raise ValueError(f"this step was built for optimizer kind {self.kind!r}, got an "
+                             f"update of kind {update.get('kind')!r}")
+        for key in v.UPDATE_KINDS[self.kind]["settings"]:
+            if key not in update:
+                raise ValueError(f"a {self.kind!r} update lacks {key!r}")
+
+    def run(self, X, targets, update):
+        self._check_update(update)
         logits, caches = self._forward(X)
         if self.loss == "mean_squared_error":
             (loss, dlogits), n_correct = mean_squared_error(logits, targets), 0
@@ -279,23 +344,26 @@ class _TrainStep:
         if not math.isfinite(loss):
             return loss, n_correct, status.OK
         # update copies first, so weights that would go non-finite are never written
-        params, velocity = self.params.copy(), self.velocity.copy()
-        sgd_momentum_(params, self.grads, velocity, lr, momentum, nesterov, weight_decay)
-        if not (np.isfinite(params).all() and np.isfinite(velocity).all()):
+        params, state = self.params.copy(), tuple(array.copy() for array in self.state)
+        _UPDATES[self.kind](params, self.grads, state, update)
+        if not all(np.isfinite(array).all() for array in (params, *state)):
             return loss, n_correct, status.UPDATE_NOT_FINITE
-        self.params[...], self.velocity[...] = params, velocity
+        self.params[...] = params
+        for array, value in zip(self.state, state):
+            array[...] = value
         return loss, n_correct, status.OK
 
-    def run_many(self, X, targets, n_steps, lr, momentum, nesterov, weight_decay, losses,
-                 n_correct):
-        n = self.n
+    def run_many(self, X, targets, n_steps, update, losses, n_correct):
+        self._check_update(update)
+        update, n = dict(update), self.n  # Adam's step counts up; the caller's dict stays
         for s in range(n_steps):
             rows = slice(s * n, (s + 1) * n)
-            loss, correct, code = self.run(X[rows], targets[rows], lr, momentum, nesterov,
-                                           weight_decay)
+            loss, correct, code = self.run(X[rows], targets[rows], update)
             if code >= 0:  # a bad label: nothing was computed for this step
                 return s, code
             losses[s], n_correct[s] = loss, correct
             if not math.isfinite(loss) or code != status.OK:
                 return s + 1, code
+            if "step" in update:
+                update["step"] += 1
         return n_steps, status.OK

@@ -9,10 +9,11 @@
 
 How it works
 ------------
-- A *trial* is one combination of the grid's values, completed by ``fixed`` and by
-  :data:`TRAINING_DEFAULTS`. Keys in :data:`TRAINING_KEYS` set the optimiser, the batch size
-  and the number of epochs; ``repeat`` only changes the seed (for replicas); every other key
-  goes to ``build``, which makes the network.
+- A *trial* is one combination of the grid's values, completed by ``fixed`` and by the
+  defaults (:func:`training_defaults`). Keys in :data:`TRAINING_KEYS` set the optimiser
+  (``optimizer``, a name in :data:`nncore.optim.OPTIMIZERS`, default "sgd", and its
+  settings), the batch size and the number of epochs; ``repeat`` only changes the seed (for
+  replicas); every other key goes to ``build``, which makes the network.
 - Each trial's seeds come from the base ``seed`` and the trial's resolved settings (a hash of
   their canonical JSON), never from its position in the grid or the worker that runs it. With
   BLAS limited to one thread inside each trial, the same search gives the same trials, bit
@@ -44,7 +45,7 @@ from . import __version__
 from . import _validation as v
 from ._validation import integer
 from .network import build
-from .optim import SCHEDULES, SGD
+from .optim import OPTIMIZERS, SCHEDULES
 from .parallel import checked_n_jobs, one_blas_thread, run_unordered
 from .results import (METRICS, RECORD_FORMAT, ResultsWriter, SearchResults, canonical,
                       read_results, score, value_text)
@@ -54,6 +55,7 @@ __all__ = [
     "METRICS",
     "TRAINING_DEFAULTS",
     "TRAINING_KEYS",
+    "training_defaults",
     "SearchResults",
     "build_network",
     "grid_search",
@@ -63,14 +65,20 @@ __all__ = [
 ]
 
 #: Grid keys that set training rather than the network, and their defaults (those of
-#: ``nncore train``). ``epochs`` defaults to the ``epochs`` argument of :func:`grid_search`.
+#: ``nncore train``, whose optimizer is SGD). ``epochs`` defaults to the ``epochs`` argument
+#: of :func:`grid_search`; a trial with another ``optimizer`` takes that optimizer's own
+#: defaults for the settings not given (:func:`training_defaults`).
 TRAINING_DEFAULTS = {"lr": 0.02, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
                      "schedule": "cosine", "batch_size": 64}
-TRAINING_KEYS = (*TRAINING_DEFAULTS, "epochs")
+#: The optimizer of a trial that names none. Its trials' keys and seeds leave the
+#: ``optimizer`` key out, so results files written before it existed keep resuming.
+DEFAULT_OPTIMIZER = "sgd"
+TRAINING_KEYS = (*TRAINING_DEFAULTS, "epochs", "optimizer", "betas", "eps")
 #: A grid key that changes only the trial's seed: ``repeat = [0, 1, 2]`` runs three replicas.
 REPEAT_KEY = "repeat"
 
-_FLOAT_KEYS = ("lr", "momentum", "weight_decay")
+_FLOAT_KEYS = ("lr", "momentum", "weight_decay", "eps")
+_POSITIVE_KEYS = ("lr", "eps")
 _INT_KEYS = {"batch_size": 1, "epochs": 1, "width": 1, "depth": 0, "hidden": 1,
              REPEAT_KEY: 0}
 
@@ -109,7 +117,7 @@ def _normalise(where, key, value):
         raise TypeError(f"{where} keys must be non-empty strings, got {key!r}")
     label = f"{where}[{key!r}]"
     if key in _FLOAT_KEYS:
-        exclusive = key == "lr"
+        exclusive = key in _POSITIVE_KEYS
         try:
             return v.real_number(label, value, minimum=0.0, exclusive_minimum=exclusive)
         except TypeError:  # said as a grid file's author reads it
@@ -125,6 +133,15 @@ def _normalise(where, key, value):
         return v.boolean(label, value)
     if key == "schedule":
         return "constant" if value is None else v.choice(label, value, SCHEDULES)
+    if key == "optimizer":
+        return v.choice(label, value, OPTIMIZERS)
+    if key == "betas":
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) \
+                or len(value) != 2:
+            raise TypeError(f"{label} must be a pair [beta1, beta2], got {value!r} (in a grid, "
+                            "a list of pairs)")
+        return [v.real_number(f"{label}[{i}]", beta, minimum=0.0, maximum=1.0,
+                              exclusive_maximum=True) for i, beta in enumerate(value)]
     try:
         canonical(value)
     except (TypeError, ValueError):
@@ -163,6 +180,53 @@ def _checked_fixed(fixed, grid):
         raise ValueError(f"{', '.join(map(repr, both))} given both in grid and in fixed; "
                          "keep each key in one of them")
     return {key: _normalise("fixed", key, value) for key, value in fixed.items()}
+
+
+def _constructor_defaults(cls):
+    return {name: parameter.default
+            for name, parameter in inspect.signature(cls).parameters.items()}
+
+
+def training_defaults(optimizer=DEFAULT_OPTIMIZER):
+    """The training settings of a trial with ``optimizer`` that the grid does not set: the
+    optimizer's constructor defaults (for SGD, :data:`TRAINING_DEFAULTS`; Adam: lr 0.001,
+    betas [0.9, 0.999], eps 1e-8, weight_decay 0) with ``nncore train``'s cosine schedule
+    and batch size 64. ``epochs`` is the search's."""
+    defaults = _constructor_defaults(OPTIMIZERS[optimizer])
+    if "betas" in defaults:
+        defaults["betas"] = list(defaults["betas"])
+    return {**defaults, "schedule": TRAINING_DEFAULTS["schedule"],
+            "batch_size": TRAINING_DEFAULTS["batch_size"]}
+
+
+def _training(settings, epochs):
+    """A trial's resolved training settings: the optimizer's defaults completed by the
+    training keys given. A key the optimizer does not take is refused."""
+    name = settings.get("optimizer", DEFAULT_OPTIMIZER)
+    defaults = training_defaults(name)
+    for key in settings:
+        if key in TRAINING_KEYS and key not in (*defaults, "epochs", "optimizer"):
+            takers = [other for other in OPTIMIZERS if key in training_defaults(other)]
+            raise ValueError(f"{key!r} is a setting of optimizer {' or '.join(map(repr, takers))}"
+                             f"; a trial with optimizer {name!r} does not take it (search the "
+                             "optimizers in separate grids)")
+    return {**defaults, "epochs": epochs, "optimizer": name,
+            **{k: value for k, value in settings.items() if k in TRAINING_KEYS}}
+
+
+def _identity(training):
+    """The training settings that identify a trial (its key and seeds): all of them, but
+    the default optimizer's name, which trials recorded before there was a choice lack."""
+    return {k: value for k, value in training.items()
+            if not (k == "optimizer" and value == DEFAULT_OPTIMIZER)}
+
+
+def _optimizer(training):
+    """The optimizer of a trial's resolved training settings (checks them)."""
+    name = training.get("optimizer", DEFAULT_OPTIMIZER)
+    cls = OPTIMIZERS[name]
+    parameters = _constructor_defaults(cls)
+    return cls(**{k: value for k, value in training.items() if k in parameters})
 
 
 def trial_seeds(seed, settings):
@@ -240,9 +304,7 @@ def _run_trial(spec, data, build):
     training = spec["training"]
     with one_blas_thread():
         network = build(X.shape[1], spec["n_classes"], spec["init_seed"], **spec["model"])
-        optimizer = SGD(lr=training["lr"], momentum=training["momentum"],
-                        nesterov=training["nesterov"], weight_decay=training["weight_decay"],
-                        schedule=training["schedule"])
+        optimizer = _optimizer(training)
         status, message = "ok", None
         started = time.perf_counter()
         try:
@@ -336,18 +398,20 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
         picklable (joblib and Dask use cloudpickle, so a lambda works).
     grid : dict
         Key -> list of values (a single value counts as a one-value list). Training keys
-        (:data:`TRAINING_KEYS`): ``lr``, ``momentum``, ``nesterov``, ``weight_decay``,
-        ``schedule``, ``batch_size``, ``epochs``; ``repeat`` changes only the seed; the
-        rest go to ``build``. Trials run over the Cartesian product, in the order of the
-        keys and values given.
+        (:data:`TRAINING_KEYS`): ``optimizer`` ("sgd", "adam", "adamw"; default "sgd"),
+        its settings (SGD: ``lr``, ``momentum``, ``nesterov``, ``weight_decay``; Adam and
+        AdamW: ``lr``, ``betas`` as ``[beta1, beta2]``, ``eps``, ``weight_decay``; a key
+        the trial's optimizer does not take is refused), ``schedule``, ``batch_size``,
+        ``epochs``; ``repeat`` changes only the seed; the rest go to ``build``. Trials run
+        over the Cartesian product, in the order of the keys and values given.
     data : str, os.PathLike or tuple
         A data set name or path (read by :func:`nncore.datasets.load`) or
         ``(X_train, y_train, X_val, y_val)``.
     epochs : int >= 1
         Epochs per trial, unless ``epochs`` is a grid or fixed key.
     fixed : dict, optional
-        Settings shared by every trial (same keys as the grid); they override
-        :data:`TRAINING_DEFAULTS`.
+        Settings shared by every trial (same keys as the grid); they override the
+        defaults (:func:`training_defaults`).
     seed : int >= 0
         The base seed; each trial's seeds derive from it and the trial's settings
         (:func:`trial_seeds`).
@@ -411,18 +475,21 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
     for values in itertools.product(*(grid[key] for key in keys)):
         params = dict(zip(keys, values))
         settings = {**fixed, **params}
-        training = {**TRAINING_DEFAULTS, "epochs": epochs,
-                    **{k: v for k, v in settings.items() if k in TRAINING_KEYS}}
+        training = _training(settings, epochs)
         model = {k: v for k, v in settings.items() if k not in TRAINING_KEYS and k != REPEAT_KEY}
         if training["batch_size"] > len(X):
             raise ValueError(f"batch_size {training['batch_size']} is larger than the "
                              f"training set ({len(X)} samples)")
-        # what SGD requires of its settings (Nesterov needs momentum), before any trial runs
-        v.sgd_hyperparameters(training["lr"], training["momentum"], training["nesterov"],
-                              training["weight_decay"])
+        # what the optimizer requires of its settings (SGD's Nesterov needs momentum),
+        # before any trial runs
+        try:
+            _optimizer(training)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"trial {params}: {error}") from None
         # the seeds ignore the number of epochs, so a longer run of a trial starts the same way
         seed_settings = {"model": model,
-                         "training": {k: v for k, v in training.items() if k != "epochs"},
+                         "training": {k: v for k, v in _identity(training).items()
+                                      if k != "epochs"},
                          REPEAT_KEY: settings.get(REPEAT_KEY, 0)}
         init_seed, shuffle_seed = trial_seeds(seed, seed_settings)
         model_text = canonical(model)
@@ -435,7 +502,7 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
             if getattr(network, "n_classes", n_classes) < n_classes:
                 raise ValueError(f"the network built from {model} has {network.n_classes} "
                                  f"outputs but the data has {n_classes} classes")
-        key = _digest({"build": build_label, "model": model, "training": training,
+        key = _digest({"build": build_label, "model": model, "training": _identity(training),
                        "seed": seed, REPEAT_KEY: settings.get(REPEAT_KEY, 0),
                        "data": fingerprint})[:24]
         specs.append({"key": key, "params": params, "model": model, "training": training,

@@ -12,7 +12,8 @@ Needs the optional ``sklearn`` extra (``pip install "nncore[sklearn]"``)::
 The estimator follows scikit-learn's conventions: ``__init__`` stores the hyperparameters as
 given, ``fit`` validates them and the data (with :func:`sklearn.utils.validation.validate_data`)
 and sets the fitted attributes, which end in ``_``. Training is :func:`nncore.train.fit` on an
-:func:`nncore.mlp` or :func:`nncore.resnet` network with :class:`nncore.SGD`.
+:func:`nncore.mlp` or :func:`nncore.resnet` network with :class:`nncore.SGD`,
+:class:`nncore.Adam` or :class:`nncore.AdamW` (``solver``).
 """
 
 # Absolute imports: ``sklearn`` below is scikit-learn, not this module.
@@ -37,7 +38,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _validation as v
 from . import activations
 from .network import ARCHITECTURES, Network, applicable, build
-from .optim import SGD, check_schedule, make_schedule
+from .optim import OPTIMIZERS, check_schedule, make_schedule
 from .train import EarlyStopping
 from .train import fit as train_fit
 
@@ -49,10 +50,17 @@ _ACTIVATIONS = {**{name: name for name in activations.names()}, "logistic": "sig
 _INPUT_DTYPES = (np.float64, np.float32)
 #: Seeds are drawn below this bound (any int32 is a valid seed everywhere).
 _SEED_BOUND = np.iinfo(np.int32).max
+#: The estimator's optimizer parameters (scikit-learn's names) -> the optimizer constructor
+#: parameter each sets; ``beta_1`` and ``beta_2`` are the two entries of ``betas``. A solver
+#: uses the ones its constructor takes and ignores the others (as MLPClassifier does).
+_OPTIMIZER_PARAMS = {"learning_rate": "lr", "momentum": "momentum", "nesterov": "nesterov",
+                     "beta_1": "betas", "beta_2": "betas", "epsilon": "eps",
+                     "weight_decay": "weight_decay"}
 
 
 class NNClassifier(ClassifierMixin, BaseEstimator):
-    """A feed-forward neural-network classifier trained by mini-batch SGD with momentum.
+    """A feed-forward neural-network classifier trained by mini-batch SGD with momentum,
+    Adam or AdamW.
 
     A scikit-learn estimator over :func:`nncore.mlp` / :func:`nncore.resnet` networks: the
     hot loops run in nncore's compiled kernels. Labels may be any values
@@ -79,14 +87,24 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         Glorot-uniform, He-normal for ``"relu"`` (see :func:`nncore.mlp`).
     dtype : {"float32", "float64"}, default="float32"
         Precision of the weights and of the computation; ``X`` is cast to it.
+    solver : {"sgd", "adam", "adamw"}, default="sgd"
+        The optimizer (:data:`nncore.optim.OPTIMIZERS`): :class:`nncore.SGD` with momentum,
+        :class:`nncore.Adam`, or :class:`nncore.AdamW` (decoupled weight decay).
     learning_rate : float, default=0.01
-        Initial SGD step size (> 0).
+        Initial step size (> 0), for every solver (Adam is often run at 0.001).
     momentum : float, default=0.9
-        Momentum, in [0, 1].
+        Momentum, in [0, 1]. Only used when ``solver="sgd"``.
     nesterov : bool, default=False
-        Nesterov momentum (needs ``momentum > 0``).
+        Nesterov momentum (needs ``momentum > 0``). Only used when ``solver="sgd"``.
+    beta_1 : float, default=0.9
+        Decay of Adam's first-moment average, in [0, 1). Only used by "adam" and "adamw".
+    beta_2 : float, default=0.999
+        Decay of Adam's second-moment average, in [0, 1). Only used by "adam" and "adamw".
+    epsilon : float, default=1e-8
+        Added to Adam's denominator (> 0). Only used by "adam" and "adamw".
     weight_decay : float, default=0.0
-        L2 penalty added to the gradient of every parameter (biases too, as in PyTorch).
+        L2 penalty added to the gradient of every parameter (biases too, as in PyTorch);
+        with ``solver="adamw"``, decoupled weight decay instead.
     schedule : None, {"constant", "step", "exponential", "cosine"} or callable, default=None
         Learning rate per epoch (see :class:`nncore.SGD`); ``"cosine"`` anneals to 0 over
         ``max_iter`` epochs. A callable maps ``(learning_rate, epoch) -> lr``. In
@@ -145,7 +163,10 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
     -----
     ``NNClassifier(learning_rate=lr, momentum=m, nesterov=n)`` and ``MLPClassifier(
     solver="sgd", learning_rate_init=lr, momentum=m, nesterovs_momentum=n, alpha=0)`` apply
-    the same update for a constant learning rate. Differences: weights start Glorot-uniform
+    the same update for a constant learning rate; ``solver="adam"`` is PyTorch's Adam, whose
+    ``epsilon`` is added after the bias correction of the second moment (MLPClassifier's
+    Adam adds it to the uncorrected one, so the two differ slightly in the first steps).
+    Differences: weights start Glorot-uniform
     (He-normal for ReLU, where MLPClassifier stays Glorot) with zero biases, there is no
     convergence test on the training loss (``max_iter`` epochs are run unless
     ``early_stopping``), and early stopping watches the validation loss.
@@ -161,8 +182,9 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, hidden_layer_sizes=(100,), architecture="mlp", width=64, depth=4,
-                 activation="tanh", dtype="float32", learning_rate=0.01, momentum=0.9,
-                 nesterov=False, weight_decay=0.0, schedule=None, batch_size=64, max_iter=200,
+                 activation="tanh", dtype="float32", solver="sgd", learning_rate=0.01,
+                 momentum=0.9, nesterov=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 weight_decay=0.0, schedule=None, batch_size=64, max_iter=200,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
                  shuffle=True, random_state=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -171,9 +193,13 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         self.depth = depth
         self.activation = activation
         self.dtype = dtype
+        self.solver = solver
         self.learning_rate = learning_rate
         self.momentum = momentum
         self.nesterov = nesterov
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
         self.weight_decay = weight_decay
         self.schedule = schedule
         self.batch_size = batch_size
@@ -213,14 +239,14 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         base_seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
         network = self._build_network(settings, X.shape[1], len(classes),
                                       _derive_seed(base_seed, "init"))
-        history, velocity, kept_epoch = self._train(
+        history, optimizer_state, kept_epoch = self._train(
             settings, network, X, y_index.astype(np.intp), epochs=settings["max_iter"],
-            first_epoch=0, velocity=None, early_stopping=settings["early_stopping"],
+            first_epoch=0, optimizer_state=None, early_stopping=settings["early_stopping"],
             seed=_derive_seed(base_seed, "fit"))
         self.classes_ = classes
         self.network_ = network
         self._base_seed = base_seed
-        self._velocity = velocity
+        self._optimizer_state = optimizer_state
         self.history_ = {key: [] for key in _HISTORY_KEYS}
         self.n_iter_ = 0
         self._record(history, settings["early_stopping"], kept_epoch)
@@ -230,9 +256,10 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         """Train for one epoch on ``(X, y)``, continuing from the current network.
 
         The first call builds the network and must name every class with ``classes``; later
-        calls continue with the same network and momentum (and the schedule's epoch count).
-        Architecture and dtype parameters changed after the first call are ignored until
-        the next :meth:`fit`. Early stopping is not used.
+        calls continue with the same network and optimizer state (SGD's momentum, Adam's
+        moments and update count; and the schedule's epoch count). Architecture and dtype
+        parameters changed after the first call are ignored until the next :meth:`fit`; a
+        changed ``solver`` starts its own state from zero. Early stopping is not used.
 
         Parameters
         ----------
@@ -272,21 +299,21 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             base_seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
             network = self._build_network(settings, X.shape[1], len(classes),
                                           _derive_seed(base_seed, "init"))
-            velocity, n_iter = None, 0
+            optimizer_state, n_iter = None, 0
         else:
             base_seed, network = self._base_seed, self.network_
-            velocity, n_iter = self._velocity, self.n_iter_
-        history, velocity, _ = self._train(settings, network, X, y_index, epochs=1,
-                                           first_epoch=n_iter, velocity=velocity,
-                                           early_stopping=False,
-                                           seed=_derive_seed(base_seed, "partial_fit", n_iter))
+            optimizer_state, n_iter = self._optimizer_state, self.n_iter_
+        history, optimizer_state, _ = self._train(
+            settings, network, X, y_index, epochs=1, first_epoch=n_iter,
+            optimizer_state=optimizer_state, early_stopping=False,
+            seed=_derive_seed(base_seed, "partial_fit", n_iter))
         if first_call:
             self.classes_ = classes
             self.network_ = network
             self._base_seed = base_seed
             self.history_ = {key: [] for key in _HISTORY_KEYS}
             self.n_iter_ = 0
-        self._velocity = velocity
+        self._optimizer_state = optimizer_state
         self._record(history, early_stopping=False)
         return self
 
@@ -347,6 +374,13 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         network = state.get("network_")
         if isinstance(network, _NetworkState):
             state["network_"] = network.rebuild()
+        if "_velocity" in state:  # pickled before the solvers: SGD's velocity alone
+            velocity = state.pop("_velocity")
+            state["_optimizer_state"] = (None if velocity is None
+                                         else ("sgd", {"velocity": velocity}, {}))
+        state.setdefault("solver", "sgd")
+        for name, default in (("beta_1", 0.9), ("beta_2", 0.999), ("epsilon", 1e-8)):
+            state.setdefault(name, default)
         super().__setstate__(state)
 
     # --- internals --------------------------------------------------------------------------
@@ -390,14 +424,19 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         s["dtype"] = dtype
+        s["solver"] = v.choice("solver", self.solver, OPTIMIZERS)
         s["learning_rate"] = _check_float("learning_rate", self.learning_rate, 0.0,
                                           include_min=False)
         s["momentum"] = _check_float("momentum", self.momentum, 0.0, 1.0)
         s["nesterov"] = v.boolean("nesterov", self.nesterov)
+        s["beta_1"] = _check_float("beta_1", self.beta_1, 0.0, 1.0, include_max=False)
+        s["beta_2"] = _check_float("beta_2", self.beta_2, 0.0, 1.0, include_max=False)
+        s["epsilon"] = _check_float("epsilon", self.epsilon, 0.0, include_min=False)
         s["weight_decay"] = _check_float("weight_decay", self.weight_decay, 0.0)
-        # what SGD itself requires of them (Nesterov needs momentum), checked now
-        v.sgd_hyperparameters(s["learning_rate"], s["momentum"], s["nesterov"],
-                              s["weight_decay"])
+        # the solver's settings, and what the optimizer itself requires of them (SGD's
+        # Nesterov needs momentum), checked now by building it
+        s["optimizer"] = _optimizer_settings(s)
+        OPTIMIZERS[s["solver"]](**s["optimizer"])
         schedule = check_schedule(self.schedule)
         s["batch_size"] = _check_int("batch_size", self.batch_size, 1)
         s["max_iter"] = _check_int("max_iter", self.max_iter, 1)
@@ -425,15 +464,17 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
                      dtype=settings["dtype"], **options)
 
     @staticmethod
-    def _train(settings, network, X, y, *, epochs, first_epoch, velocity, early_stopping,
-               seed):
-        """Run :func:`nncore.train.fit`; return its History, the optimizer's velocity and
-        the index of the epoch whose weights early stopping kept (None without it)."""
-        optimizer = SGD(lr=settings["learning_rate"], momentum=settings["momentum"],
-                        nesterov=settings["nesterov"], weight_decay=settings["weight_decay"],
-                        schedule=functools.partial(_shifted_schedule, settings["schedule"],
-                                                   first_epoch))
-        optimizer.velocity = velocity  # None starts from zero; otherwise continued in place
+    def _train(settings, network, X, y, *, epochs, first_epoch, optimizer_state,
+               early_stopping, seed):
+        """Run :func:`nncore.train.fit`; return its History, the optimizer's state
+        ``(name, arrays, counters)`` and the index of the epoch whose weights early stopping
+        kept (None without it). ``optimizer_state`` None (or another solver's) starts the
+        optimizer from zero; otherwise it continues."""
+        optimizer = OPTIMIZERS[settings["solver"]](
+            **settings["optimizer"],
+            schedule=functools.partial(_shifted_schedule, settings["schedule"], first_epoch))
+        if optimizer_state is not None and optimizer_state[0] == optimizer.name:
+            optimizer.load_state(*optimizer_state[1:])
         validation_data, callbacks = None, []
         if early_stopping:
             try:
@@ -458,7 +499,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         # the epoch whose weights early stopping kept (not simply the lowest val_loss: an
         # improvement smaller than tol does not replace the kept weights)
         kept_epoch = callbacks[0].best_epoch if callbacks else None
-        return history, optimizer.velocity, kept_epoch
+        return history, (optimizer.name, optimizer.state(), optimizer.counters()), kept_epoch
 
     def _record(self, history, early_stopping, kept_epoch=None):
         """Append a training run's History to the fitted attributes; ``kept_epoch`` is the
@@ -478,7 +519,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
 
 _HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 _FITTED_ATTRIBUTES = ("classes_", "network_", "n_iter_", "loss_curve_", "validation_scores_",
-                      "best_validation_score_", "history_", "_base_seed", "_velocity")
+                      "best_validation_score_", "history_", "_base_seed", "_optimizer_state")
 
 
 class _NetworkState:
@@ -491,6 +532,20 @@ class _NetworkState:
 
     def rebuild(self):
         return Network.from_state(self.state, backend=self.backend)
+
+
+def _optimizer_settings(settings):
+    """The constructor arguments of the solver's optimizer from the checked estimator
+    parameters (see _OPTIMIZER_PARAMS); the parameters the solver does not take are left
+    out."""
+    import inspect
+
+    accepted = inspect.signature(OPTIMIZERS[settings["solver"]]).parameters
+    arguments = {name: settings[param] for param, name in _OPTIMIZER_PARAMS.items()
+                 if name in accepted}
+    if "betas" in arguments:
+        arguments["betas"] = (settings["beta_1"], settings["beta_2"])
+    return arguments
 
 
 def _check_n_classes(classes, name):

@@ -168,7 +168,7 @@ def _first_nonfinite_layer(step):
 
 def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data=None,
         seed=0, verbose=1, callbacks=(), shuffle=True, checkpoint=None, checkpoint_every=1):
-    """Train ``network`` by mini-batch SGD on ``(X, y)``.
+    """Train ``network`` on ``(X, y)`` by mini-batches with ``optimizer``.
 
     Parameters
     ----------
@@ -181,7 +181,9 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     epochs : int >= 0
     batch_size : int, 1 <= batch_size <= n
     optimizer : Optimizer, optional
-        Defaults to ``SGD()``. Its state (SGD's velocity) persists across calls to ``fit``.
+        Defaults to ``SGD()``; or ``Adam()``, ``AdamW()`` (:data:`nncore.optim.OPTIMIZERS`).
+        Its state (SGD's velocity; Adam's moments and update count) persists across calls
+        to ``fit``.
     validation_data : (X_val, y_val), optional
         Scored after every epoch.
     seed : int
@@ -192,7 +194,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     shuffle : bool
     checkpoint : path of a folder, optional
         Every ``checkpoint_every`` epochs (and after the last) the weights, the optimizer's
-        velocity, the shuffling state and the history are written atomically to
+        whole state, the shuffling state and the history are written atomically to
         ``checkpoint/checkpoint.npz``. If that file exists when ``fit`` starts, training
         resumes from it and ends exactly as an uninterrupted run would (the network, data,
         batch size, seed and optimizer settings must be the same; callbacks start afresh).
@@ -221,8 +223,8 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         y_val = network.check_y(validation_data[1], X_val.shape[0], "y_val")
     optimizer = SGD() if optimizer is None else optimizer
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be an nncore.SGD (or another nncore.optim.Optimizer), "
-                        f"got {type(optimizer).__name__}")
+        raise TypeError(f"optimizer must be an nncore.optim.Optimizer (nncore.SGD, nncore.Adam, "
+                        f"nncore.AdamW), got {type(optimizer).__name__}")
     callbacks = list(callbacks)
     checkpoint_every = v.integer("checkpoint_every", checkpoint_every)
 
@@ -235,7 +237,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         raise ValueError("the network's parameters contain NaN or infinity")
     optimizer.start(network.params, epochs)
     # one step function per batch size: the full batches and the last, partial one
-    steps = {size: network.train_step(size, optimizer.velocity)
+    steps = {size: network.train_step(size, optimizer.step_state(), optimizer.update_kind)
              for size in {batch_size, n % batch_size or batch_size}}
     # An epoch is run in chunks of STEPS_PER_CALL steps, each one call into compiled code;
     # between chunks Python can see a Ctrl-C. (start row, batch size, steps) per chunk:
@@ -282,13 +284,15 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
             for start, size, count in batches:
                 train_step = steps[size]
                 rows = slice(start, start + size * count)
-                done, status = train_step.run_many(X_epoch[rows], y_epoch[rows], count, lr,
-                                                   *optimizer.step_arguments(), chunk_losses,
+                done, status = train_step.run_many(X_epoch[rows], y_epoch[rows], count,
+                                                   optimizer.step_update(), chunk_losses,
                                                    chunk_correct)
+                last_loss = float(chunk_losses[done - 1]) if done else 0.0
+                diverged = not math.isfinite(last_loss) or status == UPDATE_NOT_FINITE
+                optimizer.advance(done - diverged)  # the updates applied (Adam counts them)
                 loss_sum += float(chunk_losses[:done].sum()) * size
                 n_correct += int(chunk_correct[:done].sum())
-                last_loss = float(chunk_losses[done - 1]) if done else 0.0
-                if not math.isfinite(last_loss) or status == UPDATE_NOT_FINITE:
+                if diverged:
                     # the failing step's update was not applied: the weights stay finite
                     raise TrainingDiverged(epoch, start // batch_size + done - 1, last_loss,
                                            _first_nonfinite_layer(train_step),
@@ -312,8 +316,8 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
             if checkpoint_path and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
                 state = {"epochs_done": epoch + 1, "rng": rng.bit_generator.state,
                          "history": history.history, "settings": settings}
-                modelfile.save_checkpoint(checkpoint_path, network.state(), optimizer.velocity,
-                                          state)
+                modelfile.save_checkpoint(checkpoint_path, network.state(),
+                                          _optimizer_state(optimizer), state)
             stop = [callback.on_epoch_end(network, epoch, logs) for callback in callbacks]
             if any(stop):
                 history.stopped_early = epoch + 1
@@ -331,22 +335,32 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     return history
 
 
+def _optimizer_state(optimizer):
+    """What a checkpoint keeps of the optimizer: its name, state arrays and counters."""
+    return {"name": optimizer.name, "arrays": optimizer.state(),
+            "counters": optimizer.counters()}
+
+
 def _resume(path, network, optimizer, rng, history, settings):
     """Restore a checkpoint into the run; returns the number of epochs already done."""
-    saved_network, velocity, state = modelfile.load_checkpoint(path)
+    saved_network, saved_optimizer, state = modelfile.load_checkpoint(path)
     if saved_network["layers"] != network.layer_specs() \
             or saved_network["dtype"] != network.dtype.name \
             or saved_network["loss"] != network.loss_function.name:
         raise ValueError(f"the checkpoint {path!r} holds a different network "
                          f"({saved_network['layers']}, {saved_network['dtype']}, "
                          f"{saved_network['loss']})")
+    if saved_optimizer["name"] != optimizer.name:
+        raise ValueError(f"the checkpoint {path!r} was written by optimizer "
+                         f"{saved_optimizer['name']!r}, this run uses {optimizer.name!r}; use "
+                         "another checkpoint folder")
     saved = state.get("settings", {})
     for key, value in settings.items():
         if key != "epochs" and saved.get(key) != value:
             raise ValueError(f"the checkpoint {path!r} was written with {key}={saved.get(key)!r}, "
                              f"this run has {key}={value!r}; use another checkpoint folder")
     network.params[...] = saved_network["params"]
-    optimizer.velocity[...] = velocity
+    optimizer.load_state(saved_optimizer["arrays"], saved_optimizer["counters"])
     rng.bit_generator.state = state["rng"]
     for column in history.columns:
         history.history[column] = list(state["history"][column])

@@ -1,5 +1,6 @@
 """Derivative checks with verdicts: the gradient test, the Jacobian test, the
-Jacobian-transpose test, and SGD validated on a least-squares problem with a known answer.
+Jacobian-transpose test, and SGD and Adam validated on a least-squares problem with a known
+answer.
 
 The gradient and Jacobian tests are Taylor tests. Along a direction ``d``, for
 ``eps = eps0 * factor**i``, they record the zero-order residual ``||F(x + eps d) - F(x)||``,
@@ -23,12 +24,13 @@ Jacobian-vector product: ``|u^T (J v) - v^T (J^T u)| / (||u|| ||J v||)`` for ran
 
 :func:`ready_made_checks` builds these checks for every part of the library (softmax
 cross-entropy, Dense with every activation, the residual block, whole networks) and
-:func:`least_squares_demo` validates SGD with momentum against ``numpy.linalg.lstsq``.
+:func:`least_squares_demo` validates SGD with momentum, and :func:`adam_least_squares_demo`
+Adam, against ``numpy.linalg.lstsq``.
 ``nncore gradcheck`` runs them all. See docs/verification.md.
 """
 
 # The parts: taylor (gradient and Jacobian tests) and transpose (Jacobian-transpose test),
-# pure NumPy; least_squares (SGD against lstsq); catalogue (the ready-made checks of every
+# pure NumPy; least_squares (SGD and Adam against lstsq); catalogue (the ready-made checks of every
 # part of nncore, run_checks); figures (every matplotlib drawing; matplotlib itself is
 # imported when the first figure is drawn). MIN_WINDOW, TAYLOR_SETTINGS,
 # network_forward_backward and relu_pattern are re-exported too, outside __all__ as before.
@@ -42,7 +44,12 @@ from .catalogue import (
     run_checks,
 )
 from .figures import plot_results
-from .least_squares import LeastSquaresResult, least_squares_demo
+from .least_squares import (
+    AdamLeastSquaresResult,
+    LeastSquaresResult,
+    adam_least_squares_demo,
+    least_squares_demo,
+)
 from .taylor import (
     MIN_WINDOW,
     ORDER_TOLERANCE,
@@ -60,12 +67,14 @@ __all__ = [
     "TaylorResult",
     "TransposeResult",
     "LeastSquaresResult",
+    "AdamLeastSquaresResult",
     "ErrorResult",
     "Check",
     "gradient_test",
     "jacobian_test",
     "jacobian_transpose_test",
     "least_squares_demo",
+    "adam_least_squares_demo",
     "ready_made_checks",
     "run_checks",
     "plot_results",

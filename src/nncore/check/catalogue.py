@@ -3,7 +3,7 @@
 :func:`ready_made_checks` builds a :class:`Check` for each derivative of the library
 (softmax cross-entropy, softmax regression and the least-squares loss; Dense and the residual
 block with every activation, wrt the input and each parameter; whole networks) and the
-least-squares demo of SGD; :func:`run_checks` runs them. The checks of a layer kind and an
+least-squares demos of SGD and Adam; :func:`run_checks` runs them. The checks of a layer kind and an
 activation are built from the registries (:data:`nncore.layers.LAYERS`,
 :data:`nncore.activations.ACTIVATIONS`): the layer class gives its check point and the
 backend functions to test, so a new layer kind or activation is checked with no change here.
@@ -18,7 +18,7 @@ from .. import activations, losses
 from .._validation import boolean, choice, float_dtype, integer
 from ..layers import LAYERS
 from ..network import BACKENDS, build
-from .least_squares import least_squares_demo
+from .least_squares import adam_least_squares_demo, least_squares_demo
 from .taylor import gradient_test, jacobian_test
 from .transpose import jacobian_transpose_test
 
@@ -353,7 +353,8 @@ def ready_made_checks(dtype="float64", quick=False, seed=0, backend="kernels", c
     - softmax regression, MLPs and ResNets (tanh, ReLU, sigmoid): gradient tests of the loss
       wrt the flat parameter vector and wrt the input, a Jacobian test of the logits wrt
       the parameters (``Network.jvp``) and its transpose test (the backward pass);
-    - SGD with momentum on least squares against ``numpy.linalg.lstsq``.
+    - SGD with momentum, and Adam, on least squares against ``numpy.linalg.lstsq`` (Adam's
+      bias correction checked too).
 
     ReLU points are drawn with every pre-activation at least 0.05 from 0, and each step's
     sign pattern is compared with the point's: steps that cross a kink are not used.
@@ -372,7 +373,7 @@ def ready_made_checks(dtype="float64", quick=False, seed=0, backend="kernels", c
     corrupt : callable, optional
         For testing the checks themselves: applied to every derivative under test (the
         gradient, ``J v``, ``J^T u``) before it is checked, e.g. ``lambda g: 1.01 * g``.
-        In float64 every check but the least-squares demo must then fail; in float32 an
+        In float64 every check but the least-squares demos must then fail; in float32 an
         error below the stated resolution can still pass (see ``dtype``).
 
     Returns
@@ -406,6 +407,8 @@ def ready_made_checks(dtype="float64", quick=False, seed=0, backend="kernels", c
         _network_checks(suite, backend, dtype, rng, builder, "tanh", "mean_squared_error")
     suite.checks.append(Check("least-squares", "least squares: SGD + momentum vs lstsq",
                               lambda: least_squares_demo(seed=seed)))
+    suite.checks.append(Check("least-squares", "least squares: Adam vs lstsq",
+                              lambda: adam_least_squares_demo(seed=seed)))
     return suite.checks
 
 
@@ -419,8 +422,8 @@ def run_checks(checks):
     Returns
     -------
     list
-        One result per check (TaylorResult, TransposeResult, LeastSquaresResult, or an
-        ErrorResult for a check that raised), each with ``.passed``, ``.verdict`` and
-        ``.summary()``.
+        One result per check (TaylorResult, TransposeResult, LeastSquaresResult,
+        AdamLeastSquaresResult, or an ErrorResult for a check that raised), each with
+        ``.passed``, ``.verdict`` and ``.summary()``.
     """
     return [check.run() for check in checks]
