@@ -1,4 +1,5 @@
-"""scikit-learn interface: :class:`NNClassifier`, an nncore network as a scikit-learn classifier.
+"""scikit-learn interface: :class:`NNClassifier` and :class:`NNRegressor`, nncore networks as
+scikit-learn estimators.
 
 Needs the optional ``sklearn`` extra (``pip install "nncore[sklearn]"``)::
 
@@ -29,20 +30,20 @@ import math
 import numbers
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, check_scalar
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _validation as v
-from . import activations
+from . import activations, losses
 from .network import ARCHITECTURES, Network, applicable, build
 from .optim import OPTIMIZERS, check_schedule, make_schedule
 from .train import EarlyStopping
 from .train import fit as train_fit
 
-__all__ = ["NNClassifier"]
+__all__ = ["NNClassifier", "NNRegressor"]
 
 #: Activation names (nncore's registry), and "logistic", scikit-learn's name for the sigmoid.
 _ACTIVATIONS = {**{name: name for name in activations.names()}, "logistic": "sigmoid"}
@@ -58,7 +59,178 @@ _OPTIMIZER_PARAMS = {"learning_rate": "lr", "momentum": "momentum", "nesterov": 
                      "weight_decay": "weight_decay"}
 
 
-class NNClassifier(ClassifierMixin, BaseEstimator):
+class _NNEstimator(BaseEstimator):
+    """What NNClassifier and NNRegressor share: the hyperparameters' checks, building and
+    training the network, the fitted history, pickling. A subclass sets ``_task`` and
+    turns its targets into what the network trains on."""
+
+    _task = None
+
+    def __sklearn_is_fitted__(self):
+        """True once :meth:`fit` or :meth:`partial_fit` has succeeded."""
+        return hasattr(self, "network_")
+
+    # --- pickling: a Network holds references to its backend module, so it is stored as
+    # --- its layer specifications and parameters and rebuilt on loading.
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        network = state.pop("network_", None)
+        if network is not None:
+            state["network_"] = _NetworkState(network)
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        network = state.get("network_")
+        if isinstance(network, _NetworkState):
+            state["network_"] = network.rebuild()
+        if "_velocity" in state:  # pickled before the solvers: SGD's velocity alone
+            velocity = state.pop("_velocity")
+            state["_optimizer_state"] = (None if velocity is None
+                                         else ("sgd", {"velocity": velocity}, {}))
+        state.setdefault("solver", "sgd")
+        for name, default in (("beta_1", 0.9), ("beta_2", 0.999), ("epsilon", 1e-8)):
+            state.setdefault(name, default)
+        super().__setstate__(state)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _forget_fit(self):
+        """Drop the fitted state, so a failed :meth:`fit` leaves an unfitted estimator."""
+        for name in _FITTED_ATTRIBUTES:
+            self.__dict__.pop(name, None)
+
+    def _check_predict_X(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=_INPUT_DTYPES, reset=False)
+
+    def _check_params(self):
+        """Validate the hyperparameters; return them normalised, as a dict."""
+        s = {}
+        s["architecture"] = v.choice("architecture", self.architecture, ARCHITECTURES)
+        hidden = self.hidden_layer_sizes
+        if _is_int(hidden):
+            hidden = (hidden,)
+        try:
+            hidden = list(hidden)
+        except TypeError:
+            raise TypeError("hidden_layer_sizes must be an int or a sequence of ints, "
+                            f"got {self.hidden_layer_sizes!r}") from None
+        for size in hidden:
+            if not _is_int(size) or size < 1:
+                raise ValueError("hidden_layer_sizes must hold positive integers, "
+                                 f"got {self.hidden_layer_sizes!r}")
+        s["hidden"] = [int(size) for size in hidden]
+        s["width"] = _check_int("width", self.width, 1)
+        s["depth"] = _check_int("depth", self.depth, 0)
+        if not isinstance(self.activation, str) or self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(_ACTIVATIONS)}, "
+                             f"got {self.activation!r}")
+        s["activation"] = _ACTIVATIONS[self.activation]
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError:
+            dtype = None
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        s["dtype"] = dtype
+        s["solver"] = v.choice("solver", self.solver, OPTIMIZERS)
+        s["learning_rate"] = _check_float("learning_rate", self.learning_rate, 0.0,
+                                          include_min=False)
+        s["momentum"] = _check_float("momentum", self.momentum, 0.0, 1.0)
+        s["nesterov"] = v.boolean("nesterov", self.nesterov)
+        s["beta_1"] = _check_float("beta_1", self.beta_1, 0.0, 1.0, include_max=False)
+        s["beta_2"] = _check_float("beta_2", self.beta_2, 0.0, 1.0, include_max=False)
+        s["epsilon"] = _check_float("epsilon", self.epsilon, 0.0, include_min=False)
+        s["weight_decay"] = _check_float("weight_decay", self.weight_decay, 0.0)
+        # the solver's settings, and what the optimizer itself requires of them (SGD's
+        # Nesterov needs momentum), checked now by building it
+        s["optimizer"] = _optimizer_settings(s)
+        OPTIMIZERS[s["solver"]](**s["optimizer"])
+        schedule = check_schedule(self.schedule)
+        s["batch_size"] = _check_int("batch_size", self.batch_size, 1)
+        s["max_iter"] = _check_int("max_iter", self.max_iter, 1)
+        s["schedule"] = make_schedule(schedule, s["max_iter"])
+        s["early_stopping"] = v.boolean("early_stopping", self.early_stopping)
+        s["validation_fraction"] = _check_float("validation_fraction", self.validation_fraction,
+                                                0.0, 1.0, include_min=False, include_max=False)
+        s["n_iter_no_change"] = _check_int("n_iter_no_change", self.n_iter_no_change, 1)
+        s["tol"] = _check_float("tol", self.tol, 0.0)
+        s["shuffle"] = v.boolean("shuffle", self.shuffle)
+        verbose = self.verbose
+        if isinstance(verbose, (bool, np.bool_)):
+            verbose = int(verbose)
+        if not _is_int(verbose) or verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1, 2 or a bool, got {self.verbose!r}")
+        s["verbose"] = int(verbose)
+        return s
+
+    def _build_network(self, settings, n_features, n_outputs, seed):
+        options = applicable(settings["architecture"], layers=settings["hidden"],
+                             width=settings["width"], depth=settings["depth"],
+                             activation=settings["activation"])
+        return build(n_features, n_outputs, seed, settings["architecture"],
+                     dtype=settings["dtype"], loss=losses.TASKS[self._task], **options)
+
+    def _train(self, settings, network, X, y, *, epochs, first_epoch, optimizer_state,
+               early_stopping, seed):
+        """Run :func:`nncore.train.fit`; return its History, the optimizer's state
+        ``(name, arrays, counters)`` and the index of the epoch whose weights early stopping
+        kept (None without it). ``optimizer_state`` None (or another solver's) starts the
+        optimizer from zero; otherwise it continues."""
+        optimizer = OPTIMIZERS[settings["solver"]](
+            **settings["optimizer"],
+            schedule=functools.partial(_shifted_schedule, settings["schedule"], first_epoch))
+        if optimizer_state is not None and optimizer_state[0] == optimizer.name:
+            optimizer.load_state(*optimizer_state[1:])
+        validation_data, callbacks = None, []
+        if early_stopping:
+            stratified = self._task == "classification"
+            try:
+                X, X_val, y, y_val = train_test_split(
+                    X, y, test_size=settings["validation_fraction"],
+                    stratify=y if stratified else None,
+                    random_state=_derive_seed(seed, "split"))
+            except ValueError as error:
+                raise ValueError(
+                    f"early_stopping=True needs a {'stratified ' if stratified else ''}"
+                    "validation set of "
+                    f"validation_fraction={settings['validation_fraction']} of the data, "
+                    f"which is impossible here: {error}"
+                ) from error
+            validation_data = (X_val, y_val)
+            callbacks.append(EarlyStopping(monitor="val_loss",
+                                           patience=settings["n_iter_no_change"],
+                                           min_delta=settings["tol"], restore_best=True))
+        history = train_fit(network, X, y, epochs=epochs,
+                            batch_size=min(settings["batch_size"], X.shape[0]),
+                            optimizer=optimizer, validation_data=validation_data, seed=seed,
+                            verbose=settings["verbose"], callbacks=callbacks,
+                            shuffle=settings["shuffle"])
+        # the epoch whose weights early stopping kept (not simply the lowest val_loss: an
+        # improvement smaller than tol does not replace the kept weights)
+        kept_epoch = callbacks[0].best_epoch if callbacks else None
+        return history, (optimizer.name, optimizer.state(), optimizer.counters()), kept_epoch
+
+    def _record(self, history, early_stopping, kept_epoch=None):
+        """Append a training run's History to the fitted attributes; ``kept_epoch`` is the
+        epoch whose weights early stopping kept."""
+        for key in history.columns[1:]:  # every column but the epoch number
+            self.history_.setdefault(key, []).extend(float(value) for value in history[key])
+        self.n_iter_ += len(history)
+        self.loss_curve_ = list(self.history_["loss"])
+        if early_stopping:
+            self.validation_scores_ = list(self.history_[_VALIDATION_SCORE[self._task]])
+            self.best_validation_score_ = (None if kept_epoch is None
+                                           else self.validation_scores_[kept_epoch])
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+
+
+class NNClassifier(ClassifierMixin, _NNEstimator):
     """A feed-forward neural-network classifier trained by mini-batch SGD with momentum,
     Adam or AdamW.
 
@@ -181,6 +353,8 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
     array([0, 0, 0])
     """
 
+    _task = "classification"
+
     def __init__(self, hidden_layer_sizes=(100,), architecture="mlp", width=64, depth=4,
                  activation="tanh", dtype="float32", solver="sgd", learning_rate=0.01,
                  momentum=0.9, nesterov=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
@@ -247,7 +421,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         self.network_ = network
         self._base_seed = base_seed
         self._optimizer_state = optimizer_state
-        self.history_ = {key: [] for key in _HISTORY_KEYS}
+        self.history_ = {}
         self.n_iter_ = 0
         self._record(history, settings["early_stopping"], kept_epoch)
         return self
@@ -311,7 +485,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             self.classes_ = classes
             self.network_ = network
             self._base_seed = base_seed
-            self.history_ = {key: [] for key in _HISTORY_KEYS}
+            self.history_ = {}
             self.n_iter_ = 0
         self._optimizer_state = optimizer_state
         self._record(history, early_stopping=False)
@@ -347,10 +521,6 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         X = self._check_predict_X(X)
         return self.classes_[self.network_.predict(X)]
 
-    def __sklearn_is_fitted__(self):
-        """True once :meth:`fit` or :meth:`partial_fit` has succeeded."""
-        return hasattr(self, "network_")
-
     def __sklearn_tags__(self):
         # Stated for the reader; these are also scikit-learn's defaults for a classifier.
         tags = super().__sklearn_tags__()
@@ -359,167 +529,217 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.sparse = False
         return tags
 
-    # --- pickling: a Network holds references to its backend module, so it is stored as
-    # --- its layer specifications and parameters and rebuilt on loading.
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        network = state.pop("network_", None)
-        if network is not None:
-            state["network_"] = _NetworkState(network)
-        return state
-
-    def __setstate__(self, state):
-        state = dict(state)
-        network = state.get("network_")
-        if isinstance(network, _NetworkState):
-            state["network_"] = network.rebuild()
-        if "_velocity" in state:  # pickled before the solvers: SGD's velocity alone
-            velocity = state.pop("_velocity")
-            state["_optimizer_state"] = (None if velocity is None
-                                         else ("sgd", {"velocity": velocity}, {}))
-        state.setdefault("solver", "sgd")
-        for name, default in (("beta_1", 0.9), ("beta_2", 0.999), ("epsilon", 1e-8)):
-            state.setdefault(name, default)
-        super().__setstate__(state)
-
-    # --- internals --------------------------------------------------------------------------
-
-    def _forget_fit(self):
-        """Drop the fitted state, so a failed :meth:`fit` leaves an unfitted estimator."""
-        for name in _FITTED_ATTRIBUTES:
-            self.__dict__.pop(name, None)
-
-    def _check_predict_X(self, X):
-        check_is_fitted(self)
-        return validate_data(self, X, dtype=_INPUT_DTYPES, reset=False)
-
-    def _check_params(self):
-        """Validate the hyperparameters; return them normalised, as a dict."""
-        s = {}
-        s["architecture"] = v.choice("architecture", self.architecture, ARCHITECTURES)
-        hidden = self.hidden_layer_sizes
-        if _is_int(hidden):
-            hidden = (hidden,)
-        try:
-            hidden = list(hidden)
-        except TypeError:
-            raise TypeError("hidden_layer_sizes must be an int or a sequence of ints, "
-                            f"got {self.hidden_layer_sizes!r}") from None
-        for size in hidden:
-            if not _is_int(size) or size < 1:
-                raise ValueError("hidden_layer_sizes must hold positive integers, "
-                                 f"got {self.hidden_layer_sizes!r}")
-        s["hidden"] = [int(size) for size in hidden]
-        s["width"] = _check_int("width", self.width, 1)
-        s["depth"] = _check_int("depth", self.depth, 0)
-        if not isinstance(self.activation, str) or self.activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {tuple(_ACTIVATIONS)}, "
-                             f"got {self.activation!r}")
-        s["activation"] = _ACTIVATIONS[self.activation]
-        try:
-            dtype = np.dtype(self.dtype)
-        except TypeError:
-            dtype = None
-        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        s["dtype"] = dtype
-        s["solver"] = v.choice("solver", self.solver, OPTIMIZERS)
-        s["learning_rate"] = _check_float("learning_rate", self.learning_rate, 0.0,
-                                          include_min=False)
-        s["momentum"] = _check_float("momentum", self.momentum, 0.0, 1.0)
-        s["nesterov"] = v.boolean("nesterov", self.nesterov)
-        s["beta_1"] = _check_float("beta_1", self.beta_1, 0.0, 1.0, include_max=False)
-        s["beta_2"] = _check_float("beta_2", self.beta_2, 0.0, 1.0, include_max=False)
-        s["epsilon"] = _check_float("epsilon", self.epsilon, 0.0, include_min=False)
-        s["weight_decay"] = _check_float("weight_decay", self.weight_decay, 0.0)
-        # the solver's settings, and what the optimizer itself requires of them (SGD's
-        # Nesterov needs momentum), checked now by building it
-        s["optimizer"] = _optimizer_settings(s)
-        OPTIMIZERS[s["solver"]](**s["optimizer"])
-        schedule = check_schedule(self.schedule)
-        s["batch_size"] = _check_int("batch_size", self.batch_size, 1)
-        s["max_iter"] = _check_int("max_iter", self.max_iter, 1)
-        s["schedule"] = make_schedule(schedule, s["max_iter"])
-        s["early_stopping"] = v.boolean("early_stopping", self.early_stopping)
-        s["validation_fraction"] = _check_float("validation_fraction", self.validation_fraction,
-                                                0.0, 1.0, include_min=False, include_max=False)
-        s["n_iter_no_change"] = _check_int("n_iter_no_change", self.n_iter_no_change, 1)
-        s["tol"] = _check_float("tol", self.tol, 0.0)
-        s["shuffle"] = v.boolean("shuffle", self.shuffle)
-        verbose = self.verbose
-        if isinstance(verbose, (bool, np.bool_)):
-            verbose = int(verbose)
-        if not _is_int(verbose) or verbose not in (0, 1, 2):
-            raise ValueError(f"verbose must be 0, 1, 2 or a bool, got {self.verbose!r}")
-        s["verbose"] = int(verbose)
-        return s
-
-    @staticmethod
-    def _build_network(settings, n_features, n_classes, seed):
-        options = applicable(settings["architecture"], layers=settings["hidden"],
-                             width=settings["width"], depth=settings["depth"],
-                             activation=settings["activation"])
-        return build(n_features, n_classes, seed, settings["architecture"],
-                     dtype=settings["dtype"], **options)
-
-    @staticmethod
-    def _train(settings, network, X, y, *, epochs, first_epoch, optimizer_state,
-               early_stopping, seed):
-        """Run :func:`nncore.train.fit`; return its History, the optimizer's state
-        ``(name, arrays, counters)`` and the index of the epoch whose weights early stopping
-        kept (None without it). ``optimizer_state`` None (or another solver's) starts the
-        optimizer from zero; otherwise it continues."""
-        optimizer = OPTIMIZERS[settings["solver"]](
-            **settings["optimizer"],
-            schedule=functools.partial(_shifted_schedule, settings["schedule"], first_epoch))
-        if optimizer_state is not None and optimizer_state[0] == optimizer.name:
-            optimizer.load_state(*optimizer_state[1:])
-        validation_data, callbacks = None, []
-        if early_stopping:
-            try:
-                X, X_val, y, y_val = train_test_split(
-                    X, y, test_size=settings["validation_fraction"], stratify=y,
-                    random_state=_derive_seed(seed, "split"))
-            except ValueError as error:
-                raise ValueError(
-                    "early_stopping=True needs a stratified validation set of "
-                    f"validation_fraction={settings['validation_fraction']} of the data, "
-                    f"which is impossible here: {error}"
-                ) from error
-            validation_data = (X_val, y_val)
-            callbacks.append(EarlyStopping(monitor="val_loss",
-                                           patience=settings["n_iter_no_change"],
-                                           min_delta=settings["tol"], restore_best=True))
-        history = train_fit(network, X, y, epochs=epochs,
-                            batch_size=min(settings["batch_size"], X.shape[0]),
-                            optimizer=optimizer, validation_data=validation_data, seed=seed,
-                            verbose=settings["verbose"], callbacks=callbacks,
-                            shuffle=settings["shuffle"])
-        # the epoch whose weights early stopping kept (not simply the lowest val_loss: an
-        # improvement smaller than tol does not replace the kept weights)
-        kept_epoch = callbacks[0].best_epoch if callbacks else None
-        return history, (optimizer.name, optimizer.state(), optimizer.counters()), kept_epoch
-
-    def _record(self, history, early_stopping, kept_epoch=None):
-        """Append a training run's History to the fitted attributes; ``kept_epoch`` is the
-        epoch whose weights early stopping kept."""
-        for key in _HISTORY_KEYS:
-            self.history_[key].extend(float(value) for value in history[key])
-        self.n_iter_ += len(history)
-        self.loss_curve_ = list(self.history_["loss"])
-        if early_stopping:
-            self.validation_scores_ = list(self.history_["val_accuracy"])
-            self.best_validation_score_ = (None if kept_epoch is None
-                                           else self.validation_scores_[kept_epoch])
-        else:
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
-
-
-_HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+#: The validation score that early stopping records, by task (scikit-learn's ``score``).
+_VALIDATION_SCORE = {"classification": "val_accuracy", "regression": "val_r2"}
 _FITTED_ATTRIBUTES = ("classes_", "network_", "n_iter_", "loss_curve_", "validation_scores_",
+                      "n_outputs_", "target_mean_", "target_scale_", "_y_1d",
                       "best_validation_score_", "history_", "_base_seed", "_optimizer_state")
+
+
+class NNRegressor(RegressorMixin, _NNEstimator):
+    """A feed-forward neural-network regressor: an nncore network with linear outputs
+    trained on the mean squared error by Adam, AdamW or SGD with momentum.
+
+    The same conventions and parameters as :class:`NNClassifier` (see there), with
+    regression defaults: ``solver="adam"`` at ``learning_rate=0.001``. Targets may be 1-D
+    (``predict`` then returns 1-D values) or ``(n_samples, n_outputs)``. Scaling the inputs
+    belongs in a Pipeline (``make_pipeline(StandardScaler(), NNRegressor())``), as with every
+    scikit-learn estimator; the targets are standardised inside (``standardize_target``),
+    because a network trained by gradient steps on targets of scale 100 needs a learning
+    rate 10,000 times smaller than on targets of scale 1, and no Pipeline step can scale
+    ``y``.
+
+    Parameters
+    ----------
+    hidden_layer_sizes, architecture, width, depth, activation, dtype, solver, momentum,
+    nesterov, beta_1, beta_2, epsilon, weight_decay, schedule, batch_size, max_iter,
+    early_stopping, validation_fraction, n_iter_no_change, tol, shuffle, random_state, verbose
+        As for :class:`NNClassifier`; early stopping holds out a random (not stratified)
+        ``validation_fraction`` and watches the validation loss.
+    learning_rate : float, default=0.001
+        Initial step size of the solver (> 0).
+    standardize_target : bool, default=True
+        Train on ``(y - mean) / std`` per output (means and standard deviations of the
+        first :meth:`fit` or :meth:`partial_fit` batch; a constant output keeps std 1) and
+        map predictions back, so the defaults suit targets of any scale.
+
+    Attributes
+    ----------
+    n_outputs_ : int
+        Number of outputs (columns of ``y``; 1 for 1-D targets).
+    target_mean_, target_scale_ : ndarray of shape (n_outputs_,)
+        The target standardisation (zeros and ones without ``standardize_target``).
+    network_, n_iter_, loss_curve_, history_, n_features_in_, feature_names_in_
+        As for :class:`NNClassifier`; the losses are of the standardised targets, and
+        ``history_`` holds "loss", "rmse", "r2" and their "val_" twins.
+    validation_scores_ : list of float or None
+        Validation R^2 of each epoch with early stopping, else None.
+    best_validation_score_ : float or None
+        Validation R^2 of the epoch whose weights were kept, with early stopping.
+
+    See Also
+    --------
+    sklearn.neural_network.MLPRegressor : scikit-learn's own network regressor.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_friedman1
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from nncore.sklearn import NNRegressor
+    >>> X, y = make_friedman1(n_samples=500, random_state=0)
+    >>> model = make_pipeline(StandardScaler(), NNRegressor(random_state=0)).fit(X, y)
+    >>> round(model.score(X, y), 2) > 0.9
+    True
+    """
+
+    _task = "regression"
+
+    def __init__(self, hidden_layer_sizes=(100,), architecture="mlp", width=64, depth=4,
+                 activation="tanh", dtype="float32", solver="adam", learning_rate=0.001,
+                 momentum=0.9, nesterov=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 weight_decay=0.0, schedule=None, batch_size=64, max_iter=200,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+                 shuffle=True, random_state=None, verbose=0, standardize_target=True):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.architecture = architecture
+        self.width = width
+        self.depth = depth
+        self.activation = activation
+        self.dtype = dtype
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.verbose = verbose
+        self.standardize_target = standardize_target
+
+    def fit(self, X, y):
+        """Train a new network on ``(X, y)`` for ``max_iter`` epochs (or until early stopping).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Real-valued targets.
+
+        Returns
+        -------
+        self : NNRegressor
+        """
+        settings = self._check_params()
+        standardize = v.boolean("standardize_target", self.standardize_target)
+        self._forget_fit()
+        X, Y, y_1d = self._check_Xy(X, y, reset=True)
+        mean, scale = _target_scaling(Y, standardize)
+        base_seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
+        network = self._build_network(settings, X.shape[1], Y.shape[1],
+                                      _derive_seed(base_seed, "init"))
+        history, optimizer_state, kept_epoch = self._train(
+            settings, network, X, (Y - mean) / scale, epochs=settings["max_iter"],
+            first_epoch=0, optimizer_state=None, early_stopping=settings["early_stopping"],
+            seed=_derive_seed(base_seed, "fit"))
+        self._fitted(network, base_seed, mean, scale, y_1d)
+        self._optimizer_state = optimizer_state
+        self._record(history, settings["early_stopping"], kept_epoch)
+        return self
+
+    def partial_fit(self, X, y):
+        """Train for one epoch on ``(X, y)``, continuing from the current network (see
+        :meth:`NNClassifier.partial_fit`); the first call fixes the target standardisation
+        and the number of outputs.
+
+        Returns
+        -------
+        self : NNRegressor
+        """
+        settings = self._check_params()
+        standardize = v.boolean("standardize_target", self.standardize_target)
+        first_call = not hasattr(self, "network_")
+        X, Y, y_1d = self._check_Xy(X, y, reset=first_call)
+        if first_call:
+            mean, scale = _target_scaling(Y, standardize)
+            base_seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
+            network = self._build_network(settings, X.shape[1], Y.shape[1],
+                                          _derive_seed(base_seed, "init"))
+            optimizer_state, n_iter = None, 0
+        else:
+            if Y.shape[1] != self.n_outputs_:
+                raise ValueError(f"y has {Y.shape[1]} outputs, the earlier fit had "
+                                 f"{self.n_outputs_}")
+            mean, scale = self.target_mean_, self.target_scale_
+            base_seed, network = self._base_seed, self.network_
+            optimizer_state, n_iter = self._optimizer_state, self.n_iter_
+        history, optimizer_state, _ = self._train(
+            settings, network, X, (Y - mean) / scale, epochs=1, first_epoch=n_iter,
+            optimizer_state=optimizer_state, early_stopping=False,
+            seed=_derive_seed(base_seed, "partial_fit", n_iter))
+        if first_call:
+            self._fitted(network, base_seed, mean, scale, y_1d)
+        self._optimizer_state = optimizer_state
+        self._record(history, early_stopping=False)
+        return self
+
+    def predict(self, X):
+        """Predicted values.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            1-D when the network was fitted on 1-D targets; float64.
+        """
+        X = self._check_predict_X(X)
+        Y = self.network_.predict(X).astype(np.float64) * self.target_scale_ + self.target_mean_
+        return Y[:, 0] if self._y_1d else Y
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.single_output = True
+        tags.target_tags.multi_output = True
+        tags.input_tags.sparse = False
+        return tags
+
+    def _check_Xy(self, X, y, reset):
+        """X as for NNClassifier; y real-valued, 1-D or 2-D, as float64 (n, n_outputs), and
+        whether it was 1-D."""
+        X, y = validate_data(self, X, y, dtype=_INPUT_DTYPES, multi_output=True,
+                             y_numeric=True, reset=reset)
+        return X, v.regression_targets(y, X.shape[0]), y.ndim == 1
+
+    def _fitted(self, network, base_seed, mean, scale, y_1d):
+        self.network_ = network
+        self._base_seed = base_seed
+        self.target_mean_, self.target_scale_ = mean, scale
+        self.n_outputs_ = len(mean)
+        self._y_1d = y_1d
+        self.history_ = {}
+        self.n_iter_ = 0
+
+
+def _target_scaling(Y, standardize):
+    """Per-output mean and standard deviation of ``Y`` (a constant output keeps scale 1),
+    or zeros and ones without standardisation."""
+    if not standardize:
+        return np.zeros(Y.shape[1]), np.ones(Y.shape[1])
+    scale = Y.std(axis=0)
+    return Y.mean(axis=0), np.where(scale > 0, scale, 1.0)
 
 
 class _NetworkState:
