@@ -1021,8 +1021,8 @@ BAD_INPUTS = [
      dict(logits=np.zeros((3, 0)), labels=np.array([0, 0, 0])), ValueError,
      r"^logits must have at least one column"),
     # activation
-    ("linear-unknown-activation", "linear_forward", dict(activation="softplus"), ValueError,
-     r"^activation must be one of .* got 'softplus'"),
+    ("linear-unknown-activation", "linear_forward", dict(activation="mish"), ValueError,
+     r"^activation must be one of .* got 'mish'"),
     ("residual-unknown-activation", "residual_forward", dict(activation="Tanh"), ValueError,
      r"^activation must be one of .* got 'Tanh'"),
     ("activation-None", "linear_forward", dict(activation=None), ValueError, r"^activation"),
