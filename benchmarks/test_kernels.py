@@ -6,7 +6,9 @@
 Each benchmark group holds one function at one size, timed once through ``nncore.ops``
 (the kernels) and once through ``nncore.reference``; ``ratios.py`` prints reference / kernel
 per group. Inputs are made once per benchmark, outside the timed call; outputs are
-allocated by the call, as a user calling the API without ``out=`` would.
+allocated by the call, as a user calling the API without ``out=`` would (except in the
+activation groups, which measure the activations alone; ``ratios.py`` also prints those per
+element and against tanh).
 """
 
 import numpy as np
@@ -51,6 +53,32 @@ def test_linear_forward_backward(benchmark, impl, n, n_in, n_out, activation):
 
     benchmark.group = f"linear fwd+bwd {activation} (n, n_in, n_out)=({n}, {n_in}, {n_out})"
     benchmark(step)
+
+
+ACTIVATION_SHAPE = (4096, 256)
+
+
+@pytest.mark.parametrize("activation", ops.ACTIVATIONS)
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_activation(benchmark, impl, direction, activation):
+    """One activation's cost, forward (bias and activation) or backward (act'): a Dense
+    layer of ACTIVATION_SHAPE with a single input, so that its products (X W^T, dZ^T X,
+    dZ W: 4096 x 1 x 256 each) cost little beside the elementwise passes. The output,
+    cache and gradient buffers are reused, as the layers reuse theirs. The identity
+    gives the floor (products, bias, column sums) under the others."""
+    n, n_out = ACTIVATION_SHAPE
+    rng = np.random.default_rng(0)
+    X, W, b = _array(rng, n, 1), _array(rng, n_out, 1), _array(rng, n_out)
+    dA = _array(rng, n, n_out)
+    module = IMPLEMENTATIONS[impl]
+    A = np.empty((n, n_out), dtype=DTYPE)
+    _, cache = module.linear_forward(X, W, b, activation, out=A)
+    grads = (np.empty_like(X), np.empty_like(W), np.empty_like(b))
+    benchmark.group = f"activation {direction} {activation} {ACTIVATION_SHAPE}"
+    if direction == "forward":
+        benchmark(module.linear_forward, X, W, b, activation, out=A, cache=cache)
+    else:
+        benchmark(module.linear_backward, dA, cache, out=grads)
 
 
 @pytest.mark.parametrize("n,width", [(32, 32), (64, 64), (256, 512)])

@@ -254,8 +254,8 @@ def test_optimizers_losses_and_architectures_are_registered_with_descriptions():
 
 def test_an_activation_that_needs_its_input_works_without_touching_the_layers(monkeypatch):
     """SiLU z sigmoid(z) is not monotone, so its output cannot give act'(z): the entry says
-    "input". Registered for this test only (the reference's math; its kernel loop is the
-    breadth issue's), it runs through the layers and whole networks unchanged, and its
+    "input". Registered under another name for this test only (the reference's math, no
+    kernel code), it runs through the layers and whole networks unchanged, and its
     derivative checks pass: the caches keep Z where the entry asks."""
     from scipy.special import expit
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import nncore as nc
-from nncore import check, ops
+from nncore import activations, check, ops
 from nncore.check import (
     gradient_test,
     jacobian_test,
@@ -67,7 +67,7 @@ def dense_problem(activation="tanh", n=6, width=4, seed=1):
     X = rng.standard_normal((n, width))
     W = rng.standard_normal((width, width)) / 2
     b = rng.standard_normal(width)
-    # redrawn as for ReLU (the kinked activation) whatever the activation under test
+    # redrawn as for ReLU (a kinked activation) whatever the activation under test
     b = _draw_away_from_kinks(rng, X, W, b, "relu", margin=0.05)
     _, cache = ops.linear_forward(X, W, b, activation)
     return X, W, b, cache
@@ -126,7 +126,7 @@ def test_every_ready_made_check_passes_in_float64(item):
 
 def test_the_ready_made_checks_cover_every_part_and_argument():
     names = {c.name for c in QUICK_CHECKS}
-    for activation in ("identity", "tanh", "relu", "sigmoid"):
+    for activation in activations.names():
         for arg in ("X", "W", "b"):
             assert f"Dense {activation}: output wrt {arg}" in names
         for arg in ("X", "W1", "b1", "W2"):
@@ -215,12 +215,12 @@ def test_gradient_test_rejects_a_residual_backward_with_its_branch_sign_flipped(
     assert not gradient_test(scalar, X, flipped).passed
 
 
-@pytest.mark.parametrize("activation", ["identity", "tanh", "relu", "sigmoid"])
+@pytest.mark.parametrize("activation", activations.names())
 def test_jacobian_test_rejects_wrong_jvps(activation):
     X, W, b, cache = dense_problem(activation)
     zX, zW, zb = zeros_like_all(X, W, b)
-    kinks = (lambda W_: ops.linear_forward(X, W_, b, activation)[0] > 0) \
-        if activation == "relu" else None
+    kinked = activations.ACTIVATIONS[activation].kinked
+    kinks = (lambda W_: ops.linear_forward(X, W_, b, activation)[0] > 0) if kinked else None
 
     def forward_W(W_):
         return ops.linear_forward(X, W_, b, activation)[0]
@@ -237,7 +237,7 @@ def test_jacobian_test_rejects_wrong_jvps(activation):
     def forward_b(b_):
         return ops.linear_forward(X, W, b_, activation)[0]
 
-    kinks_b = (lambda b_: forward_b(b_) > 0) if activation == "relu" else None
+    kinks_b = (lambda b_: forward_b(b_) > 0) if kinked else None
     assert jacobian_test(forward_b, b, lambda db: ops.linear_jvp(cache, zX, zW, db),
                          kinks=kinks_b).passed
     # the joint JVP with the bias term dropped
@@ -247,7 +247,7 @@ def test_jacobian_test_rejects_wrong_jvps(activation):
 
 
 def test_jacobian_test_rejects_a_residual_jvp_with_its_branch_sign_flipped():
-    for activation in ("tanh", "relu", "identity"):
+    for activation in ("tanh", "relu", "leaky_relu", "identity"):
         X, W1, b1, W2, cache = residual_problem(activation)
         zX, zW1, zb1, zW2 = zeros_like_all(X, W1, b1, W2)
 
@@ -258,7 +258,7 @@ def test_jacobian_test_rejects_a_residual_jvp_with_its_branch_sign_flipped():
             return ops.residual_jvp(cache, dX, zW1, zb1, zW2)
 
         kinks = (lambda X_: ops.residual_forward(X_, W1, b1, W2, activation)[1].H > 0) \
-            if activation == "relu" else None
+            if activations.ACTIVATIONS[activation].kinked else None
         assert jacobian_test(forward, X, jvp, kinks=kinks).passed
         flipped = jacobian_test(forward, X, lambda dX: 2 * dX - jvp(dX), kinks=kinks)
         assert not flipped.passed, activation

@@ -11,12 +11,14 @@
 4. Model files: ``save`` / ``load`` round trips, atomic replacement, and every kind of bad
    file raising ``ModelFileError`` without unpickling anything.
 
-Relu networks are checked only on rows whose pre-activations all lie at least ``MARGIN``
-away from the kink (:func:`relu_safe_rows`), and every finite-difference evaluation asserts
-that no relu unit changed side (:func:`relu_pattern`), so a difference quotient never
-straddles a kink. The checkers are shown to reject wrong answers (``*_rejects_*`` tests).
+Networks with a kinked activation (ReLU, leaky ReLU: the registry's ``kinked``) are checked
+only on rows whose pre-activations of those units all lie at least ``MARGIN`` away from the
+kink (:func:`kink_safe_rows`), and every finite-difference evaluation asserts that no such
+unit changed side (:func:`kink_pattern`), so a difference quotient never straddles a kink.
+The checkers are shown to reject wrong answers (``*_rejects_*`` tests).
 """
 
+import functools
 import json
 import math
 import os
@@ -30,6 +32,7 @@ from hypothesis import strategies as st
 
 import nncore as nc
 import nncore.network
+from nncore import activations
 from conftest import (
     ACTIVATIONS,
     DTYPES,
@@ -49,7 +52,7 @@ over_kinds = pytest.mark.parametrize("kind", KINDS)
 over_dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=("float32", "float64"))
 over_activations = pytest.mark.parametrize("activation", ACTIVATIONS)
 
-#: Relu pre-activations used in a check are at least this far from 0.
+#: Pre-activations of kinked units used in a check are at least this far from 0.
 MARGIN = 1e-3
 #: Step of the central differences (float64 only).
 H = 1e-6
@@ -82,17 +85,14 @@ def twins(kind, activation, dtype, seed=0, jitter=0.1, **sizes):
     return net, ref
 
 
-_NUMPY_ACT = {"identity": lambda z: z, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0),
-              "sigmoid": scipy.special.expit}
-
-
 def numpy_forward(net, X):
-    """The network evaluated in plain float64 NumPy from its parameter views: returns the
-    logits and the pre-activation ``Z`` of every layer (a residual block's hidden one)."""
+    """The network evaluated in plain float64 NumPy from its parameter views (the
+    activations' registry math): returns the logits and the pre-activation ``Z`` of every
+    layer (a residual block's hidden one)."""
     A = np.asarray(X, dtype=np.float64)
     pre = []
     for layer in net.layers:
-        act = _NUMPY_ACT[layer.activation]
+        act = activations.ACTIVATIONS[layer.activation].function
         if layer.kind == "dense":
             Z = A @ layer.W.T.astype(np.float64) + layer.b
             A = act(Z)
@@ -103,35 +103,41 @@ def numpy_forward(net, X):
     return A, pre
 
 
-def relu_pattern(net, X):
-    """Which relu units are on, for every row: a tuple of boolean arrays."""
+def kinked(layer):
+    return activations.ACTIVATIONS[layer.activation].kinked
+
+
+def kink_pattern(net, X):
+    """Which side of its kink every kinked unit is on, for every row: a tuple of boolean
+    arrays."""
     _, pre = numpy_forward(net, X)
-    return tuple(Z > 0 for Z, layer in zip(pre, net.layers) if layer.activation == "relu")
+    return tuple(Z > 0 for Z, layer in zip(pre, net.layers) if kinked(layer))
 
 
-def relu_safe_rows(net, X, margin=MARGIN):
-    """Mask of the rows whose relu pre-activations all lie more than ``margin`` from 0."""
+def kink_safe_rows(net, X, margin=MARGIN):
+    """Mask of the rows whose kinked units' pre-activations all lie more than ``margin``
+    from 0."""
     _, pre = numpy_forward(net, X)
     keep = np.ones(len(X), dtype=bool)
     for Z, layer in zip(pre, net.layers):
-        if layer.activation == "relu":
+        if kinked(layer):
             keep &= np.all(np.abs(Z) > margin, axis=1)
     return keep
 
 
 def draw_X(rng, net, n, dtype=np.float64):
-    """``n`` standard normal rows (in ``dtype``), all away from every relu kink of ``net``."""
+    """``n`` standard normal rows (in ``dtype``), all away from every kink of ``net``."""
     rows = np.empty((0, net.n_in), dtype=dtype)
     for _ in range(100):
         X = random_array(rng, (max(2 * n, 4), net.n_in), dtype)
-        rows = np.concatenate([rows, X[relu_safe_rows(net, X)]])
+        rows = np.concatenate([rows, X[kink_safe_rows(net, X)]])
         if len(rows) >= n:
             return np.ascontiguousarray(rows[:n])
-    raise AssertionError("could not draw rows away from the relu kinks")
+    raise AssertionError("could not draw rows away from the kinks")
 
 
 def problem(kind, activation, dtype, seed=0, n=12, **sizes):
-    """Twin networks, a batch X (away from relu kinks) and labels."""
+    """Twin networks, a batch X (away from kinks) and labels."""
     net, ref = twins(kind, activation, dtype, seed, **sizes)
     rng = np.random.default_rng(seed + 2)
     X = draw_X(rng, net, n, dtype)
@@ -140,24 +146,24 @@ def problem(kind, activation, dtype, seed=0, n=12, **sizes):
 
 
 def checked_loss(net, X, y):
-    """``net.loss`` as a closure that also asserts no relu unit changes side under the
+    """``net.loss`` as a closure that also asserts no kinked unit changes side under the
     perturbations made by the finite-difference helpers."""
-    pattern = relu_pattern(net, X)
+    pattern = kink_pattern(net, X)
 
     def f():
-        for now, then in zip(relu_pattern(net, X), pattern):
-            assert np.array_equal(now, then), "a relu unit changed side: step too large"
+        for now, then in zip(kink_pattern(net, X), pattern):
+            assert np.array_equal(now, then), "a kinked unit changed side: step too large"
         return net.loss(X, y)
 
     return f
 
 
 def checked_logits(net, X):
-    pattern = relu_pattern(net, X)
+    pattern = kink_pattern(net, X)
 
     def F():
-        for now, then in zip(relu_pattern(net, X), pattern):
-            assert np.array_equal(now, then), "a relu unit changed side: step too large"
+        for now, then in zip(kink_pattern(net, X), pattern):
+            assert np.array_equal(now, then), "a kinked unit changed side: step too large"
         return net.logits(X)
 
     return F
@@ -169,12 +175,22 @@ def assert_matches_reference(actual, expected, dtype, name, scale=None):
     assert_close(actual, expected, dtype, scale=scale, name=name)
 
 
+@functools.lru_cache(maxsize=None)
+def derivative_bound(activation):
+    """max |act'|, at least 1 (1.13 for GELU, 1.10 for SiLU), from the registry's math."""
+    entry = activations.ACTIVATIONS[activation]
+    Z = np.linspace(-10, 10, 20001)
+    saved = Z if entry.keeps_input else entry.function(Z)
+    return max(1.0, float(np.max(np.abs(entry.derivative(saved)))))
+
+
 def gradient_scale(net, X):
     """Entry by entry, the size of the terms summed into the gradient of the mean
     cross-entropy: the backward pass run in float64 on absolute values, with every
-    activation derivative replaced by its bound 1 and every entry of dlogits by its bound
-    1/n (as conftest's ``*_scales``). Rounding errors are relative to this, not to the
-    gradient itself, which can cancel (e.g. ``p - 1`` for a confident prediction).
+    activation derivative replaced by its bound (:func:`derivative_bound`) and every entry
+    of dlogits by its bound 1/n (as conftest's ``*_scales``). Rounding errors are relative
+    to this, not to the gradient itself, which can cancel (e.g. ``p - 1`` for a confident
+    prediction).
 
     A layer's input enters with the size of the terms the forward pass summed to make it,
     not its value: a residual block's output x + branch can cancel to 2e-3 from terms of
@@ -184,14 +200,15 @@ def gradient_scale(net, X):
     size = np.abs(np.asarray(X, dtype=np.float64))
     layer_inputs, hidden = [size], []
     for layer, Z in zip(net.layers, pre):
-        act = _NUMPY_ACT[layer.activation]
+        act = activations.ACTIVATIONS[layer.activation].function
+        bound = derivative_bound(layer.activation)  # act' scales the errors of Z by this
         if layer.kind == "dense":
             terms = size @ np.abs(layer.W.T.astype(np.float64)) + np.abs(layer.b)
-            size = np.maximum(np.abs(act(Z)), terms)  # |act'| <= 1 passes errors unscaled
+            size = np.maximum(np.abs(act(Z)), bound * terms)
             hidden.append(None)
         else:
             terms = size @ np.abs(layer.W1.T.astype(np.float64)) + np.abs(layer.b1)
-            H = np.maximum(np.abs(act(Z)), terms)
+            H = np.maximum(np.abs(act(Z)), bound * terms)
             size = size + H @ np.abs(layer.W2.T.astype(np.float64))
             hidden.append(H)
         layer_inputs.append(size)
@@ -199,12 +216,14 @@ def gradient_scale(net, X):
     pieces = []
     for i in reversed(range(len(net.layers))):
         layer, A = net.layers[i], layer_inputs[i]
+        bound = derivative_bound(layer.activation)
         if layer.kind == "dense":
+            grad = bound * grad
             pieces.append([grad.T @ A, grad.sum(axis=0)])
             grad = grad @ np.abs(layer.W.astype(np.float64))
         else:
             H = hidden[i]
-            dZ = grad @ np.abs(layer.W2.astype(np.float64))
+            dZ = bound * (grad @ np.abs(layer.W2.astype(np.float64)))
             pieces.append([dZ.T @ A, dZ.sum(axis=0), grad.T @ H])
             grad = grad + dZ @ np.abs(layer.W1.astype(np.float64))
     return np.concatenate([p.ravel() for layer in reversed(pieces) for p in layer])
@@ -751,11 +770,13 @@ def test_adjoint_check_rejects_a_scaled_gradient():
         assert_adjoint(u, net.jvp(X, dparams), (1.01 * JTu_params,), (dparams,))
 
 
-def test_relu_safety_checks_detect_a_kink():
-    net = build("mlp", "relu", np.float64)  # zero biases: a zero row sits on every kink
+@pytest.mark.parametrize("activation", [name for name in ACTIVATIONS
+                                        if activations.ACTIVATIONS[name].kinked])
+def test_kink_safety_checks_detect_a_kink(activation):
+    net = build("mlp", activation, np.float64)  # zero biases: a zero row sits on every kink
     X = np.zeros((2, 3))
     X[1] = [0.3, -1.0, 0.7]
-    assert relu_safe_rows(net, X).tolist() == [False, True]
+    assert kink_safe_rows(net, X).tolist() == [False, True]
     # and the pattern check notices a unit changing side
     X = draw_X(np.random.default_rng(0), net, 4)
     f = checked_loss(net, X, np.zeros(4, dtype=int))
@@ -884,7 +905,7 @@ def test_mismatched_layer_sizes_raise():
     (lambda: nc.mlp(3, [4.0], 3), TypeError),
     (lambda: nc.mlp(3, "4", 3), TypeError),
     (lambda: nc.mlp(True, [4], 3), TypeError),
-    (lambda: nc.mlp(3, [4], 3, activation="softplus"), ValueError),
+    (lambda: nc.mlp(3, [4], 3, activation="mish"), ValueError),
     (lambda: nc.mlp(3, [4], 3, dtype="float16"), TypeError),
     (lambda: nc.mlp(3, [4], 3, dtype="int32"), TypeError),
     (lambda: nc.mlp(3, [4], 3, backend="gpu"), ValueError),
@@ -893,7 +914,7 @@ def test_mismatched_layer_sizes_raise():
     (lambda: nc.resnet(3, 0, 2, 3), ValueError),
     (lambda: nc.resnet(3, 4, 2, 3, hidden=0), ValueError),
     (lambda: nc.resnet(3, 4.5, 2, 3), TypeError),
-    (lambda: nc.resnet(3, 4, 2, 3, activation="gelu"), ValueError),
+    (lambda: nc.resnet(3, 4, 2, 3, activation="mish"), ValueError),
     (lambda: nc.resnet(3, 4, None, 3), TypeError),
     (lambda: nc.softmax_regression(3, 1), ValueError),
     (lambda: Residual(4, 3, branch_scale=-1.0), ValueError),

@@ -1,12 +1,13 @@
 """Tests of nncore.ops (the Cython kernels) against nncore.reference and against mathematics.
 
-1. ops == reference on hypothesis-drawn shapes, for both dtypes and all four activations.
+1. ops == reference on hypothesis-drawn shapes, for both dtypes and every activation.
 2. Layouts and buffers: read-only, Fortran-ordered and strided inputs; ``out=``; the cache's
    scratch buffer.
 3. Gradients: backward passes and JVPs against central finite differences (float64), and
    the adjoint identity <u, J v> == <J^T u, v> between each JVP and its backward pass.
 4. Closed forms: cross-entropy via logsumexp, least squares at the lstsq solution, extreme
-   logits, SGD and Adam against hand-written loops of PyTorch's rules.
+   logits, the activations at extreme inputs and the float32 ones' accuracy against
+   float64, SGD and Adam against hand-written loops of PyTorch's rules.
 5. Bad input: both modules raise the same exception, with a message naming the argument.
 
 Values are drawn by numpy Generators seeded by hypothesis, which chooses (and shrinks) the
@@ -874,6 +875,77 @@ def test_extreme_logits_give_finite_loss_and_gradient(dtype, module):
     assert_close(probs, scipy.special.softmax(z, axis=1), dtype, scale=1.0, name="softmax")
 
 
+#: Pre-activations at the ends of every activation's range: where exp overflows in float32
+#: (+-88) and in float64 (+-1e4), either side of softplus's threshold 20, around 0, and NaN.
+EXTREME_Z = [-1e4, -88.0, -20.0, -1.0, -1e-30, 0.0, 1e-30, 1.0, 20.0, 20.5, 88.0, 1e4, np.nan]
+
+
+def _activation_at(module, Z, activation):
+    """A Dense layer whose pre-activation is exactly ``Z`` (n, m): X = Z, W = the identity
+    (a product of exact terms and zeros), b = 0. Returns act(Z), act'(Z) through the
+    backward pass (dX with dA = 1) and act'(Z) through the JVP (its bias term, db = 1)."""
+    n, m = Z.shape
+    W, b = np.eye(m, dtype=Z.dtype), np.zeros(m, dtype=Z.dtype)
+    A, cache = module.linear_forward(Z, W, b, activation)
+    dX, _, _ = module.linear_backward(np.ones_like(A), cache)
+    jvp = module.linear_jvp(cache, np.zeros_like(Z), np.zeros_like(W), np.ones_like(b))
+    return A, dX, jvp
+
+
+@over_activations
+@over_dtypes
+def test_activations_at_extreme_inputs_match_the_reference(dtype, activation):
+    # one value per row, 16 times (the vectorised loops), so that dX = dZ W mixes a NaN
+    # only into its own row
+    Z = np.repeat(np.array(EXTREME_Z, dtype=dtype)[:, None], 16, axis=1)
+    with np.errstate(invalid="ignore"):  # NaN in, NaN out: the reference's NumPy says so
+        expected = _activation_at(reference, Z, activation)
+    actual = _activation_at(ops, Z, activation)
+    # elementwise: relative to each value, plus rtol in absolute terms (the float32 kernels
+    # stop at exp's floor 1.6e-38 or flush to 0 where the reference has a tinier value)
+    for value, wanted, name in zip(actual, expected, ("act", "act' (backward)", "act' (JVP)")):
+        assert_close(value, wanted, dtype, scale=1.0, name=name)
+    A, dX, _ = actual
+    assert np.all(np.isnan(A[-1])), "NaN must propagate"
+    assert np.all(np.isfinite(A[:-1])) and np.all(np.isfinite(dX[:-1]))
+
+
+#: The float32 kernels' measured accuracy against float64 (docs/extending.md, and _simd.h
+#: beside each helper; benchmarks/activation_accuracy.py measures it on 1e7 points): act
+#: within ``relative`` of its value (where that is above 1e-36 in magnitude: tiny tails may be
+#: flushed to 0), act' within ``absolute`` (it crosses 0 for gelu and silu).
+FLOAT32_ACCURACY = {
+    "leaky_relu": dict(relative=1.2e-7, absolute=1e-9),
+    "elu": dict(relative=1.2e-7, absolute=2e-7),
+    "gelu": dict(relative=5e-7, absolute=2e-7),
+    "silu": dict(relative=2.5e-7, absolute=3e-7),
+    "softplus": dict(relative=3e-7, absolute=2e-7),
+}
+
+
+@pytest.mark.parametrize("activation", list(FLOAT32_ACCURACY))
+def test_float32_activations_stay_within_their_documented_error(activation):
+    """act and act' of the float32 kernels on 1e6 points of [-100, 100] and [-10, 10]
+    against the registry's float64 math at the same float32 inputs (GELU's erfc-based
+    approximation among them)."""
+    from nncore import activations
+
+    grid = np.concatenate([np.linspace(-100, 100, 2**19), np.linspace(-10, 10, 2**19)])
+    Z = grid.astype(np.float32).reshape(-1, 64)
+    A, dX, _ = _activation_at(ops, Z, activation)
+    entry = activations.ACTIVATIONS[activation]
+    Z64 = Z.astype(np.float64)
+    exact = entry.function(Z64)
+    # act' of the float64 pre-activation; from the output, act' sees the float32 output's
+    # own rounding too, which the absolute bound allows for
+    exact_derivative = entry.derivative(Z64 if entry.keeps_input else exact)
+    bound = FLOAT32_ACCURACY[activation]
+    error = np.abs(A - exact)
+    assert np.all(error <= bound["relative"] * np.abs(exact) + 1e-36), (
+        f"act: largest relative error {np.max(error / np.maximum(np.abs(exact), 1e-36)):.3g}")
+    assert np.max(np.abs(dX - exact_derivative)) <= bound["absolute"]
+
+
 def pytorch_sgd(param, grads, lr, momentum, nesterov, weight_decay):
     """PyTorch's documented SGD update (dampening 0), one tensor, written out as a loop:
     the momentum buffer starts as the first step's gradient. Returns (param, buffer)."""
@@ -1142,8 +1214,8 @@ BAD_INPUTS = [
      dict(logits=np.zeros((3, 0)), labels=np.array([0, 0, 0])), ValueError,
      r"^logits must have at least one column"),
     # activation
-    ("linear-unknown-activation", "linear_forward", dict(activation="softplus"), ValueError,
-     r"^activation must be one of .* got 'softplus'"),
+    ("linear-unknown-activation", "linear_forward", dict(activation="mish"), ValueError,
+     r"^activation must be one of .* got 'mish'"),
     ("residual-unknown-activation", "residual_forward", dict(activation="Tanh"), ValueError,
      r"^activation must be one of .* got 'Tanh'"),
     ("activation-None", "linear_forward", dict(activation=None), ValueError, r"^activation"),

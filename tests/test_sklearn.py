@@ -277,7 +277,7 @@ def test_verbose_2_prints_a_line_per_epoch(iris, capsys):
     ("hidden_layer_sizes", 2.5, TypeError, "hidden_layer_sizes must be an int or a sequence"),
     ("width", 0, ValueError, "width == 0, must be >= 1"),
     ("depth", -1, ValueError, "depth == -1, must be >= 0"),
-    ("activation", "softplus", ValueError, "activation must be one of"),
+    ("activation", "mish", ValueError, "activation must be one of"),
     ("dtype", "float16", ValueError, "dtype must be 'float32' or 'float64'"),
     ("learning_rate", 0.0, ValueError, "learning_rate == 0.0, must be > 0"),
     ("learning_rate", float("nan"), ValueError, "learning_rate must be finite"),

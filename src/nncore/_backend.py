@@ -9,8 +9,8 @@ copy) the forward call's inputs and outputs.
 
 ``saved`` is what the activation's derivative is computed from (see
 :mod:`nncore.activations`): the output itself for activations whose derivative is a
-function of their output (tanh, ReLU, sigmoid, identity), else the pre-activation ``Z``,
-kept in a buffer of its own.
+function of their output (tanh, ReLU, sigmoid, identity, ELU, softplus, ...), else the
+pre-activation ``Z`` (GELU, SiLU), kept in a buffer of its own.
 """
 
 import numpy as np

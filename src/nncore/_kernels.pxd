@@ -8,7 +8,8 @@ in _kernels.pyx. All of it is ``noexcept nogil``; nothing validates its argument
 docstring of _kernels.pyx). Another Cython module may ``from nncore._kernels cimport ...``.
 """
 
-from libc.math cimport exp as libm_exp, tanh as libm_tanh
+from libc.math cimport (erfc as libm_erfc, exp as libm_exp, expm1 as libm_expm1,
+                        log1p as libm_log1p, tanh as libm_tanh)
 
 ctypedef fused floating:
     float
@@ -20,6 +21,11 @@ cdef enum:
     TANH = 1
     RELU = 2
     SIGMOID = 3
+    LEAKY_RELU = 4
+    ELU = 5
+    GELU = 6
+    SILU = 7
+    SOFTPLUS = 8
 
 # Column block for the double accumulators of bias gradients (kept on the stack).
 cdef enum:
@@ -104,12 +110,21 @@ cdef struct AdamScalars:
 # Level 1: one value, one row
 # ============================================================================================
 
-# The float32 exponential, tanh and sigmoid, the loops that apply them, and the float32 SGD
-# loops are written in C in _simd.h (it says why); float64 uses the C library's exp and tanh.
+# The float32 activations, their derivatives where they cost more than a few operations,
+# the loops that apply them, and the float32 SGD loops are written in C in _simd.h (it says
+# why); float64 uses the C library's exp, expm1, log1p, tanh and erfc.
 cdef extern from "_simd.h":
     float _expf "nncore_expf" (float x) noexcept nogil
+    float _expm1f "nncore_expm1f" (float x) noexcept nogil
     float _tanhf "nncore_tanhf" (float x) noexcept nogil
     float _sigmoidf "nncore_sigmoidf" (float x) noexcept nogil
+    float _leaky_reluf "nncore_leaky_reluf" (float x) noexcept nogil
+    float _eluf "nncore_eluf" (float x) noexcept nogil
+    float _softplusf "nncore_softplusf" (float x) noexcept nogil
+    float _siluf "nncore_siluf" (float x) noexcept nogil
+    float _geluf "nncore_geluf" (float x) noexcept nogil
+    float _silu_derivativef "nncore_silu_derivativef" (float x) noexcept nogil
+    float _gelu_derivativef "nncore_gelu_derivativef" (float x) noexcept nogil
     void _exp_inplace_f32 "nncore_exp_inplace_f32" (float* x, Py_ssize_t size) noexcept nogil
     bint _sgd_update_is_finite_f32 "nncore_sgd_update_is_finite_f32" (
         const float* param, const float* grad, const float* velocity, Py_ssize_t size,
@@ -126,10 +141,34 @@ cdef extern from "_simd.h":
         float* param, const float* grad, float* exp_avg, float* exp_avg_sq, Py_ssize_t size,
         float decay, float weight_decay, float weight, float beta2, float one_minus_beta2,
         float bias_correction2_sqrt, float eps, float neg_step_size) noexcept nogil
+    # Z[i, j] = act(Z[i, j] + b[j]) in place over (n, m): the activations whose act' needs
+    # only their output
     void _bias_tanh_f32 "nncore_bias_tanh_f32" (float* Z, const float* b, Py_ssize_t n,
                                                 Py_ssize_t m) noexcept nogil
     void _bias_sigmoid_f32 "nncore_bias_sigmoid_f32" (float* Z, const float* b,
                                                       Py_ssize_t n, Py_ssize_t m) noexcept nogil
+    void _bias_leaky_relu_f32 "nncore_bias_leaky_relu_f32" (
+        float* Z, const float* b, Py_ssize_t n, Py_ssize_t m) noexcept nogil
+    void _bias_elu_f32 "nncore_bias_elu_f32" (float* Z, const float* b, Py_ssize_t n,
+                                              Py_ssize_t m) noexcept nogil
+    void _bias_softplus_f32 "nncore_bias_softplus_f32" (
+        float* Z, const float* b, Py_ssize_t n, Py_ssize_t m) noexcept nogil
+    # Z[i, j] += b[j] and A[i, j] = act(Z[i, j]) over (n, m): the activations whose act'
+    # needs Z
+    void _bias_keep_gelu_f32 "nncore_bias_keep_gelu_f32" (
+        float* Z, const float* b, float* A, Py_ssize_t n, Py_ssize_t m) noexcept nogil
+    void _bias_keep_silu_f32 "nncore_bias_keep_silu_f32" (
+        float* Z, const float* b, float* A, Py_ssize_t n, Py_ssize_t m) noexcept nogil
+    # out[i, j] = (G[i, j] + shift[j]) * act'(S[i, j]) over (n, m), shift NULL or not
+    void _times_softplus_derivative_f32 "nncore_times_softplus_derivative_f32" (
+        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
+        Py_ssize_t m) noexcept nogil
+    void _times_gelu_derivative_f32 "nncore_times_gelu_derivative_f32" (
+        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
+        Py_ssize_t m) noexcept nogil
+    void _times_silu_derivative_f32 "nncore_times_silu_derivative_f32" (
+        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
+        Py_ssize_t m) noexcept nogil
 
 
 cdef inline double _exp(floating x) noexcept nogil:
@@ -159,16 +198,103 @@ cdef inline floating _sigmoid(floating z) noexcept nogil:
         return 1.0 / (1.0 + libm_exp(-z))
 
 
-cdef inline floating _derivative(floating a, int activation) noexcept nogil:
-    """act'(z) from what the forward pass saved: a = act(z) for these four activations,
-    which all allow it (z is then never stored); an activation whose derivative needs z
-    itself is given z (nncore.activations says which is saved)."""
+cdef inline floating _leaky_relu(floating z) noexcept nogil:
+    # negative slope 0.01 (PyTorch's default); NaN stays NaN (NaN > 0 is false)
+    if floating is float:
+        return _leaky_reluf(z)
+    else:
+        return z if z > 0 else 0.01 * z
+
+
+cdef inline floating _elu(floating z) noexcept nogil:
+    # alpha 1: expm1 is only reached for z <= 0, where it cannot overflow (it is -1 in
+    # double below z = -37.4); NaN goes to expm1 and stays NaN
+    if floating is float:
+        return _eluf(z)
+    else:
+        return z if z > 0 else libm_expm1(z)
+
+
+cdef inline floating _softplus(floating z) noexcept nogil:
+    # log(1 + exp(z)) with PyTorch's threshold: z itself above 20 (the difference,
+    # log1p(exp(-z)) < 2.1e-9, is below float32's resolution there), so exp(z) never
+    # exceeds exp(20) and cannot overflow; below z = -745, exp(z) underflows to 0 and so
+    # does the result, as its true value rounds
+    if floating is float:
+        return _softplusf(z)
+    else:
+        return z if z > 20 else libm_log1p(libm_exp(z))
+
+
+cdef inline floating _silu(floating z) noexcept nogil:
+    # z sigmoid(z) = z / (1 + exp(-z)): below z = -709.8, exp(-z) overflows to inf and the
+    # result is -0 where its true value is below 4e-306 in magnitude
+    if floating is float:
+        return _siluf(z)
+    else:
+        return z / (1.0 + libm_exp(-z))
+
+
+cdef inline floating _gelu(floating z) noexcept nogil:
+    # z Phi(z) = z erfc(-z / sqrt 2) / 2: erfc keeps the tail's relative accuracy where
+    # 1 + erf(z / sqrt 2) would cancel (z < -1); it underflows to 0 below z = -38.5 (GELU's
+    # true value is then below 1e-320), and z erfc(...) / 2 is then -0
+    if floating is float:
+        return _geluf(z)
+    else:
+        return 0.5 * z * libm_erfc(-z * 0.7071067811865476)  # 1 / sqrt 2
+
+
+cdef inline double _silu_derivative(double z) noexcept nogil:
+    # sigmoid(z) (1 + z (1 - sigmoid(z))), with 1 - sigmoid(z) = exp(-z) sigmoid(z): it does
+    # not cancel as sigmoid(z) -> 1. Below z = -709, exp(-z) overflows (to inf past -709.8,
+    # where inf * 0 would be NaN): the derivative is 0 there, its true value being below
+    # 1e-305 in magnitude.
+    cdef double e, s
+    if z < -709:
+        return 0.0
+    e = libm_exp(-z)
+    s = 1.0 / (1.0 + e)
+    return s * (1.0 + z * (e * s))
+
+
+cdef inline double _gelu_derivative(double z) noexcept nogil:
+    # Phi(z) + z phi(z); exp(-z^2 / 2) underflows to 0 beyond |z| = 38.6, and z * 0 = 0
+    return 0.5 * libm_erfc(-z * 0.7071067811865476) \
+        + z * libm_exp(-0.5 * z * z) * 0.3989422804014327  # 1 / sqrt(2 pi)
+
+
+cdef inline floating _derivative(floating s, int activation) noexcept nogil:
+    """act'(z) from what the forward pass saved (nncore.activations says which): the output
+    s = act(z) for the activations whose derivative is a function of it (tanh, relu, sigmoid,
+    leaky relu, elu, softplus; z is then never stored), z itself for gelu and silu."""
     if activation == TANH:
-        return 1 - a * a
+        return 1 - s * s
     if activation == RELU:
-        return 1 if a > 0 else 0
+        return 1 if s > 0 else 0
     if activation == SIGMOID:
-        return a * (1 - a)
+        return s * (1 - s)
+    if activation == LEAKY_RELU:
+        return 1 if s > 0 else 0.01
+    if activation == ELU:
+        # exp(z) = act(z) + 1 for z <= 0
+        return 1 if s > 0 else s + 1
+    if activation == SOFTPLUS:
+        # sigmoid(z) = 1 - exp(-act(z)), as -expm1: accurate where act(z) is small
+        if floating is float:
+            return -_expm1f(-s)
+        else:
+            return -libm_expm1(-s)
+    if activation == SILU:
+        if floating is float:
+            return _silu_derivativef(s)
+        else:
+            return _silu_derivative(s)
+    if activation == GELU:
+        if floating is float:
+            return _gelu_derivativef(s)
+        else:
+            return _gelu_derivative(s)
     return 1
 
 
@@ -210,8 +336,8 @@ cdef void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
 # activations and their derivatives over (n, m) arrays
 cdef void _bias_activation(floating* Z, const floating* b, Py_ssize_t n, Py_ssize_t n_out,
                            int activation) noexcept nogil
-cdef void _activation(const floating* Z, floating* A, Py_ssize_t size,
-                      int activation) noexcept nogil
+cdef void _activation(floating* Z, const floating* b, floating* A, Py_ssize_t n,
+                      Py_ssize_t n_out, int activation) noexcept nogil
 cdef void _times_derivative(const floating* G, const floating* A, const floating* shift,
                             floating* out, Py_ssize_t n, Py_ssize_t m,
                             int activation) noexcept nogil

@@ -6,8 +6,8 @@ The code has three levels, and each level only calls the one below it:
 1. ``cdef inline ... noexcept nogil`` helpers for one value or one row: the activations and
    their derivatives, a fast exponential, the softmax of one row. They are defined in
    ``_kernels.pxd`` (Cython's rule for inline functions of a module with a .pxd), over the
-   float32 C helpers of the header ``_simd.h`` (nncore_expf, nncore_tanhf, nncore_sigmoidf
-   and the loops compiled once per CPU level).
+   float32 C helpers of the header ``_simd.h`` (nncore_expf, nncore_tanhf, the other
+   activations and the loops compiled once per CPU level).
 2. Array loops over raw pointers and sizes (``_linear_forward``, ``_residual_backward``, ...).
    They write into caller-provided buffers, allocate nothing and never hold the GIL, so a
    fused training step written in Cython can call them directly. Every matrix product goes
@@ -32,9 +32,8 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 #: True when built with NNCORE_DEBUG=1 (bounds and wraparound checks on).
 DEBUG_BUILD = NNCORE_DEBUG
 
-# The fused type ``floating`` (float32, float64), the activation codes (IDENTITY, TANH, RELU,
-# SIGMOID: ACTIVATION_CODES in nncore.ops), COLUMN_BLOCK and SMALL_TRANSPOSE are declared
-# in _kernels.pxd.
+# The fused type ``floating`` (float32, float64), the activation codes (IDENTITY, TANH, ...:
+# ACTIVATION_CODES below), COLUMN_BLOCK and SMALL_TRANSPOSE are declared in _kernels.pxd.
 
 #: Largest B^T (in elements) that _gemm copies to a stack buffer instead of asking BLAS
 #: for the transposed product; the tests pick shapes on both sides of it.
@@ -45,8 +44,9 @@ SMALL_TRANSPOSE_ELEMENTS = SMALL_TRANSPOSE
 # Level 1: one value, one row
 # ============================================================================================
 # Defined in _kernels.pxd (Cython wants the inline functions of a module with a .pxd there):
-# _exp, _tanh, _relu, _sigmoid, _derivative, _row_max and _normalise_row, over the float32
-# C helpers of _simd.h (nncore_expf, nncore_tanhf, nncore_sigmoidf and the cloned loops).
+# _exp, one function per activation (_tanh, _relu, _sigmoid, _leaky_relu, _elu, _softplus,
+# _silu, _gelu), _derivative, _row_max and _normalise_row, over the float32 C helpers of
+# _simd.h (nncore_expf, nncore_tanhf, ... and the cloned loops).
 
 
 # ============================================================================================
@@ -92,8 +92,11 @@ cdef void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
 
 cdef void _bias_activation(floating* Z, const floating* b, Py_ssize_t n, Py_ssize_t n_out,
                            int activation) noexcept nogil:
-    """Z[i, j] = act(Z[i, j] + b[j]) in one pass. One loop per activation so each inner
-    loop is branch-free and the compiler can vectorise it."""
+    """Z[i, j] = act(Z[i, j] + b[j]) in one pass: the forward pass of an activation whose
+    derivative is a function of its output (the layer keeps only A), and with the identity
+    the bias pass of _activation. One loop per activation so each inner loop is branch-free
+    and the compiler can vectorise it; float32 uses the cloned C loops of _simd.h for the
+    activations that keep only A."""
     cdef Py_ssize_t i, j
     cdef floating* row
     if floating is float:
@@ -102,6 +105,15 @@ cdef void _bias_activation(floating* Z, const floating* b, Py_ssize_t n, Py_ssiz
             return
         if activation == SIGMOID:
             _bias_sigmoid_f32(Z, b, n, n_out)
+            return
+        if activation == LEAKY_RELU:
+            _bias_leaky_relu_f32(Z, b, n, n_out)
+            return
+        if activation == ELU:
+            _bias_elu_f32(Z, b, n, n_out)
+            return
+        if activation == SOFTPLUS:
+            _bias_softplus_f32(Z, b, n, n_out)
             return
     for i in range(n):
         row = Z + i * n_out
@@ -114,17 +126,41 @@ cdef void _bias_activation(floating* Z, const floating* b, Py_ssize_t n, Py_ssiz
         elif activation == SIGMOID:
             for j in range(n_out):
                 row[j] = _sigmoid(row[j] + b[j])
+        elif activation == LEAKY_RELU:
+            for j in range(n_out):
+                row[j] = _leaky_relu(row[j] + b[j])
+        elif activation == ELU:
+            for j in range(n_out):
+                row[j] = _elu(row[j] + b[j])
+        elif activation == SOFTPLUS:
+            for j in range(n_out):
+                row[j] = _softplus(row[j] + b[j])
+        elif activation == GELU:
+            for j in range(n_out):
+                row[j] = _gelu(row[j] + b[j])
+        elif activation == SILU:
+            for j in range(n_out):
+                row[j] = _silu(row[j] + b[j])
         else:
             for j in range(n_out):
                 row[j] = row[j] + b[j]
 
 
-cdef void _activation(const floating* Z, floating* A, Py_ssize_t size,
-                      int activation) noexcept nogil:
-    """A[i] = act(Z[i]) over a flat array, Z left as it is: the forward pass of an activation
-    whose derivative needs Z (the layer keeps Z and A apart). Activations that only need
-    their output go through _bias_activation, which works in place."""
-    cdef Py_ssize_t i
+cdef void _activation(floating* Z, const floating* b, floating* A, Py_ssize_t n,
+                      Py_ssize_t n_out, int activation) noexcept nogil:
+    """Z[i, j] += b[j] and A[i, j] = act(Z[i, j]), Z kept: the forward pass of an activation
+    whose derivative needs Z (the layer keeps Z and A apart). In float32, gelu and silu do
+    both in one pass (the cloned C loops of _simd.h); otherwise the bias goes first.
+    Activations that only need their output go through _bias_activation, in place."""
+    cdef Py_ssize_t i, size = n * n_out
+    if floating is float:
+        if activation == GELU:
+            _bias_keep_gelu_f32(Z, b, A, n, n_out)
+            return
+        if activation == SILU:
+            _bias_keep_silu_f32(Z, b, A, n, n_out)
+            return
+    _bias_activation(Z, b, n, n_out, IDENTITY)
     if activation == TANH:
         for i in range(size):
             A[i] = _tanh(Z[i])
@@ -134,6 +170,21 @@ cdef void _activation(const floating* Z, floating* A, Py_ssize_t size,
     elif activation == SIGMOID:
         for i in range(size):
             A[i] = _sigmoid(Z[i])
+    elif activation == LEAKY_RELU:
+        for i in range(size):
+            A[i] = _leaky_relu(Z[i])
+    elif activation == ELU:
+        for i in range(size):
+            A[i] = _elu(Z[i])
+    elif activation == SOFTPLUS:
+        for i in range(size):
+            A[i] = _softplus(Z[i])
+    elif activation == GELU:
+        for i in range(size):
+            A[i] = _gelu(Z[i])
+    elif activation == SILU:
+        for i in range(size):
+            A[i] = _silu(Z[i])
     else:
         for i in range(size):
             A[i] = Z[i]
@@ -147,12 +198,23 @@ cdef void _times_derivative(const floating* G, const floating* A, const floating
     ``A`` is what the forward pass saved for the derivative (see _derivative): the output
     act(Z), or Z itself for an activation whose derivative needs it. Used by every backward
     pass (G = dA, no shift) and every JVP (G = the linear change of Z, shift = the change of
-    the bias).
+    the bias). In float32, the derivatives that cost more than a few operations (an
+    exponential) use the cloned C loops of _simd.h.
     """
     cdef Py_ssize_t i, j
     cdef const floating* g_row
     cdef const floating* a_row
     cdef floating* o_row
+    if floating is float:
+        if activation == SOFTPLUS:
+            _times_softplus_derivative_f32(G, A, shift, out, n, m)
+            return
+        if activation == GELU:
+            _times_gelu_derivative_f32(G, A, shift, out, n, m)
+            return
+        if activation == SILU:
+            _times_silu_derivative_f32(G, A, shift, out, n, m)
+            return
     for i in range(n):
         g_row = G + i * m
         a_row = A + i * m
@@ -167,6 +229,21 @@ cdef void _times_derivative(const floating* G, const floating* A, const floating
             elif activation == SIGMOID:
                 for j in range(m):
                     o_row[j] = g_row[j] * _derivative(a_row[j], SIGMOID)
+            elif activation == LEAKY_RELU:
+                for j in range(m):
+                    o_row[j] = g_row[j] * _derivative(a_row[j], LEAKY_RELU)
+            elif activation == ELU:
+                for j in range(m):
+                    o_row[j] = g_row[j] * _derivative(a_row[j], ELU)
+            elif activation == SOFTPLUS:
+                for j in range(m):
+                    o_row[j] = g_row[j] * _derivative(a_row[j], SOFTPLUS)
+            elif activation == GELU:
+                for j in range(m):
+                    o_row[j] = g_row[j] * _derivative(a_row[j], GELU)
+            elif activation == SILU:
+                for j in range(m):
+                    o_row[j] = g_row[j] * _derivative(a_row[j], SILU)
             else:
                 for j in range(m):
                     o_row[j] = g_row[j]
@@ -180,6 +257,21 @@ cdef void _times_derivative(const floating* G, const floating* A, const floating
             elif activation == SIGMOID:
                 for j in range(m):
                     o_row[j] = (g_row[j] + shift[j]) * _derivative(a_row[j], SIGMOID)
+            elif activation == LEAKY_RELU:
+                for j in range(m):
+                    o_row[j] = (g_row[j] + shift[j]) * _derivative(a_row[j], LEAKY_RELU)
+            elif activation == ELU:
+                for j in range(m):
+                    o_row[j] = (g_row[j] + shift[j]) * _derivative(a_row[j], ELU)
+            elif activation == SOFTPLUS:
+                for j in range(m):
+                    o_row[j] = (g_row[j] + shift[j]) * _derivative(a_row[j], SOFTPLUS)
+            elif activation == GELU:
+                for j in range(m):
+                    o_row[j] = (g_row[j] + shift[j]) * _derivative(a_row[j], GELU)
+            elif activation == SILU:
+                for j in range(m):
+                    o_row[j] = (g_row[j] + shift[j]) * _derivative(a_row[j], SILU)
             else:
                 for j in range(m):
                     o_row[j] = g_row[j] + shift[j]
@@ -221,8 +313,7 @@ cdef void _linear_forward(const floating* X, const floating* W, const floating* 
         _bias_activation(A, b, n, n_out, activation)
     else:
         _gemm(False, True, n, n_out, n_in, 1, X, n_in, W, n_in, 0, Z, n_out)
-        _bias_activation(Z, b, n, n_out, IDENTITY)
-        _activation(Z, A, <Py_ssize_t> n * n_out, activation)
+        _activation(Z, b, A, n, n_out, activation)
 
 
 cdef void _linear_backward(const floating* dA, const floating* X, const floating* W,
@@ -548,7 +639,9 @@ LAYER_KIND_CODES = {"dense": DENSE, "residual": RESIDUAL}
 UPDATE_KIND_CODES = {"sgd": SGD_UPDATE, "adam": ADAM_UPDATE}
 #: The activation enum of _kernels.pxd by name: each entry of nncore.activations names its
 #: code, and the tests hold the two to each other.
-ACTIVATION_CODES = {"identity": IDENTITY, "tanh": TANH, "relu": RELU, "sigmoid": SIGMOID}
+ACTIVATION_CODES = {"identity": IDENTITY, "tanh": TANH, "relu": RELU, "sigmoid": SIGMOID,
+                    "leaky_relu": LEAKY_RELU, "elu": ELU, "gelu": GELU, "silu": SILU,
+                    "softplus": SOFTPLUS}
 
 
 cdef void _plan_forward(const LayerPlan* layers, int n_layers, const floating* X,

@@ -1,12 +1,20 @@
 /* nncore's C helpers for the Cython kernels (_kernels.pyx, declared in _kernels.pxd).
 
-   The float32 exponential, tanh and sigmoid, the loops that apply them, and the float32 SGD
-   and Adam loops are written in C in this header, for two reasons Cython cannot express: the
-   helpers must be forced inline (GCC's inliner otherwise calls them "cold", and a loop that
-   calls a function is not vectorised), and on x86-64 Linux the loops are compiled three
-   times (AVX-512, AVX2, baseline SSE2) with the right clone picked when the module loads,
-   so one portable binary runs 8 or 16 lanes wide where the CPU allows. float64 uses the C
-   library's exp and tanh.
+   The float32 exponential and the float32 activations (and the derivatives that take more
+   than a few operations), the loops that apply them, and the float32 SGD and Adam loops are written
+   in C in this header, for two reasons Cython cannot express: the helpers must be forced
+   inline (GCC's inliner otherwise calls them "cold", and a loop that calls a function is
+   not vectorised), and on x86-64 Linux the loops are compiled three times (AVX-512, AVX2,
+   baseline SSE2) with the right clone picked when the module loads, so one portable binary
+   runs 8 or 16 lanes wide where the CPU allows. float64 uses the C library's exp, expm1,
+   log1p, tanh and erfc.
+
+   The errors stated below are measured against float64 at the same float32 inputs by
+   benchmarks/activation_accuracy.py (1e7 points of [-10, 10] and 1e6 of [-100, 100]
+   unless said otherwise; the worse of the FMA clones and the baseline), which prints the
+   whole table. Relative errors and ulps are taken where the float64 value is above 1e-36
+   in magnitude: below it, in the far tails, a helper may flush to 0 or stop at
+   nncore_expf's floor 1.6e-38, and its absolute error is below 1e-36.
 */
 #ifndef NNCORE_SIMD_H
 #define NNCORE_SIMD_H
@@ -26,30 +34,93 @@
 #define NNCORE_CLONES
 #endif
 
-/* exp(x) in float to about 2 ulp, branch-free.  x = k ln2 + r with |r| <= ln2/2;
-   exp(r) by its Taylor series to degree 7 (truncation error < 6e-9); 2^k is built in
-   the exponent bits.  x is clamped to [-87, 88] so 2^k stays a normal float
-   (exp(88) = 1.7e38 < FLT_MAX); below -87 the result is ~1.6e-38 instead of smaller.
-   NaN fails both comparisons and propagates through r. */
-NNCORE_INLINE float nncore_expf(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    /* adding 1.5 * 2^23 rounds x / ln2 to an integer k held in the low mantissa bits */
-    float shifted = x * 1.44269504f + 12582912.0f;
-    float k = shifted - 12582912.0f;
-    /* ln 2 split in two so that k times the high part is exact */
-    float r = (x - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
-    float p = 1.0f + r * (1.0f + r * (1.0f / 2 + r * (1.0f / 6 + r * (1.0f / 24
-              + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+/* The float exponential and its relatives share one range reduction: x = k ln2 + r with k
+   an integer and |r| <= ln2/2, so that exp(x) = 2^k exp(r), exp(r) from a short series and
+   2^k built in the exponent bits. */
+
+/* adding 1.5 * 2^23 to x / ln2 rounds it to the integer k, held in the low mantissa bits */
+#define NNCORE_ROUND_SHIFT 12582912.0f
+/* ln 2 split in two so that k times the high part is exact */
+#define NNCORE_LN2_HI 0.693145751953125f
+#define NNCORE_LN2_LO 1.428606765330187e-06f
+
+/* 2^k from `shifted` = k + 1.5 * 2^23 as a float (-126 <= k <= 127): the bits of
+   `shifted` are those of 1.5 * 2^23 (0x4B400000) plus k, and the low 9 bits of 0x4B400000
+   are zero: shifting left by 23 keeps (k + 127) mod 2^9 in the exponent field, the bits of
+   2^k. */
+NNCORE_INLINE float nncore_exp2_shifted(float shifted) {
     uint32_t bits;
     memcpy(&bits, &shifted, sizeof bits);
-    /* the bits of `shifted` are those of 1.5 * 2^23 (0x4B400000) plus k, and the low
-       9 bits of 0x4B400000 are zero: shifting left by 23 keeps (k + 127) mod 2^9 in the
-       exponent field, the bits of 2^k for -126 <= k <= 127 */
     bits = (bits + 127u) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return scale;
+}
+
+/* exp(r) for |r| <= ln2/2 (a little more is fine): Taylor to degree 7, truncation error
+   < 6e-9. */
+NNCORE_INLINE float nncore_exp_reduced(float r) {
+    return 1.0f + r * (1.0f + r * (1.0f / 2 + r * (1.0f / 6 + r * (1.0f / 24
+           + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+}
+
+/* exp(r) - 1 for |r| <= ln2/2: Taylor to degree 8, truncation error below 6e-10 relative
+   (relative to exp(r) - 1 itself, which a series starting at 1 would lose as r -> 0). */
+NNCORE_INLINE float nncore_expm1_reduced(float r) {
+    return r + r * r * (1.0f / 2 + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120
+           + r * (1.0f / 720 + r * (1.0f / 5040 + r * (1.0f / 40320)))))));
+}
+
+/* exp(x) in float to about 2 ulp, branch-free.  x is clamped to [-87, 88] so 2^k stays a
+   normal float (exp(88) = 1.7e38 < FLT_MAX); below -87 the result is ~1.6e-38 instead of
+   smaller.  NaN fails both comparisons and propagates through r. */
+NNCORE_INLINE float nncore_expf(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float shifted = x * 1.44269504f + NNCORE_ROUND_SHIFT;
+    float k = shifted - NNCORE_ROUND_SHIFT;
+    float r = (x - k * NNCORE_LN2_HI) - k * NNCORE_LN2_LO;
+    return nncore_exp_reduced(r) * nncore_exp2_shifted(shifted);
+}
+
+/* exp(hi + lo) for an exponent carried in two parts: hi exact and large, |lo| <= 1, so the
+   exponent is never rounded to a float near hi (at hi = -80 its spacing, 8e-6, would be a
+   relative error of 8e-6 in the result).  k is taken from hi + lo, and hi - k ln2_hi is
+   exact as both are floats close to each other; lo joins r after it.  Unlike
+   nncore_expf, nothing is clamped (two operations fewer in GELU's loops): hi + lo must lie
+   in [-87, 88], and outside it the result is meaningless and must be discarded. */
+NNCORE_INLINE float nncore_exp_sumf(float hi, float lo) {
+    float shifted = (hi + lo) * 1.44269504f + NNCORE_ROUND_SHIFT;
+    float k = shifted - NNCORE_ROUND_SHIFT;
+    float r = ((hi - k * NNCORE_LN2_HI) + lo) - k * NNCORE_LN2_LO;
+    return nncore_exp_reduced(r) * nncore_exp2_shifted(shifted);
+}
+
+/* exp(x) - 1 in float, branch-free: with x = k ln2 + r as in nncore_expf,
+   exp(x) - 1 = 2^k (exp(r) - 1) + (2^k - 1), where 2^k - 1 is exact for -24 <= k <= 24 and
+   otherwise rounds where the other term is below half its ulp: no cancellation, and for
+   k = 0 it is the series itself, so small x keep their relative accuracy (1 - exp(-a)
+   loses it all as a -> 0).  x is clamped to [-87, 88]: below, the result is -1, exact in
+   float beyond x = -17.4.  At most 1.4 ulp over [-100, 88]. */
+NNCORE_INLINE float nncore_expm1f(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float shifted = x * 1.44269504f + NNCORE_ROUND_SHIFT;
+    float k = shifted - NNCORE_ROUND_SHIFT;
+    float r = (x - k * NNCORE_LN2_HI) - k * NNCORE_LN2_LO;
+    float scale = nncore_exp2_shifted(shifted);
+    return scale * nncore_expm1_reduced(r) + (scale - 1.0f);
+}
+
+/* log(1 + t) for 0 <= t <= 1 (a NaN propagates), branch-free: log(1 + t) = 2 atanh(s) with
+   s = t / (2 + t) in [0, 1/3], and atanh(s) = s (1 + s^2/3 + s^4/5 + ...) to s^14/15
+   (truncation error < 2e-9 relative).  No 1 + t is ever rounded, so t = 1e-30 gives
+   1e-30.  At most 2.8 ulp over [0, 1]. */
+NNCORE_INLINE float nncore_log1p_unitf(float t) {
+    float s = t / (2.0f + t);
+    float s2 = s * s;
+    return 2.0f * s * (1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9
+           + s2 * (1.0f / 11 + s2 * (1.0f / 13 + s2 * (1.0f / 15))))))));
 }
 
 /* tanh = 1 - 2 / (exp(2x) + 1) cancels as |x| -> 0; below |x| = 0.3 the Taylor series
@@ -67,27 +138,181 @@ NNCORE_INLINE float nncore_sigmoidf(float x) {
     return 1.0f / (1.0f + nncore_expf(-x));
 }
 
+/* The other activations, branch-free (the selects become vector blends), and the
+   derivatives that take more than a few operations (_derivative in _kernels.pxd has the
+   others: leaky ReLU's and ELU's from the output). */
+
+/* Leaky ReLU, negative slope 0.01: at most 0.8 ulp (0.01 z is rounded once). */
+NNCORE_INLINE float nncore_leaky_reluf(float z) {
+    return z > 0.0f ? z : 0.01f * z;  /* NaN > 0 is false: 0.01 NaN = NaN */
+}
+
+/* ELU (alpha 1): z for z > 0, else exp(z) - 1 by nncore_expm1f, which is -1 (exact in
+   float) below z = -17.4; the positive z, whose exp could overflow, take the other side of
+   the select.  At most 0.9 ulp. */
+NNCORE_INLINE float nncore_eluf(float z) {
+    return z > 0.0f ? z : nncore_expm1f(z);
+}
+
+/* softplus log(1 + exp(z)) with PyTorch's threshold: z itself for z > 20.  Below it,
+   max(z, 0) + log(1 + exp(-|z|)): exp never overflows (its argument is <= 0) and log1p's
+   argument is in (0, 1].  For z < -87, exp(-|z|) is nncore_expf's floor 1.6e-38 instead of
+   smaller, an absolute error below 1.6e-38.  At most 3.6 ulp (2.8e-7 relative). */
+NNCORE_INLINE float nncore_softplusf(float z) {
+    float smooth = (z > 0.0f ? z : 0.0f) + nncore_log1p_unitf(nncore_expf(-fabsf(z)));
+    return z > 20.0f ? z : smooth;
+}
+
+/* softplus'(z) = sigmoid(z) = 1 - exp(-a) from a = softplus(z) >= 0, as -expm1(-a): accurate
+   for small a, where 1 - exp(-a) would cancel.  At most 0.9 ulp over a in [0, 100]. */
+NNCORE_INLINE float nncore_softplus_derivativef(float a) {
+    return -nncore_expm1f(-a);
+}
+
+/* SiLU z sigmoid(z).  For z < -88, exp(-z) is clamped at exp(88) by nncore_expf, and
+   z sigmoid(z) would grow with |z| (-0.6 at z = -1e38): the result is flushed to 0 there
+   (the float64 value is below 5.4e-37 in magnitude).  z * (1 / (1 + e)), not z / (1 + e):
+   GCC then folds the clamped lanes' sigmoid to a constant instead of dividing twice (2.5x
+   slower).  At most 2.6 ulp (1.9e-7 relative). */
+NNCORE_INLINE float nncore_siluf(float z) {
+    float sigmoid = 1.0f / (1.0f + nncore_expf(-z));
+    return z < -88.0f ? 0.0f : z * sigmoid;
+}
+
+/* SiLU'(z) = s (1 + z (1 - s)) with s = sigmoid(z), and 1 - s = exp(-z) s: written so, it
+   does not cancel as s -> 1.  Beyond |z| = 88, nncore_expf's clamp would again leave a term
+   growing with z: the limits 0 and 1 are taken there (the float64 value is within 5.4e-37 of
+   them).  At most 2.3e-7 absolute (it crosses 0 at z = -1.28: relative errors say nothing
+   there). */
+NNCORE_INLINE float nncore_silu_derivativef(float z) {
+    float e = nncore_expf(-z);
+    float s = 1.0f / (1.0f + e);
+    float derivative = s * (1.0f + z * (e * s));  /* e s <= 1: z e alone may overflow */
+    derivative = z < -88.0f ? 0.0f : derivative;
+    return z > 88.0f ? 1.0f : derivative;
+}
+
+/* GELU z Phi(z) and GELU'(z) = Phi(z) + z phi(z), Phi and phi the standard normal
+   distribution and density, from the tail Q = Phi(-|z|) = erfc(|z| / sqrt 2) / 2 and
+   E = exp(-z^2 / 2): Phi(z) is Q for z < 0 and 1 - Q for z >= 0, so 1 - Q >= 1/2 never
+   cancels and Q keeps its relative accuracy far out in the tail, where
+   1 + erf(z / sqrt 2) would be all rounding error.
+
+       Q = E N(a) / D(a),   a = |z|,   N, D polynomials of degrees 4 and 5
+
+   with positive coefficients (so their Horner sums do not cancel), fitted here to the
+   smallest largest relative error over 0 <= a <= 13.2: 2.6e-8 in exact arithmetic with
+   these float32 coefficients (benchmarks/activation_accuracy.py --fit reproduces them).
+   A&S 7.1.26 (erfc = t P(t) exp(-x^2), t = 1 / (1 + p x)), PyTorch's float32 erf, has an
+   absolute error of 1.5e-7 but a relative error of 38% far in the tail.
+
+   E is computed without rounding z^2 / 2 to a float first, which would cost up to 5e-6
+   relative at |z| = 13: a = ah + al with ah holding a's top 12 significant bits, so
+   ah^2 / 2 is exact and a^2 / 2 = ah^2 / 2 + al (a + ah) / 2 goes to nncore_exp_sumf in
+   two parts.  Beyond |z| = 13.19, E < exp(-87) would leave nncore_exp_sumf's range: Q and
+   E are flushed to 0 there, where |GELU(z)| < 7e-39 for z < 0, GELU(z) = z in float for
+   z > 0, and |z phi(z)| < 9e-38.  A NaN fails a > 13.19 and propagates.
+
+   Measured (see the top of this file):
+     Q: at most 6.5 ulp (4.6e-7 relative);
+     erf(x) = sign(x) (1 - 2 Q(sqrt 2 x)): at most 2.2e-7 absolute on [-10, 10];
+     GELU: at most 7.8 ulp (4.7e-7 relative; 3.9e-7 absolute);
+     GELU': at most 1.6e-7 absolute (it crosses 0 at z = -0.75: relative errors say
+     nothing there). */
+NNCORE_INLINE float nncore_gaussian_tailf(float z, float *density) {
+    float a = fabsf(z);
+    float N = 0.5f + a * (0.4347681403160095f + a * (0.18060606718063354f
+              + a * (0.03974195569753647f + a * 0.003982424270361662f)));
+    float D = 1.0f + a * (1.6674211025238037f + a * (1.1916183233261108f
+              + a * (0.46252501010894775f + a * (0.09962593764066696f
+              + a * 0.009982308372855186f))));
+    uint32_t bits;
+    memcpy(&bits, &a, sizeof bits);
+    bits &= 0xFFFFF000u;  /* keeps the 12 leading bits of the significand */
+    float ah;
+    memcpy(&ah, &bits, sizeof ah);
+    float al = a - ah;
+    float E = nncore_exp_sumf((-0.5f * ah) * ah, (-0.5f * al) * (a + ah));
+    int tail = a > 13.19f;  /* also where E is meaningless: a^2 / 2 > 87 */
+    *density = tail ? 0.0f : E;
+    return tail ? 0.0f : E * N / D;
+}
+
+NNCORE_INLINE float nncore_geluf(float z) {
+    float E;
+    float Q = nncore_gaussian_tailf(z, &E);
+    return z * (z < 0.0f ? Q : 1.0f - Q);
+}
+
+NNCORE_INLINE float nncore_gelu_derivativef(float z) {
+    float E;
+    float Q = nncore_gaussian_tailf(z, &E);
+    return (z < 0.0f ? Q : 1.0f - Q) + z * E * 0.3989422804014327f;  /* 1 / sqrt(2 pi) */
+}
+
 /* x[i] = exp(x[i]) over a flat array: the softmax's exponentials, one long loop. */
 NNCORE_CLONES static void nncore_exp_inplace_f32(float *x, ptrdiff_t size) {
     for (ptrdiff_t i = 0; i < size; i++) x[i] = nncore_expf(x[i]);
 }
 
-/* Z[i, j] = act(Z[i, j] + b[j]) for the two transcendental activations in float32. */
-NNCORE_CLONES static void nncore_bias_tanh_f32(float *z, const float *b,
-                                               ptrdiff_t n, ptrdiff_t m) {
-    for (ptrdiff_t i = 0; i < n; i++) {
-        float *row = z + i * m;
-        for (ptrdiff_t j = 0; j < m; j++) row[j] = nncore_tanhf(row[j] + b[j]);
-    }
-}
+/* The float32 activation loops of the kernels, one per activation so that each inner loop
+   is branch-free and vectorises, cloned per CPU level like every loop here:
 
-NNCORE_CLONES static void nncore_bias_sigmoid_f32(float *z, const float *b,
-                                                  ptrdiff_t n, ptrdiff_t m) {
-    for (ptrdiff_t i = 0; i < n; i++) {
-        float *row = z + i * m;
-        for (ptrdiff_t j = 0; j < m; j++) row[j] = nncore_sigmoidf(row[j] + b[j]);
+   NNCORE_BIAS_LOOP: z[i, j] = act(z[i, j] + b[j]) in place over (n, m), for the
+   activations whose derivative is a function of their output (_bias_activation);
+
+   NNCORE_BIAS_KEEP_LOOP: z[i, j] += b[j] and a[i, j] = act(z[i, j]) in one pass, z kept,
+   for those whose derivative needs z (_activation);
+
+   NNCORE_TIMES_DERIVATIVE_LOOP: out[i, j] = (g[i, j] + shift[j]) * act'(s[i, j]) over
+   (n, m), s what the forward pass saved, shift NULL for none, out possibly g
+   (_times_derivative). */
+#define NNCORE_BIAS_LOOP(name, act)                                                       \
+    NNCORE_CLONES static void name(float *z, const float *b, ptrdiff_t n, ptrdiff_t m) {  \
+        for (ptrdiff_t i = 0; i < n; i++) {                                              \
+            float *row = z + i * m;                                                      \
+            for (ptrdiff_t j = 0; j < m; j++) row[j] = act(row[j] + b[j]);               \
+        }                                                                                \
     }
-}
+
+#define NNCORE_BIAS_KEEP_LOOP(name, act)                                                  \
+    NNCORE_CLONES static void name(float *z, const float *b, float *a, ptrdiff_t n,       \
+                                   ptrdiff_t m) {                                        \
+        for (ptrdiff_t i = 0; i < n; i++) {                                              \
+            float *z_row = z + i * m, *a_row = a + i * m;                                \
+            for (ptrdiff_t j = 0; j < m; j++) {                                          \
+                float pre = z_row[j] + b[j];                                             \
+                z_row[j] = pre;                                                          \
+                a_row[j] = act(pre);                                                     \
+            }                                                                            \
+        }                                                                                \
+    }
+
+#define NNCORE_TIMES_DERIVATIVE_LOOP(name, derivative)                                    \
+    NNCORE_CLONES static void name(const float *g, const float *s, const float *shift,    \
+                                   float *out, ptrdiff_t n, ptrdiff_t m) {                \
+        for (ptrdiff_t i = 0; i < n; i++) {                                              \
+            const float *g_row = g + i * m, *s_row = s + i * m;                          \
+            float *o_row = out + i * m;                                                  \
+            if (shift == NULL)                                                           \
+                for (ptrdiff_t j = 0; j < m; j++)                                        \
+                    o_row[j] = g_row[j] * derivative(s_row[j]);                          \
+            else                                                                         \
+                for (ptrdiff_t j = 0; j < m; j++)                                        \
+                    o_row[j] = (g_row[j] + shift[j]) * derivative(s_row[j]);             \
+        }                                                                                \
+    }
+
+NNCORE_BIAS_LOOP(nncore_bias_tanh_f32, nncore_tanhf)
+NNCORE_BIAS_LOOP(nncore_bias_sigmoid_f32, nncore_sigmoidf)
+NNCORE_BIAS_LOOP(nncore_bias_leaky_relu_f32, nncore_leaky_reluf)
+NNCORE_BIAS_LOOP(nncore_bias_elu_f32, nncore_eluf)
+NNCORE_BIAS_LOOP(nncore_bias_softplus_f32, nncore_softplusf)
+NNCORE_BIAS_KEEP_LOOP(nncore_bias_keep_gelu_f32, nncore_geluf)
+NNCORE_BIAS_KEEP_LOOP(nncore_bias_keep_silu_f32, nncore_siluf)
+NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_softplus_derivative_f32, nncore_softplus_derivativef)
+NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_gelu_derivative_f32, nncore_gelu_derivativef)
+NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_silu_derivative_f32, nncore_silu_derivativef)
 
 /* The momentum update over the flat float32 parameter buffer (see _sgd_momentum), and
    the check that it stays finite (see _sgd_update_is_finite): long flat loops, cloned

@@ -31,8 +31,8 @@ LAYERS = {}
 
 
 def _init_weight(rng, W, activation, scale=1.0):
-    """Glorot-uniform, or He-normal where the activation's entry asks for it (ReLU), times
-    ``scale``."""
+    """Glorot-uniform, or He-normal where the activation's entry asks for it (the
+    rectifiers), times ``scale``."""
     n_out, n_in = W.shape
     if activations.ACTIVATIONS[activation].init == "he":
         W[...] = rng.standard_normal(W.shape) * (scale * math.sqrt(2.0 / n_in))

@@ -162,7 +162,8 @@ def linear_forward(X, W, b, activation="identity", out=None, cache=None):
     X : array (n, n_in)
     W : array (n_out, n_in)
     b : array (n_out,)
-    activation : {"identity", "tanh", "relu", "sigmoid"}
+    activation : str
+        A name in :data:`nncore.activations.ACTIVATIONS`.
     out : array (n, n_out), optional
         Receives A.
     cache : LinearCache, optional
@@ -245,7 +246,8 @@ def residual_forward(X, W1, b1, W2, activation="tanh", out=None, cache=None):
     W1 : array (h, d)
     b1 : array (h,)
     W2 : array (d, h)
-    activation : {"identity", "tanh", "relu", "sigmoid"}
+    activation : str
+        A name in :data:`nncore.activations.ACTIVATIONS`.
     out : array (n, d), optional
         Receives Y; must not overlap X.
     cache : ResidualCache, optional

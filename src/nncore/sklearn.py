@@ -254,9 +254,11 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
         Width of a ``"resnet"`` (and of the hidden layer inside each block).
     depth : int, default=4
         Number of residual blocks of a ``"resnet"`` (0 allowed).
-    activation : {"tanh", "relu", "sigmoid", "logistic", "identity"}, default="tanh"
-        Hidden-layer activation; ``"logistic"`` is an alias of ``"sigmoid"``. Weights start
-        Glorot-uniform, He-normal for ``"relu"`` (see :func:`nncore.mlp`).
+    activation : str, default="tanh"
+        Hidden-layer activation, a name in :data:`nncore.activations.ACTIVATIONS` ("tanh",
+        "relu", "sigmoid", "identity", "leaky_relu", "elu", "gelu", "silu", "softplus");
+        ``"logistic"`` is an alias of ``"sigmoid"``. Weights start Glorot-uniform, He-normal
+        for the rectifiers (the entry's ``init``; see :func:`nncore.mlp`).
     dtype : {"float32", "float64"}, default="float32"
         Precision of the weights and of the computation; ``X`` is cast to it.
     solver : {"sgd", "adam", "adamw"}, default="sgd"

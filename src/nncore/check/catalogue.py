@@ -350,14 +350,17 @@ def ready_made_checks(dtype="float64", quick=False, seed=0, backend="kernels", c
     - Dense with every activation and the residual block with every activation, wrt X and
       each parameter: a Jacobian test of the JVP and a Jacobian-transpose test of the
       backward pass against it;
-    - softmax regression, MLPs and ResNets (tanh, ReLU, sigmoid): gradient tests of the loss
-      wrt the flat parameter vector and wrt the input, a Jacobian test of the logits wrt
-      the parameters (``Network.jvp``) and its transpose test (the backward pass);
+    - softmax regression, MLPs and ResNets (every activation but the identity): gradient
+      tests of the loss wrt the flat parameter vector and wrt the input, a Jacobian test
+      of the logits wrt the parameters (``Network.jvp``) and its transpose test (the
+      backward pass); a tanh MLP and ResNet with a squared-error head likewise, and a
+      gradient test of the squared error;
     - SGD with momentum, and Adam, on least squares against ``numpy.linalg.lstsq`` (Adam's
       bias correction checked too).
 
-    ReLU points are drawn with every pre-activation at least 0.05 from 0, and each step's
-    sign pattern is compared with the point's: steps that cross a kink are not used.
+    Points of a kinked activation (ReLU, leaky ReLU) are drawn with every pre-activation at
+    least 0.05 from 0, and each step's sign pattern is compared with the point's: steps
+    that cross a kink are not used.
 
     Parameters
     ----------
