@@ -363,30 +363,7 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
                  weight_decay=0.0, schedule=None, batch_size=64, max_iter=200,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
                  shuffle=True, random_state=None, verbose=0):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.architecture = architecture
-        self.width = width
-        self.depth = depth
-        self.activation = activation
-        self.dtype = dtype
-        self.solver = solver
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.nesterov = nesterov
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.weight_decay = weight_decay
-        self.schedule = schedule
-        self.batch_size = batch_size
-        self.max_iter = max_iter
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.verbose = verbose
+        _store_params(self, locals())
 
     # --- scikit-learn API -------------------------------------------------------------------
 
@@ -603,31 +580,7 @@ class NNRegressor(RegressorMixin, _NNEstimator):
                  weight_decay=0.0, schedule=None, batch_size=64, max_iter=200,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
                  shuffle=True, random_state=None, verbose=0, standardize_target=True):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.architecture = architecture
-        self.width = width
-        self.depth = depth
-        self.activation = activation
-        self.dtype = dtype
-        self.solver = solver
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.nesterov = nesterov
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.weight_decay = weight_decay
-        self.schedule = schedule
-        self.batch_size = batch_size
-        self.max_iter = max_iter
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.verbose = verbose
-        self.standardize_target = standardize_target
+        _store_params(self, locals())
 
     def fit(self, X, y):
         """Train a new network on ``(X, y)`` for ``max_iter`` epochs (or until early stopping).
@@ -754,6 +707,14 @@ class _NetworkState:
 
     def rebuild(self):
         return Network.from_state(self.state, backend=self.backend)
+
+
+def _store_params(estimator, arguments):
+    """Store an ``__init__``'s arguments as they are, under their names (scikit-learn's
+    convention: checked in ``fit``, not here)."""
+    for name, value in arguments.items():
+        if name != "self":
+            setattr(estimator, name, value)
 
 
 def _optimizer_settings(settings):

@@ -111,24 +111,22 @@ def _sparse_log_ticks(ax):
         axis.set_minor_locator(NullLocator())
 
 
-def plot_least_squares(result, path):
-    """What :meth:`LeastSquaresResult.plot` draws: objective and relative error against
-    iteration, momentum and plain SGD; saved to ``path``, which is returned."""
+def _plot_least_squares_runs(result, runs, title, path):
+    """Objective and relative error against iteration for ``runs``, a list of
+    ``(run, style, marker)`` (a run is a dict of ``objective``, ``error`` and
+    ``iterations_to_tolerance``); ``result`` gives the problem's settings. Saved to ``path``,
+    which is returned."""
     plt = pyplot()
     fig, (ax_objective, ax_error) = plt.subplots(1, 2, figsize=(11, 4.2),
                                                  constrained_layout=True)
-    styles = {"momentum": dict(linestyle="-", color="0.1",
-                               label=f"SGD + momentum {result.momentum:g}"),
-              "plain": dict(linestyle="--", color="tab:orange", label="plain SGD")}
-    for method, style in styles.items():
-        run = result.runs[method]
+    for run, style, marker in runs:
         iterations = np.arange(run["objective"].size)
         ax_objective.semilogy(iterations, run["objective"], **style)
         ax_error.semilogy(iterations, run["error"], **style)
         reached = run["iterations_to_tolerance"]
         if reached is not None:
-            ax_error.plot(reached, run["error"][reached], marker="o" if method == "momentum"
-                          else "s", color=style["color"], markersize=7, linestyle="none")
+            ax_error.plot(reached, run["error"][reached], marker=marker, color=style["color"],
+                          markersize=7, linestyle="none")
             ax_error.annotate(f"{reached} it.", (reached, run["error"][reached]),
                               textcoords="offset points", xytext=(5, 6), fontsize=8)
     ax_error.axhline(result.tolerance, color="0.4", linestyle=":", linewidth=1.2,
@@ -139,49 +137,38 @@ def plot_least_squares(result, path):
         ax.set_xlabel(f"iteration (mini-batch of {result.batch_size})")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    m, n = result.shape
     ax_objective.set_title("Objective")
     ax_error.set_title("Distance to numpy.linalg.lstsq")
-    fig.suptitle(f"SGD on least squares, A {m}x{n}, condition {result.condition:.0f}, "
-                 f"lr {result.lr:.3g}: momentum vs plain at the same learning rate")
+    fig.suptitle(title)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_least_squares(result, path):
+    """What :meth:`LeastSquaresResult.plot` draws: objective and relative error against
+    iteration, momentum and plain SGD; saved to ``path``, which is returned."""
+    m, n = result.shape
+    return _plot_least_squares_runs(
+        result,
+        [(result.runs["momentum"],
+          dict(linestyle="-", color="0.1", label=f"SGD + momentum {result.momentum:g}"), "o"),
+         (result.runs["plain"], dict(linestyle="--", color="tab:orange", label="plain SGD"),
+          "s")],
+        f"SGD on least squares, A {m}x{n}, condition {result.condition:.0f}, "
+        f"lr {result.lr:.3g}: momentum vs plain at the same learning rate", path)
 
 
 def plot_adam_least_squares(result, path):
     """What :meth:`AdamLeastSquaresResult.plot` draws: objective and relative error against
     iteration; saved to ``path``, which is returned."""
-    plt = pyplot()
-    fig, (ax_objective, ax_error) = plt.subplots(1, 2, figsize=(11, 4.2),
-                                                 constrained_layout=True)
-    run = result.run
-    iterations = np.arange(run["objective"].size)
-    style = dict(linestyle="-", color="tab:blue", label=f"Adam, lr {result.lr:g}")
-    ax_objective.semilogy(iterations, run["objective"], **style)
-    ax_error.semilogy(iterations, run["error"], **style)
-    reached = run["iterations_to_tolerance"]
-    if reached is not None:
-        ax_error.plot(reached, run["error"][reached], marker="o", color=style["color"],
-                      markersize=7, linestyle="none")
-        ax_error.annotate(f"{reached} it.", (reached, run["error"][reached]),
-                          textcoords="offset points", xytext=(5, 6), fontsize=8)
-    ax_error.axhline(result.tolerance, color="0.4", linestyle=":", linewidth=1.2,
-                     label=f"tolerance {result.tolerance:g}")
-    ax_objective.set_ylabel(r"objective $\|Ax-b\|^2/(2m)$ (optimum 0)")
-    ax_error.set_ylabel(r"relative error $\|x - x_{\rm lstsq}\| / \|x_{\rm lstsq}\|$")
-    for ax in (ax_objective, ax_error):
-        ax.set_xlabel(f"iteration (mini-batch of {result.batch_size})")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
     m, n = result.shape
-    ax_objective.set_title("Objective")
-    ax_error.set_title("Distance to numpy.linalg.lstsq")
-    fig.suptitle(f"Adam on least squares, A {m}x{n}, condition {result.condition:.0f}, "
-                 f"lr {result.lr:g}, betas {result.betas}")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _plot_least_squares_runs(
+        result,
+        [(result.run, dict(linestyle="-", color="tab:blue", label=f"Adam, lr {result.lr:g}"),
+          "o")],
+        f"Adam on least squares, A {m}x{n}, condition {result.condition:.0f}, "
+        f"lr {result.lr:g}, betas {result.betas}", path)
 
 
 def plot_results(results, path, title=None, columns=4, dpi=100):
