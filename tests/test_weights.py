@@ -1,6 +1,7 @@
 """Tests of sample weights: the weighted losses (ops against reference, finite differences,
 all-ones weights exactly unweighted), the weighted fused step and fit (the reference backend,
-repeated samples, checkpoints) and the checks of bad weights.
+repeated samples, checkpoints) and the checks of bad weights. The estimators' sample_weight
+and class_weight: tests/test_weights_sklearn.py.
 """
 
 import numpy as np
@@ -285,3 +286,4 @@ def test_history_loss_is_the_weighted_mean_and_validation_is_unweighted():
     assert history["loss"][0] == pytest.approx(loss, rel=1e-10)
     assert history["val_loss"][0] == pytest.approx(net.evaluate(X, y)["loss"], rel=1e-10)
     assert history["val_loss"][0] != pytest.approx(loss, rel=1e-3)
+
