@@ -40,14 +40,28 @@ ESTIMATORS = [
 ]
 
 
-def expected_failed_checks(estimator):
-    """Checks NNClassifier or NNRegressor are known to fail, as ``{check name: reason}``:
-    none today.
+#: Why fitting with integer weights is not fitting on repeated samples (and weight 0 not
+#: removing the sample): mini-batch SGD shuffles the samples into other batches, and a
+#: batch's loss is the weighted mean over that batch, so the two runs take other steps and
+#: end at other weights. scikit-learn's MLPClassifier/MLPRegressor are in the same position.
+SAMPLE_WEIGHT_EQUIVALENCE = (
+    "mini-batch SGD with shuffling: weighted samples fall into other batches than repeated "
+    "ones, so the steps, and the weights they reach, differ (as for MLPClassifier)")
 
-    ``xfail_strict=True`` below turns a listed check that passes into a failure, so this
-    mapping cannot go stale.
+
+def expected_failed_checks(estimator):
+    """Checks NNClassifier or NNRegressor are known to fail, as ``{check name: reason}``.
+
+    ``check_sample_weight_equivalence_on_dense_data`` (weights 0 and integers against
+    removed and repeated samples, predictions to rtol 1e-7) fails for the float32
+    estimators. The two float64 ones pass it: on its 15 samples of 30 features both runs
+    train to the same fit within 1e-7 (softmax regression saturates on separable data;
+    the regressor interpolates). ``xfail_strict=True`` below turns a listed check that
+    passes into a failure, so this mapping cannot go stale.
     """
-    return {}
+    if estimator.get_params()["dtype"] == "float64":
+        return {}
+    return {"check_sample_weight_equivalence_on_dense_data": SAMPLE_WEIGHT_EQUIVALENCE}
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks,

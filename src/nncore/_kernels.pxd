@@ -374,11 +374,14 @@ cdef void _residual_jvp(const floating* X, const floating* W1, const floating* W
 # softmax and the cross-entropy loss
 cdef void _softmax(const floating* logits, floating* out, Py_ssize_t n,
                    Py_ssize_t k) noexcept nogil
+# (``weights``: NULL, or one per row for the weighted mean; see _kernels.pyx)
 cdef Py_ssize_t _softmax_cross_entropy(const floating* logits, const Py_ssize_t* labels,
-                                       floating* dlogits, Py_ssize_t n, Py_ssize_t k,
+                                       const floating* weights, floating* dlogits,
+                                       Py_ssize_t n, Py_ssize_t k,
                                        double* loss) noexcept nogil
 cdef double _mean_squared_error(const floating* pred, const floating* target,
-                                floating* dpred, Py_ssize_t size) noexcept nogil
+                                const floating* weights, floating* dpred, Py_ssize_t n,
+                                Py_ssize_t k) noexcept nogil
 
 # the SGD update
 cdef void _sgd_momentum(floating* param, const floating* grad, floating* velocity,

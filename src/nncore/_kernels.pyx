@@ -385,11 +385,12 @@ cdef void _residual_jvp(const floating* X, const floating* W1, const floating* W
 
 
 cdef double _shifted_exp(const floating* logits, floating* out, Py_ssize_t n, Py_ssize_t k,
-                         const Py_ssize_t* labels) noexcept nogil:
+                         const Py_ssize_t* labels, const floating* weights) noexcept nogil:
     """out[i, j] = exp(logits[i, j] - max_j logits[i, j]).
 
     If ``labels`` is not NULL, returns sum_i (logits[i, labels[i]] - max_j logits[i, j]),
-    the labels' shifted logits that the cross-entropy needs (else 0).
+    the labels' shifted logits that the cross-entropy needs (else 0); with ``weights`` (not
+    NULL), sum_i w_i (...), rows of weight 0 left out (a weight of 1 multiplies exactly).
 
     Subtracting the row maximum keeps every argument <= 0: no overflow for logits of 1e4,
     and the largest term of each row is exactly 1, so the row sum is >= 1 and its log safe.
@@ -404,7 +405,10 @@ cdef double _shifted_exp(const floating* logits, floating* out, Py_ssize_t n, Py
         for j in range(k):
             out[i * k + j] = logits[i * k + j] - row_max
         if labels != NULL:
-            picked += out[i * k + labels[i]]
+            if weights == NULL:
+                picked += out[i * k + labels[i]]
+            elif weights[i] != 0:
+                picked += <double> weights[i] * out[i * k + labels[i]]
     if floating is float:
         _exp_inplace_f32(out, n * k)
     else:
@@ -416,61 +420,124 @@ cdef double _shifted_exp(const floating* logits, floating* out, Py_ssize_t n, Py
 cdef void _softmax(const floating* logits, floating* out, Py_ssize_t n,
                    Py_ssize_t k) noexcept nogil:
     cdef Py_ssize_t i
-    _shifted_exp(logits, out, n, k, NULL)
+    _shifted_exp(logits, out, n, k, NULL, NULL)
     for i in range(n):
         _normalise_row(out + i * k, k, 1.0)
 
 
+cdef double _weight_sum(const floating* weights, Py_ssize_t n) noexcept nogil:
+    """sum_i w_i in double, in order: n weights of 1 sum to n exactly."""
+    cdef Py_ssize_t i
+    cdef double total = 0.0
+    for i in range(n):
+        total += weights[i]
+    return total
+
+
 cdef Py_ssize_t _softmax_cross_entropy(const floating* logits, const Py_ssize_t* labels,
-                                       floating* dlogits, Py_ssize_t n, Py_ssize_t k,
+                                       const floating* weights, floating* dlogits,
+                                       Py_ssize_t n, Py_ssize_t k,
                                        double* loss) noexcept nogil:
-    """Mean cross-entropy and its gradient (softmax - onehot) / n.
+    """Mean cross-entropy and its gradient (softmax - onehot) / n; with ``weights`` (not
+    NULL, one per row, >= 0) the weighted mean sum_i w_i loss_i / W, W = sum_i w_i, and
+    its gradient w_i (softmax - onehot) / W per row.
 
     Per row, loss_i = log(sum_j exp(z_j - max)) - (z_label - max), summed in double.
     Returns -1, or the first row whose label is outside [0, k); no element is read at a
     label before it is checked.
+
+    The weighted arithmetic is the unweighted one with each term multiplied by w_i (exact
+    for w_i = 1), the row scale w_i / W in place of 1 / n (the same double when W = n) and
+    the loss total * (1 / W) as total * (1 / n): all-ones weights give the unweighted
+    results bit for bit. Rows of weight 0 contribute nothing, not even a NaN; if W is 0
+    the loss and the gradient are 0.
     """
-    cdef Py_ssize_t i, label
-    cdef double total = 0.0, inv_n = 1.0 / n, row_sum, label_exp
+    cdef Py_ssize_t i, j, label
+    cdef double total = 0.0, inv_n = 1.0 / n, row_sum, label_exp, scale, W = n
     for i in range(n):
         if labels[i] < 0 or labels[i] >= k:
             return i
-    total = -_shifted_exp(logits, dlogits, n, k, labels)
+    if weights != NULL:
+        W = _weight_sum(weights, n)
+        if W == 0:
+            for i in range(n * k):
+                dlogits[i] = 0
+            loss[0] = 0.0
+            return -1
+    total = -_shifted_exp(logits, dlogits, n, k, labels, weights)
+    scale = inv_n
     for i in range(n):
         label = labels[i]
+        if weights != NULL:
+            if weights[i] == 0:
+                for j in range(k):
+                    dlogits[i * k + j] = 0
+                continue
+            scale = weights[i] / W
         label_exp = dlogits[i * k + label]
-        row_sum = _normalise_row(dlogits + i * k, k, inv_n)
-        total += log(row_sum)
+        row_sum = _normalise_row(dlogits + i * k, k, scale)
+        if weights == NULL:
+            total += log(row_sum)
+        else:
+            total += weights[i] * log(row_sum)
         # (p - 1) / n in double: p is close to 1 for a confident right answer, and rounding
         # p to float before subtracting would leave an error of float32's epsilon / n
-        dlogits[i * k + label] = <floating> ((label_exp / row_sum - 1.0) * inv_n)
-    loss[0] = total * inv_n
+        dlogits[i * k + label] = <floating> ((label_exp / row_sum - 1.0) * scale)
+    loss[0] = total * (1.0 / W)
     return -1
 
 
 cdef double _mean_squared_error(const floating* pred, const floating* target,
-                                floating* dpred, Py_ssize_t size) noexcept nogil:
-    """Mean over all ``size`` elements of (pred - target)^2, and its gradient
-    2 (pred - target) / size written to ``dpred`` (which may be ``pred``).
+                                const floating* weights, floating* dpred, Py_ssize_t n,
+                                Py_ssize_t k) noexcept nogil:
+    """Mean over all ``n * k`` elements of (pred - target)^2, and its gradient
+    2 (pred - target) / (n k) written to ``dpred`` (which may be ``pred``). With ``weights``
+    (not NULL, one per row, >= 0): the weighted mean over rows of the rows' mean squared
+    errors, sum_i w_i sum_j d_ij^2 / (W k), and its gradient 2 w_i d_ij / (W k).
 
     Each difference is taken in double, so a float32 prediction close to its target loses
     nothing to the subtraction, and the squares are summed in double, in four independent
-    partial sums (one running sum would wait on each add's latency).
+    partial sums (one running sum would wait on each add's latency). The weighted loop is
+    the same loop with each square multiplied by its row's weight (exact for 1) and the
+    scale 2 w_i / (W k) (2 / (n k) when W = n): all-ones weights give the unweighted results
+    bit for bit. Rows of weight 0 contribute nothing; if W is 0 the loss and gradient are 0.
     """
-    cdef Py_ssize_t i, j, tail = size - size % 4
-    cdef double scale = 2.0 / size, diff
+    cdef Py_ssize_t size = n * k
+    cdef Py_ssize_t i, j, tail = size - size % 4, row = 0, col = 0
+    cdef double scale = 2.0 / size, diff, W, Wk, w
     cdef double sums[4]
     sums[0] = sums[1] = sums[2] = sums[3] = 0.0
-    for i in range(0, tail, 4):
-        for j in range(4):
-            diff = <double> pred[i + j] - <double> target[i + j]
-            sums[j] += diff * diff
-            dpred[i + j] = <floating> (scale * diff)
-    for i in range(tail, size):
-        diff = <double> pred[i] - <double> target[i]
-        sums[0] += diff * diff
-        dpred[i] = <floating> (scale * diff)
-    return ((sums[0] + sums[1]) + (sums[2] + sums[3])) / size
+    if weights == NULL:
+        for i in range(0, tail, 4):
+            for j in range(4):
+                diff = <double> pred[i + j] - <double> target[i + j]
+                sums[j] += diff * diff
+                dpred[i + j] = <floating> (scale * diff)
+        for i in range(tail, size):
+            diff = <double> pred[i] - <double> target[i]
+            sums[0] += diff * diff
+            dpred[i] = <floating> (scale * diff)
+        return ((sums[0] + sums[1]) + (sums[2] + sums[3])) / size
+    W = _weight_sum(weights, n)
+    Wk = W * k
+    if W == 0:
+        for i in range(size):
+            dpred[i] = 0
+        return 0.0
+    for i in range(size):
+        j = i % 4 if i < tail else 0  # the unweighted loop's partial sum of element i
+        w = weights[row]
+        if w == 0:
+            dpred[i] = 0
+        else:
+            diff = <double> pred[i] - <double> target[i]
+            sums[j] += w * (diff * diff)
+            dpred[i] = <floating> ((2.0 * w / Wk) * diff)
+        col += 1
+        if col == k:
+            col = 0
+            row += 1
+    return ((sums[0] + sums[1]) + (sums[2] + sums[3])) / Wk
 
 
 cdef void _sgd_momentum(floating* param, const floating* grad, floating* velocity,
@@ -706,26 +773,32 @@ cdef Py_ssize_t _count_correct(const floating* logits, const Py_ssize_t* labels,
 
 
 cdef Py_ssize_t _loss_gradient(int loss_kind, const floating* outputs, const void* targets,
-                               floating* doutputs, Py_ssize_t n, Py_ssize_t k, double* loss,
+                               const floating* weights, floating* doutputs, Py_ssize_t n,
+                               Py_ssize_t k, double* loss,
                                Py_ssize_t* n_correct) noexcept nogil:
     """The fused step's loss and its gradient wrt the outputs, by kind: softmax
     cross-entropy against integer labels (``targets`` is intp (n,); ``n_correct`` counts the
     right predictions) or mean squared error against values (``targets`` is floating
-    (n, k); ``n_correct`` is 0). Returns -1, or the first row with a label out of range."""
+    (n, k); ``n_correct`` is 0). ``weights`` is NULL (the plain mean over the batch) or the
+    batch's sample weights (n,): the weighted mean sum_i w_i loss_i / sum_i w_i (loss 0 and
+    gradient 0 when they are all 0). Returns -1, or the first row with a label out of
+    range."""
     cdef Py_ssize_t bad
     if loss_kind == MEAN_SQUARED_ERROR:
-        loss[0] = _mean_squared_error(outputs, <const floating*> targets, doutputs, n * k)
+        loss[0] = _mean_squared_error(outputs, <const floating*> targets, weights, doutputs,
+                                      n, k)
         n_correct[0] = 0
         return -1
-    bad = _softmax_cross_entropy(outputs, <const Py_ssize_t*> targets, doutputs, n, k, loss)
+    bad = _softmax_cross_entropy(outputs, <const Py_ssize_t*> targets, weights, doutputs, n,
+                                 k, loss)
     if bad < 0:
         n_correct[0] = _count_correct(outputs, <const Py_ssize_t*> targets, n, k)
     return bad
 
 
 cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floating* X,
-                            int loss_kind, const void* targets, floating* dlogits, int n,
-                            int n_classes, floating* params, const floating* grads,
+                            int loss_kind, const void* targets, const floating* weights,
+                            floating* dlogits, int n, int n_classes, floating* params, const floating* grads,
                             floating* state0, floating* state1, Py_ssize_t n_params,
                             const Update* update, double* loss,
                             Py_ssize_t* n_correct) noexcept nogil:
@@ -740,7 +813,8 @@ cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floatin
     cdef Py_ssize_t bad
     _plan_forward(layers, n_layers, X, n)
     logits = <floating*> layers[n_layers - 1].out
-    bad = _loss_gradient(loss_kind, logits, targets, dlogits, n, n_classes, loss, n_correct)
+    bad = _loss_gradient(loss_kind, logits, targets, weights, dlogits, n, n_classes, loss,
+                         n_correct)
     if bad >= 0:
         return bad
     _plan_backward(layers, n_layers, X, dlogits, n)
@@ -753,7 +827,7 @@ cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floatin
 
 cdef Py_ssize_t _train_steps(const LayerPlan* layers, int n_layers, const floating* X,
                              int loss_kind, const char* targets, Py_ssize_t target_step,
-                             floating* dlogits, int n, int n_in,
+                             const floating* weights, floating* dlogits, int n, int n_in,
                              int n_classes, floating* params, const floating* grads,
                              floating* state0, floating* state1, Py_ssize_t n_params,
                              Update* update, Py_ssize_t n_steps, double* losses,
@@ -763,7 +837,8 @@ cdef Py_ssize_t _train_steps(const LayerPlan* layers, int n_layers, const floati
     Stops after a step whose loss is not finite or whose update was refused, or before a
     step with a bad label. Returns the number of steps whose loss and count were written;
     ``status`` receives the last step's return value. ``targets`` advances by
-    ``target_step`` bytes per step (one block of labels or of target rows). ``update.step``
+    ``target_step`` bytes per step (one block of labels or of target rows), ``weights`` (if
+    not NULL) by ``n`` per step. ``update.step``
     is advanced by one after every update applied (Adam's bias corrections count the
     updates).
     """
@@ -771,7 +846,9 @@ cdef Py_ssize_t _train_steps(const LayerPlan* layers, int n_layers, const floati
     cdef double loss = 0.0
     for s in range(n_steps):
         status[0] = _train_step(layers, n_layers, X + s * n * n_in, loss_kind,
-                                targets + s * target_step, dlogits, n, n_classes, params,
+                                targets + s * target_step,
+                                weights + s * n if weights != NULL else NULL, dlogits, n,
+                                n_classes, params,
                                 grads, state0, state1, n_params, update, &loss,
                                 &n_correct[s])
         if status[0] >= 0:
@@ -811,24 +888,26 @@ def softmax(const floating[:, ::1] logits, floating[:, ::1] out):
 
 
 def mean_squared_error(const floating[:, ::1] pred, const floating[:, ::1] target,
-                       floating[:, ::1] out):
-    """Returns the loss; ``out`` receives its gradient. ``pred`` is not empty."""
+                       floating[:, ::1] out, const floating[::1] weights):
+    """Returns the loss; ``out`` receives its gradient. ``pred`` is not empty. ``weights``:
+    one per row, or empty for none."""
     cdef double loss
     with nogil:
-        loss = _mean_squared_error(&pred[0, 0], &target[0, 0], &out[0, 0],
-                                   pred.shape[0] * pred.shape[1])
+        loss = _mean_squared_error(&pred[0, 0], &target[0, 0], _c1(weights), &out[0, 0],
+                                   pred.shape[0], pred.shape[1])
     return loss
 
 
 def softmax_cross_entropy(const floating[:, ::1] logits, const Py_ssize_t[::1] labels,
-                          floating[:, ::1] out):
-    """Returns (loss, bad_row): bad_row is -1, or the first row with an out-of-range label."""
+                          floating[:, ::1] out, const floating[::1] weights):
+    """Returns (loss, bad_row): bad_row is -1, or the first row with an out-of-range label.
+    ``weights``: one per row, or empty for none."""
     cdef double loss = 0.0
     cdef Py_ssize_t bad = -1
     if logits.shape[0] == 0:
         return 0.0, -1
     with nogil:
-        bad = _softmax_cross_entropy(&logits[0, 0], &labels[0], &out[0, 0],
+        bad = _softmax_cross_entropy(&logits[0, 0], &labels[0], _c1(weights), &out[0, 0],
                                      logits.shape[0], logits.shape[1], &loss)
     return loss, bad
 
@@ -1029,15 +1108,16 @@ cdef class TrainStep:
     def __dealloc__(self):
         PyMem_Free(self.layers)
 
-    def run(self, X, targets, update):
+    def run(self, X, targets, update, weights=None):
         """Returns ``(loss, n_correct, status)``: ``status`` is -1, UPDATE_NOT_FINITE (the
         update was skipped because it would make the weights non-finite), or a row whose
-        label is out of range (nothing was computed then). ``update`` as for run_many."""
+        label is out of range (nothing was computed then). ``update`` and ``weights`` as
+        for run_many."""
         cdef double[::1] loss = numpy_empty(1)
         cdef Py_ssize_t[::1] correct = numpy_zeros(1, dtype=numpy_intp)
         if len(targets) != self.n:
             raise ValueError(f"targets has {len(targets)} rows, the step expects {self.n}")
-        _, status = self.run_many(X, targets, 1, update, loss, correct)
+        _, status = self.run_many(X, targets, 1, update, loss, correct, weights)
         return loss[0], correct[0], status
 
     cdef const char* _targets(self, targets, Py_ssize_t rows, Py_ssize_t* step) except NULL:
@@ -1057,7 +1137,7 @@ cdef class TrainStep:
         return <const char*> <size_t> targets.__array_interface__["data"][0]
 
     def run_many(self, X, targets, Py_ssize_t n_steps, update, double[::1] losses,
-                 Py_ssize_t[::1] n_correct):
+                 Py_ssize_t[::1] n_correct, weights=None):
         """``n_steps`` consecutive steps on the consecutive row blocks of ``X``/``targets``
         (each block has this step's ``n`` rows), without returning to Python in between.
 
@@ -1070,6 +1150,12 @@ cdef class TrainStep:
         is skipped), or whose labels are out of range. Returns ``(steps_done, status)``:
         ``steps_done`` counts the steps whose losses were written; ``status`` is -1,
         UPDATE_NOT_FINITE, or the row of a bad label.
+
+        ``weights`` is None (each step's loss is the plain mean over its batch) or the
+        samples' weights, a C-contiguous 1-D array of the parameters' dtype with at least
+        ``n_steps * n`` entries, finite and >= 0 (not checked here: nncore._validation
+        .sample_weight), read in blocks of ``n`` alongside the targets: each step's loss is
+        then its batch's weighted mean (0, with gradient 0, if its weights are all 0).
         """
         cdef const float[:, ::1] X32
         cdef const double[:, ::1] X64
@@ -1077,19 +1163,35 @@ cdef class TrainStep:
         cdef Py_ssize_t target_step = 0
         cdef Update u
         cdef Py_ssize_t done = 0, status = -1, rows = n_steps * self.n
+        cdef const float[::1] w32
+        cdef const double[::1] w64
+        cdef const float* w32_ptr = NULL
+        cdef const double* w64_ptr = NULL
         _read_update(update, self.kind, &u)
         if n_steps < 0 or losses.shape[0] < n_steps or n_correct.shape[0] < n_steps:
             raise ValueError("losses or n_correct too short for n_steps steps")
         if n_steps == 0:
             return 0, -1
         target_ptr = self._targets(targets, rows, &target_step)
+        if weights is not None:
+            dtype = numpy_float32 if self.single else numpy_float64
+            if weights.dtype != dtype or weights.ndim != 1 or weights.shape[0] < rows:
+                raise ValueError(f"weights must be a C-contiguous 1-D {dtype.__name__} array "
+                                 f"of at least {rows} entries")
+            if self.single:
+                w32 = weights
+                w32_ptr = &w32[0]
+            else:
+                w64 = weights
+                w64_ptr = &w64[0]
         if self.single:
             X32 = X
             if X32.shape[0] < rows or X32.shape[1] != self.n_in:
                 raise ValueError(f"X must have {rows} rows of {self.n_in} features")
             with nogil:
                 done = _train_steps(self.layers, self.n_layers, &X32[0, 0], self.loss_kind,
-                                    target_ptr, target_step, <float*> self.dlogits, self.n,
+                                    target_ptr, target_step, w32_ptr,
+                                    <float*> self.dlogits, self.n,
                                     self.n_in, self.n_classes,
                                     <float*> self.params, <float*> self.grads,
                                     <float*> self.state0, <float*> self.state1, self.n_params,
@@ -1100,7 +1202,8 @@ cdef class TrainStep:
                 raise ValueError(f"X must have {rows} rows of {self.n_in} features")
             with nogil:
                 done = _train_steps(self.layers, self.n_layers, &X64[0, 0], self.loss_kind,
-                                    target_ptr, target_step, <double*> self.dlogits, self.n,
+                                    target_ptr, target_step, w64_ptr,
+                                    <double*> self.dlogits, self.n,
                                     self.n_in, self.n_classes,
                                     <double*> self.params, <double*> self.grads,
                                     <double*> self.state0, <double*> self.state1,

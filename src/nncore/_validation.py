@@ -339,6 +339,35 @@ def finite_float_array(name, value):
     return array
 
 
+def sample_weight(value, n_samples, dtype=np.float64, name="sample_weight",
+                  allow_all_zero=False):
+    """``value`` as a new C-contiguous 1-D array of ``dtype``, one weight per sample, finite
+    and >= 0 (and not all 0 unless ``allow_all_zero``); None stays None.
+
+    Integer, boolean and float input is converted; anything else (strings, complex, objects)
+    raises ``TypeError``; a wrong shape or length, NaN/infinity, a negative weight or only
+    zeros raise ``ValueError``, naming ``name``.
+    """
+    if value is None:
+        return None
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, one weight per sample, got shape {array.shape}")
+    if array.shape[0] != n_samples:
+        raise ValueError(f"{name} has {array.shape[0]} weights for {n_samples} samples")
+    array = np.array(array, dtype=dtype, order="C")  # a copy: the fit loop shuffles it
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinity (or a value too large for {dtype})")
+    if (array < 0).any():
+        raise ValueError(f"{name} must be >= 0, got {array.min()} at sample "
+                         f"{int(np.argmin(array))}")
+    if not allow_all_zero and n_samples and not array.any():
+        raise ValueError(f"{name} is all zero: there is nothing to train on")
+    return array
+
+
 def inplace_vector(name, value):
     """A 1-D float array that is updated in place: must already be contiguous and writeable."""
     if not isinstance(value, np.ndarray):

@@ -32,8 +32,9 @@ class Loss:
     name : str
     task : {"classification", "regression"}
     function : str
-        The backend function ``f(outputs, targets, out=None) -> (loss, doutputs)``; the
-        fused training step computes the same loss by name.
+        The backend function ``f(outputs, targets, out=None, sample_weight=None) -> (loss,
+        doutputs)`` (with weights: their weighted mean over the rows); the fused training
+        step computes the same loss by name.
     check_targets : callable
         ``(y, n_samples, n_outputs, dtype, name) -> array``: the targets checked and
         converted to what the backend function takes.

@@ -279,9 +279,10 @@ class Network:
             dX = layer.jvp(dX, pieces)
         return dX
 
-    def fit(self, X, y, **kwargs):
-        """Train by mini-batch SGD; see :func:`nncore.train.fit` for the arguments."""
-        return train.fit(self, X, y, **kwargs)
+    def fit(self, X, y, sample_weight=None, **kwargs):
+        """Train by mini-batch SGD; see :func:`nncore.train.fit` for the arguments
+        (``sample_weight``: one weight per sample, each batch's loss their weighted mean)."""
+        return train.fit(self, X, y, sample_weight=sample_weight, **kwargs)
 
 
 def save(network, path):

@@ -63,6 +63,8 @@ _LEAST_SQUARES = _specialisations(_kernels.least_squares)
 #: An empty (0, 0) array per dtype: the kernels' "no buffer" (its pointer is NULL), passed as
 #: the pre-activation buffer of activations whose derivative needs only their output.
 _NO_BUFFER = {dtype: np.empty((0, 0), dtype=dtype) for dtype in v.FLOAT_DTYPES}
+#: An empty (0,) array per dtype: the loss kernels' "no sample weights" (NULL pointer).
+_NO_WEIGHTS = {dtype: np.empty(0, dtype=dtype) for dtype in v.FLOAT_DTYPES}
 
 
 def _pre_activation_buffer(shape, dtype, cache, output):
@@ -97,7 +99,7 @@ def softmax(logits, out=None):
     return probs
 
 
-def softmax_cross_entropy(logits, labels, out=None):
+def softmax_cross_entropy(logits, labels, out=None, sample_weight=None):
     """Mean cross-entropy of ``softmax(logits)`` against ``labels``, and its gradient.
 
     Parameters
@@ -106,6 +108,10 @@ def softmax_cross_entropy(logits, labels, out=None):
     labels : integer array (n,), values in ``[0, k)``
     out : array (n, k), optional
         Receives the gradient.
+    sample_weight : array (n,), optional
+        Finite weights >= 0 (cast to the logits' dtype): the loss is then the weighted mean
+        ``sum_i w_i l_i / sum_i w_i``. Weights all 0 give loss 0 and gradient 0; weights
+        all 1 give exactly the unweighted results.
 
     Returns
     -------
@@ -113,21 +119,23 @@ def softmax_cross_entropy(logits, labels, out=None):
         ``mean_i(logsumexp(logits[i]) - logits[i, labels[i]])``, summed in double; 0.0 for
         an empty batch.
     dlogits : array (n, k)
-        ``(softmax(logits) - onehot(labels)) / n``, the gradient of ``loss``.
+        ``(softmax(logits) - onehot(labels)) / n``, the gradient of ``loss`` (weighted:
+        row ``i`` times ``n w_i / sum(w)``).
     """
     logits = v.float_array("logits", logits, 2)
     n, k = logits.shape
     labels = v.labels_array(labels, n)
     if n and k == 0:
         raise ValueError("logits must have at least one column (class)")
+    weights = _weights(sample_weight, n, logits.dtype)
     grad = _result("out", out, logits.shape, logits.dtype, {"logits": logits})
-    loss, bad_row = _SOFTMAX_CE[logits.dtype](logits, labels, grad)
+    loss, bad_row = _SOFTMAX_CE[logits.dtype](logits, labels, grad, weights)
     if bad_row >= 0:
         raise v.label_range_error(labels, k)
     return loss, grad
 
 
-def mean_squared_error(pred, target, out=None):
+def mean_squared_error(pred, target, out=None, sample_weight=None):
     """Mean over all elements of ``(pred - target)**2`` (PyTorch's ``MSELoss``) and its
     gradient.
 
@@ -136,6 +144,11 @@ def mean_squared_error(pred, target, out=None):
     pred, target : arrays (n, k), one float dtype
     out : array (n, k), optional
         Receives the gradient.
+    sample_weight : array (n,), optional
+        Finite weights >= 0 (cast to pred's dtype): the loss is then the weighted mean over
+        the rows of each row's mean squared error, ``sum_i w_i sum_j d_ij^2 / (k sum_i
+        w_i)``, with gradient ``2 w_i d_ij / (k sum_i w_i)``. Weights all 0 give loss 0
+        and gradient 0; weights all 1 give exactly the unweighted results.
 
     Returns
     -------
@@ -145,11 +158,19 @@ def mean_squared_error(pred, target, out=None):
         ``2 (pred - target) / (n k)``, the gradient of ``loss``.
     """
     pred, target = v.squared_error_arguments(pred, target)
+    weights = _weights(sample_weight, pred.shape[0], pred.dtype)
     grad = _result("out", out, pred.shape, pred.dtype, {"pred": pred, "target": target})
     if pred.size == 0:
         grad[...] = 0
         return 0.0, grad
-    return _MSE[pred.dtype](pred, target, grad), grad
+    return _MSE[pred.dtype](pred, target, grad, weights), grad
+
+
+def _weights(sample_weight, n, dtype):
+    """The checked weights, or an empty array (the kernels' "unweighted")."""
+    if sample_weight is None:
+        return _NO_WEIGHTS[dtype]
+    return v.sample_weight(sample_weight, n, dtype, allow_all_zero=True)
 
 
 # --- fused linear layer --------------------------------------------------------------------
@@ -417,12 +438,21 @@ def train_step(layers, n, params, grads, state, optimizer="sgd", loss="softmax_c
         make a weight or a state value non-finite (then ``status`` is
         :data:`nncore.status.UPDATE_NOT_FINITE`; otherwise :data:`nncore.status.OK`, or the
         row of an out-of-range label).
-        ``step.run_many(X, targets, n_steps, update, losses, n_correct)`` runs ``n_steps``
-        steps on consecutive row blocks without returning to Python (Adam's step number
+        ``step.run_many(X, targets, n_steps, update, losses, n_correct, weights=None)``
+        runs ``n_steps`` steps on consecutive row blocks without returning to Python (Adam's
+        step number
         counting up from ``update["step"]``; the dict is not changed), stopping after a
         non-finite loss or a skipped update; it returns ``(steps_done, status)``. The
         updates applied are ``steps_done``, less one if the last step's loss was not finite
         or its update was skipped.
+        ``weights`` (also ``run``'s fourth argument) is None, or the samples' weights: a
+        C-contiguous 1-D array of the buffers' dtype, finite and >= 0
+        (:func:`nncore._validation.sample_weight`), read in blocks of ``n`` alongside the
+        targets; each step's loss is then its batch's weighted mean ``sum_i w_i l_i /
+        sum_i w_i`` (all-ones weights give exactly the unweighted step). A batch whose
+        weights are all 0 has loss 0 and gradient 0, and the optimizer still takes its step
+        with that zero gradient: SGD's momentum and weight decay and Adam's moments still
+        move the weights, and Adam counts the update.
         ``step.outputs`` lists each layer's output buffer (the last holds the logits).
     """
     n, dtype, state = v.train_step_arguments(layers, n, params, grads, state, optimizer,

@@ -56,11 +56,13 @@ def softmax(logits, out=None):
     return _write(out, (e / e.sum(axis=1, keepdims=True)).astype(logits.dtype))
 
 
-def softmax_cross_entropy(logits, labels, out=None):
+def softmax_cross_entropy(logits, labels, out=None, sample_weight=None):
     """Mean cross-entropy of ``softmax(logits)`` against ``labels`` and its gradient.
 
     Returns ``(loss, dlogits)`` with ``dlogits = (softmax(logits) - onehot(labels)) / n``.
-    The loss of an empty batch is 0.0.
+    The loss of an empty batch is 0.0. With ``sample_weight`` ``w`` (n,): the weighted mean
+    ``sum_i w_i l_i / sum_i w_i`` and row ``i`` of the gradient scaled by ``w_i / sum(w)``
+    instead of ``1 / n`` (loss 0 and gradient 0 if the weights are all 0).
     """
     logits = v.float_array("logits", logits, 2)
     n, k = logits.shape
@@ -69,32 +71,52 @@ def softmax_cross_entropy(logits, labels, out=None):
         raise ValueError("logits must have at least one column (class)")
     if labels.size and (labels.min() < 0 or labels.max() >= k):
         raise v.label_range_error(labels, k)
+    weights = v.sample_weight(sample_weight, n, logits.dtype, allow_all_zero=True)
     if out is not None:
         v.out_array("out", out, logits.shape, logits.dtype, {"logits": logits})
-    if n == 0:
+    if n == 0 or (weights is not None and not weights.any()):
         return 0.0, _write(out, np.zeros_like(logits))
     z = logits.astype(np.float64)
     z = z - z.max(axis=1, keepdims=True)
     log_norm = np.log(np.exp(z).sum(axis=1))
     rows = np.arange(n)
-    loss = float(np.mean(log_norm - z[rows, labels]))
     grad = np.exp(z - log_norm[:, None])
     grad[rows, labels] -= 1.0
-    grad /= n
+    if weights is None:
+        loss = float(np.mean(log_norm - z[rows, labels]))
+        grad /= n
+    else:
+        w = weights.astype(np.float64)
+        kept = w > 0  # a weight of 0 removes the sample, NaN or not
+        losses = (log_norm - z[rows, labels])[kept]
+        loss = float(np.sum(w[kept] * losses) / w.sum())
+        # written so that weights of 1 give the unweighted formulas' exact results
+        grad = np.where(kept[:, None], grad, 0.0) * w[:, None] / w.sum()
     return loss, _write(out, grad.astype(logits.dtype))
 
 
-def mean_squared_error(pred, target, out=None):
+def mean_squared_error(pred, target, out=None, sample_weight=None):
     """Mean over all elements of ``(pred - target)**2`` and its gradient
     ``2 (pred - target) / (n k)``; returns ``(loss, dpred)``. The loss of an empty batch is
-    0.0."""
+    0.0. With ``sample_weight`` ``w`` (n,): the weighted mean over rows of each row's mean
+    squared error, ``sum_i w_i mean_j d_ij^2 / sum_i w_i``, and its gradient
+    ``2 w_i d_ij / (k sum_i w_i)`` (loss 0 and gradient 0 if the weights are all 0)."""
     pred, target = v.squared_error_arguments(pred, target)
+    weights = v.sample_weight(sample_weight, pred.shape[0], pred.dtype, allow_all_zero=True)
     if out is not None:
         v.out_array("out", out, pred.shape, pred.dtype, {"pred": pred, "target": target})
-    if pred.size == 0:
+    if pred.size == 0 or (weights is not None and not weights.any()):
         return 0.0, _write(out, np.zeros_like(pred))
     diff = pred.astype(np.float64) - target.astype(np.float64)
-    return float(np.mean(diff * diff)), _write(out, (2 * diff / diff.size).astype(pred.dtype))
+    if weights is None:
+        return float(np.mean(diff * diff)), _write(out, (2 * diff / diff.size).astype(pred.dtype))
+    w = weights.astype(np.float64)
+    kept = w > 0  # a weight of 0 removes the sample, NaN or not
+    diff = np.where(kept[:, None], diff, 0.0)
+    total = w.sum() * diff.shape[1]
+    # written so that weights of 1 give the unweighted formulas' exact results
+    loss = float(np.sum(w[:, None] * (diff * diff)) / total)
+    return loss, _write(out, (2 * diff * w[:, None] / total).astype(pred.dtype))
 
 
 # --- fused linear layer --------------------------------------------------------------------
@@ -279,8 +301,9 @@ def train_step(layers, n, params, grads, state, optimizer="sgd", loss="softmax_c
     The same contract as :func:`nncore.ops.train_step` (see there): ``state`` is the tuple
     of the optimizer's state arrays, ``optimizer`` the kind of update, ``loss`` what it
     minimises; ``step.run(X, targets, update) -> (loss, n_correct, status)`` and
-    ``step.run_many(X, targets, n_steps, update, losses, n_correct) -> (steps_done,
-    status)``, with the same status codes
+    ``step.run_many(X, targets, n_steps, update, losses, n_correct, weights=None) ->
+    (steps_done, status)`` (``weights``: the samples' weights, read in blocks of ``n``:
+    each step's loss is its batch's weighted mean), with the same status codes
     (:mod:`nncore.status`) and the same rule that an update which would make a weight or a
     state value non-finite is not applied.
     """
@@ -329,16 +352,16 @@ class _TrainStep:
             if key not in update:
                 raise ValueError(f"a {self.kind!r} update lacks {key!r}")
 
-    def run(self, X, targets, update):
+    def run(self, X, targets, update, weights=None):
         self._check_update(update)
         logits, caches = self._forward(X)
         if self.loss == "mean_squared_error":
-            (loss, dlogits), n_correct = mean_squared_error(logits, targets), 0
+            (loss, dlogits), n_correct = mean_squared_error(logits, targets, None, weights), 0
         else:
             bad = np.flatnonzero((targets < 0) | (targets >= logits.shape[1]))
             if bad.size:
                 return 0.0, 0, int(bad[0])
-            loss, dlogits = softmax_cross_entropy(logits, targets)
+            loss, dlogits = softmax_cross_entropy(logits, targets, None, weights)
             n_correct = int(np.count_nonzero(logits.argmax(axis=1) == targets))
         self._backward(dlogits, caches)
         if not math.isfinite(loss):
@@ -353,12 +376,13 @@ class _TrainStep:
             array[...] = value
         return loss, n_correct, status.OK
 
-    def run_many(self, X, targets, n_steps, update, losses, n_correct):
+    def run_many(self, X, targets, n_steps, update, losses, n_correct, weights=None):
         self._check_update(update)
         update, n = dict(update), self.n  # Adam's step counts up; the caller's dict stays
         for s in range(n_steps):
             rows = slice(s * n, (s + 1) * n)
-            loss, correct, code = self.run(X[rows], targets[rows], update)
+            loss, correct, code = self.run(X[rows], targets[rows], update,
+                                           None if weights is None else weights[rows])
             if code >= 0:  # a bad label: nothing was computed for this step
                 return s, code
             losses[s], n_correct[s] = loss, correct

@@ -33,8 +33,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, check_scalar
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _validation as v
 from . import activations, losses
@@ -174,11 +175,12 @@ class _NNEstimator(BaseEstimator):
                      dtype=settings["dtype"], loss=losses.TASKS[self._task], **options)
 
     def _train(self, settings, network, X, y, *, epochs, first_epoch, optimizer_state,
-               early_stopping, seed):
+               early_stopping, seed, sample_weight=None):
         """Run :func:`nncore.train.fit`; return its History, the optimizer's state
         ``(name, arrays, counters)`` and the index of the epoch whose weights early stopping
         kept (None without it). ``optimizer_state`` None (or another solver's) starts the
-        optimizer from zero; otherwise it continues."""
+        optimizer from zero; otherwise it continues. ``sample_weight`` (None or checked) is
+        split with the data for early stopping; the validation loss is unweighted."""
         optimizer = OPTIMIZERS[settings["solver"]](
             **settings["optimizer"],
             schedule=functools.partial(_shifted_schedule, settings["schedule"], first_epoch))
@@ -187,9 +189,10 @@ class _NNEstimator(BaseEstimator):
         validation_data, callbacks = None, []
         if early_stopping:
             stratified = self._task == "classification"
+            arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
             try:
-                X, X_val, y, y_val = train_test_split(
-                    X, y, test_size=settings["validation_fraction"],
+                X, X_val, y, y_val, *weights = train_test_split(
+                    *arrays, test_size=settings["validation_fraction"],
                     stratify=y if stratified else None,
                     random_state=_derive_seed(seed, "split"))
             except ValueError as error:
@@ -200,6 +203,8 @@ class _NNEstimator(BaseEstimator):
                     f"which is impossible here: {error}"
                 ) from error
             validation_data = (X_val, y_val)
+            if sample_weight is not None:
+                sample_weight = weights[0]  # the training part's weights
             callbacks.append(EarlyStopping(monitor="val_loss",
                                            patience=settings["n_iter_no_change"],
                                            min_delta=settings["tol"], restore_best=True))
@@ -207,11 +212,20 @@ class _NNEstimator(BaseEstimator):
                             batch_size=min(settings["batch_size"], X.shape[0]),
                             optimizer=optimizer, validation_data=validation_data, seed=seed,
                             verbose=settings["verbose"], callbacks=callbacks,
-                            shuffle=settings["shuffle"])
+                            shuffle=settings["shuffle"], sample_weight=sample_weight)
         # the epoch whose weights early stopping kept (not simply the lowest val_loss: an
         # improvement smaller than tol does not replace the kept weights)
         kept_epoch = callbacks[0].best_epoch if callbacks else None
         return history, (optimizer.name, optimizer.state(), optimizer.counters()), kept_epoch
+
+    @staticmethod
+    def _check_sample_weight(sample_weight, X):
+        """None, or the weights as float64 (n_samples,), finite and >= 0, not all 0
+        (scikit-learn's checks; :func:`nncore.train.fit` checks them again)."""
+        if sample_weight is None:
+            return None
+        return _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                    ensure_non_negative=True)
 
     def _record(self, history, early_stopping, kept_epoch=None):
         """Append a training run's History to the fitted attributes; ``kept_epoch`` is the
@@ -305,6 +319,14 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
         reproducible (bit-identical) fits.
     verbose : {0, 1, 2} or bool, default=0
         0 silent, 1 (or True) a progress bar, 2 one line per epoch.
+    class_weight : None, "balanced" or dict, default=None
+        Weights of the classes, multiplied into the samples' weights (``sample_weight`` of
+        :meth:`fit`), as in scikit-learn's linear models: a dict ``{label: weight}``
+        (classes not named weigh 1), or ``"balanced"``, ``n_samples / (n_classes *
+        count(label))`` from the labels of ``y``
+        (:func:`sklearn.utils.class_weight.compute_class_weight`). :meth:`partial_fit`
+        takes a dict but not "balanced" (the class frequencies of one batch are not those
+        of the data: compute them once and pass the dict).
 
     Attributes
     ----------
@@ -362,12 +384,35 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
                  momentum=0.9, nesterov=False, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  weight_decay=0.0, schedule=None, batch_size=64, max_iter=200,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
-                 shuffle=True, random_state=None, verbose=0):
+                 shuffle=True, random_state=None, verbose=0, class_weight=None):
         _store_params(self, locals())
 
     # --- scikit-learn API -------------------------------------------------------------------
 
-    def fit(self, X, y):
+    def _weights(self, sample_weight, X, y, classes, y_index, partial):
+        """The samples' weights: ``sample_weight`` times their classes' ``class_weight``;
+        None when neither is given (the unweighted loss)."""
+        sample_weight = self._check_sample_weight(sample_weight, X)
+        class_weight = self.class_weight
+        if class_weight is None:
+            return sample_weight
+        if not (isinstance(class_weight, dict) or (isinstance(class_weight, str)
+                                                   and class_weight == "balanced")):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict "
+                             f"{{label: weight}}, got {class_weight!r}")
+        if partial and isinstance(class_weight, str):
+            raise ValueError("class_weight='balanced' is not supported by partial_fit: the "
+                             "class frequencies of one batch are not those of the data. Use "
+                             "compute_class_weight('balanced', classes=classes, y=y) on the "
+                             "whole target and pass the resulting dict as class_weight")
+        per_class = compute_class_weight(class_weight, classes=classes, y=y)
+        per_class = np.asarray(per_class, dtype=np.float64)
+        if not np.isfinite(per_class).all() or (per_class < 0).any():
+            raise ValueError(f"class_weight must hold finite weights >= 0, got {class_weight!r}")
+        weights = per_class[y_index]
+        return weights if sample_weight is None else weights * sample_weight
+
+    def fit(self, X, y, sample_weight=None):
         """Train a new network on ``(X, y)`` for ``max_iter`` epochs (or until early stopping).
 
         Parameters
@@ -376,6 +421,11 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
             Training data, finite real numbers (cast to ``dtype``).
         y : array-like of shape (n_samples,)
             Class labels, any hashable values; at least two distinct classes.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples, finite and >= 0, not all 0; multiplied by
+            ``class_weight``. Each mini-batch's loss is the weighted mean of its samples'
+            losses, ``sum_i w_i l_i / sum_i w_i`` (weights of 1 train exactly as none).
+            The validation loss of early stopping is unweighted.
 
         Returns
         -------
@@ -389,13 +439,14 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
         check_classification_targets(y)
         classes, y_index = np.unique(y, return_inverse=True)
         _check_n_classes(classes, "y")
+        weights = self._weights(sample_weight, X, y, classes, y_index, partial=False)
         base_seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
         network = self._build_network(settings, X.shape[1], len(classes),
                                       _derive_seed(base_seed, "init"))
         history, optimizer_state, kept_epoch = self._train(
             settings, network, X, y_index.astype(np.intp), epochs=settings["max_iter"],
             first_epoch=0, optimizer_state=None, early_stopping=settings["early_stopping"],
-            seed=_derive_seed(base_seed, "fit"))
+            seed=_derive_seed(base_seed, "fit"), sample_weight=weights)
         self.classes_ = classes
         self.network_ = network
         self._base_seed = base_seed
@@ -405,7 +456,7 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
         self._record(history, settings["early_stopping"], kept_epoch)
         return self
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one epoch on ``(X, y)``, continuing from the current network.
 
         The first call builds the network and must name every class with ``classes``; later
@@ -422,6 +473,8 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
         classes : array-like of shape (n_classes,), default=None
             All the class labels, required on the first call; on later calls it may be
             given again but must be the same set.
+        sample_weight : array-like of shape (n_samples,), default=None
+            As for :meth:`fit` (``class_weight`` may be a dict, not "balanced").
 
         Returns
         -------
@@ -448,6 +501,7 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
             raise ValueError(f"y contains labels not in classes {classes!r}: "
                              f"{np.unique(y[~known])!r}")
         y_index = np.searchsorted(classes, y).astype(np.intp)
+        weights = self._weights(sample_weight, X, y, classes, y_index, partial=True)
         if first_call:
             base_seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
             network = self._build_network(settings, X.shape[1], len(classes),
@@ -459,7 +513,7 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
         history, optimizer_state, _ = self._train(
             settings, network, X, y_index, epochs=1, first_epoch=n_iter,
             optimizer_state=optimizer_state, early_stopping=False,
-            seed=_derive_seed(base_seed, "partial_fit", n_iter))
+            seed=_derive_seed(base_seed, "partial_fit", n_iter), sample_weight=weights)
         if first_call:
             self.classes_ = classes
             self.network_ = network
@@ -582,7 +636,7 @@ class NNRegressor(RegressorMixin, _NNEstimator):
                  shuffle=True, random_state=None, verbose=0, standardize_target=True):
         _store_params(self, locals())
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train a new network on ``(X, y)`` for ``max_iter`` epochs (or until early stopping).
 
         Parameters
@@ -590,6 +644,12 @@ class NNRegressor(RegressorMixin, _NNEstimator):
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Real-valued targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples, finite and >= 0, not all 0: each mini-batch's loss is
+            the weighted mean of its samples' squared errors (a sample's: the mean over its
+            outputs), ``sum_i w_i l_i / sum_i w_i``; the target standardisation uses the
+            weighted mean and standard deviation. The validation loss of early stopping is
+            unweighted.
 
         Returns
         -------
@@ -599,23 +659,24 @@ class NNRegressor(RegressorMixin, _NNEstimator):
         standardize = v.boolean("standardize_target", self.standardize_target)
         self._forget_fit()
         X, Y, y_1d = self._check_Xy(X, y, reset=True)
-        mean, scale = _target_scaling(Y, standardize)
+        weights = self._check_sample_weight(sample_weight, X)
+        mean, scale = _target_scaling(Y, standardize, weights)
         base_seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
         network = self._build_network(settings, X.shape[1], Y.shape[1],
                                       _derive_seed(base_seed, "init"))
         history, optimizer_state, kept_epoch = self._train(
             settings, network, X, (Y - mean) / scale, epochs=settings["max_iter"],
             first_epoch=0, optimizer_state=None, early_stopping=settings["early_stopping"],
-            seed=_derive_seed(base_seed, "fit"))
+            seed=_derive_seed(base_seed, "fit"), sample_weight=weights)
         self._fitted(network, base_seed, mean, scale, y_1d)
         self._optimizer_state = optimizer_state
         self._record(history, settings["early_stopping"], kept_epoch)
         return self
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """Train for one epoch on ``(X, y)``, continuing from the current network (see
         :meth:`NNClassifier.partial_fit`); the first call fixes the target standardisation
-        and the number of outputs.
+        and the number of outputs. ``sample_weight`` as for :meth:`fit`.
 
         Returns
         -------
@@ -625,8 +686,9 @@ class NNRegressor(RegressorMixin, _NNEstimator):
         standardize = v.boolean("standardize_target", self.standardize_target)
         first_call = not hasattr(self, "network_")
         X, Y, y_1d = self._check_Xy(X, y, reset=first_call)
+        weights = self._check_sample_weight(sample_weight, X)
         if first_call:
-            mean, scale = _target_scaling(Y, standardize)
+            mean, scale = _target_scaling(Y, standardize, weights)
             base_seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
             network = self._build_network(settings, X.shape[1], Y.shape[1],
                                           _derive_seed(base_seed, "init"))
@@ -641,7 +703,7 @@ class NNRegressor(RegressorMixin, _NNEstimator):
         history, optimizer_state, _ = self._train(
             settings, network, X, (Y - mean) / scale, epochs=1, first_epoch=n_iter,
             optimizer_state=optimizer_state, early_stopping=False,
-            seed=_derive_seed(base_seed, "partial_fit", n_iter))
+            seed=_derive_seed(base_seed, "partial_fit", n_iter), sample_weight=weights)
         if first_call:
             self._fitted(network, base_seed, mean, scale, y_1d)
         self._optimizer_state = optimizer_state
@@ -688,13 +750,17 @@ class NNRegressor(RegressorMixin, _NNEstimator):
         self.n_iter_ = 0
 
 
-def _target_scaling(Y, standardize):
+def _target_scaling(Y, standardize, weights=None):
     """Per-output mean and standard deviation of ``Y`` (a constant output keeps scale 1),
-    or zeros and ones without standardisation."""
+    weighted by ``weights`` if given, or zeros and ones without standardisation."""
     if not standardize:
         return np.zeros(Y.shape[1]), np.ones(Y.shape[1])
-    scale = Y.std(axis=0)
-    return Y.mean(axis=0), np.where(scale > 0, scale, 1.0)
+    if weights is None:
+        scale = Y.std(axis=0)
+        return Y.mean(axis=0), np.where(scale > 0, scale, 1.0)
+    mean = np.average(Y, axis=0, weights=weights)
+    scale = np.sqrt(np.average((Y - mean) ** 2, axis=0, weights=weights))
+    return mean, np.where(scale > 0, scale, 1.0)
 
 
 class _NetworkState:

@@ -11,6 +11,7 @@
 """
 
 import csv
+import hashlib
 import math
 import os
 import sys
@@ -167,7 +168,8 @@ def _first_nonfinite_layer(step):
 
 
 def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data=None,
-        seed=0, verbose=1, callbacks=(), shuffle=True, checkpoint=None, checkpoint_every=1):
+        seed=0, verbose=1, callbacks=(), shuffle=True, checkpoint=None, checkpoint_every=1,
+        sample_weight=None):
     """Train ``network`` on ``(X, y)`` by mini-batches with ``optimizer``.
 
     Parameters
@@ -199,6 +201,17 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         resumes from it and ends exactly as an uninterrupted run would (the network, data,
         batch size, seed and optimizer settings must be the same; callbacks start afresh).
     checkpoint_every : int >= 1
+    sample_weight : array (n,), optional
+        One weight per sample, finite and >= 0, not all 0 (scikit-learn's meaning): each
+        mini-batch's loss is then the weighted mean ``sum_i w_i l_i / sum_i w_i`` of its
+        samples' losses (for the squared error a sample's loss is the mean over its
+        outputs). The weights are shuffled with the samples. A mini-batch whose weights are
+        all 0 has loss 0 and gradient 0; the optimizer still takes its step with that zero
+        gradient (SGD's momentum and weight decay, Adam's moments still move the weights).
+        All-ones weights train exactly as no weights. History's ``loss`` is then the
+        weighted mean over the epoch (and ``r2`` is taken against the weighted variance of
+        ``y``); ``accuracy`` and every validation score stay unweighted. A checkpoint
+        records a hash of the weights, and resuming needs the same weights.
 
     Returns
     -------
@@ -208,6 +221,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     X = network.check_X(X)
     y = network.check_y(y, X.shape[0])
     n = X.shape[0]
+    weights = v.sample_weight(sample_weight, n, network.dtype)
     if n == 0:
         raise ValueError("X is empty: nothing to train on")
     epochs = v.integer("epochs", epochs, minimum=0)
@@ -230,9 +244,19 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
 
     rng = np.random.default_rng(seed)
     X_epoch, y_epoch = np.empty_like(X), np.empty_like(y)
+    w_epoch = None if weights is None else np.empty_like(weights)
     loss_function = network.loss_function
     # the regression scores of an epoch are taken from its running loss against this
-    target_variance = float(np.mean(np.var(y, axis=0))) if y.ndim == 2 else math.nan
+    if y.ndim != 2:
+        target_variance = math.nan
+    elif weights is None:
+        target_variance = float(np.mean(np.var(y, axis=0)))
+    else:
+        w64 = weights.astype(np.float64)
+        centred = y - np.average(y, axis=0, weights=w64)
+        target_variance = float(np.mean(np.average(centred ** 2, axis=0, weights=w64)))
+    # an epoch's loss is the mean of its batches' losses weighted by their samples' weights
+    total_weight = n if weights is None else float(weights.sum(dtype=np.float64))
     if not np.isfinite(network.params).all():
         raise ValueError("the network's parameters contain NaN or infinity")
     optimizer.start(network.params, epochs)
@@ -250,7 +274,9 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     chunk_correct = np.empty(STEPS_PER_CALL, dtype=np.intp)
     history = network.history = History(loss_function.score_names)
     settings = {"n_samples": n, "batch_size": batch_size, "seed": seed, "shuffle": bool(shuffle),
-                "epochs": epochs, "optimizer": optimizer.config()}
+                "epochs": epochs, "optimizer": optimizer.config(),
+                "sample_weight": None if weights is None else
+                hashlib.sha256(weights.tobytes()).hexdigest()}
     checkpoint_path, first_epoch = None, 0
     if checkpoint is not None:
         os.makedirs(checkpoint, exist_ok=True)
@@ -278,27 +304,38 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                 order = rng.permutation(n)
                 np.take(X, order, axis=0, out=X_epoch)
                 np.take(y, order, axis=0, out=y_epoch)
+                if weights is not None:
+                    np.take(weights, order, out=w_epoch)
             else:
                 X_epoch[...], y_epoch[...] = X, y
+                if weights is not None:
+                    w_epoch[...] = weights
             loss_sum, n_correct = 0.0, 0
             for start, size, count in batches:
                 train_step = steps[size]
                 rows = slice(start, start + size * count)
                 done, status = train_step.run_many(X_epoch[rows], y_epoch[rows], count,
                                                    optimizer.step_update(), chunk_losses,
-                                                   chunk_correct)
+                                                   chunk_correct,
+                                                   None if weights is None else w_epoch[rows])
                 last_loss = float(chunk_losses[done - 1]) if done else 0.0
                 diverged = not math.isfinite(last_loss) or status == UPDATE_NOT_FINITE
                 optimizer.advance(done - diverged)  # the updates applied (Adam counts them)
-                loss_sum += float(chunk_losses[:done].sum()) * size
+                if weights is None:
+                    loss_sum += float(chunk_losses[:done].sum()) * size
+                else:
+                    batch_weights = w_epoch[start:start + size * done].reshape(done, size)
+                    loss_sum += float(np.dot(chunk_losses[:done],
+                                             batch_weights.sum(axis=1, dtype=np.float64)))
                 n_correct += int(chunk_correct[:done].sum())
                 if diverged:
                     # the failing step's update was not applied: the weights stay finite
                     raise TrainingDiverged(epoch, start // batch_size + done - 1, last_loss,
                                            _first_nonfinite_layer(train_step),
                                            update_overflow=math.isfinite(last_loss))
-            logs = {"epoch": epoch + 1, "loss": loss_sum / n,
-                    **loss_function.epoch_scores(loss_sum / n, n_correct, n, target_variance),
+            mean_loss = loss_sum / total_weight
+            logs = {"epoch": epoch + 1, "loss": mean_loss,
+                    **loss_function.epoch_scores(mean_loss, n_correct, n, target_variance),
                     "val_loss": math.nan,
                     **{f"val_{name}": math.nan for name in loss_function.score_names},
                     "lr": lr}
