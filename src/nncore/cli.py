@@ -92,6 +92,35 @@ def _unit_interval(text):
     return value
 
 
+def _momentum(text):
+    """SGD's momentum: the rule is :func:`nncore._validation.momentum`'s, [0, 1)."""
+    from . import _validation as v
+
+    value = _parsed(text, float)
+    try:
+        return v.momentum(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}") from None
+
+
+def _run_folder(out, name):
+    """``OUT/NAME`` for ``nncore train``, refused (ValueError) before anything is trained
+    when ``--out`` is an existing file, ``--name`` is not a plain folder name (a path
+    separator, ``.`` or ``..`` would put the run outside ``--out``), or ``OUT/NAME`` is an
+    existing file."""
+    if not out:
+        raise ValueError("--out must not be empty")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out!r} exists and is not a folder")
+    if name is not None:
+        separators = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+        if not name or name in (".", "..") or any(sep in name for sep in separators) \
+                or "\0" in name:
+            raise ValueError(f"--name must be a plain folder name inside --out (no path "
+                             f"separator, not '.' or '..'), got {name!r}")
+    return out
+
+
 def _constructor_defaults(cls):
     """The defaults of an optimizer's constructor parameters, by name."""
     import inspect
@@ -180,8 +209,8 @@ def _build_parser():
     model.add_argument("--seed", type=int, default=d["seed"],
                        help="seeds initialisation and shuffling (default: %(default)s)")
     opt = train.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=_non_negative_int, default=d["epochs"],
-                     help="(default: %(default)s)")
+    opt.add_argument("--epochs", type=_positive_int, default=d["epochs"],
+                     help="at least 1 (default: %(default)s)")
     opt.add_argument("--batch-size", type=_positive_int, default=d["batch_size"],
                      help="(default: %(default)s)")
     opt.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=d["optimizer"],
@@ -203,8 +232,8 @@ def _build_parser():
 
     opt.add_argument("--lr", type=_positive_float, default=None,
                      help=f"learning rate (default: the optimizer's: {default('lr')})")
-    opt.add_argument("--momentum", type=_non_negative_float, default=None,
-                     help=f"for {'/'.join(takers('momentum'))} (default: "
+    opt.add_argument("--momentum", type=_momentum, default=None,
+                     help=f"in [0, 1), for {'/'.join(takers('momentum'))} (default: "
                           f"{default('momentum')})")
     opt.add_argument("--nesterov", action="store_true", default=None,
                      help=f"Nesterov momentum, for {'/'.join(takers('nesterov'))}")
@@ -355,6 +384,7 @@ def _train(args):
     from .network import applicable, build, describe
     from .train import EarlyStopping, TrainingDiverged
 
+    _run_folder(args.out, args.name)  # before the data are read: a bad --out fails fast
     X, y, X_val, y_val = datasets.load(args.data, task=args.task)
     loss = losses.for_task(args.task)
     regression = loss.task == "regression"
@@ -375,7 +405,13 @@ def _train(args):
     label = _dataset_label(args.data)
     name = args.name or f"{label}-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     run_dir = os.path.join(args.out, name)
-    os.makedirs(run_dir, exist_ok=True)
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ValueError(f"{run_dir!r} exists and is not a folder: choose another --name")
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create the run folder {run_dir!r}: "
+                         f"{error.strerror or error}") from None
 
     print(f"training {described} ({net.n_params:,} parameters, {net.dtype.name}) on {label}: "
           f"{len(X):,} train / {len(X_val):,} validation samples, {X.shape[1]} features, "

@@ -173,6 +173,10 @@ def load(name_or_path, task="classification"):
             f"load() takes a data set name or a path, not {type(name_or_path).__name__}"
         )
     path = Path(name_or_path)
+    if path.is_dir():
+        raise ValueError(f"{os.fspath(path)!r} is a directory, not a data file: give a "
+                         f"{', '.join(_LOADER_SUFFIXES)} file or one of the bundled names "
+                         f"{', '.join(repr(n) for n in BUNDLED_FILES)}")
     suffix = path.suffix.lower()
     if suffix == ".mat":
         return load_mat(path, task=task)
