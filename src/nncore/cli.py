@@ -5,6 +5,7 @@
     nncore train --data path/to/PeaksData.mat --out runs --name my-run
     nncore train --task regression --data curve.csv --arch mlp --layers 32,32
     nncore train --optimizer adam     # Adam at its default rate 0.001 (SGD's is 0.02)
+    nncore predict runs/my-run/model.npz new.csv --out predictions.csv [--proba]
     nncore gradcheck --quick          # every derivative check; exit status 1 if any fails
     nncore gradcheck --dtype float32 --out gradcheck-float32
     nncore search --grid grid.toml --data peaks --n-jobs 2   # ranked table; resumable
@@ -262,10 +263,31 @@ def _build_parser():
                         help="do not write figures")
     output.add_argument("--verbose", type=int, choices=(0, 1, 2), default=d["verbose"],
                         help="0 quiet, 1 progress bar, 2 a line per epoch (default: %(default)s)")
+    _add_predict_parser(commands)
     _add_gradcheck_parser(commands, tuple(BACKENDS))
     _add_search_parser(commands)
     _add_experiments_parser(commands)
     return parser
+
+
+def _add_predict_parser(commands):
+    predict = commands.add_parser(
+        "predict", help="predict with a saved model: one CSV row per sample",
+        description="Load a model file (written by 'nncore train' or Network.save), read "
+                    "the samples of DATA and write one CSV row per sample, in the file's "
+                    "order: the predicted class index (header 'class'), with --proba the "
+                    "class probabilities (proba_0, proba_1, ...), or for a regression model "
+                    "the predicted values (prediction, or prediction_0, prediction_1, ...).")
+    predict.add_argument("model", metavar="MODEL", help="a model file (model.npz)")
+    predict.add_argument("data", metavar="DATA",
+                         help="a .csv of the features (n_in columns, or n_in + 1 with the "
+                              "target last, which is ignored; an optional header line), an "
+                              ".npz (its X, else X_train then X_val) or a .mat (Yt then Yv)")
+    predict.add_argument("--out", default=None, metavar="PREDICTIONS.csv",
+                         help="write the predictions there (default: standard output)")
+    predict.add_argument("--proba", action="store_true",
+                         help="the class probabilities instead of the class (classification "
+                              "models only)")
 
 
 def _add_gradcheck_parser(commands, backends):
@@ -476,6 +498,56 @@ def _train(args):
     return 0
 
 
+def _predict(args):
+    """``nncore predict``: everything is read and computed before the output is opened, so
+    a bad input leaves no file behind."""
+    import csv
+
+    from . import datasets
+    from .network import load
+
+    if args.out is not None and os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} is a folder; give a file name")
+    if not os.path.exists(args.model):
+        raise FileNotFoundError(f"{args.model}: no such model file")
+    if os.path.isdir(args.model):
+        raise ValueError(f"{args.model!r} is a directory, not a model file")
+    net = load(args.model)
+    if args.proba and net.task != "classification":
+        raise ValueError(f"--proba needs a classification model; {args.model} is a "
+                         f"{net.task} model")
+    X = datasets.read_features(args.data, net.n_in, task=net.task)
+    if args.proba:
+        header = [f"proba_{k}" for k in range(net.n_outputs)]
+        rows = net.predict_proba(X)
+    elif net.task == "classification":
+        header, rows = ["class"], net.predict(X).reshape(-1, 1)
+    else:
+        rows = net.predict(X).reshape(len(X), -1)
+        header = (["prediction"] if rows.shape[1] == 1
+                  else [f"prediction_{k}" for k in range(rows.shape[1])])
+
+    def write(handle):
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([str(value) for value in row] for row in rows)
+
+    if args.out is None:
+        write(sys.stdout)
+        sys.stdout.flush()
+        return 0
+    try:
+        with open(args.out, "w", newline="", encoding="utf-8") as handle:
+            write(handle)
+    except OSError as error:
+        raise ValueError(f"cannot write {args.out!r}: {error.strerror or error}") from None
+    what = "class probabilities" if args.proba else (
+        "classes" if net.task == "classification" else "predictions")
+    print(f"{len(rows):,} rows of {what} ({', '.join(header[:3])}"
+          f"{', ...' if len(header) > 3 else ''}) written to {args.out}")
+    return 0
+
+
 def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title):
     """predicted_vs_true.png and residuals.png on the validation set and, for 1-D input
     and one output, fitted_curve.png. Returns their paths."""
@@ -637,7 +709,7 @@ def _experiments(args):
     return 0
 
 
-_COMMANDS = {"train": _train, "gradcheck": _gradcheck, "search": _search,
+_COMMANDS = {"train": _train, "predict": _predict, "gradcheck": _gradcheck, "search": _search,
              "experiments": _experiments}
 
 
