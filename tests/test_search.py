@@ -278,6 +278,8 @@ def test_a_callable_builder_and_other_metrics(data, tmp_path):
      r"fixed\['betas'\]\[1\] must be < 1"),
     ({"grid": {"eps": [0]}, "fixed": {"optimizer": "adam"}}, ValueError,
      r"grid\['eps'\] must be a finite number > 0"),
+    ({"grid": {"momentum": [0.5, 1.0]}}, ValueError, r"grid\['momentum'\] must be < 1"),
+    ({"fixed": {"momentum": -0.1}}, ValueError, r"fixed\['momentum'\] must be >= 0"),
 ])
 def test_bad_arguments_are_refused_before_any_trial(data, tmp_path, kwargs, error, message):
     arguments = {"build": "auto", "grid": {"lr": [0.1]}, "data": data, "epochs": 1,

@@ -307,12 +307,24 @@ def regression_targets(y, n_samples=None, n_outputs=None, dtype=np.float64, name
     return y
 
 
+#: The range of SGD's momentum, ``[0, 1)``: at 1 or more the velocity never forgets and the
+#: steps grow without bound (PyTorch accepts it; nncore does not). Every caller takes it from
+#: here: :func:`sgd_hyperparameters` (the kernels, the reference, :class:`nncore.SGD`, the
+#: grid search), the ``--momentum`` option and the scikit-learn estimators.
+MOMENTUM_RANGE = {"minimum": 0.0, "maximum": 1.0, "exclusive_maximum": True}
+
+
+def momentum(value, name="momentum"):
+    """SGD's momentum as a float in ``[0, 1)`` (:data:`MOMENTUM_RANGE`)."""
+    return real_number(name, value, **MOMENTUM_RANGE)
+
+
 def sgd_hyperparameters(lr, momentum, nesterov, weight_decay):
     """SGD's hyperparameters checked once for every caller (the kernels, the reference and
-    :class:`nncore.SGD`): ``lr >= 0``, ``momentum >= 0``, ``weight_decay >= 0``, finite;
-    Nesterov needs momentum."""
+    :class:`nncore.SGD`): ``lr >= 0``, ``momentum`` in ``[0, 1)``, ``weight_decay >= 0``,
+    finite; Nesterov needs momentum."""
     lr = real_number("lr", lr, minimum=0.0)
-    momentum = real_number("momentum", momentum, minimum=0.0)
+    momentum = real_number("momentum", momentum, **MOMENTUM_RANGE)
     weight_decay = real_number("weight_decay", weight_decay, minimum=0.0)
     nesterov = boolean("nesterov", nesterov)
     if nesterov and momentum == 0.0:

@@ -5,6 +5,7 @@
     nncore train --data path/to/PeaksData.mat --out runs --name my-run
     nncore train --task regression --data curve.csv --arch mlp --layers 32,32
     nncore train --optimizer adam     # Adam at its default rate 0.001 (SGD's is 0.02)
+    nncore predict runs/my-run/model.npz new.csv --out predictions.csv [--proba]
     nncore gradcheck --quick          # every derivative check; exit status 1 if any fails
     nncore gradcheck --dtype float32 --out gradcheck-float32
     nncore search --grid grid.toml --data peaks --n-jobs 2   # ranked table; resumable
@@ -90,6 +91,35 @@ def _unit_interval(text):
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
     return value
+
+
+def _momentum(text):
+    """SGD's momentum: the rule is :func:`nncore._validation.momentum`'s, [0, 1)."""
+    from . import _validation as v
+
+    value = _parsed(text, float)
+    try:
+        return v.momentum(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}") from None
+
+
+def _run_folder(out, name):
+    """``OUT/NAME`` for ``nncore train``, refused (ValueError) before anything is trained
+    when ``--out`` is an existing file, ``--name`` is not a plain folder name (a path
+    separator, ``.`` or ``..`` would put the run outside ``--out``), or ``OUT/NAME`` is an
+    existing file."""
+    if not out:
+        raise ValueError("--out must not be empty")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out!r} exists and is not a folder")
+    if name is not None:
+        separators = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+        if not name or name in (".", "..") or any(sep in name for sep in separators) \
+                or "\0" in name:
+            raise ValueError(f"--name must be a plain folder name inside --out (no path "
+                             f"separator, not '.' or '..'), got {name!r}")
+    return out
 
 
 def _constructor_defaults(cls):
@@ -180,8 +210,8 @@ def _build_parser():
     model.add_argument("--seed", type=int, default=d["seed"],
                        help="seeds initialisation and shuffling (default: %(default)s)")
     opt = train.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=_non_negative_int, default=d["epochs"],
-                     help="(default: %(default)s)")
+    opt.add_argument("--epochs", type=_positive_int, default=d["epochs"],
+                     help="at least 1 (default: %(default)s)")
     opt.add_argument("--batch-size", type=_positive_int, default=d["batch_size"],
                      help="(default: %(default)s)")
     opt.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=d["optimizer"],
@@ -203,8 +233,8 @@ def _build_parser():
 
     opt.add_argument("--lr", type=_positive_float, default=None,
                      help=f"learning rate (default: the optimizer's: {default('lr')})")
-    opt.add_argument("--momentum", type=_non_negative_float, default=None,
-                     help=f"for {'/'.join(takers('momentum'))} (default: "
+    opt.add_argument("--momentum", type=_momentum, default=None,
+                     help=f"in [0, 1), for {'/'.join(takers('momentum'))} (default: "
                           f"{default('momentum')})")
     opt.add_argument("--nesterov", action="store_true", default=None,
                      help=f"Nesterov momentum, for {'/'.join(takers('nesterov'))}")
@@ -233,10 +263,31 @@ def _build_parser():
                         help="do not write figures")
     output.add_argument("--verbose", type=int, choices=(0, 1, 2), default=d["verbose"],
                         help="0 quiet, 1 progress bar, 2 a line per epoch (default: %(default)s)")
+    _add_predict_parser(commands)
     _add_gradcheck_parser(commands, tuple(BACKENDS))
     _add_search_parser(commands)
     _add_experiments_parser(commands)
     return parser
+
+
+def _add_predict_parser(commands):
+    predict = commands.add_parser(
+        "predict", help="predict with a saved model: one CSV row per sample",
+        description="Load a model file (written by 'nncore train' or Network.save), read "
+                    "the samples of DATA and write one CSV row per sample, in the file's "
+                    "order: the predicted class index (header 'class'), with --proba the "
+                    "class probabilities (proba_0, proba_1, ...), or for a regression model "
+                    "the predicted values (prediction, or prediction_0, prediction_1, ...).")
+    predict.add_argument("model", metavar="MODEL", help="a model file (model.npz)")
+    predict.add_argument("data", metavar="DATA",
+                         help="a .csv of the features (n_in columns, or n_in + 1 with the "
+                              "target last, which is ignored; an optional header line), an "
+                              ".npz (its X, else X_train then X_val) or a .mat (Yt then Yv)")
+    predict.add_argument("--out", default=None, metavar="PREDICTIONS.csv",
+                         help="write the predictions there (default: standard output)")
+    predict.add_argument("--proba", action="store_true",
+                         help="the class probabilities instead of the class (classification "
+                              "models only)")
 
 
 def _add_gradcheck_parser(commands, backends):
@@ -355,6 +406,7 @@ def _train(args):
     from .network import applicable, build, describe
     from .train import EarlyStopping, TrainingDiverged
 
+    _run_folder(args.out, args.name)  # before the data are read: a bad --out fails fast
     X, y, X_val, y_val = datasets.load(args.data, task=args.task)
     loss = losses.for_task(args.task)
     regression = loss.task == "regression"
@@ -375,7 +427,13 @@ def _train(args):
     label = _dataset_label(args.data)
     name = args.name or f"{label}-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     run_dir = os.path.join(args.out, name)
-    os.makedirs(run_dir, exist_ok=True)
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ValueError(f"{run_dir!r} exists and is not a folder: choose another --name")
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create the run folder {run_dir!r}: "
+                         f"{error.strerror or error}") from None
 
     print(f"training {described} ({net.n_params:,} parameters, {net.dtype.name}) on {label}: "
           f"{len(X):,} train / {len(X_val):,} validation samples, {X.shape[1]} features, "
@@ -437,6 +495,56 @@ def _train(args):
     if history.interrupted:
         print("training was interrupted; the model and history above hold what was learned",
               file=sys.stderr)
+    return 0
+
+
+def _predict(args):
+    """``nncore predict``: everything is read and computed before the output is opened, so
+    a bad input leaves no file behind."""
+    import csv
+
+    from . import datasets
+    from .network import load
+
+    if args.out is not None and os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} is a folder; give a file name")
+    if not os.path.exists(args.model):
+        raise FileNotFoundError(f"{args.model}: no such model file")
+    if os.path.isdir(args.model):
+        raise ValueError(f"{args.model!r} is a directory, not a model file")
+    net = load(args.model)
+    if args.proba and net.task != "classification":
+        raise ValueError(f"--proba needs a classification model; {args.model} is a "
+                         f"{net.task} model")
+    X = datasets.read_features(args.data, net.n_in, task=net.task)
+    if args.proba:
+        header = [f"proba_{k}" for k in range(net.n_outputs)]
+        rows = net.predict_proba(X)
+    elif net.task == "classification":
+        header, rows = ["class"], net.predict(X).reshape(-1, 1)
+    else:
+        rows = net.predict(X).reshape(len(X), -1)
+        header = (["prediction"] if rows.shape[1] == 1
+                  else [f"prediction_{k}" for k in range(rows.shape[1])])
+
+    def write(handle):
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([str(value) for value in row] for row in rows)
+
+    if args.out is None:
+        write(sys.stdout)
+        sys.stdout.flush()
+        return 0
+    try:
+        with open(args.out, "w", newline="", encoding="utf-8") as handle:
+            write(handle)
+    except OSError as error:
+        raise ValueError(f"cannot write {args.out!r}: {error.strerror or error}") from None
+    what = "class probabilities" if args.proba else (
+        "classes" if net.task == "classification" else "predictions")
+    print(f"{len(rows):,} rows of {what} ({', '.join(header[:3])}"
+          f"{', ...' if len(header) > 3 else ''}) written to {args.out}")
     return 0
 
 
@@ -601,7 +709,7 @@ def _experiments(args):
     return 0
 
 
-_COMMANDS = {"train": _train, "gradcheck": _gradcheck, "search": _search,
+_COMMANDS = {"train": _train, "predict": _predict, "gradcheck": _gradcheck, "search": _search,
              "experiments": _experiments}
 
 

@@ -30,6 +30,9 @@ File formats
     optional header line. Read by :func:`load_csv`, which splits the rows into train and
     validation.
 
+:func:`read_features` reads the samples of any of them to predict on (``nncore predict``):
+a ``.csv`` of features only, or with the target as its last column; an ``.npz``'s ``X``.
+
 Bundled sets
 ------------
 ``load("peaks")``, ``load("gmm")`` and ``load("swissroll")`` read the files in the package's
@@ -63,6 +66,7 @@ __all__ = [
     "make_peaks",
     "make_swissroll",
     "peaks",
+    "read_features",
     "save_mat",
 ]
 
@@ -173,6 +177,10 @@ def load(name_or_path, task="classification"):
             f"load() takes a data set name or a path, not {type(name_or_path).__name__}"
         )
     path = Path(name_or_path)
+    if path.is_dir():
+        raise ValueError(f"{os.fspath(path)!r} is a directory, not a data file: give a "
+                         f"{', '.join(_LOADER_SUFFIXES)} file or one of the bundled names "
+                         f"{', '.join(repr(n) for n in BUNDLED_FILES)}")
     suffix = path.suffix.lower()
     if suffix == ".mat":
         return load_mat(path, task=task)
@@ -527,6 +535,117 @@ def load_csv(path, val_fraction=0.2, seed=0, task="classification"):
         np.ascontiguousarray(features[val_rows]),
         y_val,
     )
+
+
+def read_features(path, n_features, task="classification"):
+    """The feature matrix of a data file, to predict on (``nncore predict``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.csv`` file: numeric rows, an optional header line (as in :func:`load_csv`),
+        either ``n_features`` columns (features only) or ``n_features + 1`` (the features,
+        then the target in the last column, which is dropped). An ``.npz`` archive: its
+        array ``X`` (n_samples, n_features) if it has one, else ``X_train`` followed by
+        ``X_val``. A ``.mat`` file in the course format: ``Yt`` followed by ``Yv``. Rows
+        keep their order in the file; nothing is shuffled.
+    n_features : int
+        The number of features the model expects.
+    task : {"classification", "regression"}, default "classification"
+        How the labels of an ``.npz`` without ``X`` or of a ``.mat`` file are read (they
+        are checked, then dropped).
+
+    Returns
+    -------
+    X : ndarray of float64, shape (n_samples, n_features), C-contiguous
+
+    Raises
+    ------
+    FileNotFoundError
+        If `path` does not exist.
+    ValueError
+        If it is a folder, has an unknown suffix, is malformed, has no rows, a feature
+        that is not a finite number, or a column count that fits neither ``n_features``
+        nor ``n_features + 1`` (.csv) or ``n_features`` (.npz, .mat).
+    """
+    n_features = v.integer("n_features", n_features, minimum=1)
+    task = _task(task)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"expected a file path, got {type(path).__name__}")
+    if Path(path).is_dir():
+        raise ValueError(f"{os.fspath(path)!r} is a directory, not a data file")
+    path = _existing_file(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        X = _csv_features(path, n_features)
+    elif suffix == ".npz":
+        X = _npz_features(path)
+        if X is None:
+            X_train, _, X_val, _ = load_npz(path, task=task)
+            X = np.concatenate([X_train, X_val])
+    elif suffix == ".mat":
+        X_train, _, X_val, _ = load_mat(path, task=task)
+        X = np.concatenate([X_train, X_val])
+    else:
+        raise ValueError(f"{path}: unknown kind of file; expected a path ending in "
+                         f"{', '.join(_LOADER_SUFFIXES)}")
+    return v.features(X, n_features=n_features, dtype=np.float64, name="the features",
+                      source=path, allow_empty=False, expected_by="the model")
+
+
+def _csv_features(path, n_features):
+    """The rows of a numeric CSV file with ``n_features`` or ``n_features + 1`` columns (the
+    last then a target, dropped), as a float64 array."""
+    rows = []
+    n_columns = None
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            first_line = True
+            for line_number, cells in enumerate(csv.reader(handle), start=1):
+                if not cells or all(not cell.strip() for cell in cells):
+                    continue
+                is_first_line, first_line = first_line, False
+                numeric = [_parses_as_float(cell) for cell in cells]
+                if not all(numeric):
+                    if is_first_line and not any(numeric):
+                        continue  # a header line
+                    bad = cells[numeric.index(False)].strip()
+                    raise ValueError(f"{path}, line {line_number}: {bad!r} is not a number")
+                if n_columns is None:
+                    n_columns = len(cells)
+                    if n_columns not in (n_features, n_features + 1):
+                        raise ValueError(
+                            f"{path}, line {line_number}: {n_columns} columns, but the model "
+                            f"expects {n_features} features ({n_features} columns, or "
+                            f"{n_features + 1} with the target last)")
+                elif len(cells) != n_columns:
+                    raise ValueError(f"{path}, line {line_number}: {len(cells)} columns, but "
+                                     f"the first data row has {n_columns}")
+                rows.append([float(cell) for cell in cells[:n_features]])
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a text CSV file ({exc})") from exc
+    except csv.Error as exc:
+        raise ValueError(f"{path}: malformed CSV ({exc})") from exc
+    if not rows:
+        raise ValueError(f"{path}: no data rows")
+    return np.array(rows, dtype=np.float64)
+
+
+def _npz_features(path):
+    """The array ``X`` of an ``.npz`` archive, or None if it has none."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: not a readable .npz archive ({exc})") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not an .npz archive but a single .npy array")
+    with archive:
+        if "X" not in archive.files:
+            return None
+        try:
+            return archive["X"]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path}: cannot read the array X ({exc})") from exc
 
 
 # --------------------------------------------------------------------------------------------

@@ -201,7 +201,7 @@ class SGD(Optimizer):
     Parameters
     ----------
     lr : float > 0
-    momentum : float >= 0
+    momentum : float in [0, 1)
     nesterov : bool
     weight_decay : float >= 0
         L2 penalty added to the gradient (applies to biases too, as in PyTorch).

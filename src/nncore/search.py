@@ -116,6 +116,11 @@ def _normalise(where, key, value):
     if not isinstance(key, str) or not key:
         raise TypeError(f"{where} keys must be non-empty strings, got {key!r}")
     label = f"{where}[{key!r}]"
+    if key == "momentum":  # SGD's rule, [0, 1), from nncore._validation
+        try:
+            return v.momentum(value, name=label)
+        except TypeError:
+            raise TypeError(f"{label} must be a number, got {value!r}") from None
     if key in _FLOAT_KEYS:
         exclusive = key in _POSITIVE_KEYS
         try:

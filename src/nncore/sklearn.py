@@ -139,7 +139,10 @@ class _NNEstimator(BaseEstimator):
         s["solver"] = v.choice("solver", self.solver, OPTIMIZERS)
         s["learning_rate"] = _check_float("learning_rate", self.learning_rate, 0.0,
                                           include_min=False)
-        s["momentum"] = _check_float("momentum", self.momentum, 0.0, 1.0)
+        range_ = v.MOMENTUM_RANGE  # SGD's rule, [0, 1)
+        s["momentum"] = _check_float("momentum", self.momentum, range_["minimum"],
+                                     range_["maximum"],
+                                     include_max=not range_["exclusive_maximum"])
         s["nesterov"] = v.boolean("nesterov", self.nesterov)
         s["beta_1"] = _check_float("beta_1", self.beta_1, 0.0, 1.0, include_max=False)
         s["beta_2"] = _check_float("beta_2", self.beta_2, 0.0, 1.0, include_max=False)
@@ -281,7 +284,7 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
     learning_rate : float, default=0.01
         Initial step size (> 0), for every solver (Adam is often run at 0.001).
     momentum : float, default=0.9
-        Momentum, in [0, 1]. Only used when ``solver="sgd"``.
+        Momentum, in [0, 1). Only used when ``solver="sgd"``.
     nesterov : bool, default=False
         Nesterov momentum (needs ``momentum > 0``). Only used when ``solver="sgd"``.
     beta_1 : float, default=0.9
