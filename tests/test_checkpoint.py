@@ -47,18 +47,30 @@ def _train(epochs=EPOCHS, optimizer="sgd", **kwargs):
 
 
 class _InterruptAfter(nc.Callback):
+    """Ctrl-C at the end of epoch ``epoch`` (1-based, as fit numbers them)."""
+
     def __init__(self, epoch):
         self.epoch = epoch
 
     def on_epoch_end(self, network, epoch, logs):
         if epoch == self.epoch:
+            self.network = network
             raise KeyboardInterrupt
         return False
 
 
+def _train_interrupted(*args, after, **kwargs):
+    """``_train`` cut by Ctrl-C after ``after`` epochs: fit raises KeyboardInterrupt again
+    after keeping the history; returns the network and that history."""
+    interrupt = _InterruptAfter(after)
+    with pytest.raises(KeyboardInterrupt):
+        _train(*args, callbacks=[interrupt], **kwargs)
+    return interrupt.network, interrupt.network.history
+
+
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     reference, reference_history = _train()
-    _, history = _train(checkpoint=tmp_path, callbacks=[_InterruptAfter(9)])
+    _, history = _train_interrupted(checkpoint=tmp_path, after=10)
     assert history.interrupted and len(history) == 10
     resumed, resumed_history = _train(checkpoint=tmp_path)
     assert np.array_equal(resumed.params, reference.params)
@@ -71,8 +83,8 @@ def test_resumed_adam_run_equals_uninterrupted_run(tmp_path, optimizer):
     uninterrupted one (the bias corrections go on from the saved count)."""
     epochs = 40
     reference, reference_history = _train(epochs, optimizer)
-    _, history = _train(epochs, optimizer, checkpoint=tmp_path, checkpoint_every=4,
-                        callbacks=[_InterruptAfter(9)])
+    _, history = _train_interrupted(epochs, optimizer, checkpoint=tmp_path, checkpoint_every=4,
+                                   after=10)
     assert history.interrupted and len(history) == 10
     network_state, saved, state = modelfile.load_checkpoint(tmp_path / modelfile.CHECKPOINT_FILE)
     steps_per_epoch = -(-800 // BATCH)
@@ -91,7 +103,7 @@ def test_a_checkpoint_without_the_step_count_is_not_the_same_run(tmp_path):
     """The test above can fail: resuming Adam with its count reset (as a checkpoint that kept
     only the moments would) ends elsewhere."""
     reference, _ = _train(20, "adam")
-    _train(20, "adam", checkpoint=tmp_path, callbacks=[_InterruptAfter(9)])
+    _train_interrupted(20, "adam", checkpoint=tmp_path, after=10)
     path = tmp_path / modelfile.CHECKPOINT_FILE
     network_state, saved, state = modelfile.load_checkpoint(path)
     saved["counters"]["step_count"] = 0
@@ -104,7 +116,7 @@ def test_an_sgd_checkpoint_of_the_old_format_still_resumes(tmp_path):
     """Checkpoints written before Adam hold 'velocity' and no optimizer entry in the header:
     they read as SGD's state and resume as before."""
     reference, reference_history = _train(30)
-    _train(30, checkpoint=tmp_path, callbacks=[_InterruptAfter(9)])
+    _train_interrupted(30, checkpoint=tmp_path, after=10)
     path = tmp_path / modelfile.CHECKPOINT_FILE
     with np.load(path) as archive:
         header = json.loads(archive["header"].tobytes())

@@ -91,13 +91,15 @@ def simulate_fit(net, X, y, epochs, batch_size, lr=0.05, momentum=0.0, nesterov=
 
 
 class Recorder(nc.Callback):
-    """Records every hook call; optionally raises or stops at a given epoch (0-based)."""
+    """Records every hook call; optionally raises or stops at a given epoch (1-based, the
+    number fit passes, History's ``epoch``)."""
 
     def __init__(self, raise_at=None, stop_at=None, exception=KeyboardInterrupt):
         self.calls, self.params = [], []
         self.raise_at, self.stop_at, self.exception = raise_at, stop_at, exception
 
     def on_train_begin(self, network, history):
+        self.network = network
         self.calls.append(("begin", len(history)))
 
     def on_epoch_end(self, network, epoch, logs):
@@ -358,14 +360,14 @@ def test_callbacks_are_called_in_order_with_the_epoch_logs():
     assert recorder.calls[0] == ("begin", 0) and recorder.calls[-1] == ("end", 3)
     for i, call in enumerate(recorder.calls[1:4]):
         _, epoch, logs = call
-        assert epoch == i
+        assert epoch == i + 1 == logs["epoch"]  # one numbering: History's, from 1
         assert set(logs) == set(nc.History.COLUMNS)
         assert logs["epoch"] == i + 1 and logs["loss"] == history["loss"][i]
 
 
 def test_a_callback_returning_true_stops_training():
     X, y = blobs()
-    history = small_net().fit(X, y, epochs=10, batch_size=16, callbacks=[Recorder(stop_at=1)],
+    history = small_net().fit(X, y, epochs=10, batch_size=16, callbacks=[Recorder(stop_at=2)],
                               verbose=0)
     assert len(history) == 2 and history.stopped_early == 2 and not history.interrupted
 
@@ -439,7 +441,8 @@ def test_a_huge_learning_rate_raises_training_diverged(activation, batch_size, d
 def test_an_update_that_would_overflow_the_weights_is_not_applied(backend, epochs_before):
     """Softmax regression (float32), no shuffling, batches of 2: a batch of 1e36 has a
     finite loss (~1e36) but its update (lr=1e3) would overflow the weights to inf; training
-    stops at that step without applying it, keeping the weights after the step before."""
+    stops at that step without applying it; the network then goes back to the weights it
+    started this fit with (no epoch of it finished), not those after the step before."""
     X, _ = blobs(6, n_in=2, n_classes=2)
     X, y = X.astype(np.float32), np.array([0, 1, 0, 1, 0, 1])
     X_huge = X.copy()
@@ -448,10 +451,7 @@ def test_an_update_that_would_overflow_the_weights_is_not_applied(backend, epoch
     sgd = dict(lr=0.1, momentum=0.0)
     net.fit(X, y, epochs=epochs_before, batch_size=2, shuffle=False, optimizer=nc.SGD(**sgd),
             verbose=0) if epochs_before else None
-    twin = nc.softmax_regression(2, 2, seed=0, backend=backend)
-    twin.params[...] = net.params
-    twin.fit(X_huge[:2], y[:2], epochs=1, batch_size=2, shuffle=False,
-             optimizer=nc.SGD(lr=1e3, momentum=0.0), verbose=0)  # the step before
+    start = net.params.copy()
     with pytest.raises(nc.TrainingDiverged) as info:
         net.fit(X_huge, y, epochs=3, batch_size=2, shuffle=False,
                 optimizer=nc.SGD(lr=1e3, momentum=0.0), verbose=0)
@@ -459,7 +459,8 @@ def test_an_update_that_would_overflow_the_weights_is_not_applied(backend, epoch
     assert (error.epoch, error.step, error.update_overflow) == (0, 1, True)
     assert "the update would make weights non-finite" in str(error)
     assert_diverged_error(error, net, 1)
-    assert np.array_equal(net.params, twin.params)
+    assert error.restored_epoch == 0 and "the weights it started training with" in str(error)
+    assert np.array_equal(net.params, start)
 
 
 def test_divergence_after_weights_overflowed_at_the_end_of_an_epoch_keeps_finite_weights():
@@ -509,11 +510,9 @@ def test_a_huge_input_raises_training_diverged_naming_the_layer(backend, n, batc
     assert (error.epoch, error.step, error.layer, error.update_overflow) == (0, step, 0, False)
     assert f"epoch 1, step {step + 1}" in str(error) and "layer 0 output" in str(error)
     assert_diverged_error(error, net, 2)
-    # the weights are those after the steps before, which is all that ran
-    twin = make()
-    twin.fit(X[:step * batch_size], y[:step * batch_size], epochs=1, batch_size=batch_size,
-             shuffle=False, optimizer=nc.SGD(lr=0.01), verbose=0)
-    assert np.array_equal(net.params, twin.params)
+    # no epoch finished: the network is back at its initial weights
+    assert error.restored_epoch == 0
+    assert np.array_equal(net.params, make().params)
 
 
 def test_training_diverged_checker_can_fail():
@@ -532,14 +531,15 @@ def test_training_diverged_checker_can_fail():
 
 
 @pytest.mark.parametrize("backend", ["kernels", "reference"])
-def test_ctrl_c_in_a_callback_ends_training_cleanly(backend):
+def test_ctrl_c_in_a_callback_propagates_and_keeps_the_history_so_far(backend):
     X, y = blobs(50)
     Xv, yv = blobs(20, seed=1)
     settings = dict(batch_size=8, validation_data=(Xv, yv), seed=2, verbose=0)
     net = small_net("resnet", backend=backend)
-    recorder = Recorder(raise_at=2)
-    history = net.fit(X, y, epochs=10, optimizer=nc.SGD(lr=0.05), callbacks=[recorder],
-                      **settings)
+    recorder = Recorder(raise_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=10, optimizer=nc.SGD(lr=0.05), callbacks=[recorder], **settings)
+    history = net.history
     assert history.interrupted and history.stopped_early is None
     assert len(history) == 3 and history["epoch"] == [1, 2, 3]
     assert np.isfinite(net.params).all()
@@ -582,7 +582,9 @@ def test_ctrl_c_in_the_middle_of_an_epoch_keeps_the_completed_epochs():
     make_step, taken = net.train_step, [0]
     net.train_step = lambda n, state, optimizer: Interrupting(make_step(n, state, optimizer),
                                                               taken, 2 * 80 + 1)
-    history = net.fit(X, y, epochs=6, batch_size=1, optimizer=nc.SGD(lr=0.01), verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=6, batch_size=1, optimizer=nc.SGD(lr=0.01), verbose=0)
+    history = net.history
     assert history.interrupted and len(history) == 2 and history["epoch"] == [1, 2]
     assert 2 * 80 < taken[0] < 3 * 80
     assert np.isfinite(net.params).all()
@@ -594,11 +596,13 @@ def test_ctrl_c_in_the_middle_of_an_epoch_keeps_the_completed_epochs():
 
 def test_ctrl_c_message_only_when_verbose(capsys):
     X, y = blobs()
-    small_net().fit(X, y, epochs=5, batch_size=16, callbacks=[Recorder(raise_at=0)],
-                    verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        small_net().fit(X, y, epochs=5, batch_size=16, callbacks=[Recorder(raise_at=1)],
+                        verbose=0)
     assert capsys.readouterr().err == ""
-    small_net().fit(X, y, epochs=5, batch_size=16, callbacks=[Recorder(raise_at=0)],
-                    verbose=2)
+    with pytest.raises(KeyboardInterrupt):
+        small_net().fit(X, y, epochs=5, batch_size=16, callbacks=[Recorder(raise_at=1)],
+                        verbose=2)
     assert "interrupted after 1 complete epoch" in capsys.readouterr().err
 
 
@@ -606,7 +610,7 @@ def test_other_exceptions_in_a_callback_propagate():
     X, y = blobs()
     with pytest.raises(RuntimeError):
         small_net().fit(X, y, epochs=5, batch_size=16,
-                        callbacks=[Recorder(raise_at=1, exception=RuntimeError)], verbose=0)
+                        callbacks=[Recorder(raise_at=2, exception=RuntimeError)], verbose=0)
 
 
 @pytest.fixture(scope="module")
@@ -631,7 +635,8 @@ def test_early_stopping_stops_and_restores_the_best_epoch(overfitting_set):
     best = int(np.argmin(history["val_loss"]))
     assert history.stopped_early == len(history) < 200
     assert not history.interrupted
-    assert len(history) == best + patience + 2  # the best, then patience + 1 worse epochs
+    # Keras's rule: the best, then exactly `patience` epochs without an improvement
+    assert len(history) == best + 1 + patience
     assert best < len(history) - 1, "the best epoch is not the last one"
     # the restored weights are those recorded at the end of the best epoch
     assert np.array_equal(net.params, recorder.params[best])
@@ -648,13 +653,13 @@ def test_early_stopping_on_val_accuracy_maximises_it(overfitting_set):
     net, history = overfit(overfitting_set, [nc.EarlyStopping("val_accuracy", patience=2),
                                              recorder], epochs=60)
     best = int(np.argmax(history["val_accuracy"]))  # the first of equal maxima
-    assert history.stopped_early == len(history) == best + 2 + 2 < 60
+    assert history.stopped_early == len(history) == best + 1 + 2 < 60
     assert np.array_equal(net.params, recorder.params[best])
     assert net.evaluate(Xv, yv)["accuracy"] == max(history["val_accuracy"])
 
 
-def test_early_stopping_with_min_delta_stops_after_patience_plus_one_epochs(overfitting_set):
-    net, history = overfit(overfitting_set, [nc.EarlyStopping(patience=1, min_delta=10.0)])
+def test_early_stopping_with_min_delta_stops_after_exactly_patience_epochs(overfitting_set):
+    net, history = overfit(overfitting_set, [nc.EarlyStopping(patience=2, min_delta=10.0)])
     assert len(history) == history.stopped_early == 3  # epoch 1 is the best by default
     X, y, Xv, yv = overfitting_set
     assert net.evaluate(Xv, yv)["loss"] == history["val_loss"][0]
@@ -662,8 +667,11 @@ def test_early_stopping_with_min_delta_stops_after_patience_plus_one_epochs(over
 
 def test_early_stopping_restores_the_best_weights_after_ctrl_c(overfitting_set):
     X, y, Xv, yv = overfitting_set
-    recorder = Recorder(raise_at=4)
-    net, history = overfit(overfitting_set, [nc.EarlyStopping(patience=50), recorder])
+    recorder = Recorder(raise_at=5)
+    with pytest.raises(KeyboardInterrupt):
+        overfit(overfitting_set, [nc.EarlyStopping(patience=50), recorder])
+    net = recorder.network
+    history = net.history
     assert history.interrupted and len(history) == 5
     best = int(np.argmin(history["val_loss"]))
     assert np.array_equal(net.params, recorder.params[best])
@@ -693,7 +701,6 @@ def test_early_stopping_checks_its_arguments(kwargs):
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"batch_size": 0}, ValueError, "batch_size"),
     ({"batch_size": -4}, ValueError, "batch_size"),
-    ({"batch_size": 61}, ValueError, r"batch_size \(61\) is larger than the training set"),
     ({"batch_size": 2.0}, TypeError, "batch_size"),
     ({"batch_size": True}, TypeError, "batch_size"),
     ({"epochs": -1}, ValueError, "epochs"),
@@ -1095,3 +1102,112 @@ def test_adam_defaults_config_and_registry():
     assert nc.optim.OPTIMIZERS["adam"] is nc.Adam and nc.optim.OPTIMIZERS["adamw"] is nc.AdamW
     assert "betas=[0.9, 0.999]" in repr(adamw)
 
+
+
+# ============================================================================================
+# issue "product", items 4-6: interrupts, divergence, early stopping and History
+# ============================================================================================
+
+class _SnapshotEachEpoch(nc.Callback):
+    """Keeps a copy of the weights and of the optimizer's state after every epoch."""
+
+    def __init__(self, optimizer):
+        self.optimizer, self.params, self.states = optimizer, [], []
+
+    def on_epoch_end(self, network, epoch, logs):
+        self.params.append(network.params.copy())
+        self.states.append({k: a.copy() for k, a in self.optimizer.state().items()})
+        return False
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_restores_the_last_finite_epoch_so_predict_proba_works():
+    """lr 1e6: the weights before the failing step reached ~1e22 and every later
+    predict_proba overflowed; now the network is given back the weights (and the optimizer
+    its state) of the last epoch with a finite loss, or of the one before when those
+    overflow already, or its initial weights, and predicts finite probabilities.
+    Batches of 32 diverge in epoch 1; one batch of 400 after 4 finite epochs, whose end
+    weights (4.8e22) overflow: epoch 3's are restored."""
+    X, y, Xv, yv = nc.datasets.make_gmm(n_train=400, n_val=100)
+    for batch_size, finished, restored in ((32, 0, 0), (400, 4, 3)):
+        net = nc.mlp(5, [32], 5, activation="identity", seed=0)
+        start = net.params.copy()
+        optimizer = nc.SGD(lr=1e6)
+        snapshots = _SnapshotEachEpoch(optimizer)
+        with pytest.raises(nc.TrainingDiverged) as info:
+            net.fit(X, y, epochs=20, batch_size=batch_size, optimizer=optimizer,
+                    callbacks=[snapshots], verbose=0)
+        error = info.value
+        assert len(net.history) == finished == error.epoch
+        assert error.restored_epoch == restored
+        expected = snapshots.params[restored - 1] if restored else start
+        assert np.array_equal(net.params, expected)
+        if restored:
+            assert f"restored to its weights after epoch {restored}" in str(error)
+            for name, array in optimizer.state().items():
+                assert np.array_equal(array, snapshots.states[restored - 1][name])
+        else:
+            assert "started training with" in str(error)
+        with np.errstate(all="raise"):
+            proba = net.predict_proba(Xv)
+        assert np.isfinite(proba).all() and np.allclose(proba.sum(axis=1), 1)
+        assert np.isfinite(net.predict(Xv)).all()
+
+
+def test_keyboard_interrupt_propagates_after_on_train_end_with_the_history_on_the_network():
+    X, y = blobs()
+    net = small_net()
+    recorder = Recorder(raise_at=2)
+    stopper = nc.EarlyStopping("loss", patience=10)
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=10, batch_size=16, callbacks=[stopper, recorder], verbose=0)
+    assert net.history.interrupted and net.history["epoch"] == [1, 2]
+    assert recorder.calls[-1] == ("end", 2)
+    assert np.array_equal(net.params, recorder.params[stopper.best_epoch - 1])
+
+
+@pytest.mark.parametrize("patience", [0, 1, 2, 3])
+def test_early_stopping_waits_exactly_patience_epochs(patience):
+    """A monitored value that improves at epoch 2 and never again: Keras stops after
+    ``patience`` epochs without an improvement (at least one epoch runs after the best)."""
+
+    class Feed(nc.Callback):  # overwrites the training loss EarlyStopping reads
+        def on_epoch_end(self, network, epoch, logs):
+            logs["loss"] = {1: 5.0, 2: 1.0}.get(epoch, 3.0)
+            return False
+
+    X, y = blobs()
+    stopper = nc.EarlyStopping("loss", patience=patience, restore_best=False)
+    history = small_net().fit(X, y, epochs=20, batch_size=16, callbacks=[Feed(), stopper],
+                              verbose=0)
+    assert stopper.best_epoch == 2  # History's numbering
+    assert history.stopped_early == len(history) == 2 + max(patience, 1)
+
+
+def test_history_is_a_mapping_of_its_columns():
+    from collections.abc import Mapping
+
+    pd = pytest.importorskip("pandas")
+    X, y = blobs()
+    history = small_net().fit(X, y, epochs=3, batch_size=16, verbose=0)
+    assert isinstance(history, Mapping)
+    assert list(history) == list(history.keys()) == list(nc.History.COLUMNS)
+    assert len(history) == 3 and len(history.keys()) == len(nc.History.COLUMNS)
+    assert "loss" in history and "nope" not in history
+    assert dict(history) == history.history and history == history.history
+    for table in (pd.DataFrame(history.history), pd.DataFrame(dict(history))):
+        assert list(table.columns) == list(nc.History.COLUMNS)
+        assert table["epoch"].tolist() == [1, 2, 3]
+        assert table["loss"].tolist() == history["loss"]
+
+
+def test_a_batch_size_larger_than_the_training_set_trains_on_one_batch_with_a_warning():
+    X, y = blobs()  # 60 samples
+    net, twin = small_net(), small_net()
+    with pytest.warns(UserWarning, match=r"batch_size \(61\) is larger than the training set "
+                                         r"\(60\).*one batch of all 60 samples"):
+        history = net.fit(X, y, epochs=2, batch_size=61, optimizer=nc.SGD(lr=0.1), verbose=0)
+    twin_history = twin.fit(X, y, epochs=2, batch_size=60, optimizer=nc.SGD(lr=0.1),
+                            verbose=0)
+    assert np.array_equal(net.params, twin.params)
+    assert history["loss"] == twin_history["loss"]

@@ -444,14 +444,22 @@ def _train(args):
                           optimizer=optimizer, validation_data=(X_val, y_val), seed=args.seed,
                           verbose=args.verbose, callbacks=callbacks)
     except TrainingDiverged as error:
-        # keep what there is: the last finite weights and the epochs completed
+        # keep what there is: the weights of the last finite epoch and the epochs completed
         model_path = net.save(os.path.join(run_dir, "model.npz"))
         net.history.to_csv(os.path.join(run_dir, "history.csv"))
         print(f"nncore train: error: {error}", file=sys.stderr)
-        print(f"nncore train: the last finite weights and the history of the "
+        print(f"nncore train: those weights and the history of the "
               f"{len(net.history)} completed epoch(s) are in {model_path} and "
               f"{os.path.join(run_dir, 'history.csv')}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # fit kept the weights and the history so far (and early stopping its best weights)
+        model_path = net.save(os.path.join(run_dir, "model.npz"))
+        net.history.to_csv(os.path.join(run_dir, "history.csv"))
+        print(f"nncore train: interrupted after {len(net.history)} complete epoch(s); the "
+              f"model and history so far are in {model_path} and "
+              f"{os.path.join(run_dir, 'history.csv')}", file=sys.stderr)
+        return 130
     elapsed = time.perf_counter() - started
 
     model_path = net.save(os.path.join(run_dir, "model.npz"))
@@ -487,14 +495,10 @@ def _train(args):
         print(f"  {row[0]:<12}" + "".join(f"{cell:>10}" for cell in row[1:]))
     print(f"  parameters  {net.n_params:,}")
     print(f"  epochs      {len(history)}"
-          + (" (interrupted)" if history.interrupted else "")
           + (" (early stop, best weights kept)" if history.stopped_early else ""))
     print(f"  time        {elapsed:.1f} s ({steps / train_seconds:,.0f} steps/s)")
     print(f"  saved       {model_path}, {os.path.join(run_dir, 'history.csv')}"
           + "".join(f", {figure}" for figure in figures))
-    if history.interrupted:
-        print("training was interrupted; the model and history above hold what was learned",
-              file=sys.stderr)
     return 0
 
 

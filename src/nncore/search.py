@@ -21,7 +21,8 @@ How it works
 - Each finished trial is appended to a JSON-lines file as soon as it finishes (one object a
   line: settings, seeds, status, final scores and the whole per-epoch history). A search
   started again with the same file skips every trial already in it, so an interrupted search
-  resumes where it stopped. A trial is identified by a key over its settings, the base seed,
+  resumes where it stopped. Ctrl-C stops the search: the trial it cuts short is not written
+  (fit raises KeyboardInterrupt again), so resuming reruns it. A trial is identified by a key over its settings, the base seed,
   the builder and a fingerprint of the data, so a file can hold several searches.
 - Trials run through joblib (``n_jobs``, ``backend``); on a Dask cluster choose joblib's
   ``"dask"`` backend with a ``dask.distributed.Client`` open (see docs/study.md).

@@ -180,8 +180,8 @@ class _NNEstimator(BaseEstimator):
     def _train(self, settings, network, X, y, *, epochs, first_epoch, optimizer_state,
                early_stopping, seed, sample_weight=None):
         """Run :func:`nncore.train.fit`; return its History, the optimizer's state
-        ``(name, arrays, counters)`` and the index of the epoch whose weights early stopping
-        kept (None without it). ``optimizer_state`` None (or another solver's) starts the
+        ``(name, arrays, counters)`` and the 1-based number of the epoch whose weights early
+        stopping kept (None without it). ``optimizer_state`` None (or another solver's) starts the
         optimizer from zero; otherwise it continues. ``sample_weight`` (None or checked) is
         split with the data for early stopping; the validation loss is unweighted."""
         optimizer = OPTIMIZERS[settings["solver"]](
@@ -208,16 +208,25 @@ class _NNEstimator(BaseEstimator):
             validation_data = (X_val, y_val)
             if sample_weight is not None:
                 sample_weight = weights[0]  # the training part's weights
+            # scikit-learn stops after more than n_iter_no_change epochs without an
+            # improvement; EarlyStopping (Keras's rule) after exactly `patience`
             callbacks.append(EarlyStopping(monitor="val_loss",
-                                           patience=settings["n_iter_no_change"],
+                                           patience=settings["n_iter_no_change"] + 1,
                                            min_delta=settings["tol"], restore_best=True))
-        history = train_fit(network, X, y, epochs=epochs,
-                            batch_size=min(settings["batch_size"], X.shape[0]),
-                            optimizer=optimizer, validation_data=validation_data, seed=seed,
-                            verbose=settings["verbose"], callbacks=callbacks,
-                            shuffle=settings["shuffle"], sample_weight=sample_weight)
-        # the epoch whose weights early stopping kept (not simply the lowest val_loss: an
-        # improvement smaller than tol does not replace the kept weights)
+        before = network.params.copy()
+        try:
+            history = train_fit(network, X, y, epochs=epochs,
+                                batch_size=min(settings["batch_size"], X.shape[0]),
+                                optimizer=optimizer, validation_data=validation_data,
+                                seed=seed, verbose=settings["verbose"], callbacks=callbacks,
+                                shuffle=settings["shuffle"], sample_weight=sample_weight)
+        except KeyboardInterrupt:
+            # Ctrl-C goes on up; an interrupted fit leaves an unfitted estimator and an
+            # interrupted partial_fit the estimator as it was before the call
+            network.params[...] = before
+            raise
+        # the (1-based) epoch whose weights early stopping kept (not simply the lowest
+        # val_loss: an improvement smaller than tol does not replace the kept weights)
         kept_epoch = callbacks[0].best_epoch if callbacks else None
         return history, (optimizer.name, optimizer.state(), optimizer.counters()), kept_epoch
 
@@ -232,7 +241,7 @@ class _NNEstimator(BaseEstimator):
 
     def _record(self, history, early_stopping, kept_epoch=None):
         """Append a training run's History to the fitted attributes; ``kept_epoch`` is the
-        epoch whose weights early stopping kept."""
+        1-based epoch whose weights early stopping kept."""
         for key in history.columns[1:]:  # every column but the epoch number
             self.history_.setdefault(key, []).extend(float(value) for value in history[key])
         self.n_iter_ += len(history)
@@ -240,7 +249,7 @@ class _NNEstimator(BaseEstimator):
         if early_stopping:
             self.validation_scores_ = list(self.history_[_VALIDATION_SCORE[self._task]])
             self.best_validation_score_ = (None if kept_epoch is None
-                                           else self.validation_scores_[kept_epoch])
+                                           else self.validation_scores_[kept_epoch - 1])
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None

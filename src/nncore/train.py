@@ -5,9 +5,16 @@
 - The same ``seed`` (and the same network seed) gives bit-identical weights and history.
 - A non-finite loss, or an update that would make a weight non-finite, stops training with
   :class:`TrainingDiverged`, naming the epoch, the step and the first layer whose output
-  went non-finite; that update is not applied, so the network keeps finite weights.
-- Ctrl-C ends training cleanly: the weights and the history so far are kept, and
-  ``history.interrupted`` is True.
+  went non-finite. Before it is raised the network (and the optimizer's state) go back to
+  the end of the last epoch that finished with a finite loss, or of the epoch before if
+  those weights already overflow on the training set, or else to the start of training, so
+  ``predict`` works on the network afterwards; the message names the epoch restored.
+- Ctrl-C (KeyboardInterrupt) keeps the weights and the history so far on the network
+  (``network.history``, with ``history.interrupted`` True), runs the callbacks'
+  ``on_train_end`` (EarlyStopping restores its best weights) and then raises the
+  KeyboardInterrupt again, so a script stops, as with Keras or PyTorch. Catch it to go on.
+- Epochs are numbered from 1 everywhere: History's ``epoch`` column, the ``epoch`` passed to
+  :meth:`Callback.on_epoch_end`, :attr:`EarlyStopping.best_epoch` and the error messages.
 """
 
 import csv
@@ -16,6 +23,8 @@ import math
 import os
 import sys
 import time
+import warnings
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -35,33 +44,51 @@ class TrainingDiverged(FloatingPointError):
 
     Attributes: ``epoch`` and ``step`` (0-based), ``loss``, ``layer`` (index of the first
     layer whose output was non-finite, or None), ``update_overflow`` (True when the loss was
-    finite but the update would have overflowed). Either way the update was not applied:
-    the network keeps its last weights, which are finite.
+    finite but the update would have overflowed), ``restored_epoch`` (the 1-based epoch
+    whose end-of-epoch weights the network was given back, 0 for the weights it started
+    training with; None if nothing was restored). :func:`fit` restores those weights, and
+    the optimizer's state of that moment, before raising: those after the last epoch with a
+    finite loss, unless they overflow on the training set (they can be ~1e22 by then), then
+    those after the epoch before, else the weights training started with.
     """
 
-    def __init__(self, epoch, step, loss, layer, update_overflow=False):
+    def __init__(self, epoch, step, loss, layer, update_overflow=False, restored_epoch=None):
         self.epoch, self.step, self.loss, self.layer = epoch, step, loss, layer
         self.update_overflow = update_overflow
+        self.restored_epoch = restored_epoch
         if update_overflow:
             what = f"the loss was {loss} but the update would make weights non-finite"
         else:
             where = f"layer {layer} output" if layer is not None else "the loss"
             what = f"loss is {loss}; first non-finite value in {where}"
+        if restored_epoch is None:
+            kept = "the network keeps its last (finite) weights"
+        elif restored_epoch == 0:
+            kept = ("no epoch finished, so the network was restored to the weights it started "
+                    "training with")
+        else:
+            kept = f"the network was restored to its weights after epoch {restored_epoch}"
         super().__init__(
-            f"training diverged at epoch {epoch + 1}, step {step + 1}: {what}; the network "
-            "keeps its last (finite) weights. Try a smaller learning rate."
+            f"training diverged at epoch {epoch + 1}, step {step + 1}: {what}; {kept}. "
+            "Try a smaller learning rate."
         )
 
 
-class History:
-    """Per-epoch record of a training run.
+class History(Mapping):
+    """Per-epoch record of a training run: a read-only mapping from column to list.
 
-    ``history[key]`` is a list over epochs for key in :attr:`columns`: the epoch, the loss,
+    ``history[key]`` is a list over epochs for key in :attr:`columns`: the epoch (1-based), the loss,
     the loss's scores (``accuracy`` for classification; ``rmse`` and ``r2`` for
     regression), the same on the validation set (``val_...``), the learning rate and the
     seconds. Validation columns hold NaN when there was no validation data.
     ``interrupted`` is True after Ctrl-C and ``stopped_early`` names the epoch an
     :class:`EarlyStopping` ended on.
+
+    It is a :class:`collections.abc.Mapping` over its columns: iterating, ``keys()``,
+    ``items()``, ``values()``, ``in`` and ``dict(history)`` see the columns in order, so
+    ``pandas.DataFrame(dict(history))`` (or ``pandas.DataFrame(history.history)``) is the
+    table. One exception to the Mapping rule: ``len(history)`` is the number of epochs,
+    not of columns (``len(history.columns)``).
     """
 
     #: The columns of a classifier's history.
@@ -82,8 +109,32 @@ class History:
     def __getitem__(self, key):
         return self.history[key]
 
+    def __iter__(self):
+        return iter(self.columns)
+
     def __len__(self):
+        """The number of epochs recorded (not the number of columns)."""
         return len(self.history["epoch"])
+
+    def __contains__(self, key):
+        return key in self.history
+
+    # the views are the columns' own (Mapping's would take their size from __len__)
+    def keys(self):
+        return self.history.keys()
+
+    def values(self):
+        return self.history.values()
+
+    def items(self):
+        return self.history.items()
+
+    def __eq__(self, other):
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return dict(self.items()) == dict(other.items())
+
+    __hash__ = None
 
     def last(self):
         """The last epoch's row as a dict (empty if no epoch finished)."""
@@ -101,7 +152,13 @@ class History:
 
 
 class Callback:
-    """Hooks called by :func:`fit`. ``on_epoch_end`` returns True to stop training."""
+    """Hooks called by :func:`fit`. ``on_epoch_end`` returns True to stop training.
+
+    ``on_epoch_end(network, epoch, logs)`` gets the 1-based number of the epoch that just
+    ended, the same number as ``logs["epoch"]`` and History's ``epoch`` column.
+    ``on_train_end`` runs when training ends normally, by early stopping, or by Ctrl-C
+    (before the KeyboardInterrupt is raised again); not after :class:`TrainingDiverged`.
+    """
 
     def on_train_begin(self, network, history):
         pass
@@ -116,6 +173,10 @@ class Callback:
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
+    Keras's rule: training stops at the end of the ``patience``-th epoch in a row without
+    an improvement (``patience=2``: the best epoch, then two worse ones, then stop;
+    ``patience=0``: stop at the first epoch that does not improve). ``best_epoch`` is the
+    1-based number of the best epoch (History's ``epoch``), None before the first.
     ``monitor`` is a History column of the run: "val_loss" or "loss", or a score with or
     without "val_" ("accuracy" for classification, "rmse" or "r2" for regression); losses
     and RMSE are minimised, accuracy and R^2 maximised. With ``restore_best`` the network
@@ -153,7 +214,7 @@ class EarlyStopping(Callback):
                 self.best_params = network.params.copy()
             return False
         self.wait += 1
-        return self.wait > self.patience
+        return self.wait >= self.patience
 
     def on_train_end(self, network, history):
         if self.restore_best and self.best_params is not None:
@@ -181,7 +242,8 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         regression network (its loss says which). Out-of-range labels or non-finite
         values raise ValueError.
     epochs : int >= 0
-    batch_size : int, 1 <= batch_size <= n
+    batch_size : int >= 1
+        Larger than ``n``: one batch of all the samples per epoch, with a UserWarning.
     optimizer : Optimizer, optional
         Defaults to ``SGD()``; or ``Adam()``, ``AdamW()`` (:data:`nncore.optim.OPTIMIZERS`).
         Its state (SGD's velocity; Adam's moments and update count) persists across calls
@@ -193,6 +255,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     verbose : {0, 1, 2}
         0 silent, 1 a tqdm progress bar, 2 one line per epoch.
     callbacks : list of Callback
+        ``on_epoch_end`` gets the 1-based epoch number (History's ``epoch``).
     shuffle : bool
     checkpoint : path of a folder, optional
         Every ``checkpoint_every`` epochs (and after the last) the weights, the optimizer's
@@ -217,6 +280,17 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     -------
     History
         Also stored as ``network.history``.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        On Ctrl-C, after keeping the weights and the history so far (``network.history``,
+        ``interrupted`` True) and running the callbacks' ``on_train_end``.
+    TrainingDiverged
+        After restoring the weights (and optimizer state) of the last epoch that finished
+        with a finite loss (or the one before, if those overflow on ``X``), or of the start
+        of training; ``restored_epoch`` says which. ``network.history`` holds every
+        finished epoch.
     """
     X = network.check_X(X)
     y = network.check_y(y, X.shape[0])
@@ -227,7 +301,10 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     epochs = v.integer("epochs", epochs, minimum=0)
     batch_size = v.integer("batch_size", batch_size)
     if batch_size > n:
-        raise ValueError(f"batch_size ({batch_size}) is larger than the training set ({n})")
+        warnings.warn(f"batch_size ({batch_size}) is larger than the training set ({n}): "
+                      f"training with one batch of all {n} samples", UserWarning,
+                      stacklevel=2)
+        batch_size = n
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     if validation_data is not None:
@@ -288,6 +365,10 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                       file=sys.stderr, flush=True)
     for callback in callbacks:
         callback.on_train_begin(network, history)
+    # what divergence restores: the weights and optimizer state at the start, at the end of
+    # the last finite epoch and of the one before (one copy an epoch, outside the steps)
+    start_snapshot, last_snapshot, previous_snapshot = (
+        _Snapshot(first_epoch, network, optimizer), None, None)
 
     steps_per_epoch = math.ceil(n / batch_size)
     bar = None
@@ -329,10 +410,15 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                                              batch_weights.sum(axis=1, dtype=np.float64)))
                 n_correct += int(chunk_correct[:done].sum())
                 if diverged:
-                    # the failing step's update was not applied: the weights stay finite
+                    # the failing step's update was not applied; go back to the end of the
+                    # last finite epoch (the weights before this step can be huge)
+                    layer = _first_nonfinite_layer(train_step)
+                    restored = _restore_usable(
+                        network, optimizer, X,
+                        [last_snapshot, previous_snapshot, start_snapshot])
                     raise TrainingDiverged(epoch, start // batch_size + done - 1, last_loss,
-                                           _first_nonfinite_layer(train_step),
-                                           update_overflow=math.isfinite(last_loss))
+                                           layer, update_overflow=math.isfinite(last_loss),
+                                           restored_epoch=restored)
             mean_loss = loss_sum / total_weight
             logs = {"epoch": epoch + 1, "loss": mean_loss,
                     **loss_function.epoch_scores(mean_loss, n_correct, n, target_variance),
@@ -344,6 +430,9 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                              for key, value in network.evaluate(X_val, y_val).items()})
             logs["seconds"] = time.perf_counter() - started
             history.append(**logs)
+            if math.isfinite(mean_loss):  # reuse the older snapshot's arrays
+                previous_snapshot, last_snapshot = last_snapshot, _Snapshot(
+                    epoch + 1, network, optimizer, reuse=previous_snapshot)
             if bar is not None:
                 bar.update(steps_per_epoch)
                 bar.set_postfix_str(_epoch_summary(logs), refresh=False)
@@ -355,21 +444,64 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                          "history": history.history, "settings": settings}
                 modelfile.save_checkpoint(checkpoint_path, network.state(),
                                           _optimizer_state(optimizer), state)
-            stop = [callback.on_epoch_end(network, epoch, logs) for callback in callbacks]
+            stop = [callback.on_epoch_end(network, epoch + 1, logs) for callback in callbacks]
             if any(stop):
                 history.stopped_early = epoch + 1
                 break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         history.interrupted = True
+        interrupt = error
         if verbose:
             print(f"\ntraining interrupted after {len(history)} complete epoch(s); "
-                  "the weights and history so far are kept", file=sys.stderr, flush=True)
+                  "the weights and history so far are kept on the network "
+                  "(network.history)", file=sys.stderr, flush=True)
+    else:
+        interrupt = None
     finally:
         if bar is not None:
             bar.close()
     for callback in callbacks:
         callback.on_train_end(network, history)
+    if interrupt is not None:
+        raise interrupt
     return history
+
+
+class _Snapshot:
+    """A copy of the weights and the optimizer's state after ``epoch`` epochs (0: the start);
+    ``reuse`` another snapshot's arrays rather than allocate."""
+
+    def __init__(self, epoch, network, optimizer, reuse=None):
+        self.epoch, self.counters = epoch, optimizer.counters()
+        if reuse is None:
+            self.params = network.params.copy()
+            self.state = {name: np.array(array) for name, array in optimizer.state().items()}
+        else:
+            self.params, self.state = reuse.params, reuse.state
+            np.copyto(self.params, network.params)
+            for name, array in optimizer.state().items():
+                np.copyto(self.state[name], array)
+
+    def restore(self, network, optimizer):
+        network.params[...] = self.params
+        optimizer.load_state(self.state, self.counters)
+
+
+def _restore_usable(network, optimizer, X, snapshots):
+    """Give ``network`` and ``optimizer`` back the latest of ``snapshots`` (latest first,
+    None skipped) whose outputs on the training set ``X`` are finite, or the latest one if
+    none is (the data itself overflows); returns its epoch. Run once, after divergence."""
+    snapshots = [snapshot for snapshot in snapshots if snapshot is not None]
+    for snapshot in snapshots:
+        snapshot.restore(network, optimizer)
+        try:
+            with np.errstate(all="ignore"):
+                network.logits(X)  # raises ValueError when the outputs overflow
+            return snapshot.epoch
+        except ValueError:
+            continue
+    snapshots[0].restore(network, optimizer)
+    return snapshots[0].epoch
 
 
 def _optimizer_state(optimizer):
