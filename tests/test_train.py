@@ -730,9 +730,11 @@ def test_bad_fit_arguments_raise_before_training(kwargs, error, message):
     (np.zeros((5, 2)), [0, 1, 2, 0, 1], ValueError, "X has 2 features"),
     (np.zeros(5), [0, 1, 2, 0, 1], ValueError, "X must be 2-D"),
     (np.full((5, 3), np.inf), [0, 1, 2, 0, 1], ValueError, "X contains NaN or infinity"),
-    (np.zeros((5, 3)), [0, 1, 2, 0, 3], ValueError, "y must lie in"),
+    # labels that are not all class indices are mapped by value (there must be n_classes)
+    (np.zeros((5, 3)), [0, 1, 2, 0, 3], ValueError,
+     "y has 4 distinct labels but the network has 3 classes"),
     (np.zeros((5, 3)), [0, 1, 2, 0], ValueError, "y has 4 labels for 5 samples"),
-    (np.zeros((5, 3)), [0, 1, 2.5, 0, 1], TypeError, "y must hold integer"),
+    (np.zeros((5, 3)), [0, 1, 2.5, 0, 1], ValueError, "y looks continuous.*regression"),
 ])
 def test_bad_training_data_raises(X, y, error, message):
     with pytest.raises(error, match=message):

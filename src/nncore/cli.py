@@ -33,7 +33,7 @@ TRAIN_DEFAULTS = {
     "layers": "64,64,64", "activation": "tanh", "dtype": "float32", "epochs": 30,
     "batch_size": 64, "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "nesterov": False,
     "weight_decay": 0.0, "schedule": "cosine", "patience": 0, "seed": 0, "verbose": 1,
-    "out": "runs", "name": None, "plots": True,
+    "out": "runs", "name": None, "plots": True, "standardize": True,
 }
 #: The optimizer options of ``nncore train``: option -> the optimizer constructor parameter
 #: it sets (``--beta1``/``--beta2`` the two entries of ``betas``). An option is refused with
@@ -191,6 +191,11 @@ def _build_parser():
                       help="what the targets are: class labels (cross-entropy, accuracy) or "
                            "real values (mean squared error, RMSE and R^2; the file's last "
                            "column, .npz y_train/y_val, or .mat Ct/Cv) (default: %(default)s)")
+    data.add_argument("--no-standardize", dest="standardize", action="store_false",
+                      default=d["standardize"],
+                      help="train on the raw features (and targets); by default they are "
+                           "standardised with the training set's mean and standard deviation, "
+                           "which the model file keeps so predictions take raw data")
     model = train.add_argument_group("model")
     model.add_argument("--arch", choices=tuple(ARCHITECTURES), default=d["arch"],
                        help="network kind (default: %(default)s)")
@@ -275,8 +280,9 @@ def _add_predict_parser(commands):
         "predict", help="predict with a saved model: one CSV row per sample",
         description="Load a model file (written by 'nncore train' or Network.save), read "
                     "the samples of DATA and write one CSV row per sample, in the file's "
-                    "order: the predicted class index (header 'class'), with --proba the "
-                    "class probabilities (proba_0, proba_1, ...), or for a regression model "
+                    "order: the predicted class label (header 'class'), with --proba the "
+                    "class probabilities (proba_LABEL, one column per class of the model: proba_0, "
+                    "proba_1, ... for class indices), or for a regression model "
                     "the predicted values (prediction, or prediction_0, prediction_1, ...).")
     predict.add_argument("model", metavar="MODEL", help="a model file (model.npz)")
     predict.add_argument("data", metavar="DATA",
@@ -401,18 +407,55 @@ def _dataset_label(data):
 _SCORE_HEADERS = {"rmse": "RMSE", "r2": "R^2"}
 
 
+def _load_with_labels(datasets, data, task):
+    """``(X, y, X_val, y_val, original)``: the data set, with the ORIGINAL class labels
+    when the loader can give them (``original`` True) and class indices otherwise.
+
+    The contract with :mod:`nncore.datasets`: a loader whose ``load`` takes
+    ``return_labels`` returns, with ``return_labels=True``, either ``(X, y, X_val, y_val,
+    labels)`` with ``y``/``y_val`` class indices and ``labels[k]`` the original label of
+    class ``k``, or ``(X, y, X_val, y_val)`` with the original labels themselves. An older
+    loader is called as before and its class indices are used."""
+    import inspect
+
+    import numpy as np
+
+    try:
+        takes_labels = "return_labels" in inspect.signature(datasets.load).parameters
+    except (TypeError, ValueError):
+        takes_labels = False
+    if task != "classification" or not takes_labels:
+        return (*datasets.load(data, task=task), False)
+    loaded = datasets.load(data, task=task, return_labels=True)
+    if len(loaded) == 5:
+        X, y, X_val, y_val, labels = loaded
+        if labels is not None:
+            labels = np.asarray(labels)
+            y, y_val = labels[np.asarray(y, dtype=np.intp)], labels[np.asarray(y_val,
+                                                                                dtype=np.intp)]
+        return X, y, X_val, y_val, labels is not None
+    return (*loaded, True)
+
+
 def _train(args):
     from . import datasets, losses
     from .network import applicable, build, describe
     from .train import EarlyStopping, TrainingDiverged
 
     _run_folder(args.out, args.name)  # before the data are read: a bad --out fails fast
-    X, y, X_val, y_val = datasets.load(args.data, task=args.task)
+    X, y, X_val, y_val, original = _load_with_labels(datasets, args.data, args.task)
     loss = losses.for_task(args.task)
     regression = loss.task == "regression"
     if regression:
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         outputs = f"{n_outputs} target{'s' if n_outputs > 1 else ''} (regression)"
+    elif original:
+        import numpy as np
+
+        # one output per distinct label (fit maps them to classes by their sorted values)
+        n_outputs = max(len(np.unique(np.concatenate([np.asarray(y), np.asarray(y_val)]))),
+                        2)
+        outputs = f"{n_outputs} classes"
     else:
         n_outputs = int(max(y.max(), y_val.max())) + 1
         outputs = f"{n_outputs} classes"
@@ -442,7 +485,8 @@ def _train(args):
     try:
         history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
                           optimizer=optimizer, validation_data=(X_val, y_val), seed=args.seed,
-                          verbose=args.verbose, callbacks=callbacks)
+                          verbose=args.verbose, callbacks=callbacks,
+                          standardize=args.standardize)
     except TrainingDiverged as error:
         # keep what there is: the weights of the last finite epoch and the epochs completed
         model_path = net.save(os.path.join(run_dir, "model.npz"))
@@ -522,7 +566,7 @@ def _predict(args):
                          f"{net.task} model")
     X = datasets.read_features(args.data, net.n_in, task=net.task)
     if args.proba:
-        header = [f"proba_{k}" for k in range(net.n_outputs)]
+        header = [f"proba_{label}" for label in net.classes.tolist()]
         rows = net.predict_proba(X)
     elif net.task == "classification":
         header, rows = ["class"], net.predict(X).reshape(-1, 1)

@@ -82,6 +82,8 @@ def _header(network_state, file_format, **extra):
         "layers": network_state["layers"],
         "architecture": network_state["architecture"],
         "loss": network_state["loss"],
+        **{key: network_state[key] for key in ("classes", "scaling")
+           if network_state.get(key) is not None},
         **extra,
     }
     return np.frombuffer(json.dumps(header, default=_json_default).encode("utf-8"),
@@ -169,7 +171,10 @@ def _state(header, params):
     # files written before regression existed have no "loss": they are classifiers
     return {"dtype": header["dtype"], "layers": header["layers"],
             "architecture": header.get("architecture"),
-            "loss": header.get("loss", "softmax_cross_entropy"), "params": params}
+            "loss": header.get("loss", "softmax_cross_entropy"), "params": params,
+            # files written before labels and scaling travelled with the model have
+            # neither: class indices, no standardisation
+            "classes": header.get("classes"), "scaling": header.get("scaling")}
 
 
 # --- training checkpoints ----------------------------------------------------------------------

@@ -82,6 +82,11 @@ class Network:
             layer.init(rng)
         self.architecture = architecture or {"builder": "layers"}
         self.history = None
+        #: the class labels (set by the first fit; None: the class indices)
+        self._classes = None
+        #: the standardisation of the inputs (and regression targets), or None
+        self.input_mean = self.input_scale = None
+        self.target_mean = self.target_scale = None
         self._dlogits = {}
 
     # --- structure -------------------------------------------------------------------------
@@ -137,10 +142,63 @@ class Network:
 
     def state(self):
         """The network as plain data: ``{"dtype", "layers", "architecture", "loss",
-        "params"}`` (``params`` is the live buffer, not a copy)."""
+        "params", "classes", "scaling"}`` (``params`` is the live buffer, not a copy;
+        ``classes`` the class labels as ``{"kind", "values"}`` or None for class indices;
+        ``scaling`` the standardisation as lists, or None)."""
         return {"dtype": self.dtype.name, "layers": self.layer_specs(),
                 "architecture": self.architecture, "loss": self.loss_function.name,
-                "params": self.params}
+                "params": self.params, "classes": _classes_to_json(self._classes),
+                "scaling": self._scaling_state()}
+
+    def _scaling_state(self):
+        if self.input_mean is None:
+            return None
+        scaling = {"input_mean": self.input_mean.tolist(),
+                   "input_scale": self.input_scale.tolist()}
+        if self.target_mean is not None:
+            scaling.update(target_mean=self.target_mean.tolist(),
+                           target_scale=self.target_scale.tolist())
+        return scaling
+
+    def _set_scaling(self, scaling):
+        """Install a :meth:`state`'s ``scaling`` entry (None: no standardisation)."""
+        self.input_mean = self.input_scale = self.target_mean = self.target_scale = None
+        if scaling is None:
+            return
+        if not isinstance(scaling, dict):
+            raise ValueError("scaling must be a dict of lists")
+
+        def vector(key, size):
+            value = np.asarray(scaling[key], dtype=np.float64)
+            if value.shape != (size,) or not np.isfinite(value).all():
+                raise ValueError(f"scaling {key} must be {size} finite numbers")
+            if key.endswith("scale") and (value <= 0).any():
+                raise ValueError(f"scaling {key} must be positive")
+            return value
+
+        self.input_mean = vector("input_mean", self.n_in)
+        self.input_scale = vector("input_scale", self.n_in)
+        if "target_mean" in scaling:
+            if self.task != "regression":
+                raise ValueError("target scaling is for a regression network")
+            self.target_mean = vector("target_mean", self.n_outputs)
+            self.target_scale = vector("target_scale", self.n_outputs)
+
+    @property
+    def classes(self):
+        """The class labels (a NumPy array, column k of :meth:`predict_proba` is
+        ``classes[k]``): set by the first :meth:`fit`; ``arange(n_classes)`` before, or
+        when the network was trained on class indices. None for regression."""
+        if self.task != "classification":
+            return None
+        if self._classes is None:
+            return np.arange(self.n_classes)
+        return self._classes
+
+    @property
+    def standardized(self):
+        """Whether the inputs are standardised (see :meth:`fit`)."""
+        return self.input_mean is not None
 
     @classmethod
     def from_state(cls, state, backend="kernels"):
@@ -154,6 +212,15 @@ class Network:
             raise ValueError(f"the architecture needs {network.n_params} parameters, the "
                              f"state has {params.size}")
         network.params[...] = params
+        classes = _classes_from_json(state.get("classes"))
+        if classes is not None:
+            if network.task != "classification":
+                raise ValueError("class labels are for a classifier")
+            if classes.shape != (network.n_classes,):
+                raise ValueError(f"the network has {network.n_classes} classes, the state "
+                                 f"names {classes.size}")
+            network._classes = classes
+        network._set_scaling(state.get("scaling"))
         return network
 
     def save(self, path):
@@ -222,9 +289,14 @@ class Network:
         """Mean loss on ``(X, y)`` without touching the gradients."""
         return self.evaluate(X, y)["loss"]
 
-    def logits(self, X):
-        """Logits ``(n, n_classes)`` for ``X``, computed in chunks of PREDICT_CHUNK rows."""
-        X = self.check_X(X)
+    def _scale_X(self, X):
+        """Checked inputs standardised with the network's statistics (as they are without)."""
+        if self.input_mean is None:
+            return X
+        return np.ascontiguousarray((X - self.input_mean) / self.input_scale, dtype=self.dtype)
+
+    def _prepared_logits(self, X):
+        """Logits for inputs already checked and standardised (what training sees)."""
         out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
         for start in range(0, X.shape[0], PREDICT_CHUNK):
             out[start:start + PREDICT_CHUNK] = self._forward(X[start:start + PREDICT_CHUNK])
@@ -238,23 +310,135 @@ class Network:
                 "learning rate")
         return out
 
+    def _prepared_evaluate(self, X, y):
+        """:meth:`evaluate` on inputs and targets as training sees them (checked,
+        standardised, class indices): what ``fit`` scores its validation data with."""
+        logits = self._prepared_logits(X)
+        if len(y) == 0:
+            raise ValueError("cannot evaluate on an empty set")
+        if self.target_mean is not None:  # scores in the targets' units, as evaluate's
+            logits = self._unscale_outputs(logits)
+            y = self._unscale_outputs(y)
+        loss, _ = self._loss(logits, y)
+        return {"loss": loss, **self.loss_function.scores(logits, y)}
+
+    def logits(self, X):
+        """Logits ``(n, n_classes)`` for ``X``, computed in chunks of PREDICT_CHUNK rows
+        (after the standardisation of the inputs, if the network has one; for a
+        standardised regression network these are the standardised outputs)."""
+        return self._prepared_logits(self._scale_X(self.check_X(X)))
+
+    def _unscale_outputs(self, outputs):
+        if self.target_mean is None:
+            return outputs
+        return np.ascontiguousarray(outputs * self.target_scale + self.target_mean,
+                                    dtype=self.dtype)
+
     def predict_proba(self, X):
-        """Class probabilities ``(n, n_classes)`` (classification only)."""
+        """Class probabilities ``(n, n_classes)`` (classification only); column k is the
+        probability of ``classes[k]``."""
         if self.loss_function.probabilities is None:
             raise ValueError(f"predict_proba needs a classifier; this network is trained for "
                              f"{self.task} ({self.loss_function.name}): use predict")
         return getattr(self._backend, self.loss_function.probabilities)(self.logits(X))
 
     def predict(self, X):
-        """Predicted class indices ``(n,)``, or predicted values ``(n, n_outputs)``."""
-        return self.loss_function.predict(self.logits(X))
+        """Predicted class labels ``(n,)`` (from :attr:`classes`: the class indices for a
+        network never fitted on other labels), or predicted values ``(n, n_outputs)`` in
+        the targets' units."""
+        outputs = self.loss_function.predict(self.logits(X))
+        if self.task != "classification":
+            return self._unscale_outputs(outputs)
+        return outputs if self._classes is None else self._classes[outputs]
+
+    def encode_labels(self, y, name="y", extra=(), fit=False, n_samples=None):
+        """Class indices ``(n,)`` (intp) for the labels ``y`` (classification).
+
+        Integer labels that all lie in ``range(n_classes)`` are class indices when the
+        network has no other labels; otherwise each label is looked up in
+        :attr:`classes`. A network without labels yet (never fitted on other labels) takes
+        the sorted unique values of ``y`` (and of the arrays in ``extra``, the validation
+        labels) as its :attr:`classes` when ``fit`` (as :meth:`fit` does); they must
+        number exactly ``n_classes``.
+
+        Targets that look continuous are refused (a ValueError suggesting regression):
+        floats that are not integers, or integers with more than
+        :data:`CONTINUOUS_DISTINCT` distinct values that are also more than half the
+        samples.
+        """
+        raw = _label_array(y, name)
+        if self._classes is None:
+            if not fit:  # class indices, checked as they always were
+                return v.class_labels(raw, n_samples, self.n_classes, name)
+            as_indices = _as_indices(raw, self.n_classes)
+            if as_indices is not None:
+                self._classes = np.arange(self.n_classes)
+                return v.class_labels(as_indices, n_samples, self.n_classes, name)
+            arrays = [raw, *(_label_array(other, "y_val") for other in extra)]
+            for array, array_name in zip(arrays, [name] + ["y_val"] * len(extra)):
+                _refuse_continuous(array, array_name)
+            try:
+                classes = np.unique(np.concatenate(arrays) if extra else raw)
+            except TypeError:
+                raise ValueError(f"{name} mixes labels of types that cannot be sorted "
+                                 "(give all labels of one type: ints, strings or bools)"
+                                 ) from None
+            classes = _storable_classes(classes, name)
+            if classes.size != self.n_classes:
+                raise ValueError(
+                    f"{name} has {classes.size} distinct labels but the network has "
+                    f"{self.n_classes} classes (integer labels in range({self.n_classes}) "
+                    "are class indices; any other labels are mapped to classes by their "
+                    "sorted unique values, which must number n_classes)")
+            self._classes = classes
+        return self._lookup(raw, name, n_samples)
+
+    def _lookup(self, raw, name, n_samples):
+        classes = self._classes
+        if classes.dtype.kind in "iu" and np.array_equal(classes, np.arange(classes.size)):
+            # class indices, checked as they always were
+            return v.class_labels(raw, n_samples, classes.size, name)
+        if n_samples is not None and raw.shape[0] != n_samples:
+            raise ValueError(f"{name} has {raw.shape[0]} labels for {n_samples} samples")
+        try:
+            if raw.dtype.kind in "iuf" and classes.dtype.kind not in "iuf" or \
+                    raw.dtype.kind in "US" and classes.dtype.kind not in "US" or \
+                    (raw.dtype.kind == "b") != (classes.dtype.kind == "b"):
+                raise TypeError
+            index = np.searchsorted(classes, raw)
+        except TypeError:
+            raise ValueError(f"{name} holds {raw.dtype} labels; the network's classes are "
+                             f"{classes.tolist()!r}") from None
+        index = np.minimum(index, classes.size - 1)
+        unknown = classes[index] != raw
+        if np.any(unknown):
+            first = raw[np.flatnonzero(unknown)[0]].item()
+            raise ValueError(f"{name} holds {int(np.sum(unknown))} label(s) the network does "
+                             f"not know, the first {first!r}; its classes are "
+                             f"{classes.tolist()!r}")
+        return np.ascontiguousarray(index, dtype=np.intp)
+
+    def _prepare_targets(self, y, n_samples, name="y"):
+        """Targets as training sees them: class indices, or (standardised) values."""
+        if self.task == "classification":
+            return self.encode_labels(y, name, n_samples=n_samples)
+        y = self.check_y(y, n_samples, name)
+        if self.target_mean is not None:
+            y = np.ascontiguousarray((y - self.target_mean) / self.target_scale,
+                                     dtype=self.dtype)
+        return y
 
     def evaluate(self, X, y):
         """``{"loss": mean loss, **scores}`` on ``(X, y)``: ``"accuracy"`` (the fraction
-        correct) for classification, ``"rmse"`` and ``"r2"`` (scikit-learn's ``r2_score``)
-        for regression."""
+        correct; ``y`` holds labels, as :meth:`fit` takes them) for classification,
+        ``"rmse"`` and ``"r2"`` (scikit-learn's ``r2_score``) for regression, in the
+        targets' units."""
         logits = self.logits(X)
-        y = self.check_y(y, logits.shape[0])
+        if self.task == "classification":
+            y = self.encode_labels(y, n_samples=logits.shape[0])
+        else:
+            y = self.check_y(y, logits.shape[0])
+            logits = self._unscale_outputs(logits)
         if len(y) == 0:
             raise ValueError("cannot evaluate on an empty set")
         loss, _ = self._loss(logits, y)
@@ -279,10 +463,136 @@ class Network:
             dX = layer.jvp(dX, pieces)
         return dX
 
-    def fit(self, X, y, sample_weight=None, **kwargs):
+    def fit(self, X, y, sample_weight=None, standardize=False, validation_data=None,
+            **kwargs):
         """Train by mini-batch SGD; see :func:`nncore.train.fit` for the arguments
-        (``sample_weight``: one weight per sample, each batch's loss their weighted mean)."""
-        return train.fit(self, X, y, sample_weight=sample_weight, **kwargs)
+        (``sample_weight``: one weight per sample, each batch's loss their weighted mean).
+
+        ``y`` (and ``validation_data``'s) holds, for a classifier, any labels: integers,
+        strings or booleans (see :meth:`encode_labels`; the first fit sets
+        :attr:`classes`, later fits and :meth:`evaluate` must use the same labels).
+
+        ``standardize=True`` fits the per-feature mean and standard deviation of ``X``
+        (a constant feature keeps scale 1) and, for regression, of the targets, stores
+        them on the network (``input_mean``, ``input_scale``, ``target_mean``,
+        ``target_scale``; kept by :meth:`state` and model files) and trains on the
+        standardised data; ``predict``, ``logits``, ``evaluate`` then take raw inputs
+        and give predictions in the targets' units. The data are scaled once per fit, not
+        per step. A network that already has a standardisation keeps it (it is not
+        refitted) whatever ``standardize`` says. With standardised regression targets,
+        History's training ``loss`` and ``rmse`` are of the standardised targets (R^2 is the
+        same either way); its ``val_*`` scores, like :meth:`evaluate`, are in the targets'
+        units."""
+        X = self.check_X(X)
+        if v.boolean("standardize", standardize) and self.input_mean is None:
+            mean, scale = _mean_and_scale(X)
+            if self.task == "regression":
+                Y = self.check_y(y, X.shape[0])
+                self.target_mean, self.target_scale = _mean_and_scale(Y)
+            self.input_mean, self.input_scale = mean, scale
+        if self.task == "classification":
+            extra = () if validation_data is None or len(validation_data) != 2 \
+                else (validation_data[1],)
+            y = self.encode_labels(y, "y", extra=extra, fit=True, n_samples=X.shape[0])
+        else:
+            y = self._prepare_targets(y, X.shape[0])
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            X_val = self._scale_X(self.check_X(validation_data[0], "X_val"))
+            validation_data = (X_val, self._prepare_targets(validation_data[1], X_val.shape[0],
+                                                            "y_val"))
+        return train.fit(self, self._scale_X(X), y, sample_weight=sample_weight,
+                         validation_data=validation_data, **kwargs)
+
+
+#: More distinct integer labels than this (and more than half the samples) look like
+#: continuous targets to a classifier.
+CONTINUOUS_DISTINCT = 50
+
+
+def _mean_and_scale(A):
+    """Per-column mean and standard deviation (float64) of ``A``; 0 -> 1."""
+    A = np.asarray(A, dtype=np.float64)
+    mean = A.mean(axis=0) if len(A) else np.zeros(A.shape[1])
+    scale = A.std(axis=0) if len(A) else np.ones(A.shape[1])
+    scale[~(scale > 1e-12 * np.maximum(1.0, np.abs(mean)))] = 1.0
+    return mean, scale
+
+
+def _label_array(y, name):
+    raw = np.asarray(y)
+    if raw.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {raw.shape}")
+    if raw.dtype.kind == "O" and raw.size and all(isinstance(x, str) for x in raw):
+        raw = raw.astype(str)
+    return raw
+
+
+def _as_indices(raw, n_classes):
+    """``raw`` as integers if every label is an integer in ``range(n_classes)``, else None
+    (booleans are labels, never indices)."""
+    if raw.dtype.kind not in "iuf":
+        return None
+    if raw.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            if not (np.isfinite(raw).all() and (raw == np.round(raw)).all()):
+                return None
+    if raw.size and (raw.min() < 0 or raw.max() >= n_classes):
+        return None
+    return raw.astype(np.intp)
+
+
+def _refuse_continuous(raw, name):
+    hint = ("; for real-valued targets train a regression network (nncore train --task "
+            "regression, or loss=\"mse\")")
+    if raw.dtype.kind == "f":
+        bad = ~np.isfinite(raw) | (raw != np.round(raw))
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{name} looks continuous: {int(bad.sum())} labels are not "
+                             f"integers, the first {raw[first]!r} at index {first}{hint}")
+    if raw.dtype.kind in "iuf":
+        distinct = np.unique(raw).size
+        if distinct > CONTINUOUS_DISTINCT and distinct > raw.size / 2:
+            raise ValueError(f"{name} looks continuous: {distinct} distinct values among "
+                             f"{raw.size} samples (a classifier takes at most "
+                             f"{CONTINUOUS_DISTINCT}, or at most half the samples){hint}")
+
+
+#: How each kind of class label is stored in a model file.
+_CLASS_KINDS = {"b": "bool", "i": "int", "u": "int", "f": "float", "U": "str"}
+
+
+def _storable_classes(classes, name):
+    if classes.dtype.kind == "S":
+        classes = classes.astype(str)
+    if classes.dtype.kind not in _CLASS_KINDS:
+        raise ValueError(f"{name} holds labels of dtype {classes.dtype} that a model file "
+                         "cannot store: give ints, integer-valued floats, strings or bools")
+    return classes
+
+
+def _classes_to_json(classes):
+    if classes is None:
+        return None
+    return {"kind": _CLASS_KINDS[classes.dtype.kind], "values": classes.tolist()}
+
+
+def _classes_from_json(entry):
+    if entry is None:
+        return None
+    types = {"bool": (bool, bool), "int": (int, np.int64), "float": ((int, float), np.float64),
+             "str": (str, str)}
+    if not isinstance(entry, dict) or entry.get("kind") not in types \
+            or not isinstance(entry.get("values"), list):
+        raise ValueError("classes must be {'kind': 'bool'|'int'|'float'|'str', 'values': [...]}")
+    accepted, dtype = types[entry["kind"]]
+    values = entry["values"]
+    if not all(isinstance(x, accepted) and (entry["kind"] in ("bool", "str")
+                                            or not isinstance(x, bool)) for x in values):
+        raise ValueError(f"classes of kind {entry['kind']!r} hold other values")
+    return np.array(values, dtype=dtype)
 
 
 def save(network, path):

@@ -263,7 +263,9 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
     A scikit-learn estimator over :func:`nncore.mlp` / :func:`nncore.resnet` networks: the
     hot loops run in nncore's compiled kernels. Labels may be any values
     (integers, strings, ...); the network has one softmax output per class, two for binary
-    problems.
+    problems. The inputs are used as given: scaling them belongs in a Pipeline
+    (``make_pipeline(StandardScaler(), NNClassifier())``), scikit-learn's convention; the
+    estimator does not use ``Network.fit(standardize=True)``.
 
     Parameters
     ----------

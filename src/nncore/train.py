@@ -319,6 +319,8 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     callbacks = list(callbacks)
     checkpoint_every = v.integer("checkpoint_every", checkpoint_every)
 
+    # a Network scores data as prepared for training (standardised, class indices) here
+    evaluate = getattr(network, "_prepared_evaluate", network.evaluate)
     rng = np.random.default_rng(seed)
     X_epoch, y_epoch = np.empty_like(X), np.empty_like(y)
     w_epoch = None if weights is None else np.empty_like(weights)
@@ -427,7 +429,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                     "lr": lr}
             if validation_data is not None:
                 logs.update({f"val_{key}": value
-                             for key, value in network.evaluate(X_val, y_val).items()})
+                             for key, value in evaluate(X_val, y_val).items()})
             logs["seconds"] = time.perf_counter() - started
             history.append(**logs)
             if math.isfinite(mean_loss):  # reuse the older snapshot's arrays
@@ -496,7 +498,8 @@ def _restore_usable(network, optimizer, X, snapshots):
         snapshot.restore(network, optimizer)
         try:
             with np.errstate(all="ignore"):
-                network.logits(X)  # raises ValueError when the outputs overflow
+                # raises ValueError when the outputs overflow (X as training sees it)
+                getattr(network, "_prepared_logits", network.logits)(X)
             return snapshot.epoch
         except ValueError:
             continue

@@ -1,0 +1,239 @@
+"""Labels are data (any class labels, kept in model files) and standardisation that travels
+with the model (Network.fit(standardize=True), nncore train's default)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import nncore as nc
+from nncore import cli, datasets
+
+
+def blobs(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2))
+    return X, (X[:, 0] > 0).astype(int) + 2 * (X[:, 1] > 0)
+
+
+def trained(labels, epochs=20, **fit):
+    X, index = blobs()
+    y = np.asarray(labels)[index]
+    net = nc.mlp(2, [16], len(labels), seed=0)
+    net.fit(X, y, epochs=epochs, verbose=0, optimizer=nc.Adam(lr=0.01),
+            validation_data=(X[:50], y[:50]), **fit)
+    return net, X, y
+
+
+@pytest.mark.parametrize("labels", [[3, 7, 100, 1000], ["cat", "dog", "eel", "fox"],
+                                    [-5, 2, 9, 11], [0.0, 1.5e3, 2e3, 7e3]])
+def test_any_labels_are_predicted_back(labels, tmp_path):
+    net, X, y = trained(labels)
+    np.testing.assert_array_equal(net.classes, np.sort(labels))
+    assert np.mean(net.predict(X) == y) > 0.95
+    assert net.evaluate(X, y)["accuracy"] > 0.95
+    proba = net.predict_proba(X)
+    np.testing.assert_array_equal(net.classes[proba.argmax(axis=1)], net.predict(X))
+    loaded = nc.load(net.save(tmp_path / "m.npz"))
+    np.testing.assert_array_equal(loaded.classes, net.classes)
+    assert type(loaded.classes.tolist()[0]) is type(np.asarray(labels).tolist()[0])
+    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+
+
+def test_booleans_and_their_type_in_the_file(tmp_path):
+    X, index = blobs()
+    y = index >= 2
+    net = nc.mlp(2, [8], 2, seed=0)
+    net.fit(X, y, epochs=10, verbose=0, optimizer=nc.Adam(lr=0.01))
+    assert net.predict(X).dtype == bool and np.mean(net.predict(X) == y) > 0.95
+    loaded = nc.load(net.save(tmp_path / "m.npz"))
+    assert loaded.classes.tolist() == [False, True]
+    assert loaded.predict(X[:3]).dtype == bool
+
+
+def test_indices_behave_as_before():
+    net, X, y = trained([0, 1, 2, 3], epochs=2)
+    np.testing.assert_array_equal(net.classes, np.arange(4))
+    assert net.predict(X).dtype.kind == "i"
+    assert net.state()["classes"]["values"] == [0, 1, 2, 3]
+    fresh = nc.mlp(2, [4], 3)
+    np.testing.assert_array_equal(fresh.classes, np.arange(3))
+    assert fresh.state()["classes"] is None
+
+
+def test_later_fits_and_evaluate_check_the_labels():
+    net, X, y = trained([3, 7, 100, 1000], epochs=1)
+    net.fit(X, y, epochs=1, verbose=0)  # the same labels again: fine
+    with pytest.raises(ValueError, match="does not know, the first 5"):
+        net.evaluate(X[:2], [3, 5])
+    with pytest.raises(ValueError, match="does not know"):
+        net.fit(X[:2], [3, 4], epochs=1, verbose=0)
+    fresh = nc.mlp(2, [4], 4)
+    with pytest.raises(ValueError, match=r"y must lie in \[0, 4\)"):
+        fresh.evaluate(X[:2], [3, 1000])
+
+
+def test_the_number_of_labels_must_match():
+    X, index = blobs()
+    with pytest.raises(ValueError, match="y has 4 distinct labels but the network has 3 "
+                                         "classes"):
+        nc.mlp(2, [4], 3).fit(X, np.array([3, 7, 100, 1000])[index], epochs=1, verbose=0)
+
+
+def test_continuous_targets_are_refused_with_a_suggestion():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    with pytest.raises(ValueError, match="looks continuous.*--task regression.*mse"):
+        nc.mlp(2, [4], 3).fit(X, X[:, 0] * 3.3, epochs=1, verbose=0)
+    many = rng.permutation(200) * 7 + 1  # 200 distinct integers
+    with pytest.raises(ValueError, match="looks continuous: 200 distinct values"):
+        nc.mlp(2, [4], 200).fit(X, many, epochs=1, verbose=0)
+
+
+def test_unstorable_labels_are_refused():
+    X, index = blobs(40)
+    labels = np.empty(4, dtype=object)
+    labels[:] = [(1,), (2,), (3,), (4,)]
+    with pytest.raises(ValueError, match="cannot store"):
+        nc.mlp(2, [4], 4).fit(X, labels[index], epochs=1, verbose=0)
+
+
+def test_an_old_model_file_without_classes_or_scaling_loads(tmp_path):
+    net = nc.mlp(2, [4], 3, seed=0)
+    state = net.state()
+    del state["classes"], state["scaling"]
+    path = nc.modelfile.write_model(tmp_path / "old.npz", state)
+    with np.load(path) as archive:
+        header = json.loads(archive["header"].tobytes())
+    assert "classes" not in header and "scaling" not in header
+    loaded = nc.load(path)
+    np.testing.assert_array_equal(loaded.classes, np.arange(3))
+    assert not loaded.standardized
+    X = np.random.default_rng(0).normal(size=(5, 2))
+    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+
+
+# --- standardisation ----------------------------------------------------------------------
+
+def badly_scaled(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2))
+    y = (X[:, 0] > 0).astype(int) + 2 * (X[:, 1] > 0)
+    raw = X.copy()
+    raw[:, 0] = raw[:, 0] * 1000 + 50000
+    return X, raw, y
+
+
+def test_standardize_rescues_a_badly_scaled_feature(tmp_path):
+    X, raw, y = badly_scaled()
+    fit = dict(epochs=20, verbose=0, validation_data=(raw[500:], y[500:]))
+    plain = nc.mlp(2, [16], 4, seed=0)
+    plain.fit(raw[:500], y[:500], optimizer=nc.Adam(lr=0.01), **fit)
+    scaled = nc.mlp(2, [16], 4, seed=0)
+    history = scaled.fit(raw[:500], y[:500], optimizer=nc.Adam(lr=0.01), standardize=True,
+                         **fit)
+    reference = nc.mlp(2, [16], 4, seed=0)
+    reference.fit(X[:500], y[:500], epochs=20, verbose=0, optimizer=nc.Adam(lr=0.01))
+    good = reference.evaluate(X[500:], y[500:])["accuracy"]
+    assert plain.evaluate(raw[500:], y[500:])["accuracy"] < good - 0.2
+    assert scaled.evaluate(raw[500:], y[500:])["accuracy"] > good - 0.05
+    assert history["val_accuracy"][-1] == pytest.approx(
+        scaled.evaluate(raw[500:], y[500:])["accuracy"])
+    assert scaled.input_mean[0] == pytest.approx(50000, abs=200)
+    loaded = nc.load(scaled.save(tmp_path / "m.npz"))
+    assert loaded.standardized
+    np.testing.assert_array_equal(loaded.predict(raw), scaled.predict(raw))
+
+
+def test_standardize_regression_targets(tmp_path):
+    X, raw, _ = badly_scaled()
+    y = 1e4 * np.sin(X[:, 1]) + 3e4
+    net = nc.mlp(2, [16], 1, seed=0, loss="mse")
+    net.fit(raw, y, epochs=40, verbose=0, optimizer=nc.Adam(lr=0.01), standardize=True)
+    assert net.target_scale[0] > 1000
+    scores = net.evaluate(raw, y)
+    assert scores["r2"] > 0.95 and scores["rmse"] < 2500
+    loaded = nc.load(net.save(tmp_path / "m.npz"))
+    np.testing.assert_allclose(loaded.predict(raw), net.predict(raw))
+    assert abs(float(loaded.predict(raw).mean()) - 3e4) < 2e3
+
+
+def test_standardize_defaults_off_and_constant_features_keep_scale_one():
+    X, index = blobs(100)
+    net = nc.mlp(3, [4], 4, seed=0)
+    Xc = np.c_[X, np.full(len(X), 7.0)]
+    net.fit(Xc, index, epochs=1, verbose=0)
+    assert not net.standardized and net.state()["scaling"] is None
+    net = nc.mlp(3, [4], 4, seed=0)
+    net.fit(Xc, index, epochs=1, verbose=0, standardize=True)
+    assert net.input_scale[2] == 1.0 and net.input_mean[2] == 7.0
+
+
+# --- the command line ----------------------------------------------------------------------
+
+def write_csv(path, X, y):
+    header = ",".join([f"x{i}" for i in range(X.shape[1])] + ["label"])
+    np.savetxt(path, np.c_[X, y], delimiter=",", header=header, comments="")
+
+
+@pytest.fixture
+def loader_with_labels(monkeypatch):
+    """datasets.load as the CSV reader's rewrite offers it: return_labels=True gives the
+    class indices and the original label of each."""
+    original = datasets.load
+
+    def load(path, task="classification", return_labels=False):
+        X, y, X_val, y_val = original(path, task=task)
+        if not return_labels:
+            return X, y, X_val, y_val
+        column = np.loadtxt(path, delimiter=",", skiprows=1)[:, -1]
+        return X, y, X_val, y_val, np.unique(column).astype(np.int64)
+
+    monkeypatch.setattr(datasets, "load", load)
+
+
+def test_cli_train_keeps_the_original_labels(loader_with_labels, tmp_path, capsys):
+    X, _, index = badly_scaled(400)
+    y = np.array([3, 7, 100, 1000])[index]
+    data = tmp_path / "train.csv"
+    write_csv(data, X, y)
+    assert cli.main(["train", "--data", str(data), "--arch", "mlp", "--layers", "16",
+                     "--epochs", "20", "--verbose", "0", "--no-plots", "--optimizer", "adam",
+                     "--lr", "0.01", "--out", str(tmp_path), "--name", "run"]) == 0
+    model = tmp_path / "run" / "model.npz"
+    net = nc.load(model)
+    np.testing.assert_array_equal(net.classes, [3, 7, 100, 1000])
+    assert np.mean(net.predict(X) == y) > 0.9
+    capsys.readouterr()
+    assert cli.main(["predict", str(model), str(data), "--proba"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "proba_3,proba_7,proba_100,proba_1000"
+    assert cli.main(["predict", str(model), str(data)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0] == "class" and set(rows[1:]) <= {"3", "7", "100", "1000"}
+
+
+def test_cli_without_the_labels_api_falls_back_to_indices(tmp_path):
+    X, _, index = badly_scaled(100)
+    data = tmp_path / "train.csv"
+    write_csv(data, X, np.array([3, 7, 100, 1000])[index])
+    assert cli.main(["train", "--data", str(data), "--arch", "mlp", "--layers", "4",
+                     "--epochs", "1", "--verbose", "0", "--no-plots", "--out", str(tmp_path),
+                     "--name", "run"]) == 0
+    np.testing.assert_array_equal(nc.load(tmp_path / "run" / "model.npz").classes,
+                                  np.arange(4))
+
+
+def test_cli_standardizes_by_default(tmp_path, capsys):
+    X, raw, y = badly_scaled(600)
+    data = tmp_path / "train.csv"
+    write_csv(data, raw, y)
+    accuracy = {}
+    for flags, name in (([], "scaled"), (["--no-standardize"], "raw")):
+        assert cli.main(["train", "--data", str(data), "--arch", "mlp", "--layers", "16",
+                         "--epochs", "20", "--verbose", "0", "--no-plots", "--optimizer",
+                         "adam", "--lr", "0.01", "--out", str(tmp_path), "--name", name,
+                         *flags]) == 0
+        net = nc.load(tmp_path / name / "model.npz")
+        assert net.standardized == (name == "scaled")
+        accuracy[name] = np.mean(net.predict(raw) == y)
+    assert accuracy["scaled"] > 0.95 and accuracy["raw"] < 0.8
