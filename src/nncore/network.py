@@ -480,9 +480,10 @@ class Network:
         and give predictions in the targets' units. The data are scaled once per fit, not
         per step. A network that already has a standardisation keeps it (it is not
         refitted) whatever ``standardize`` says. With standardised regression targets,
-        History's training ``loss`` and ``rmse`` are of the standardised targets (R^2 is the
-        same either way); its ``val_*`` scores, like :meth:`evaluate`, are in the targets'
-        units."""
+        History's ``loss`` and ``rmse`` are brought back to the targets' units when ``fit``
+        ends (also after an error or Ctrl-C), like its ``val_*`` scores and
+        :meth:`evaluate`: exactly for one output; for several, with the mean squared scale
+        of the outputs (exact when their scales are equal). R^2 has no units."""
         X = self.check_X(X)
         if v.boolean("standardize", standardize) and self.input_mean is None:
             mean, scale = _mean_and_scale(X)
@@ -502,8 +503,20 @@ class Network:
             X_val = self._scale_X(self.check_X(validation_data[0], "X_val"))
             validation_data = (X_val, self._prepare_targets(validation_data[1], X_val.shape[0],
                                                             "y_val"))
-        return train.fit(self, self._scale_X(X), y, sample_weight=sample_weight,
-                         validation_data=validation_data, **kwargs)
+        try:
+            return train.fit(self, self._scale_X(X), y, sample_weight=sample_weight,
+                             validation_data=validation_data, **kwargs)
+        finally:
+            if self.target_scale is not None and self.history is not None:
+                _training_scores_in_target_units(self.history, self.target_scale)
+
+
+def _training_scores_in_target_units(history, target_scale):
+    """History's training loss (a mean squared error) and RMSE of standardised targets,
+    in the targets' units (see :meth:`Network.fit`)."""
+    factor = float(np.mean(np.square(target_scale)))
+    history.history["loss"][:] = [value * factor for value in history["loss"]]
+    history.history["rmse"][:] = [value * math.sqrt(factor) for value in history["rmse"]]
 
 
 #: More distinct integer labels than this (and more than half the samples) look like
