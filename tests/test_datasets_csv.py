@@ -253,3 +253,32 @@ def test_csv_options_are_refused_for_other_data(capsys, tmp_path):
     status, _, err = run(["train", "--data", "peaks", "--val-fraction", "0.3", "--out",
                           str(tmp_path)], capsys)
     assert status == 2 and "--val-fraction applies to .csv data only" in err
+
+
+def test_regression_target_in_the_middle(tmp_path):
+    x = np.linspace(-1, 1, 40)
+    table = [[f"{a}", f"{3 * a + 1}", f"{a * a}"] for a in x]
+    path = write(tmp_path / "curve.csv", table, delimiter="\t", header=["x", "y", "x2"])
+    X, y, X_val, y_val = datasets.load(path, task="regression", target="y", val_fraction=0.25)
+    assert X.shape == (30, 2) and X_val.shape == (10, 2) and y.dtype == np.float64
+    np.testing.assert_allclose(np.concatenate([y, y_val]),
+                               3 * np.concatenate([X, X_val])[:, 0] + 1)
+    with pytest.raises(ValueError, match=r"line 3: the target \(column 'x', index 0\) must "
+                                         r"be a number, got 'abc'"):
+        bad = tmp_path / "bad.csv"
+        bad.write_text("x,y\n1,2\nabc,3\n4,5\n")
+        datasets.load_csv(bad, task="regression", target=0)
+
+
+def test_search_takes_the_csv_options(tmp_path, capsys):
+    X, y, X_val, y_val = nc.datasets.make_gmm(n_train=80, n_val=20, seed=3)
+    X, y = np.concatenate([X, X_val]), np.concatenate([y, y_val])
+    table = [[str(c), *map(str, r.tolist())] for r, c in zip(X, y)]
+    data = write(tmp_path / "set.csv", table, delimiter="|", header=None)
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[grid]\nlr = [0.05]\n[fixed]\narchitecture = "mlp"\nlayers = [8]\n')
+    status, out, err = run(["search", "--grid", str(grid), "--data", str(data), "--target",
+                            "0", "--val-fraction", "0.25", "--epochs", "1", "--verbose", "0",
+                            "--results", str(tmp_path / "r.jsonl")], capsys)
+    assert status == 0, err
+    assert "75 train / 25 validation" in out
