@@ -49,7 +49,7 @@ def test_round_trip_train_then_predict_a_csv_with_the_target(classifier, tmp_pat
     header, values = read_csv(out.read_text())
     assert header == ["class"]
     net = nc.load(model)
-    np.testing.assert_array_equal(values[:, 0], net.predict(X))  # file order, class indices
+    np.testing.assert_array_equal(values[:, 0], net.predict(X))  # file order, the labels
 
 
 def test_features_only_to_stdout_and_probabilities(classifier, tmp_path, capsys):
@@ -66,7 +66,7 @@ def test_features_only_to_stdout_and_probabilities(classifier, tmp_path, capsys)
     status, stdout, _ = run(["predict", str(model), str(features), "--proba"], capsys)
     assert status == 0
     header, values = read_csv(stdout)
-    assert header == [f"proba_{k}" for k in range(net.n_outputs)]
+    assert header == [f"proba_{label}" for label in net.classes.tolist()]  # labels 10..14
     np.testing.assert_allclose(values, net.predict_proba(X[:7]), rtol=1e-6)
     np.testing.assert_allclose(values.sum(axis=1), 1, rtol=1e-5)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nncore as nc
-from nncore import cli, datasets
+from nncore import cli
 
 
 def blobs(n=400, seed=0):
@@ -176,23 +176,7 @@ def write_csv(path, X, y):
     np.savetxt(path, np.c_[X, y], delimiter=",", header=header, comments="")
 
 
-@pytest.fixture
-def loader_with_labels(monkeypatch):
-    """datasets.load as the CSV reader's rewrite offers it: return_labels=True gives the
-    class indices and the original label of each."""
-    original = datasets.load
-
-    def load(path, task="classification", return_labels=False):
-        X, y, X_val, y_val = original(path, task=task)
-        if not return_labels:
-            return X, y, X_val, y_val
-        column = np.loadtxt(path, delimiter=",", skiprows=1)[:, -1]
-        return X, y, X_val, y_val, np.unique(column).astype(np.int64)
-
-    monkeypatch.setattr(datasets, "load", load)
-
-
-def test_cli_train_keeps_the_original_labels(loader_with_labels, tmp_path, capsys):
+def test_cli_train_keeps_the_original_labels(tmp_path, capsys):
     X, _, index = badly_scaled(400)
     y = np.array([3, 7, 100, 1000])[index]
     data = tmp_path / "train.csv"
@@ -210,17 +194,6 @@ def test_cli_train_keeps_the_original_labels(loader_with_labels, tmp_path, capsy
     assert cli.main(["predict", str(model), str(data)]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[0] == "class" and set(rows[1:]) <= {"3", "7", "100", "1000"}
-
-
-def test_cli_without_the_labels_api_falls_back_to_indices(tmp_path):
-    X, _, index = badly_scaled(100)
-    data = tmp_path / "train.csv"
-    write_csv(data, X, np.array([3, 7, 100, 1000])[index])
-    assert cli.main(["train", "--data", str(data), "--arch", "mlp", "--layers", "4",
-                     "--epochs", "1", "--verbose", "0", "--no-plots", "--out", str(tmp_path),
-                     "--name", "run"]) == 0
-    np.testing.assert_array_equal(nc.load(tmp_path / "run" / "model.npz").classes,
-                                  np.arange(4))
 
 
 def test_cli_standardizes_by_default(tmp_path, capsys):

@@ -93,6 +93,51 @@ def _unit_interval(text):
     return value
 
 
+def _val_fraction(text):
+    value = _parsed(text, float)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number strictly between 0 and 1, got "
+                                         f"{text}")
+    return value
+
+
+def _delimiter(text):
+    from .datasets import csv_delimiter
+
+    try:
+        return csv_delimiter(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_csv_options(group, split=True):
+    """--delimiter, --target (and --val-fraction) for a .csv --data / DATA."""
+    group.add_argument("--delimiter", type=_delimiter, default=None, metavar="CHAR",
+                       help="the .csv column separator: a character or comma, semicolon, "
+                            "tab, pipe, space/whitespace (default: sniffed)")
+    group.add_argument("--target", default=None, metavar="NAME|INDEX",
+                       help="the .csv target column: a header name or an index (negative "
+                            "from the end) (default: the last column)")
+    if split:
+        group.add_argument("--val-fraction", type=_val_fraction, default=None,
+                           metavar="FRACTION",
+                           help="share of a .csv's rows held out for validation, in (0, 1); "
+                                "stratified by class for classification (default: 0.2)")
+
+
+def _csv_options(args):
+    """The keyword arguments of datasets.load for the .csv options given."""
+    options = {"delimiter": args.delimiter, "target": args.target,
+               "val_fraction": getattr(args, "val_fraction", None)}
+    given = [f"--{name.replace('_', '-')}" for name, value in options.items()
+             if value is not None]
+    data = getattr(args, "data", None)
+    if given and isinstance(data, str) and not data.lower().endswith(".csv"):
+        raise ValueError(f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to "
+                         f".csv data only, not {data!r}")
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def _momentum(text):
     """SGD's momentum: the rule is :func:`nncore._validation.momentum`'s, [0, 1)."""
     from . import _validation as v
@@ -196,6 +241,7 @@ def _build_parser():
                       help="train on the raw features (and targets); by default they are "
                            "standardised with the training set's mean and standard deviation, "
                            "which the model file keeps so predictions take raw data")
+    _add_csv_options(data)
     model = train.add_argument_group("model")
     model.add_argument("--arch", choices=tuple(ARCHITECTURES), default=d["arch"],
                        help="network kind (default: %(default)s)")
@@ -289,6 +335,7 @@ def _add_predict_parser(commands):
                          help="a .csv of the features (n_in columns, or n_in + 1 with the "
                               "target last, which is ignored; an optional header line), an "
                               ".npz (its X, else X_train then X_val) or a .mat (Yt then Yv)")
+    _add_csv_options(predict, split=False)
     predict.add_argument("--out", default=None, metavar="PREDICTIONS.csv",
                          help="write the predictions there (default: standard output)")
     predict.add_argument("--proba", action="store_true",
@@ -347,6 +394,7 @@ def _add_search_parser(commands):
     search.add_argument("--data", default="peaks",
                         help="'peaks', 'gmm', 'swissroll' (bundled) or a .mat/.npz/.csv path "
                              "(default: %(default)s)")
+    _add_csv_options(search)
     search.add_argument("--epochs", type=_positive_int, default=None,
                         help="epochs per trial (default: the file's epochs, else 20)")
     search.add_argument("--seed", type=_non_negative_int, default=None,
@@ -407,34 +455,13 @@ def _dataset_label(data):
 _SCORE_HEADERS = {"rmse": "RMSE", "r2": "R^2"}
 
 
-def _load_with_labels(datasets, data, task):
-    """``(X, y, X_val, y_val, original)``: the data set, with the ORIGINAL class labels
-    when the loader can give them (``original`` True) and class indices otherwise.
-
-    The contract with :mod:`nncore.datasets`: a loader whose ``load`` takes
-    ``return_labels`` returns, with ``return_labels=True``, either ``(X, y, X_val, y_val,
-    labels)`` with ``y``/``y_val`` class indices and ``labels[k]`` the original label of
-    class ``k``, or ``(X, y, X_val, y_val)`` with the original labels themselves. An older
-    loader is called as before and its class indices are used."""
-    import inspect
-
-    import numpy as np
-
-    try:
-        takes_labels = "return_labels" in inspect.signature(datasets.load).parameters
-    except (TypeError, ValueError):
-        takes_labels = False
-    if task != "classification" or not takes_labels:
-        return (*datasets.load(data, task=task), False)
-    loaded = datasets.load(data, task=task, return_labels=True)
-    if len(loaded) == 5:
-        X, y, X_val, y_val, labels = loaded
-        if labels is not None:
-            labels = np.asarray(labels)
-            y, y_val = labels[np.asarray(y, dtype=np.intp)], labels[np.asarray(y_val,
-                                                                                dtype=np.intp)]
-        return X, y, X_val, y_val, labels is not None
-    return (*loaded, True)
+def _load_with_labels(datasets, data, task, csv_options):
+    """``(X, y, X_val, y_val, original)``: the data set, for classification with its
+    ORIGINAL class labels (``original`` True: the network keeps them, and predictions give
+    them back), for regression with its values."""
+    classification = task == "classification"
+    return (*datasets.load(data, task=task, return_labels=classification, **csv_options),
+            classification)
 
 
 def _train(args):
@@ -443,7 +470,8 @@ def _train(args):
     from .train import EarlyStopping, TrainingDiverged
 
     _run_folder(args.out, args.name)  # before the data are read: a bad --out fails fast
-    X, y, X_val, y_val, original = _load_with_labels(datasets, args.data, args.task)
+    X, y, X_val, y_val, original = _load_with_labels(datasets, args.data, args.task,
+                                                     _csv_options(args))
     loss = losses.for_task(args.task)
     regression = loss.task == "regression"
     if regression:
@@ -564,7 +592,7 @@ def _predict(args):
     if args.proba and net.task != "classification":
         raise ValueError(f"--proba needs a classification model; {args.model} is a "
                          f"{net.task} model")
-    X = datasets.read_features(args.data, net.n_in, task=net.task)
+    X = datasets.read_features(args.data, net.n_in, task=net.task, **_csv_options(args))
     if args.proba:
         header = [f"proba_{label}" for label in net.classes.tolist()]
         rows = net.predict_proba(X)
@@ -698,7 +726,7 @@ def _search(args):
         backend = "dask"
     elif backend == "dask":
         raise ValueError("--backend dask needs --scheduler ADDRESS (a running Dask scheduler)")
-    data = datasets.load(args.data)
+    data = datasets.load(args.data, **_csv_options(args))
     n_trials = math.prod(len(values) for values in spec["grid"].values())
     described = " x ".join(f"{key} ({len(values)})" for key, values in spec["grid"].items())
     print(f"grid search: {n_trials} trial(s) over {described}, {epochs} epochs each, on "

@@ -26,12 +26,18 @@ File formats
     real targets, ``(n,)`` or ``(n, k)``). Read by :func:`load_npz` (never unpickles
     anything).
 ``.csv``
-    Numeric columns, the last one the integer label (for regression, the real target), an
-    optional header line. Read by :func:`load_csv`, which splits the rows into train and
-    validation.
+    Numeric feature columns and one target column (the last, or ``target=`` by index or
+    header name): an integer or text label (for regression, the real target); any common
+    delimiter (sniffed by ``csv.Sniffer``, or ``delimiter=``); an optional header line;
+    quoting and CRLF as the standard ``csv`` module reads them. Read by :func:`load_csv`,
+    which splits the rows into train and validation (stratified for classification).
+
+Every classification loader takes ``return_labels=True`` to return the original labels
+(the file's integers, or a CSV's text labels as a ``str`` array) instead of 0 .. k-1.
 
 :func:`read_features` reads the samples of any of them to predict on (``nncore predict``):
-a ``.csv`` of features only, or with the target as its last column; an ``.npz``'s ``X``.
+a ``.csv`` of features only, or with the target as its last column (or the ``target=``
+column); an ``.npz``'s ``X``.
 
 Bundled sets
 ------------
@@ -119,7 +125,8 @@ _SWISSROLL_LABEL_NOISE = 0.02
 # --------------------------------------------------------------------------------------------
 
 
-def load(name_or_path, task="classification"):
+def load(name_or_path, task="classification", *, return_labels=False, delimiter=None,
+         target=None, val_fraction=None, seed=0):
     """Load a bundled data set by name, or a data file by path.
 
     Parameters
@@ -131,6 +138,14 @@ def load(name_or_path, task="classification"):
     task : {"classification", "regression"}, default "classification"
         What the targets are (a key of ``nncore.losses.TASKS``): integer class labels, or
         real values. The bundled sets are classification sets.
+    return_labels : bool, default False
+        Return the ORIGINAL class labels instead of the indices 0 .. k-1: the integers (or,
+        from a ``.csv``, the text labels as a ``str`` array) found in the file. For a
+        ``.mat`` file (one-hot labels) and the bundled sets the originals are the indices.
+        No effect for regression.
+    delimiter, target, val_fraction, seed
+        For a ``.csv`` file, passed to :func:`load_csv` (``val_fraction`` None: 0.2);
+        ``delimiter``, ``target`` and ``val_fraction`` are refused for other files.
 
     Returns
     -------
@@ -170,6 +185,8 @@ def load(name_or_path, task="classification"):
                 f"package (looked in {resource}); reinstall nncore, or regenerate it with "
                 f"'python -m nncore.datasets OUT_DIR'"
             )
+        _refuse_csv_options(name_or_path, delimiter=delimiter, target=target,
+                            val_fraction=val_fraction)
         with importlib.resources.as_file(resource) as path:
             return load_mat(path)
     if not isinstance(name_or_path, (str, os.PathLike)):
@@ -182,12 +199,16 @@ def load(name_or_path, task="classification"):
                          f"{', '.join(_LOADER_SUFFIXES)} file or one of the bundled names "
                          f"{', '.join(repr(n) for n in BUNDLED_FILES)}")
     suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return load_csv(path, 0.2 if val_fraction is None else val_fraction, seed, task=task,
+                        delimiter=delimiter, target=target, return_labels=return_labels)
+    if suffix in (".mat", ".npz"):
+        _refuse_csv_options(path, delimiter=delimiter, target=target,
+                            val_fraction=val_fraction)
     if suffix == ".mat":
         return load_mat(path, task=task)
     if suffix == ".npz":
-        return load_npz(path, task=task)
-    if suffix == ".csv":
-        return load_csv(path, task=task)
+        return load_npz(path, task=task, return_labels=return_labels)
     raise ValueError(
         f"unknown data set {os.fspath(name_or_path)!r}: expected one of the bundled names "
         f"{', '.join(repr(n) for n in BUNDLED_FILES)} or a path ending in "
@@ -195,7 +216,7 @@ def load(name_or_path, task="classification"):
     )
 
 
-def load_mat(path, task="classification"):
+def load_mat(path, task="classification", *, return_labels=False):
     """Read a data set in the course ``.mat`` format.
 
     The file holds ``Yt`` (features x n_train), ``Ct`` (classes x n_train, one-hot columns),
@@ -208,6 +229,9 @@ def load_mat(path, task="classification"):
         The ``.mat`` file (MATLAB 5 format, as written by ``scipy.io.savemat`` or MATLAB's
         ``save -v7``).
     task : {"classification", "regression"}, default "classification"
+    return_labels : bool, default False
+        Accepted for symmetry with the other loaders: a one-hot file's original labels
+        are the indices, so the result is the same.
 
     Returns
     -------
@@ -310,7 +334,7 @@ def load_mat(path, task="classification"):
     )
 
 
-def load_npz(path, task="classification"):
+def load_npz(path, task="classification", *, return_labels=False):
     """Read a data set from a NumPy ``.npz`` archive.
 
     Parameters
@@ -323,6 +347,8 @@ def load_npz(path, task="classification"):
         For ``task="regression"``, ``y_train`` and ``y_val`` are real targets, ``(n,)`` or
         ``(n, k)``, taken as they are.
     task : {"classification", "regression"}, default "classification"
+    return_labels : bool, default False
+        Return the original integer labels (int64) instead of the indices 0 .. k-1.
 
     Returns
     -------
@@ -406,29 +432,50 @@ def load_npz(path, task="classification"):
                 f"but {key} has {y.shape[0]} labels"
             )
         labels[key] = y
+    if return_labels:
+        return X_train, labels["y_train"], X_val, labels["y_val"]
     y_train, y_val = _class_indices(labels["y_train"], labels["y_val"])
     return X_train, y_train, X_val, y_val
 
 
-def load_csv(path, val_fraction=0.2, seed=0, task="classification"):
-    """Read a numeric CSV file and split its rows into a training and a validation set.
+def load_csv(path, val_fraction=0.2, seed=0, task="classification", *, delimiter=None,
+             target=None, return_labels=False):
+    """Read a CSV file and split its rows into a training and a validation set.
 
     Parameters
     ----------
     path : str or os.PathLike
-        A comma-separated file. Every row has the same number of columns (at least two):
-        the features, then the integer label (for regression, the real-valued target). The
-        first line may be a header (it is taken as one when none of its cells is a
-        number). Blank lines are skipped.
+        A delimited text file (parsed by the standard library's :mod:`csv` module, so quoted
+        fields and CRLF line ends work). Every row has the same number of columns (at least
+        two): the features, all numbers, and one target column, by default the last. The
+        first line may be a header: it is taken as one when one of its feature cells is
+        text that is not a number, or, when only its target cell is text, when
+        ``csv.Sniffer().has_header`` says so. Blank lines are skipped.
     val_fraction : float, default 0.2
         Share of the rows that goes to the validation set, strictly between 0 and 1; the
         validation set gets ``round(val_fraction * n_rows)`` rows, and both sets must end up
         with at least one row.
     seed : int, default 0
-        Seed of the ``numpy.random.default_rng`` shuffle that decides the split. The split is
-        not stratified.
+        Seed of the ``numpy.random.default_rng`` shuffle that decides the split. For
+        classification the split is stratified: each class gives ``val_fraction`` of its
+        rows to the validation set (rounded down or up so that the total is exactly
+        ``round(val_fraction * n_rows)``, the largest remainders rounded up), and every class
+        with at least two rows has at least one in each split when the total allows it.
+        For regression the split is a plain shuffle.
     task : {"classification", "regression"}, default "classification"
-        For "regression" the last column is a real-valued target, returned as it is.
+        For "regression" the target column is a real number, returned as it is.
+    delimiter : str, optional
+        The column separator: one character, or one of the names ``"comma"``,
+        ``"semicolon"``, ``"tab"``, ``"pipe"``, ``"space"`` / ``"whitespace"`` (runs of
+        spaces and tabs). Default: sniffed by ``csv.Sniffer`` among ``, ; tab | space``
+        (comma when nothing can be told).
+    target : int or str, optional
+        The target column: an index (negative ones count from the end; a string of digits
+        counts as an index) or a header name. Default: the last column.
+    return_labels : bool, default False
+        Return the ORIGINAL class labels instead of the indices 0 .. k-1: int64 when the
+        labels are integers, strings (a NumPy ``str`` array) when they are text. No effect
+        for regression.
 
     Returns
     -------
@@ -436,99 +483,56 @@ def load_csv(path, val_fraction=0.2, seed=0, task="classification"):
     y_train : ndarray of int64, shape (n_train,)
     X_val : ndarray of float64, shape (n_val, n_features), C-contiguous
     y_val : ndarray of int64, shape (n_val,)
-        Labels are mapped to 0 .. k-1 in sorted order of the values in the file. For
-        regression, ``y_train`` and ``y_val`` are the float64 targets.
+        Labels are mapped to 0 .. k-1 in sorted order of the values in the file (numbers
+        numerically, text labels as strings); with ``return_labels=True`` they are the
+        original values. For regression, ``y_train`` and ``y_val`` are the float64 targets.
 
     Raises
     ------
     FileNotFoundError
         If `path` does not exist.
     ValueError
-        If a cell is not a number, rows differ in length, a feature is NaN or infinite, a
-        label is not an integer (regression: a target is NaN or infinite), there are too
-        few rows to split, or `val_fraction` is not in (0, 1). The message names the file,
-        and the line where there is one.
+        If a feature cell is missing or not a number, rows differ in length, a feature is
+        NaN or infinite, a numeric label is not an integer, labels mix numbers and text,
+        (regression) a target is not a finite number, there are too few rows to split,
+        `val_fraction` is not in (0, 1), or `delimiter` / `target` do not fit the file. The
+        message names the file, and the line (1-based) and column where there is one.
     """
     task = _task(task)
+    val_fraction = _val_fraction(val_fraction)
     path = _existing_file(path)
-    val_fraction = float(val_fraction)
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be strictly between 0 and 1, got {val_fraction}")
-    rows = []
-    n_columns = None
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            first_line = True
-            for line_number, cells in enumerate(csv.reader(handle), start=1):
-                if not cells or all(not cell.strip() for cell in cells):
-                    continue
-                is_first_line, first_line = first_line, False
-                numeric = [_parses_as_float(cell) for cell in cells]
-                if not all(numeric):
-                    if is_first_line and not any(numeric):
-                        continue  # a header line
-                    column = numeric.index(False)
-                    bad = cells[column].strip()
-                    if task == "regression" and column == len(cells) - 1:
-                        raise ValueError(f"{path}, line {line_number}: the target (last "
-                                         f"column) must be a number, got {bad!r}")
-                    raise ValueError(
-                        f"{path}, line {line_number}: {bad!r} is not a number"
-                    )
-                values = [float(cell) for cell in cells]
-                if n_columns is None:
-                    n_columns = len(values)
-                    if n_columns < 2:
-                        raise ValueError(
-                            f"{path}, line {line_number}: a row needs at least one feature "
-                            f"column and a label column, found {n_columns} column"
-                        )
-                elif len(values) != n_columns:
-                    raise ValueError(
-                        f"{path}, line {line_number}: {len(values)} columns, but the first "
-                        f"data row has {n_columns}"
-                    )
-                if not all(math.isfinite(v) for v in values[:-1]):
-                    raise ValueError(
-                        f"{path}, line {line_number}: a feature is NaN or infinite"
-                    )
-                label = values[-1]
-                if task == "regression":
-                    if not math.isfinite(label):
-                        raise ValueError(
-                            f"{path}, line {line_number}: the target (last column) is NaN or "
-                            f"infinite, got {cells[-1].strip()!r}"
-                        )
-                elif not (math.isfinite(label) and label == round(label)
-                          and abs(label) < 2.0**63):
-                    raise ValueError(
-                        f"{path}, line {line_number}: the label (last column) must be an "
-                        f"integer, got {cells[-1].strip()!r}"
-                        + (_REGRESSION_HINT if math.isfinite(label) else "")
-                    )
-                rows.append(values)
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a text CSV file ({exc})") from exc
-    except csv.Error as exc:
-        raise ValueError(f"{path}: malformed CSV ({exc})") from exc
-
-    n_rows = len(rows)
+    table = _read_csv(path, delimiter, target, task)
+    features, values = table["features"], table["targets"]
+    n_rows = len(features)
     n_val = int(round(val_fraction * n_rows))
     if n_val < 1 or n_rows - n_val < 1:
         raise ValueError(
             f"{path}: {n_rows} data row(s) cannot be split into non-empty training and "
             f"validation sets with val_fraction={val_fraction}"
         )
-    table = np.array(rows, dtype=np.float64)
-    features = _feature_matrix(table[:, :-1], path, "the feature columns")
-    order = np.random.default_rng(seed).permutation(n_rows)
-    val_rows, train_rows = order[:n_val], order[n_val:]
+    if table["n_columns"] < 2:
+        raise ValueError(
+            f"{path}, line {table['first_data_line']}: a row needs at least one feature "
+            f"column and a label column, found {table['n_columns']} column"
+        )
+    features = _feature_matrix(np.array(features, dtype=np.float64), path,
+                               "the feature columns")
+    rng = np.random.default_rng(seed)
+    target_name = f"the target column ({table['target_description']})"
     if task == "regression":
-        targets = _real_targets(table[:, -1], path, "the target column (last)", n_rows)
+        order = rng.permutation(n_rows)
+        val_rows, train_rows = order[:n_val], order[n_val:]
+        targets = _real_targets(np.array(values, dtype=np.float64), path, target_name, n_rows)
         y_train, y_val = targets[train_rows], targets[val_rows]
     else:
-        labels = _integer_labels(table[:, -1], path, "the label column (last)")
-        y_train, y_val = _class_indices(labels[train_rows], labels[val_rows])
+        if table["text_labels"]:
+            labels = np.array(values, dtype=str)
+        else:
+            labels = _integer_labels(np.array(values, dtype=np.float64), path, target_name)
+        classes, indices = np.unique(labels, return_inverse=True)
+        train_rows, val_rows = _stratified_split(indices.reshape(-1), len(classes), n_val, rng)
+        kept = labels if return_labels else indices.reshape(-1).astype(np.int64)
+        y_train, y_val = kept[train_rows], kept[val_rows]
     return (
         np.ascontiguousarray(features[train_rows]),
         y_train,
@@ -537,7 +541,272 @@ def load_csv(path, val_fraction=0.2, seed=0, task="classification"):
     )
 
 
-def read_features(path, n_features, task="classification"):
+def _val_fraction(val_fraction):
+    try:
+        fraction = float(val_fraction)
+    except (TypeError, ValueError):
+        raise ValueError(f"val_fraction must be a number strictly between 0 and 1, got "
+                         f"{val_fraction!r}") from None
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction must be strictly between 0 and 1, got {val_fraction}")
+    return fraction
+
+
+def _stratified_split(indices, n_classes, n_val, rng):
+    """Training and validation rows: each class gives its share of ``n_val`` (floor or ceil
+    of ``n_val / n * count``, the largest remainders rounded up), at least one row to each
+    split for classes of two or more rows when the total allows; shuffled with `rng`."""
+    counts = np.bincount(indices, minlength=n_classes)
+    quota = counts * (n_val / len(indices))
+    take = np.floor(quota).astype(np.int64)
+    low = np.where(counts >= 2, 1, 0)
+    high = np.where(counts >= 2, counts - 1, counts)
+    take = np.clip(take, np.minimum(low, high), high)
+    remainder = quota - take
+    # too few: round up the classes with the largest remainders (room below `high` first)
+    for order_key in (high, counts):
+        while take.sum() < n_val:
+            room = np.flatnonzero(take < order_key)
+            if room.size == 0:
+                break
+            best = room[np.argsort(-remainder[room], kind="stable")][:n_val - take.sum()]
+            take[best] += 1
+            remainder[best] -= 1
+    # too many (the minimum of one per class): take back from the smallest remainders
+    for floor_key in (low, np.zeros_like(low)):
+        while take.sum() > n_val:
+            room = np.flatnonzero(take > floor_key)
+            if room.size == 0:
+                break
+            worst = room[np.argsort(remainder[room], kind="stable")][:take.sum() - n_val]
+            take[worst] -= 1
+            remainder[worst] += 1
+    val_parts, train_parts = [], []
+    for k in range(n_classes):
+        rows = rng.permutation(np.flatnonzero(indices == k))
+        val_parts.append(rows[:take[k]])
+        train_parts.append(rows[take[k]:])
+    return (rng.permutation(np.concatenate(train_parts)),
+            rng.permutation(np.concatenate(val_parts)))
+
+
+#: Names ``load_csv(delimiter=...)`` and ``--delimiter`` take beside a single character.
+CSV_DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "\\t": "\t", "pipe": "|",
+                       "space": " ", "whitespace": " ", "\\s+": " "}
+_SNIFFED_DELIMITERS = ",;\t| "
+_SNIFF_CHARS = 65536
+
+
+def csv_delimiter(delimiter):
+    """The one-character delimiter that `delimiter` (a character or a name of
+    :data:`CSV_DELIMITER_NAMES`) stands for; None stays None (sniff)."""
+    if delimiter is None:
+        return None
+    if not isinstance(delimiter, str):
+        raise TypeError(f"delimiter must be a string, got {type(delimiter).__name__}")
+    character = CSV_DELIMITER_NAMES.get(delimiter.lower(), delimiter)
+    if len(character) != 1 or character in "\"\r\n" or character.isalnum() \
+            or character in ".-+":
+        raise ValueError(f"delimiter must be one character (not a quote, letter, digit, "
+                         f"'.', '-' or '+') or one of {', '.join(CSV_DELIMITER_NAMES)}; got "
+                         f"{delimiter!r}")
+    return character
+
+
+def _sniff_delimiter(text):
+    sample = text[:_SNIFF_CHARS]
+    if len(text) > _SNIFF_CHARS and "\n" in sample:
+        sample = sample[:sample.rindex("\n")]
+    lines = [line.strip() for line in sample.splitlines() if line.strip()]
+    if not lines:
+        return ","
+    try:
+        delimiter = csv.Sniffer().sniff("\n".join(lines), delimiters=_SNIFFED_DELIMITERS).delimiter
+    except csv.Error:
+        delimiter = None
+    if delimiter is not None and delimiter in _SNIFFED_DELIMITERS:
+        return delimiter
+    # the sniffer found no consistent delimiter (ragged rows, say): the one on most lines
+    present = {c: sum(c in line for line in lines) for c in ",;\t|"}
+    best = max(present, key=present.get)
+    if present[best]:
+        return best
+    if any(len(line.split()) > 1 for line in lines):
+        return " "  # columns aligned with runs of spaces
+    return ","
+
+
+def _csv_records(path, delimiter):
+    """The non-blank records of a CSV file as ``(line, cells)``, ``line`` the 1-based line
+    where the record starts, cells stripped; and the delimiter used."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            text = handle.read()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a text CSV file ({exc})") from exc
+    if delimiter is None:
+        delimiter = _sniff_delimiter(text)
+    lines = io.StringIO(text, newline="")
+    if delimiter == " ":
+        lines = (line if '"' in line else " ".join(line.split()) + "\n" for line in lines)
+    reader = csv.reader(lines, delimiter=delimiter, skipinitialspace=True)
+    records = []
+    previous = 0
+    try:
+        for cells in reader:
+            start, previous = previous + 1, reader.line_num
+            if delimiter == " ":
+                cells = [cell for cell in cells if cell.strip()] if cells and any(
+                    cell.strip() for cell in cells) else []
+            if cells and any(cell.strip() for cell in cells):
+                records.append((start, [cell.strip() for cell in cells]))
+    except csv.Error as exc:
+        raise ValueError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from exc
+    return records, delimiter, text
+
+
+def _target_index(path, target, first, n_columns):
+    """The target column's index and whether the first record must be a header (a name)."""
+    if isinstance(target, str) and target.strip().lstrip("+-").isdigit():
+        target = int(target.strip())
+    if isinstance(target, str):
+        if target in first:
+            return first.index(target), True
+        raise ValueError(
+            f"{path}: no column named {target!r}"
+            + (f"; the first line has {', '.join(repr(c) for c in first)}"
+               if not all(_parses_as_float(c) for c in first) else
+               "; the file has no header line, give the column's index")
+        )
+    try:
+        index = operator.index(target)
+    except TypeError:
+        raise TypeError(f"target must be a column index or a header name, got "
+                        f"{type(target).__name__}") from None
+    if not -n_columns <= index < n_columns:
+        raise ValueError(f"{path}: target column index {index} is out of range for "
+                         f"{n_columns} columns (0 .. {n_columns - 1}, or -{n_columns} .. -1)")
+    return index % n_columns, False
+
+
+def _looks_like_header(first, target_index, text):
+    features = [c for i, c in enumerate(first) if i != target_index]
+    if any(cell and not _parses_as_float(cell) for cell in features):
+        return True
+    if target_index is None or _parses_as_float(first[target_index]) or not first[target_index]:
+        return False
+    try:
+        return csv.Sniffer().has_header(text[:_SNIFF_CHARS])
+    except csv.Error:
+        return False
+
+
+def _column(names, index):
+    if names is not None and index < len(names) and names[index]:
+        return f"column {names[index]!r}, index {index}"
+    return f"column index {index}"
+
+
+def _read_csv(path, delimiter, target, task, n_features=None):
+    """Parse a CSV file: the feature rows (lists of floats), the target cells (floats, or
+    strings for text labels), and what was found. With ``n_features`` (``read_features``)
+    the file has that many feature columns and maybe one target column (the last, or
+    `target`), which is dropped unchecked (``task`` None)."""
+    delimiter = csv_delimiter(delimiter)
+    records, delimiter, text = _csv_records(path, delimiter)
+    result = {"features": [], "targets": [], "text_labels": False, "n_columns": 0,
+              "first_data_line": 1, "target_description": "last column", "names": None,
+              "delimiter": delimiter}
+    if not records:
+        return result
+    first_line, first = records[0]
+    n_columns = len(first)
+    if n_features is not None and target is None:
+        if n_columns not in (n_features, n_features + 1):
+            raise ValueError(
+                f"{path}, line {first_line}: {n_columns} columns, but the model expects "
+                f"{n_features} features ({n_features} columns, or {n_features + 1} "
+                f"with the target last)")
+        target_index, is_header = (n_columns - 1 if n_columns == n_features + 1 else None), False
+    else:
+        target_index, is_header = _target_index(path, -1 if target is None else target,
+                                                first, n_columns)
+    if not is_header:
+        is_header = _looks_like_header(first, target_index, text)
+    names = first if is_header else None
+    data = records[1:] if is_header else records
+    if n_features is not None and target is not None and n_columns != n_features + 1:
+        raise ValueError(
+            f"{path}, line {first_line}: {n_columns} columns, but the model expects "
+            f"{n_features} features and a target column: {n_features + 1} columns")
+    if target_index is not None:
+        described = ("last column" if target_index == n_columns - 1
+                     else _column(names, target_index))
+        result["target_description"] = described
+    result.update(n_columns=n_columns, names=names,
+                  first_data_line=data[0][0] if data else first_line)
+    what = "target" if task == "regression" else "label"
+    text_line = None  # the first line with a text label, and with a numeric one
+    number_line = None
+    features, targets = result["features"], result["targets"]
+    for line, cells in data:
+        if len(cells) != n_columns:
+            reference = "the header line" if is_header else "the first data row"
+            raise ValueError(f"{path}, line {line}: {len(cells)} columns, but {reference} "
+                             f"has {n_columns}")
+        row = []
+        for index, cell in enumerate(cells):
+            if index == target_index:
+                continue
+            if not cell:
+                raise ValueError(f"{path}, line {line}: missing value "
+                                 f"({_column(names, index)})")
+            try:
+                value = float(cell)
+            except ValueError:
+                raise ValueError(f"{path}, line {line}: {cell!r} is not a number "
+                                 f"({_column(names, index)})") from None
+            if not math.isfinite(value):
+                raise ValueError(f"{path}, line {line}: a feature is NaN or infinite "
+                                 f"({_column(names, index)}: {cell!r})")
+            row.append(value)
+        features.append(row)
+        if task is None or target_index is None:
+            continue
+        cell = cells[target_index]
+        if not cell:
+            raise ValueError(f"{path}, line {line}: the {what} ({described}) is missing")
+        try:
+            value = float(cell)
+        except ValueError:
+            if task == "regression":
+                raise ValueError(f"{path}, line {line}: the target ({described}) must be a "
+                                 f"number, got {cell!r}") from None
+            text_line = text_line or (line, cell)
+            targets.append(cell)
+            continue
+        number_line = number_line or line
+        if task == "regression":
+            if not math.isfinite(value):
+                raise ValueError(f"{path}, line {line}: the target ({described}) is NaN or "
+                                 f"infinite, got {cell!r}")
+        elif not (math.isfinite(value) and value == round(value) and abs(value) < 2.0**62):
+            raise ValueError(
+                f"{path}, line {line}: the label ({described}) must be an integer, got "
+                f"{cell!r}" + (_REGRESSION_HINT if math.isfinite(value) else ""))
+        targets.append(value)
+    if text_line is not None:
+        if number_line is not None:
+            line, cell = text_line
+            raise ValueError(
+                f"{path}, line {line}: the label ({described}) {cell!r} is not a number, "
+                f"but the label on line {number_line} is; labels are all numbers or all "
+                f"text")
+        result["text_labels"] = True
+    return result
+
+
+def read_features(path, n_features, task="classification", *, delimiter=None, target=None):
     """The feature matrix of a data file, to predict on (``nncore predict``).
 
     Parameters
@@ -548,12 +817,19 @@ def read_features(path, n_features, task="classification"):
         then the target in the last column, which is dropped). An ``.npz`` archive: its
         array ``X`` (n_samples, n_features) if it has one, else ``X_train`` followed by
         ``X_val``. A ``.mat`` file in the course format: ``Yt`` followed by ``Yv``. Rows
-        keep their order in the file; nothing is shuffled.
+        keep their order in the file; nothing is shuffled. A ``.csv`` is parsed as in
+        :func:`load_csv` (sniffed delimiter, quoting, header rule).
     n_features : int
         The number of features the model expects.
     task : {"classification", "regression"}, default "classification"
         How the labels of an ``.npz`` without ``X`` or of a ``.mat`` file are read (they
         are checked, then dropped).
+    delimiter : str, optional
+        For a ``.csv``: as in :func:`load_csv` (default: sniffed).
+    target : int or str, optional
+        For a ``.csv`` with the target in another column than the last: its index or header
+        name (as in :func:`load_csv`); the file must then have ``n_features + 1`` columns
+        and that column is dropped.
 
     Returns
     -------
@@ -576,8 +852,13 @@ def read_features(path, n_features, task="classification"):
         raise ValueError(f"{os.fspath(path)!r} is a directory, not a data file")
     path = _existing_file(path)
     suffix = path.suffix.lower()
+    if suffix != ".csv":
+        _refuse_csv_options(path, delimiter=delimiter, target=target)
     if suffix == ".csv":
-        X = _csv_features(path, n_features)
+        table = _read_csv(path, delimiter, target, None, n_features=n_features)
+        if not table["features"]:
+            raise ValueError(f"{path}: no data rows")
+        X = np.array(table["features"], dtype=np.float64)
     elif suffix == ".npz":
         X = _npz_features(path)
         if X is None:
@@ -591,44 +872,6 @@ def read_features(path, n_features, task="classification"):
                          f"{', '.join(_LOADER_SUFFIXES)}")
     return v.features(X, n_features=n_features, dtype=np.float64, name="the features",
                       source=path, allow_empty=False, expected_by="the model")
-
-
-def _csv_features(path, n_features):
-    """The rows of a numeric CSV file with ``n_features`` or ``n_features + 1`` columns (the
-    last then a target, dropped), as a float64 array."""
-    rows = []
-    n_columns = None
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            first_line = True
-            for line_number, cells in enumerate(csv.reader(handle), start=1):
-                if not cells or all(not cell.strip() for cell in cells):
-                    continue
-                is_first_line, first_line = first_line, False
-                numeric = [_parses_as_float(cell) for cell in cells]
-                if not all(numeric):
-                    if is_first_line and not any(numeric):
-                        continue  # a header line
-                    bad = cells[numeric.index(False)].strip()
-                    raise ValueError(f"{path}, line {line_number}: {bad!r} is not a number")
-                if n_columns is None:
-                    n_columns = len(cells)
-                    if n_columns not in (n_features, n_features + 1):
-                        raise ValueError(
-                            f"{path}, line {line_number}: {n_columns} columns, but the model "
-                            f"expects {n_features} features ({n_features} columns, or "
-                            f"{n_features + 1} with the target last)")
-                elif len(cells) != n_columns:
-                    raise ValueError(f"{path}, line {line_number}: {len(cells)} columns, but "
-                                     f"the first data row has {n_columns}")
-                rows.append([float(cell) for cell in cells[:n_features]])
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a text CSV file ({exc})") from exc
-    except csv.Error as exc:
-        raise ValueError(f"{path}: malformed CSV ({exc})") from exc
-    if not rows:
-        raise ValueError(f"{path}: no data rows")
-    return np.array(rows, dtype=np.float64)
 
 
 def _npz_features(path):
@@ -929,6 +1172,13 @@ _GENERATORS = {"peaks": make_peaks, "gmm": make_gmm, "swissroll": make_swissroll
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
+
+
+def _refuse_csv_options(path, **options):
+    given = [name for name, value in options.items() if value is not None]
+    if given:
+        raise ValueError(f"{path}: {', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} "
+                         f"to .csv files only")
 
 
 def _existing_file(path):
