@@ -210,3 +210,22 @@ def test_cli_standardizes_by_default(tmp_path, capsys):
         assert net.standardized == (name == "scaled")
         accuracy[name] = np.mean(net.predict(raw) == y)
     assert accuracy["scaled"] > 0.95 and accuracy["raw"] < 0.8
+
+
+def test_cli_trains_and_draws_text_labels(tmp_path):
+    """Text labels through nncore train with its figures (the decision boundary colours by
+    class index, its legend names the labels)."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((300, 2))
+    labels = np.where(X[:, 0] * X[:, 1] > 0, "same", "diff")
+    data = tmp_path / "text.csv"
+    with open(data, "w") as f:
+        f.write("a;b;kind\n")
+        f.writelines(f"{x0};{x1};{label}\n" for (x0, x1), label in zip(X, labels))
+    assert cli.main(["train", "--data", str(data), "--arch", "mlp", "--layers", "8",
+                     "--epochs", "2", "--verbose", "0", "--out", str(tmp_path),
+                     "--name", "run"]) == 0
+    assert (tmp_path / "run" / "decision_boundary.png").stat().st_size > 0
+    net = nc.load(tmp_path / "run" / "model.npz")
+    assert net.classes.tolist() == ["diff", "same"]
+    assert set(net.predict(X).tolist()) <= {"diff", "same"}

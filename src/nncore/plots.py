@@ -268,10 +268,11 @@ def comparison_curves(histories, labels, path, title):
 
 def decision_boundary(network, X, y, path, title="Decision boundary", max_points=3000,
                       resolution=300, seed=0):
-    """Predicted class over the plane of 2-D data, with (a sample of) the points on top."""
+    """Predicted class over the plane of 2-D data, with (a sample of) the points on top.
+    ``y`` holds the network's labels (``network.classes``: integers, strings, ...)."""
     plt = pyplot()
     X = np.asarray(X, dtype=float)
-    y = np.asarray(y)
+    y = network.encode_labels(y)  # class indices: colours and markers go by index
     if X.ndim != 2 or X.shape[1] != 2:
         raise ValueError(f"decision boundaries need 2-D data, got X of shape {X.shape}")
     pad = 0.05 * (X.max(axis=0) - X.min(axis=0))
@@ -279,7 +280,7 @@ def decision_boundary(network, X, y, path, title="Decision boundary", max_points
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], resolution),
                          np.linspace(lo[1], hi[1], resolution))
     grid = np.column_stack([gx.ravel(), gy.ravel()])
-    predicted = network.predict(grid).reshape(gx.shape)
+    predicted = network.logits(grid).argmax(axis=1).reshape(gx.shape)
     n_classes = network.n_classes
     from matplotlib.colors import ListedColormap
 
@@ -296,7 +297,8 @@ def decision_boundary(network, X, y, path, title="Decision boundary", max_points
     for c in range(n_classes):
         points = X[shown][y[shown] == c]
         ax.scatter(points[:, 0], points[:, 1], s=8, color=cmap(c), edgecolors="k",
-                   linewidths=0.2, marker=markers[c % len(markers)], label=f"class {c}")
+                   linewidths=0.2, marker=markers[c % len(markers)],
+                   label=f"class {network.classes[c]}")
     ax.set_xlabel("feature 1")
     ax.set_ylabel("feature 2")
     ax.set_title(title)
