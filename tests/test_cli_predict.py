@@ -163,3 +163,25 @@ def test_read_features_of_each_kind_of_file(tmp_path):
     empty.write_text("a,b\n")
     with pytest.raises(ValueError, match="no data rows"):
         nc.datasets.read_features(empty, 2)
+
+
+def test_a_closed_pipe_is_not_a_traceback(classifier, tmp_path):
+    """``nncore predict MODEL DATA | head -1``: the reader leaves early, nncore stops
+    quietly. The output (100,000 rows) is larger than a pipe's buffer, so the writer does
+    meet the closed pipe."""
+    import os
+    import subprocess
+    import sys
+
+    model, _, X = classifier
+    features = tmp_path / "many.csv"
+    np.savetxt(features, np.repeat(X[:1], 100_000, axis=0), delimiter=",", fmt="%.3f")
+    code = "from nncore.cli import main; import sys; sys.exit(main())"
+    producer = subprocess.Popen([sys.executable, "-c", code, "predict", str(model),
+                                 str(features)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert producer.stdout.readline().strip() == b"class"
+    producer.stdout.close()  # as head does after its line
+    _, err = producer.communicate(timeout=120)
+    assert b"Traceback" not in err, err.decode()
+    assert producer.returncode == 1

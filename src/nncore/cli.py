@@ -805,6 +805,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"nncore {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of the output went away (``nncore predict ... | head``): stop quietly,
+        # as Unix tools do, with stdout pointed at devnull so Python's exit flush is silent
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
