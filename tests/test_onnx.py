@@ -166,3 +166,30 @@ class _no_exit:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_without_onnx_the_error_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r'pip install "nncore\[onnx\]"'):
+        nncore.export_onnx(_network("mlp", "tanh"), tmp_path / "model.onnx")
+    net = _network("mlp", "tanh")
+    net.save(tmp_path / "model.npz")
+    assert main(["export", str(tmp_path / "model.npz"), str(tmp_path / "m.onnx")]) == 2
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_the_readme_serving_example(tmp_path):
+    X = _features(scale=5.0, shift=10.0)
+    y = np.array(["no", "yes"])[(X[:, 0] > 10).astype(int)]
+    net = nncore.mlp(3, [8], n_outputs=2)
+    net.fit(X, y, standardize=True, epochs=2, verbose=0)
+    nncore.export_onnx(net, tmp_path / "model.onnx")
+    X_raw = X.astype(np.float64)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    probabilities = session.run(None, {"X": X_raw.astype(np.float32)})[0]
+    classes = json.loads(session.get_modelmeta().custom_metadata_map["classes"])["values"]
+    labels = np.array(classes)[probabilities.argmax(axis=1)]
+    assert (labels == net.predict(X)).mean() > 0.99
