@@ -36,6 +36,7 @@ LAYERS = {
     "layers": 3, "optim": 3,
     "train": 4,
     "network": 5,
+    "onnx_export": 6,
     "check.figures": 1, "check.taylor": 2, "check.transpose": 2, "check.least_squares": 6,
     "check.catalogue": 7,
     "check": 8,

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _SUBMODULES = ("ops", "reference", "activations", "losses", "status", "datasets", "layers",
                "network", "optim", "train", "modelfile", "plots", "check", "parallel",
                "results", "search", "provenance", "report",
-               "experiments", "cli", "sklearn")
+               "experiments", "cli", "sklearn", "onnx_export")
 _NAMES = {
     "Network": "network", "mlp": "network", "resnet": "network",
     "softmax_regression": "network",
@@ -26,10 +26,13 @@ _NAMES = {
     "fit": "train", "History": "train", "Callback": "train", "EarlyStopping": "train",
     "TrainingDiverged": "train",
     "ModelFileError": "modelfile",
+    "export_onnx": "onnx_export",
 }
 
-# "sklearn" needs the optional scikit-learn, so `from nncore import *` leaves it out
-__all__ = ["__version__", *(m for m in _SUBMODULES if m != "sklearn"), *_NAMES]
+# "sklearn" and "onnx_export" need optional packages (scikit-learn, onnx), so
+# `from nncore import *` leaves them out (export_onnx imports onnx only when called)
+__all__ = ["__version__", *(m for m in _SUBMODULES if m not in ("sklearn", "onnx_export")),
+           *_NAMES]
 
 
 def __getattr__(name):

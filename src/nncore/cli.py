@@ -6,6 +6,7 @@
     nncore train --task regression --data curve.csv --arch mlp --layers 32,32
     nncore train --optimizer adam     # Adam at its default rate 0.001 (SGD's is 0.02)
     nncore predict runs/my-run/model.npz new.csv --out predictions.csv [--proba]
+    nncore export runs/my-run/model.npz model.onnx   # for onnxruntime (extra "onnx")
     nncore gradcheck --quick          # every derivative check; exit status 1 if any fails
     nncore gradcheck --dtype float32 --out gradcheck-float32
     nncore search --grid grid.toml --data peaks --n-jobs 2   # ranked table; resumable
@@ -315,6 +316,7 @@ def _build_parser():
     output.add_argument("--verbose", type=int, choices=(0, 1, 2), default=d["verbose"],
                         help="0 quiet, 1 progress bar, 2 a line per epoch (default: %(default)s)")
     _add_predict_parser(commands)
+    _add_export_parser(commands)
     _add_gradcheck_parser(commands, tuple(BACKENDS))
     _add_search_parser(commands)
     _add_experiments_parser(commands)
@@ -341,6 +343,19 @@ def _add_predict_parser(commands):
     predict.add_argument("--proba", action="store_true",
                          help="the class probabilities instead of the class (classification "
                               "models only)")
+
+
+def _add_export_parser(commands):
+    export = commands.add_parser(
+        "export", help="write a saved model as an ONNX file (extra \"onnx\")",
+        description="Load a model file (written by 'nncore train' or Network.save) and write "
+                    "it as an ONNX graph for onnxruntime and other runtimes: input X (raw "
+                    "features: the standardisation is in the graph), output 'probabilities' "
+                    "(classification) or 'predictions' (regression, in the targets' units); "
+                    "the class labels are in the model's metadata ('classes'). Needs "
+                    "pip install \"nncore[onnx]\".")
+    export.add_argument("model", metavar="MODEL", help="a model file (model.npz)")
+    export.add_argument("out", metavar="MODEL.onnx", help="the ONNX file to write")
 
 
 def _add_gradcheck_parser(commands, backends):
@@ -712,6 +727,27 @@ def _gradcheck(args):
     return 0 if not not_passed else 1
 
 
+def _export(args):
+    """``nncore export``: the model is read and converted before the file is written."""
+    from .network import load
+
+    if not os.path.exists(args.model):
+        raise FileNotFoundError(f"{args.model}: no such model file")
+    if os.path.isdir(args.model):
+        raise ValueError(f"{args.model!r} is a directory, not a model file")
+    if os.path.isdir(args.out):
+        raise ValueError(f"{args.out!r} is a folder; give a file name (MODEL.onnx)")
+    try:
+        from .onnx_export import export_onnx
+        net = load(args.model)
+        export_onnx(net, args.out)
+    except ImportError as error:
+        raise ValueError(str(error)) from None
+    print(f"wrote {args.out} ({net.task}, {len(net.layers)} layers, input X with {net.n_in} "
+          f"features, output {'probabilities' if net.task == 'classification' else 'predictions'})")
+    return 0
+
+
 def _search(args):
     from . import datasets, search
 
@@ -785,7 +821,7 @@ def _experiments(args):
     return 0
 
 
-_COMMANDS = {"train": _train, "predict": _predict, "gradcheck": _gradcheck, "search": _search,
+_COMMANDS = {"train": _train, "predict": _predict, "export": _export, "gradcheck": _gradcheck, "search": _search,
              "experiments": _experiments}
 
 
