@@ -200,6 +200,13 @@ def test_every_fused_step_update_kind_is_known_to_both_backends_and_the_optimize
         assert set(cls(lr=0.1).step_update()) == {"kind", *settings}, cls.name
 
 
+def test_every_activation_and_layer_kind_has_an_onnx_export():
+    from nncore.onnx_export import ACTIVATION_GRAPHS, LAYER_GRAPHS
+
+    assert set(ACTIVATION_GRAPHS) == set(activations.ACTIVATIONS)
+    assert set(LAYER_GRAPHS) == set(layers.LAYERS)
+
+
 def test_every_activation_has_its_kernel_code():
     assert {name: entry.code for name, entry in activations.ACTIVATIONS.items()} \
         == _kernels.ACTIVATION_CODES

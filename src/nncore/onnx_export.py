@@ -73,24 +73,52 @@ class _Graph:
 
     def activation(self, name, x):
         """The nodes of the activation ``name`` applied to ``x``; the output's name."""
-        if name == "identity":
-            return x
-        simple = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid", "softplus": "Softplus"}
-        if name in simple:
-            return self.op(simple[name], [x])
-        if name == "leaky_relu":
-            return self.op("LeakyRelu", [x], alpha=0.01)
-        if name == "elu":
-            return self.op("Elu", [x], alpha=1.0)
-        if name == "silu":
-            return self.op("Mul", [x, self.op("Sigmoid", [x])], base="silu")
-        if name == "gelu":
-            scaled = self.op("Mul", [x, self.constant("inv_sqrt2", math.sqrt(0.5))])
-            one_plus = self.op("Add", [self.op("Erf", [scaled]), self.constant("one", 1.0)])
-            half_x = self.op("Mul", [x, self.constant("half", 0.5)])
-            return self.op("Mul", [half_x, one_plus], base="gelu")
-        raise ValueError(f"activation {name!r} has no ONNX export (add it to "
-                         "nncore.onnx_export._Graph.activation)")
+        if name not in ACTIVATION_GRAPHS:
+            raise ValueError(f"activation {name!r} has no ONNX export (add it to "
+                             "nncore.onnx_export.ACTIVATION_GRAPHS)")
+        return ACTIVATION_GRAPHS[name](self, x)
+
+
+def _gelu(graph, x):
+    # 0.5 x (1 + erf(x / sqrt 2)): opset 17 has no Gelu operator
+    scaled = graph.op("Mul", [x, graph.constant("inv_sqrt2", math.sqrt(0.5))])
+    one_plus = graph.op("Add", [graph.op("Erf", [scaled]), graph.constant("one", 1.0)])
+    half_x = graph.op("Mul", [x, graph.constant("half", 0.5)])
+    return graph.op("Mul", [half_x, one_plus], base="gelu")
+
+
+#: Each activation of :data:`nncore.activations.ACTIVATIONS` as ONNX nodes:
+#: ``(graph, x) -> output name`` (a test holds the two registries to the same names).
+ACTIVATION_GRAPHS = {
+    "identity": lambda graph, x: x,
+    "tanh": lambda graph, x: graph.op("Tanh", [x]),
+    "relu": lambda graph, x: graph.op("Relu", [x]),
+    "sigmoid": lambda graph, x: graph.op("Sigmoid", [x]),
+    "softplus": lambda graph, x: graph.op("Softplus", [x]),
+    "leaky_relu": lambda graph, x: graph.op("LeakyRelu", [x], alpha=0.01),
+    "elu": lambda graph, x: graph.op("Elu", [x], alpha=1.0),
+    "silu": lambda graph, x: graph.op("Mul", [x, graph.op("Sigmoid", [x])], base="silu"),
+    "gelu": _gelu,
+}
+
+
+def _dense(graph, index, layer, x):
+    z = graph.op("Gemm", [x, graph.constant(f"W{index}", layer.W),
+                          graph.constant(f"b{index}", layer.b)], transB=1)
+    return graph.activation(layer.activation, z)
+
+
+def _residual(graph, index, layer, x):
+    z = graph.op("Gemm", [x, graph.constant(f"W1_{index}", layer.W1),
+                          graph.constant(f"b1_{index}", layer.b1)], transB=1)
+    h = graph.activation(layer.activation, z)
+    branch = graph.op("Gemm", [h, graph.constant(f"W2_{index}", layer.W2)], transB=1)
+    return graph.op("Add", [x, branch], base="residual")
+
+
+#: Each layer kind of :data:`nncore.layers.LAYERS` as ONNX nodes:
+#: ``(graph, index, layer, x) -> output name``.
+LAYER_GRAPHS = {"dense": _dense, "residual": _residual}
 
 
 def to_onnx(network):
@@ -108,19 +136,10 @@ def to_onnx(network):
         x = graph.op("Div", [x, graph.constant("input_scale", network.input_scale)],
                      base="standardized")
     for index, layer in enumerate(network.layers):
-        if layer.kind == "dense":
-            z = graph.op("Gemm", [x, graph.constant(f"W{index}", layer.W),
-                                  graph.constant(f"b{index}", layer.b)], transB=1)
-            x = graph.activation(layer.activation, z)
-        elif layer.kind == "residual":
-            z = graph.op("Gemm", [x, graph.constant(f"W1_{index}", layer.W1),
-                                  graph.constant(f"b1_{index}", layer.b1)], transB=1)
-            h = graph.activation(layer.activation, z)
-            branch = graph.op("Gemm", [h, graph.constant(f"W2_{index}", layer.W2)], transB=1)
-            x = graph.op("Add", [x, branch], base="residual")
-        else:
+        if layer.kind not in LAYER_GRAPHS:
             raise ValueError(f"layer kind {layer.kind!r} has no ONNX export (add it to "
-                             "nncore.onnx_export.to_onnx)")
+                             "nncore.onnx_export.LAYER_GRAPHS)")
+        x = LAYER_GRAPHS[layer.kind](graph, index, layer, x)
     metadata = {"nncore_version": __version__, "task": network.task,
                 "activations": json.dumps([layer.activation for layer in network.layers])}
     if network.task == "classification":
