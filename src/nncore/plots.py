@@ -152,14 +152,19 @@ def predicted_vs_true(y_true, y_pred, path, title="Predicted vs true", max_panel
         ax.set_aspect("equal")
         ax.set_xlabel("true value")
         ax.set_ylabel("predicted value")
-        ax.text(0.97, 0.03, _fit_text(true, predicted), transform=ax.transAxes, ha="right",
-                va="bottom", fontsize=9, bbox={"facecolor": "white", "alpha": 0.8,
-                                               "edgecolor": "0.7"})
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8)
+        _finish_output_panel(ax, true, predicted)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _finish_output_panel(ax, true, predicted):
+    """The RMSE/R^2 box in the lower right, the grid and the legend of one output's panel."""
+    ax.text(0.97, 0.03, _fit_text(true, predicted), transform=ax.transAxes, ha="right",
+            va="bottom", fontsize=9, bbox={"facecolor": "white", "alpha": 0.8,
+                                           "edgecolor": "0.7"})
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
 
 
 def residuals(y_true, y_pred, path, title="Residuals", max_panels=4, max_points=3000, seed=0):
@@ -179,11 +184,7 @@ def residuals(y_true, y_pred, path, title="Residuals", max_panels=4, max_points=
         ax.axhline(0.0, color="0.15", linestyle="--", linewidth=1.2, label="zero residual")
         ax.set_xlabel("predicted value")
         ax.set_ylabel("residual (true - predicted)")
-        ax.text(0.97, 0.03, _fit_text(true, predicted), transform=ax.transAxes, ha="right",
-                va="bottom", fontsize=9, bbox={"facecolor": "white", "alpha": 0.8,
-                                               "edgecolor": "0.7"})
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8)
+        _finish_output_panel(ax, true, predicted)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
