@@ -19,7 +19,8 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
+
+from peers import _timed, cpu_model  # this folder is on sys.path when run as a script
 
 N_FEATURES, N_CLASSES = 2, 5
 CONFIGS = {
@@ -62,12 +63,6 @@ def child(threads, rows, rounds):
     print(json.dumps(results))
 
 
-def _timed(function):
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100,000 rows, 2 rounds")
@@ -82,9 +77,6 @@ def main():
         return
 
     import numpy as np
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from peers import cpu_model
 
     print(f"CPU: {cpu_model()}; {rows:,} rows, float32, class probabilities\n")
     print("| config | threads | nncore rows/s | onnxruntime rows/s | nncore / onnxruntime "

@@ -15,7 +15,7 @@ update. Peers:
 
 Each thread count runs in its own child process, pinned to that many CPUs with every
 library told to use that many threads (BLAS through threadpoolctl, ``torch.set_num_threads``,
-XLA's flags set before JAX is imported). Within a child the libraries alternate in
+XLA's multi-threaded Eigen turned off for one thread). Within a child the libraries alternate in
 interleaved rounds, so a slow moment of the shared machine hits all of them; the table
 reports the median over rounds of nncore's rate over the fastest peer's rate *in the same
 round*, and each configuration's achieved FLOP/s as a share of the sgemm peak measured in
@@ -352,10 +352,11 @@ def child(threads, names, rounds, quick):
 
 def spawn(threads, names, rounds, quick):
     cpus = sorted(os.sched_getaffinity(0))[:threads] if hasattr(os, "sched_getaffinity") else []
+    # XLA has no flag for a thread count: one thread turns its Eigen pool off, and the
+    # taskset pinning bounds every library's threads to the CPUs given.
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads),
-               XLA_FLAGS=(f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
-                          f"intra_op_parallelism_threads={threads}"))
+               XLA_FLAGS=f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}")
     command = [sys.executable, __file__, "--child", str(threads), "--rounds", str(rounds),
                "--configs", ",".join(names)] + (["--quick"] if quick else [])
     if cpus and len(cpus) >= threads:
