@@ -95,10 +95,9 @@ def nncore_runner(kind, arch, batch, steps, optimizer):
     return run
 
 
-def torch_runner(kind, arch, batch, steps, optimizer):
+def torch_model(kind, arch):
+    """The benchmark network in PyTorch (also used by train_speed.py)."""
     import torch
-
-    torch.manual_seed(0)
 
     class Block(torch.nn.Module):
         def __init__(self, width):
@@ -118,7 +117,14 @@ def torch_runner(kind, arch, batch, steps, optimizer):
         width = arch[0]
         layers = [torch.nn.Linear(N_FEATURES, width), torch.nn.Tanh()]
         layers += [Block(width) for _ in range(arch[1])]
-    model = torch.nn.Sequential(*layers, torch.nn.Linear(width, N_CLASSES))
+    return torch.nn.Sequential(*layers, torch.nn.Linear(width, N_CLASSES))
+
+
+def torch_runner(kind, arch, batch, steps, optimizer):
+    import torch
+
+    torch.manual_seed(0)
+    model = torch_model(kind, arch)
     loss_fn = torch.nn.CrossEntropyLoss()
     X, y = make_data(batch, steps)
     X, y = torch.from_numpy(X), torch.from_numpy(y)
@@ -200,42 +206,25 @@ def _jax_model(kind, arch, optimizer):
     return params, state, step
 
 
-def jax_jit_runner(kind, arch, batch, steps, optimizer):
+def _jitted_steps(step, batch, n_batches):
+    """An epoch as a Python loop over mini-batches, each step a jitted call."""
     import jax
-    import numpy as np
 
-    params, state, step = _jax_model(kind, arch, optimizer)
     jit_step = jax.jit(lambda carry, x, y: step(carry, (x, y))[0])
-    X, y = make_data(batch, steps)
-    X, y = jax.device_put(X), jax.device_put(y.astype(np.int32))
-    key = jax.random.PRNGKey(0)
-    carry = [(params, state)]
 
-    def run():
-        nonlocal key
-        c = carry[0]
-        start = time.perf_counter()
-        for _ in range(EPOCHS):
-            key, sub = jax.random.split(key)
-            order = jax.random.permutation(sub, len(X))
-            Xs, ys = X[order], y[order]
-            for i in range(0, len(X) - batch + 1, batch):
-                c = jit_step(c, Xs[i:i + batch], ys[i:i + batch])
-        jax.block_until_ready(c)
-        carry[0] = c
-        return EPOCHS * (len(X) // batch) / (time.perf_counter() - start)
+    def epoch(carry, key, X, y):
+        order = jax.random.permutation(key, len(X))
+        Xs, ys = X[order], y[order]
+        for i in range(0, n_batches * batch, batch):
+            carry = jit_step(carry, Xs[i:i + batch], ys[i:i + batch])
+        return carry
 
-    run()
-    return run
+    return epoch
 
 
-def jax_scan_runner(kind, arch, batch, steps, optimizer):
+def _scanned_epoch(step, batch, n_batches):
+    """A whole epoch compiled as one call: the steps under ``jax.lax.scan``."""
     import jax
-    import numpy as np
-
-    params, state, step = _jax_model(kind, arch, optimizer)
-    X, y = make_data(batch, steps)
-    n_batches = len(X) // batch
 
     @jax.jit
     def epoch(carry, key, X, y):
@@ -244,23 +233,39 @@ def jax_scan_runner(kind, arch, batch, steps, optimizer):
         yb = y[order].reshape(n_batches, batch)
         return jax.lax.scan(step, carry, (Xb, yb))[0]
 
+    return epoch
+
+
+def _jax_runner(kind, arch, batch, steps, optimizer, make_epoch):
+    import jax
+    import numpy as np
+
+    params, state, step = _jax_model(kind, arch, optimizer)
+    X, y = make_data(batch, steps)
+    n_batches = len(X) // batch
+    epoch = make_epoch(step, batch, n_batches)
     X, y = jax.device_put(X), jax.device_put(y.astype(np.int32))
-    key = jax.random.PRNGKey(0)
-    carry = [(params, state)]
+    key, carry = jax.random.PRNGKey(0), (params, state)
 
     def run():
-        nonlocal key
-        c = carry[0]
+        nonlocal key, carry
         start = time.perf_counter()
         for _ in range(EPOCHS):
             key, sub = jax.random.split(key)
-            c = epoch(c, sub, X, y)
-        jax.block_until_ready(c)
-        carry[0] = c
+            carry = epoch(carry, sub, X, y)
+        jax.block_until_ready(carry)
         return EPOCHS * n_batches / (time.perf_counter() - start)
 
     run()
     return run
+
+
+def jax_jit_runner(kind, arch, batch, steps, optimizer):
+    return _jax_runner(kind, arch, batch, steps, optimizer, _jitted_steps)
+
+
+def jax_scan_runner(kind, arch, batch, steps, optimizer):
+    return _jax_runner(kind, arch, batch, steps, optimizer, _scanned_epoch)
 
 
 def sklearn_runner(kind, arch, batch, steps, optimizer):

@@ -20,6 +20,7 @@ import numpy as np
 
 import nncore as nc
 import nncore.ops  # loads SciPy's BLAS before the thread limit below is applied
+from peers import torch_model  # this folder is on sys.path when run as a script
 
 CONFIGS = [
     # name, kind, hidden widths or (width, depth), batch size, steps per run
@@ -56,26 +57,7 @@ def run_torch(kind, arch, batch_size, steps):
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-
-    class Block(torch.nn.Module):
-        def __init__(self, width):
-            super().__init__()
-            self.inner, self.outer = torch.nn.Linear(width, width), torch.nn.Linear(width, width,
-                                                                                    bias=False)
-
-        def forward(self, x):
-            return x + self.outer(torch.tanh(self.inner(x)))
-
-    if kind == "mlp":
-        layers, width = [], N_FEATURES
-        for h in arch:
-            layers += [torch.nn.Linear(width, h), torch.nn.Tanh()]
-            width = h
-    else:
-        width = arch[0]
-        layers = [torch.nn.Linear(N_FEATURES, width), torch.nn.Tanh()]
-        layers += [Block(width) for _ in range(arch[1])]
-    model = torch.nn.Sequential(*layers, torch.nn.Linear(width, N_CLASSES))
+    model = torch_model(kind, arch)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     loss_fn = torch.nn.CrossEntropyLoss()
     X, y = make_data(batch_size, max(steps // 2, 1))
