@@ -177,6 +177,28 @@ class _NNEstimator(BaseEstimator):
         return build(n_features, n_outputs, seed, settings["architecture"],
                      dtype=settings["dtype"], loss=losses.TASKS[self._task], **options)
 
+    def _partial_fit_network(self, settings, n_features, n_outputs, first_call):
+        """``(network, base_seed)`` for a partial_fit: a new network on the first call, the
+        fitted one after it."""
+        if not first_call:
+            return self.network_, self._base_seed
+        base_seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
+        network = self._build_network(settings, n_features, n_outputs,
+                                      _derive_seed(base_seed, "init"))
+        return network, base_seed
+
+    def _partial_fit_epoch(self, settings, network, base_seed, X, targets, sample_weight,
+                           first_call):
+        """One epoch of partial_fit on ``targets``, continuing the optimizer's state after
+        the first call; returns the History and the optimizer's state."""
+        optimizer_state, n_iter = ((None, 0) if first_call
+                                   else (self._optimizer_state, self.n_iter_))
+        history, optimizer_state, _ = self._train(
+            settings, network, X, targets, epochs=1, first_epoch=n_iter,
+            optimizer_state=optimizer_state, early_stopping=False,
+            seed=_derive_seed(base_seed, "partial_fit", n_iter), sample_weight=sample_weight)
+        return history, optimizer_state
+
     def _train(self, settings, network, X, y, *, epochs, first_epoch, optimizer_state,
                early_stopping, seed, sample_weight=None):
         """Run :func:`nncore.train.fit`; return its History, the optimizer's state
@@ -516,18 +538,10 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
                              f"{np.unique(y[~known])!r}")
         y_index = np.searchsorted(classes, y).astype(np.intp)
         weights = self._weights(sample_weight, X, y, classes, y_index, partial=True)
-        if first_call:
-            base_seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
-            network = self._build_network(settings, X.shape[1], len(classes),
-                                          _derive_seed(base_seed, "init"))
-            optimizer_state, n_iter = None, 0
-        else:
-            base_seed, network = self._base_seed, self.network_
-            optimizer_state, n_iter = self._optimizer_state, self.n_iter_
-        history, optimizer_state, _ = self._train(
-            settings, network, X, y_index, epochs=1, first_epoch=n_iter,
-            optimizer_state=optimizer_state, early_stopping=False,
-            seed=_derive_seed(base_seed, "partial_fit", n_iter), sample_weight=weights)
+        network, base_seed = self._partial_fit_network(settings, X.shape[1], len(classes),
+                                                       first_call)
+        history, optimizer_state = self._partial_fit_epoch(settings, network, base_seed, X,
+                                                           y_index, weights, first_call)
         if first_call:
             self.classes_ = classes
             self.network_ = network
@@ -703,21 +717,15 @@ class NNRegressor(RegressorMixin, _NNEstimator):
         weights = self._check_sample_weight(sample_weight, X)
         if first_call:
             mean, scale = _target_scaling(Y, standardize, weights)
-            base_seed = int(check_random_state(self.random_state).randint(_SEED_BOUND))
-            network = self._build_network(settings, X.shape[1], Y.shape[1],
-                                          _derive_seed(base_seed, "init"))
-            optimizer_state, n_iter = None, 0
         else:
             if Y.shape[1] != self.n_outputs_:
                 raise ValueError(f"y has {Y.shape[1]} outputs, the earlier fit had "
                                  f"{self.n_outputs_}")
             mean, scale = self.target_mean_, self.target_scale_
-            base_seed, network = self._base_seed, self.network_
-            optimizer_state, n_iter = self._optimizer_state, self.n_iter_
-        history, optimizer_state, _ = self._train(
-            settings, network, X, (Y - mean) / scale, epochs=1, first_epoch=n_iter,
-            optimizer_state=optimizer_state, early_stopping=False,
-            seed=_derive_seed(base_seed, "partial_fit", n_iter), sample_weight=weights)
+        network, base_seed = self._partial_fit_network(settings, X.shape[1], Y.shape[1],
+                                                       first_call)
+        history, optimizer_state = self._partial_fit_epoch(
+            settings, network, base_seed, X, (Y - mean) / scale, weights, first_call)
         if first_call:
             self._fitted(network, base_seed, mean, scale, y_1d)
         self._optimizer_state = optimizer_state
