@@ -9,7 +9,7 @@ never a silently different number. A second part does the same through a network
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import nncore as nc
@@ -18,6 +18,10 @@ from nncore import ops, reference
 from conftest import examples, least_squares_scales
 
 CLEAN_ERRORS = (ValueError, TypeError)
+#: Absolute difference allowed in float32 results whose reference is (near) zero: the
+#: vectorised exp stops at its floor 1.6e-38 where NumPy underflows to 0 (src/nncore/_simd.h
+#: states the helpers' absolute error below 1e-36; tests/test_ops.py allows the same).
+FLOAT32_TAIL = 1e-36
 
 
 # --- valid arguments per function ------------------------------------------------------------
@@ -139,7 +143,9 @@ def _assert_same_numbers(actual, expected, scales=None):
         scale = max(np.abs(e64[finite]).max(initial=0.0),
                     float(np.max(term_scale, initial=0.0)) if np.all(np.isfinite(term_scale))
                     else 0.0)
-        np.testing.assert_allclose(a64[finite], e64[finite], rtol=rtol, atol=rtol * scale)
+        tail = FLOAT32_TAIL if single else 0.0
+        np.testing.assert_allclose(a64[finite], e64[finite], rtol=rtol,
+                                   atol=rtol * scale + tail)
 
 
 @settings(max_examples=examples(400), deadline=None,
@@ -148,6 +154,9 @@ def _assert_same_numbers(actual, expected, scales=None):
        dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16),
        n=st.integers(0, 6), d=st.integers(1, 5), h=st.integers(1, 5), k=st.integers(1, 5),
        which=st.integers(0, 3))
+# found in CI: a huge logit gap leaves a probability at exp's floor where NumPy's is 0
+@example(name="softmax_cross_entropy", mutation="huge", dtype=np.float32, seed=0, n=1, d=1,
+         h=1, k=2, which=0)
 def test_kernels_match_the_reference_or_raise_cleanly(tmp_path, name, mutation, dtype, seed,
                                                       n, d, h, k, which):
     rng = np.random.default_rng(seed)
