@@ -2,6 +2,7 @@
 
     python benchmarks/memory.py             # MLP 4x64, one epoch, batch 64
     python benchmarks/memory.py --validate  # also with a 20% validation set
+    python benchmarks/memory.py --standardize  # fit(standardize=True)
 
 The performance issue's memory target: ``fit`` peaks below three times the data's size plus
 the model's (taken here as the data, the model and everything ``fit`` allocates, against
@@ -23,6 +24,8 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--validate", action="store_true",
                         help="hold out 20%% of the rows as validation data")
+    parser.add_argument("--standardize", action="store_true",
+                        help="fit(standardize=True), as `nncore train` does by default")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     X = rng.standard_normal((args.rows, 8), dtype=np.float32)
@@ -37,7 +40,7 @@ def main():
         X, y = X[:cut], y[:cut]
 
     tracemalloc.start()
-    net.fit(X, y, **fit)
+    net.fit(X, y, standardize=args.standardize, **fit)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     total, bound = data + model + peak, 3 * data + model

@@ -293,7 +293,13 @@ class Network:
         """Checked inputs standardised with the network's statistics (as they are without)."""
         if self.input_mean is None:
             return X
-        return np.ascontiguousarray((X - self.input_mean) / self.input_scale, dtype=self.dtype)
+        # in chunks: each chunk's float64 arithmetic needs a temporary, the whole X would
+        # need two of twice its size
+        out = np.empty(X.shape, dtype=self.dtype)
+        for start in range(0, X.shape[0], PREDICT_CHUNK):
+            chunk = slice(start, start + PREDICT_CHUNK)
+            out[chunk] = (X[chunk] - self.input_mean) / self.input_scale
+        return out
 
     def _prepared_logits(self, X):
         """Logits for inputs already checked and standardised (what training sees)."""
@@ -526,9 +532,15 @@ CONTINUOUS_DISTINCT = 50
 
 def _mean_and_scale(A):
     """Per-column mean and standard deviation (float64) of ``A``; 0 -> 1."""
-    A = np.asarray(A, dtype=np.float64)
-    mean = A.mean(axis=0) if len(A) else np.zeros(A.shape[1])
-    scale = A.std(axis=0) if len(A) else np.ones(A.shape[1])
+    A = np.asarray(A)
+    if not len(A):
+        return np.zeros(A.shape[1]), np.ones(A.shape[1])
+    # sums in float64 over chunks of rows: never a float64 copy of the whole data
+    mean = A.sum(axis=0, dtype=np.float64) / len(A)
+    squares = np.zeros(A.shape[1])
+    for start in range(0, len(A), PREDICT_CHUNK):
+        squares += np.square(A[start:start + PREDICT_CHUNK] - mean).sum(axis=0)
+    scale = np.sqrt(squares / len(A))
     scale[~(scale > 1e-12 * np.maximum(1.0, np.abs(mean)))] = 1.0
     return mean, scale
 

@@ -322,8 +322,6 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     # a Network scores data as prepared for training (standardised, class indices) here
     evaluate = getattr(network, "_prepared_evaluate", network.evaluate)
     rng = np.random.default_rng(seed)
-    X_epoch, y_epoch = np.empty_like(X), np.empty_like(y)
-    w_epoch = None if weights is None else np.empty_like(weights)
     loss_function = network.loss_function
     # the regression scores of an epoch are taken from its running loss against this
     if y.ndim != 2:
@@ -349,6 +347,12 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                for first in range(0, full, STEPS_PER_CALL)]
     if rest:
         batches.append((full * batch_size, rest, 1))
+    # each chunk's rows are gathered in shuffled order into these buffers just before its
+    # call (as a data loader gathers a batch): the training set is never copied whole
+    chunk_rows = min(n, STEPS_PER_CALL * batch_size)
+    X_chunk = np.empty((chunk_rows, *X.shape[1:]), dtype=X.dtype)
+    y_chunk = np.empty((chunk_rows, *y.shape[1:]), dtype=y.dtype)
+    w_chunk = None if weights is None else np.empty(chunk_rows, dtype=weights.dtype)
     chunk_losses = np.empty(STEPS_PER_CALL)
     chunk_correct = np.empty(STEPS_PER_CALL, dtype=np.intp)
     history = network.history = History(loss_function.score_names)
@@ -383,31 +387,34 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         for epoch in range(first_epoch, epochs):
             started = time.perf_counter()
             lr = optimizer.lr_at(epoch)
-            if shuffle:
-                order = rng.permutation(n)
-                np.take(X, order, axis=0, out=X_epoch)
-                np.take(y, order, axis=0, out=y_epoch)
-                if weights is not None:
-                    np.take(weights, order, out=w_epoch)
-            else:
-                X_epoch[...], y_epoch[...] = X, y
-                if weights is not None:
-                    w_epoch[...] = weights
+            order = rng.permutation(n) if shuffle else None
             loss_sum, n_correct = 0.0, 0
             for start, size, count in batches:
                 train_step = steps[size]
                 rows = slice(start, start + size * count)
-                done, status = train_step.run_many(X_epoch[rows], y_epoch[rows], count,
+                if order is None:
+                    X_rows, y_rows = X[rows], y[rows]
+                    w_rows = None if weights is None else weights[rows]
+                else:
+                    # mode="clip" (the order is a permutation, never out of range): with the
+                    # default mode="raise" NumPy buffers `out`, a hidden copy
+                    X_rows, y_rows = X_chunk[:size * count], y_chunk[:size * count]
+                    np.take(X, order[rows], axis=0, out=X_rows, mode="clip")
+                    np.take(y, order[rows], axis=0, out=y_rows, mode="clip")
+                    w_rows = None
+                    if weights is not None:
+                        w_rows = w_chunk[:size * count]
+                        np.take(weights, order[rows], out=w_rows, mode="clip")
+                done, status = train_step.run_many(X_rows, y_rows, count,
                                                    optimizer.step_update(), chunk_losses,
-                                                   chunk_correct,
-                                                   None if weights is None else w_epoch[rows])
+                                                   chunk_correct, w_rows)
                 last_loss = float(chunk_losses[done - 1]) if done else 0.0
                 diverged = not math.isfinite(last_loss) or status == UPDATE_NOT_FINITE
                 optimizer.advance(done - diverged)  # the updates applied (Adam counts them)
                 if weights is None:
                     loss_sum += float(chunk_losses[:done].sum()) * size
                 else:
-                    batch_weights = w_epoch[start:start + size * done].reshape(done, size)
+                    batch_weights = w_rows[:size * done].reshape(done, size)
                     loss_sum += float(np.dot(chunk_losses[:done],
                                              batch_weights.sum(axis=1, dtype=np.float64)))
                 n_correct += int(chunk_correct[:done].sum())
