@@ -1,7 +1,8 @@
 """Measure the float32 activation helpers of ``src/nncore/_simd.h`` against float64.
 
     python benchmarks/activation_accuracy.py          # the error table
-    python benchmarks/activation_accuracy.py --fit    # refit GELU's tail approximation
+    python benchmarks/activation_accuracy.py --fit tanh   # refit tanh's (or GELU's tail)
+                                                          # rational approximation
 
 The numbers quoted in the comments of ``_simd.h`` and in ``docs/extending.md`` come from
 here. The helpers are compiled as they are into a small shared library (with ``gcc``, the
@@ -149,18 +150,28 @@ def table(libraries):
                   f"| {relative} |")
 
 
-def fit_gelu_tail(z_max=13.2, degrees=(4, 5), nodes=8000):
-    """The rational function N / D of _simd.h's nncore_gaussian_tailf:
-    erfc(a / sqrt 2) / 2 = exp(-a^2 / 2) N(a) / D(a) for 0 <= a <= z_max, D(0) = 1.
+#: The rational fits of _simd.h: name -> (f(a), the interval [0, a_max], the degrees of N
+#: and D). GELU's Gaussian tail: erfc(a / sqrt 2) / 2 = exp(-a^2 / 2) N(a) / D(a).
+#: tanh: tanh(x) = x N(x^2) / D(x^2) for |x| <= 9 (tanh(9) rounds to 1 in float32).
+FITS = {
+    "gelu": (lambda a: 0.5 * erfcx(a * np.sqrt(0.5)), 13.2, (4, 5)),
+    "tanh": (lambda s: np.tanh(np.sqrt(s)) / np.where(s > 0, np.sqrt(s), 1.0)
+             + (s == 0), 81.0, (4, 4)),
+}
+
+
+def fit_rational(f, a_max, degrees, nodes=8000):
+    """A rational function N(a) / D(a) ~ f(a) for 0 <= a <= a_max, D(0) = 1, of the given
+    degrees of N and D.
 
     Minimises the largest relative error: linearised least squares (N - f D) / (f D_old)
     iterated, with Lawson's weights (growing where the error is largest) after 20
     iterations; then the coefficients are rounded to float32 one at a time, the others
     refitted after each."""
     m, n = degrees
-    a = z_max * (0.5 - 0.5 * np.cos(np.pi * (np.arange(nodes) + 0.5) / nodes))
-    a = np.concatenate([a, [0.0, z_max]])
-    f = 0.5 * erfcx(a * np.sqrt(0.5))
+    a = a_max * (0.5 - 0.5 * np.cos(np.pi * (np.arange(nodes) + 0.5) / nodes))
+    a = np.concatenate([a, [0.0, a_max]])
+    f = f(a)
     powers = np.vander(a, n + 1, increasing=True)
     # unknowns N_0..N_m, D_1..D_n: the columns of N - f D
     columns = np.hstack([powers[:, :m + 1], -f[:, None] * powers[:, 1:]])
@@ -198,10 +209,11 @@ def fit_gelu_tail(z_max=13.2, degrees=(4, 5), nodes=8000):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fit", action="store_true", help="refit GELU's tail approximation")
+    parser.add_argument("--fit", choices=sorted(FITS),
+                        help="refit a rational approximation of _simd.h")
     args = parser.parse_args(argv)
     if args.fit:
-        fit_gelu_tail()
+        fit_rational(*FITS[args.fit])
         return 0
     with tempfile.TemporaryDirectory() as workdir:
         table([load_helpers(workdir, contract) for contract in (True, False)])
