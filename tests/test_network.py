@@ -659,8 +659,9 @@ def test_jvp_matches_the_reference_backend(kind, activation, dtype):
 
 def vjp(net, X, u):
     """``J^T u`` of the logits for a cotangent ``u``: (w.r.t. params, w.r.t. X), by running
-    the layers' backward passes after a forward pass."""
-    net.logits(X)
+    the layers' backward passes after the layers' forward pass (``logits`` is inference:
+    it keeps nothing for a backward pass)."""
+    net._forward(net.check_X(X))
     grad = np.ascontiguousarray(u, dtype=net.dtype)
     for layer in reversed(net.layers):
         grad = layer.backward(grad)

@@ -32,6 +32,7 @@ FUNCTIONS = (
     "adam_",
     "least_squares",
     "train_step",
+    "forward_plan",
 )
 
 

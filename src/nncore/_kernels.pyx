@@ -728,6 +728,22 @@ cdef void _plan_forward(const LayerPlan* layers, int n_layers, const floating* X
         layer_input = <floating*> L.out
 
 
+cdef void _plan_forward_rows(LayerPlan* layers, int n_layers, const floating* X,
+                             floating* out, Py_ssize_t rows, int n) noexcept nogil:
+    """The plan's forward pass over ``rows`` rows of X in blocks of at most ``n`` (the rows
+    its buffers hold); the last layer writes each block's outputs straight into ``out``."""
+    cdef LayerPlan* last = &layers[n_layers - 1]
+    cdef void* own_out = last.out
+    cdef Py_ssize_t start = 0
+    cdef int block
+    while start < rows:
+        block = <int> (n if rows - start > n else rows - start)
+        last.out = <void*> (out + start * last.n_out)
+        _plan_forward(layers, n_layers, X + start * layers[0].n_in, block)
+        start += block
+    last.out = own_out
+
+
 cdef void _plan_backward(const LayerPlan* layers, int n_layers, const floating* X,
                          const floating* dlogits, int n) noexcept nogil:
     cdef int i
@@ -1047,6 +1063,80 @@ cdef int _read_update(object update, int kind, Update* u) except -1:
     return 0
 
 
+cdef LayerPlan* _new_plan(list specs, object dtype) except NULL:
+    """A LayerPlan array (PyMem_Malloc'd: the caller frees it) for the layer specs that
+    nncore.ops built and checked; a buffer a spec leaves out (None) is NULL."""
+    cdef LayerPlan* layers = <LayerPlan*> PyMem_Malloc(len(specs) * sizeof(LayerPlan))
+    cdef LayerPlan* L
+    if layers == NULL:
+        raise MemoryError()
+    try:
+        for i, spec in enumerate(specs):
+            L = &layers[i]
+            L.kind = LAYER_KIND_CODES[spec["kind"]]
+            L.activation, L.n_in, L.n_out = spec["activation"], spec["n_in"], spec["n_out"]
+            L.hidden = spec.get("hidden", 0)
+            L.W, L.b = _address(spec["W"], dtype), _address(spec["b"], dtype)
+            L.dW, L.db = _address(spec.get("dW"), dtype), _address(spec.get("db"), dtype)
+            L.W2, L.dW2 = _address(spec.get("W2"), dtype), _address(spec.get("dW2"), dtype)
+            L.out, L.dX = _address(spec["out"], dtype), _address(spec.get("dX"), dtype)
+            L.scratch = _address(spec.get("scratch"), dtype)
+            L.H, L.Z = _address(spec.get("H"), dtype), _address(spec.get("Z"), dtype)
+    except BaseException:
+        PyMem_Free(layers)
+        raise
+    return layers
+
+
+cdef class Forward:
+    """A network's forward pass over any number of rows in a single nogil call.
+
+    Built by :func:`nncore.ops.forward_plan`, which allocates and checks the buffers (one
+    block of ``n`` rows per layer) and keeps them alive in ``arrays``; do not build it
+    directly. It reads the live parameters, so it stays valid while they are trained. One
+    object runs one call at a time (its buffers are its own); threads each use their own.
+    """
+
+    cdef LayerPlan* layers
+    cdef int n_layers, n, n_in, n_outputs
+    cdef bint single
+    cdef readonly object arrays
+
+    def __cinit__(self, list specs, int n, dtype):
+        self.single = dtype.itemsize == 4
+        self.n_layers, self.n = len(specs), n
+        self.layers = _new_plan(specs, dtype)
+        self.arrays = specs
+        self.n_in = self.layers[0].n_in
+        self.n_outputs = self.layers[self.n_layers - 1].n_out
+
+    def __dealloc__(self):
+        PyMem_Free(self.layers)
+
+    def run(self, X, out):
+        """Write the outputs (the last layer's) for the rows of ``X`` (r, n_in) into ``out``
+        (r, n_outputs), both C-contiguous of the plan's dtype (``X`` may be read-only)."""
+        cdef const float[:, ::1] X32
+        cdef const double[:, ::1] X64
+        cdef float[:, ::1] out32
+        cdef double[:, ::1] out64
+        if X.shape[1:] != (self.n_in,) or out.shape != (X.shape[0], self.n_outputs):
+            raise ValueError(f"X must be (r, {self.n_in}) and out (r, {self.n_outputs})")
+        if X.shape[0] == 0:
+            return out
+        if self.single:
+            X32, out32 = X, out
+            with nogil:
+                _plan_forward_rows(self.layers, self.n_layers, &X32[0, 0], &out32[0, 0],
+                                   X32.shape[0], self.n)
+        else:
+            X64, out64 = X, out
+            with nogil:
+                _plan_forward_rows(self.layers, self.n_layers, &X64[0, 0], &out64[0, 0],
+                                   X64.shape[0], self.n)
+        return out
+
+
 cdef class TrainStep:
     """One whole training step of a network in a single nogil call.
 
@@ -1071,8 +1161,6 @@ cdef class TrainStep:
 
     def __cinit__(self, list specs, int n, params, grads, tuple state, dlogits, str kind,
                   int loss):
-        cdef int i
-        cdef LayerPlan* L
         dtype = params.dtype
         self.loss_kind = loss
         self.single = dtype.itemsize == 4
@@ -1082,21 +1170,8 @@ cdef class TrainStep:
                              f"state arrays, got {len(state)}")
         self.n_layers = len(specs)
         self.n = n
-        self.layers = <LayerPlan*> PyMem_Malloc(self.n_layers * sizeof(LayerPlan))
-        if self.layers == NULL:
-            raise MemoryError()
+        self.layers = _new_plan(specs, dtype)
         self.arrays = (specs, params, grads, state, dlogits)
-        for i, spec in enumerate(specs):
-            L = &self.layers[i]
-            L.kind = LAYER_KIND_CODES[spec["kind"]]
-            L.activation, L.n_in, L.n_out = spec["activation"], spec["n_in"], spec["n_out"]
-            L.hidden = spec.get("hidden", 0)
-            L.W, L.b = _address(spec["W"], dtype), _address(spec["b"], dtype)
-            L.dW, L.db = _address(spec["dW"], dtype), _address(spec["db"], dtype)
-            L.W2, L.dW2 = _address(spec.get("W2"), dtype), _address(spec.get("dW2"), dtype)
-            L.out, L.dX = _address(spec["out"], dtype), _address(spec.get("dX"), dtype)
-            L.scratch, L.H = _address(spec["scratch"], dtype), _address(spec.get("H"), dtype)
-            L.Z = _address(spec.get("Z"), dtype)
         self.n_in = self.layers[0].n_in
         self.n_classes = self.layers[self.n_layers - 1].n_out
         self.params, self.grads = _address(params, dtype), _address(grads, dtype)

@@ -602,6 +602,35 @@ def train_step_arguments(layers, n, params, grads, state, optimizer="sgd",
                 raise ValueError(f"{name} and {other_name} must not overlap in memory")
     n = integer("n", n)
     choice("loss", loss, ("softmax_cross_entropy", "mean_squared_error"))
+    _step_layers(layers, dtype, params, grads)
+    return n, dtype, state
+
+
+def forward_plan_arguments(layers, n, params):
+    """Check the arguments of ``forward_plan`` (both backends); return ``(n, dtype)``.
+
+    ``layers`` as for :func:`train_step_arguments` (gradient views, if present, are not
+    read); ``params`` the flat buffer the parameter views lie in."""
+    params = inplace_vector("params", params)
+    n = integer("n", n)
+    _step_layers(layers, params.dtype, params)
+    return n, params.dtype
+
+
+def plan_input(X, n_in, dtype):
+    """The rows a forward plan runs on: a C-contiguous 2-D array of the plan's dtype with
+    ``n_in`` columns (returned as is when it already is one; read-only is fine)."""
+    X = float_array("X", X, 2)
+    if X.dtype != dtype:
+        raise TypeError(f"X must have the plan's dtype {dtype}, got {X.dtype}")
+    if X.shape[1] != n_in:
+        raise ValueError(f"X must have {n_in} columns, got shape {X.shape}")
+    return X
+
+
+def _step_layers(layers, dtype, params, grads=None):
+    """Each layer's kind, sizes and its parameter (and, given ``grads``, gradient) views:
+    C-contiguous views of the shapes its kind reads into the flat buffers."""
     if not layers:
         raise ValueError("layers must not be empty")
     n_in = layers[0]["n_in"]
@@ -612,8 +641,10 @@ def train_step_arguments(layers, n, params, grads, state, optimizer="sgd",
         if kind == "residual" and layer["n_out"] != n_in:
             raise ValueError(f"layer {i}: a residual block keeps its width")
         shapes = STEP_SHAPES[kind](n_in, layer["n_out"], layer.get("hidden", 0))
+        bases = ((params, ""),) if grads is None else ((params, ""), (grads, "d"))
         for name, shape in shapes.items():
-            for key, base in ((name, params), ("d" + name, grads)):
+            for base, prefix in bases:
+                key = prefix + name
                 view = layer[key]
                 if not isinstance(view, np.ndarray) or view.shape != shape \
                         or view.dtype != dtype or not view.flags.c_contiguous \
@@ -622,4 +653,3 @@ def train_step_arguments(layers, n, params, grads, state, optimizer="sgd",
                         f"layer {i}: {key} must be a C-contiguous {dtype} view of shape "
                         f"{shape} into the flat buffer")
         n_in = layer["n_out"]
-    return n, dtype, state

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from . import _validation as v
-from . import losses, modelfile, ops, reference, train
+from . import losses, modelfile, ops, parallel, reference, train
 from .layers import Dense, Residual, layer_from_spec
 
 __all__ = ["Network", "mlp", "resnet", "softmax_regression", "build", "applicable",
@@ -88,6 +88,7 @@ class Network:
         self.input_mean = self.input_scale = None
         self.target_mean = self.target_scale = None
         self._dlogits = {}
+        self._plans = {}
 
     # --- structure -------------------------------------------------------------------------
 
@@ -105,6 +106,7 @@ class Network:
         """Switch between the Cython kernels and the NumPy reference; parameters are kept."""
         self._bind(backend)
         self._dlogits = {}
+        self._plans = {}
 
     @property
     def n_in(self):
@@ -304,8 +306,11 @@ class Network:
     def _prepared_logits(self, X):
         """Logits for inputs already checked and standardised (what training sees)."""
         out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
-        for start in range(0, X.shape[0], PREDICT_CHUNK):
-            out[start:start + PREDICT_CHUNK] = self._forward(X[start:start + PREDICT_CHUNK])
+        parts = parallel.row_parts(X.shape[0], PREDICT_CHUNK, parallel.threads_available()
+                                   if X.shape[0] > PREDICT_CHUNK else 1)
+        plans = self._forward_plans(PREDICT_CHUNK, len(parts))
+        parallel.run_threads([lambda plan=plan, rows=rows: plan.run(X[rows], out[rows])
+                              for plan, rows in zip(plans, parts)])
         if not np.isfinite(out).all():
             # finite weights and inputs can still overflow (weights grown huge by too large
             # a learning rate): say so rather than hand out NaN probabilities
@@ -315,6 +320,16 @@ class Network:
                 f"|weight| is {np.abs(self.params).max():.3g}); retrain with a smaller "
                 "learning rate")
         return out
+
+    def _forward_plans(self, block, count):
+        """``count`` forward plans (:func:`nncore.ops.forward_plan`) of ``block``-row blocks,
+        one per thread that runs at once; made on first use and kept (they read the live
+        parameters)."""
+        plans = self._plans.setdefault(block, [])
+        while len(plans) < count:
+            plans.append(self._backend.forward_plan(
+                [layer.step_spec() for layer in self.layers], block, self.params))
+        return plans[:count]
 
     def _prepared_evaluate(self, X, y):
         """:meth:`evaluate` on inputs and targets as training sees them (checked,
@@ -329,9 +344,13 @@ class Network:
         return {"loss": loss, **self.loss_function.scores(logits, y)}
 
     def logits(self, X):
-        """Logits ``(n, n_classes)`` for ``X``, computed in chunks of PREDICT_CHUNK rows
-        (after the standardisation of the inputs, if the network has one; for a
-        standardised regression network these are the standardised outputs)."""
+        """Logits ``(n, n_classes)`` for ``X`` (after the standardisation of the inputs,
+        if the network has one; for a standardised regression network these are the
+        standardised outputs).
+
+        Inference: one compiled forward pass over blocks of PREDICT_CHUNK rows, the blocks
+        split over as many threads as :func:`nncore.parallel.threads_available` allows
+        (the numbers do not depend on how many). It keeps nothing for a backward pass."""
         return self._prepared_logits(self._scale_X(self.check_X(X)))
 
     def _unscale_outputs(self, outputs):

@@ -488,3 +488,60 @@ class _TrainStepHandle:
     def __init__(self, step, outputs):
         self.run, self.run_many = step.run, step.run_many
         self.outputs, self.n = outputs, outputs[0].shape[0]
+
+
+def forward_plan(layers, n, params):
+    """Build a network's forward pass over any number of rows, run in blocks of ``n`` rows
+    through buffers of its own: one nogil call per ``run`` (what ``predict`` uses).
+
+    Parameters
+    ----------
+    layers : list of dict
+        As for :func:`train_step` (the gradient views are not read).
+    n : int >= 1
+        The rows of a block: the buffers hold one block per layer.
+    params : 1-D array
+        The flat parameter buffer the layers' views lie in. The plan reads the live
+        parameters, so it stays valid while they are trained.
+
+    Returns
+    -------
+    ForwardPlan
+        ``plan.run(X, out=None) -> out``: the last layer's outputs ``(r, n_out)`` for the
+        rows of ``X`` ``(r, n_in)`` (C-contiguous of the parameters' dtype; read-only is
+        fine). Each block is computed exactly as a batch of its rows would be, so the
+        outputs do not depend on how the rows are later split among plans. One plan runs
+        one call at a time; parallel callers each build their own.
+    """
+    n, dtype = v.forward_plan_arguments(layers, n, params)
+    specs = []
+    for layer in layers:
+        n_in, n_out, hidden = layer["n_in"], layer["n_out"], layer.get("hidden", 0)
+        entry = activations.get(layer["activation"])
+        inner = hidden if hidden else n_out
+        spec = {"kind": layer["kind"], "activation": entry.code,
+                "n_in": n_in, "n_out": n_out, "hidden": hidden,
+                "out": np.empty((n, n_out), dtype=dtype),
+                "H": np.empty((n, hidden), dtype=dtype) if hidden else None,
+                # as in linear_forward: the same kernels, so the same numbers as a layer's
+                "Z": np.empty((n, inner), dtype=dtype) if entry.keeps_input else None}
+        for name in v.STEP_SHAPES[layer["kind"]](n_in, n_out, hidden):
+            spec[name] = layer[name]
+        specs.append(spec)
+    return _ForwardPlan(_kernels.Forward(specs, n, dtype), layers[0]["n_in"],
+                        layers[-1]["n_out"], dtype, n)
+
+
+class _ForwardPlan:
+    """A compiled forward pass with its input checks (see :func:`forward_plan`)."""
+
+    __slots__ = ("_forward", "n_in", "n_out", "dtype", "n")
+
+    def __init__(self, forward, n_in, n_out, dtype, n):
+        self._forward, self.n_in, self.n_out, self.dtype, self.n = (
+            forward, n_in, n_out, dtype, n)
+
+    def run(self, X, out=None):
+        X = v.plan_input(X, self.n_in, self.dtype)
+        out = _result("out", out, (X.shape[0], self.n_out), self.dtype, {"X": X})
+        return self._forward.run(X, out)

@@ -1,14 +1,71 @@
-"""Running independent jobs at once: BLAS held to one thread, joblib's workers, ``n_jobs``.
+"""Running work at once: BLAS held to one thread, joblib's workers, ``n_jobs``, and the
+threads one large computation (``predict`` on many rows) splits its rows over.
 
 The grid search and the study train many small networks side by side. Each job limits BLAS
 (NumPy's and SciPy's OpenBLAS) to one thread, so that jobs running at once do not compete
-for cores and a job's result does not depend on how many run beside it.
+for cores and a job's result does not depend on how many run beside it. A computation that
+splits rows over threads takes as many as BLAS is allowed (so it never oversubscribes
+joblib's workers, nor a user's ``threadpool_limits``) and no more than the CPUs the process
+may run on.
 """
 
 import numbers
+import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
-__all__ = ["checked_n_jobs", "one_blas_thread", "run_unordered"]
+__all__ = ["checked_n_jobs", "one_blas_thread", "run_unordered", "threads_available",
+           "row_parts", "run_threads"]
+
+_CONTROLLER = None
+
+
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries (found once: a few ms; reading or
+    limiting their threads afterwards takes microseconds)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController().select(user_api="blas")
+    return _CONTROLLER
+
+
+def threads_available():
+    """The threads a computation may split its rows over: the CPUs this process may run on
+    (its affinity: ``taskset``, a container's CPU set), and no more than BLAS is allowed to
+    use right now (its default is the cores; joblib's workers, :func:`one_blas_thread` and a
+    user's ``threadpoolctl.threadpool_limits`` lower it)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    blas = [info["num_threads"] for info in _blas_controller().info()]
+    return max(1, min([cpus, *blas]))
+
+
+def row_parts(n_rows, block, workers):
+    """At most ``workers`` contiguous row ranges (slices) covering ``range(n_rows)``, each
+    a whole number of ``block``-row blocks but the last, as even as blocks allow (one range
+    when there is only one block). Splitting on block boundaries keeps every block's
+    numbers the same however many workers there are."""
+    blocks = max(1, -(-n_rows // block))
+    parts = max(1, min(workers, blocks))
+    bounds = [min(n_rows, (blocks * i // parts) * block) for i in range(parts + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
+
+
+def run_threads(calls):
+    """Run the zero-argument ``calls`` on threads at once (the last on this one), BLAS held
+    to one thread meanwhile; they must release the GIL to gain anything (the compiled
+    kernels do). Returns their results in order; re-raises the first error."""
+    if len(calls) == 1:
+        return [calls[0]()]
+    with _blas_controller().limit(limits=1), \
+            ThreadPoolExecutor(max_workers=len(calls) - 1) as pool:
+        futures = [pool.submit(call) for call in calls[:-1]]
+        last = calls[-1]()
+        return [future.result() for future in futures] + [last]
 
 
 def one_blas_thread():

@@ -391,3 +391,31 @@ class _TrainStep:
             if "step" in update:
                 update["step"] += 1
         return n_steps, status.OK
+
+
+def forward_plan(layers, n, params):
+    """A network's forward pass over any number of rows in blocks of ``n`` rows, as plain
+    NumPy calls layer by layer; the same contract as :func:`nncore.ops.forward_plan`."""
+    n, dtype = v.forward_plan_arguments(layers, n, params)
+    return _ForwardPlan(layers, n, dtype)
+
+
+class _ForwardPlan:
+    __slots__ = ("layers", "n", "dtype")
+
+    def __init__(self, layers, n, dtype):
+        self.layers, self.n, self.dtype = layers, n, dtype
+
+    def run(self, X, out=None):
+        X = v.plan_input(X, self.layers[0]["n_in"], self.dtype)
+        shape = (X.shape[0], self.layers[-1]["n_out"])
+        out = np.empty(shape, dtype=self.dtype) if out is None else \
+            v.out_array("out", out, shape, self.dtype, {"X": X})
+        for start in range(0, X.shape[0], self.n):
+            block = X[start:start + self.n]
+            for layer in self.layers:
+                forward = _STEP_FUNCTIONS[layer["kind"]][0]
+                block, _ = forward(block, *(layer[slot] for slot in _TrainStep._slots(layer)),
+                                   layer["activation"])
+            out[start:start + self.n] = block
+        return out
