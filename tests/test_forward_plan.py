@@ -1,0 +1,146 @@
+"""The compiled forward pass predict runs (``ops.forward_plan``) against its reference twin,
+and the threads ``Network.logits`` splits rows over (``nncore.parallel``)."""
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import nncore as nc
+import nncore.network
+from nncore import activations, ops, parallel, reference
+from conftest import assert_close
+
+DTYPES = (np.float32, np.float64)
+BLOCK = 16
+#: rows on both sides of one and two blocks
+ROWS = (0, 1, 2, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 1, 5 * BLOCK + 3)
+
+
+def network(kind, activation, dtype, n_in=3, wide=False):
+    """A small network; ``wide``: layers of 128, where BLAS rounds a product's rows
+    differently for other row counts (at 64 and below it happens not to here)."""
+    sizes = (128, 128) if wide else (17, 15)
+    if kind == "mlp":
+        net = nc.mlp(n_in, list(sizes), 4, activation=activation, dtype=dtype, seed=1)
+    else:
+        net = nc.resnet(n_in, sizes[0], 2, 4, hidden=sizes[1] - 3, activation=activation,
+                        dtype=dtype, seed=1)
+    # biases off 0, so a plan that dropped one would show
+    net.params += np.random.default_rng(2).uniform(-0.2, 0.2, net.params.size).astype(dtype)
+    return net
+
+
+def specs(net):
+    return [layer.step_spec() for layer in net.layers]
+
+
+@pytest.mark.parametrize("kind", ["mlp", "resnet"])
+@pytest.mark.parametrize("activation", activations.names())
+@pytest.mark.parametrize("dtype", DTYPES, ids=("float32", "float64"))
+def test_the_plan_matches_the_reference_and_the_layers(kind, activation, dtype):
+    net = network(kind, activation, dtype)
+    plan = ops.forward_plan(specs(net), BLOCK, net.params)
+    twin = reference.forward_plan(specs(net), BLOCK, net.params)
+    rng = np.random.default_rng(3)
+    for rows in ROWS:
+        X = rng.uniform(-2, 2, (rows, 3)).astype(dtype)
+        X.setflags(write=False)  # the plan only reads its input
+        expected = twin.run(X)
+        assert_close(plan.run(X), expected, dtype, name=f"plan, {rows} rows")
+        if 0 < rows <= BLOCK:  # one block: exactly the layers' own forward pass
+            assert np.array_equal(plan.run(X), net._forward(X))
+        out = np.full((rows, 4), np.nan, dtype=dtype)
+        assert plan.run(X, out) is out
+        assert_close(out, expected, dtype, name=f"plan into out, {rows} rows")
+
+
+def test_the_plan_reads_the_live_parameters():
+    net = network("mlp", "tanh", np.float64)
+    plan = ops.forward_plan(specs(net), BLOCK, net.params)
+    X = np.random.default_rng(4).standard_normal((40, 3))
+    before = plan.run(X)
+    net.params *= 0.5
+    after = plan.run(X)
+    assert not np.allclose(before, after)
+    assert_close(after, reference.forward_plan(specs(net), BLOCK, net.params).run(X),
+                 np.float64)
+
+
+@pytest.mark.parametrize("backend", [ops, reference])
+def test_the_plan_refuses_bad_input(backend):
+    net = network("resnet", "relu", np.float32)
+    plan = backend.forward_plan(specs(net), BLOCK, net.params)
+    with pytest.raises(TypeError, match="X must have the plan's dtype float32"):
+        plan.run(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="X must have 3 columns"):
+        plan.run(np.zeros((3, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="out must have shape"):
+        plan.run(np.zeros((3, 3), dtype=np.float32), out=np.zeros((3, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="n must be"):
+        backend.forward_plan(specs(net), 0, net.params)
+    with pytest.raises(ValueError, match="view"):
+        backend.forward_plan(specs(net), BLOCK, net.params.copy())  # not the views' buffer
+    with pytest.raises(ValueError, match="layers must not be empty"):
+        backend.forward_plan([], BLOCK, net.params)
+
+
+@pytest.mark.parametrize("n_rows, block, workers", [
+    (0, 4, 2), (1, 4, 2), (4, 4, 2), (5, 4, 2), (17, 4, 2), (17, 4, 3), (100, 8, 7),
+    (10, 4, 1), (8, 4, 16)])
+def test_row_parts_cover_the_rows_on_block_boundaries(n_rows, block, workers):
+    parts = parallel.row_parts(n_rows, block, workers)
+    assert 1 <= len(parts) <= workers
+    assert parts[0].start == 0 and parts[-1].stop == n_rows
+    for part, following in zip(parts, parts[1:]):
+        assert part.stop == following.start and part.stop % block == 0
+        assert part.stop > part.start
+    sizes = [-(-(part.stop - part.start) // block) for part in parts]
+    assert max(sizes) - min(sizes) <= 1  # as even as whole blocks allow
+
+
+def test_threads_follow_the_blas_limit():
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert parallel.threads_available() == 1
+    assert 1 <= parallel.threads_available() <= max(1, len(__import__("os").sched_getaffinity(0)))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "resnet"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=("float32", "float64"))
+def test_logits_do_not_depend_on_the_number_of_threads(kind, dtype, monkeypatch):
+    net = network(kind, "gelu", dtype, wide=True)
+    X = np.random.default_rng(5).uniform(-2, 2, (203, 3)).astype(dtype)
+    monkeypatch.setattr(nncore.network, "PREDICT_CHUNK", BLOCK)
+    results = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(parallel, "threads_available", lambda threads=threads: threads)
+        results.append(net.logits(X))
+    assert all(np.array_equal(result, results[0]) for result in results)
+    ref = network(kind, "gelu", dtype, wide=True)
+    ref.set_backend("reference")
+    assert_close(results[0], ref.logits(X), dtype)
+    # one plan per thread, kept for the next call
+    assert len(net._plans[BLOCK]) == 3
+
+
+def test_the_invariance_check_can_fail(monkeypatch):
+    """Other row counts per block change the rounding of wide products: the equality above
+    would catch a split off block boundaries."""
+    net = network("mlp", "tanh", np.float32, wide=True)
+    X = np.random.default_rng(6).uniform(-2, 2, (2000, 3)).astype(np.float32)
+    whole = ops.forward_plan(specs(net), 2000, net.params).run(X)
+    pieces = ops.forward_plan(specs(net), 7, net.params).run(X)
+    assert not np.array_equal(whole, pieces)
+    assert_close(pieces, whole, np.float32)
+
+
+def test_predict_after_training_uses_the_trained_weights():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((300, 2)).astype(np.float32)
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    net = nc.mlp(2, [16], 2, seed=0)
+    net.predict(X)  # plans made before training
+    net.fit(X, y, epochs=20, batch_size=32, optimizer=nc.SGD(lr=0.1, momentum=0.9),
+            verbose=0)
+    ref = nc.mlp(2, [16], 2, seed=0, backend="reference")
+    ref.params[...] = net.params
+    assert_close(net.logits(X), ref.logits(X), np.float32)
