@@ -32,7 +32,7 @@ CONFIGS = {
 }
 
 
-def child(threads, rows, rounds):
+def child(threads, rows, rounds, configs):
     import numpy as np
     import onnxruntime as ort
     from threadpoolctl import threadpool_limits
@@ -43,7 +43,8 @@ def child(threads, rows, rounds):
     X = np.random.default_rng(0).uniform(-3, 3, (rows, N_FEATURES)).astype(np.float32)
     results = {}
     with tempfile.TemporaryDirectory() as folder:
-        for name, (kind, arch) in CONFIGS.items():
+        for name in configs:
+            kind, arch = CONFIGS[name]
             net = (nc.mlp(N_FEATURES, arch, N_CLASSES) if kind == "mlp"
                    else nc.resnet(N_FEATURES, arch[0], arch[1], N_CLASSES))
             path = os.path.join(folder, f"{name}.onnx")
@@ -67,13 +68,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100,000 rows, 2 rounds")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help="comma-separated subset of %(default)s")
+    parser.add_argument("--threads", default="1,2", help="thread counts (default %(default)s)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     rounds = 2 if args.quick else args.rounds
+    configs = args.configs.split(",")
+    unknown = sorted(set(configs) - set(CONFIGS))
+    if unknown:
+        parser.error(f"unknown configs {unknown}; choose from {sorted(CONFIGS)}")
     if args.child is not None:
-        child(args.child, rows, rounds)
+        child(args.child, rows, rounds, configs)
         return
 
     import numpy as np
@@ -83,9 +91,9 @@ def main():
           "(median) | per round | max difference |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    for threads in (1, 2):
+    for threads in map(int, args.threads.split(",")):
         command = [sys.executable, __file__, "--child", str(threads), "--rows", str(rows),
-                   "--rounds", str(rounds)]
+                   "--rounds", str(rounds), "--configs", args.configs]
         if len(cpus) >= threads:
             command = ["taskset", "-c", ",".join(map(str, cpus[:threads]))] + command
         env = dict(os.environ, OMP_NUM_THREADS=str(threads),

@@ -33,8 +33,9 @@ __all__ = ["Network", "mlp", "resnet", "softmax_regression", "build", "applicabl
 
 #: The two interchangeable implementations of the kernel API.
 BACKENDS = {"kernels": ops, "reference": reference}
-#: Rows per chunk when predicting or evaluating, so memory stays bounded on large inputs.
-PREDICT_CHUNK = 4096
+#: Rows per block when predicting or evaluating, so memory stays bounded on large inputs
+#: (1024, 2048 and 4096 measured within 5% of each other on S, M, R; 2048 the best).
+PREDICT_CHUNK = 2048
 
 
 class Network:
@@ -303,13 +304,24 @@ class Network:
             out[chunk] = (X[chunk] - self.input_mean) / self.input_scale
         return out
 
-    def _prepared_logits(self, X):
-        """Logits for inputs already checked and standardised (what training sees)."""
+    def _prepared_logits(self, X, then=None):
+        """Logits for inputs already checked and standardised (what training sees); with
+        ``then`` (the name of a backend function of the logits, the softmax), its values,
+        computed part by part in the threads that computed the logits."""
         out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
+        result = out if then is None else np.empty_like(out)
         parts = parallel.row_parts(X.shape[0], PREDICT_CHUNK, parallel.threads_available()
                                    if X.shape[0] > PREDICT_CHUNK else 1)
         plans = self._forward_plans(PREDICT_CHUNK, len(parts))
-        parallel.run_threads([lambda plan=plan, rows=rows: plan.run(X[rows], out[rows])
+        function = None if then is None else getattr(self._backend, then)
+
+        def run(plan, rows):
+            plan.run(X[rows], out[rows])
+            if function is not None:
+                with np.errstate(invalid="ignore", over="ignore"):  # checked below
+                    function(out[rows], out=result[rows])
+
+        parallel.run_threads([lambda plan=plan, rows=rows: run(plan, rows)
                               for plan, rows in zip(plans, parts)])
         if not np.isfinite(out).all():
             # finite weights and inputs can still overflow (weights grown huge by too large
@@ -319,7 +331,7 @@ class Network:
                 f"the network's output overflows to inf/NaN for row {row} of X (largest "
                 f"|weight| is {np.abs(self.params).max():.3g}); retrain with a smaller "
                 "learning rate")
-        return out
+        return result
 
     def _forward_plans(self, block, count):
         """``count`` forward plans (:func:`nncore.ops.forward_plan`) of ``block``-row blocks,
@@ -365,7 +377,8 @@ class Network:
         if self.loss_function.probabilities is None:
             raise ValueError(f"predict_proba needs a classifier; this network is trained for "
                              f"{self.task} ({self.loss_function.name}): use predict")
-        return getattr(self._backend, self.loss_function.probabilities)(self.logits(X))
+        return self._prepared_logits(self._scale_X(self.check_X(X)),
+                                     then=self.loss_function.probabilities)
 
     def predict(self, X):
         """Predicted class labels ``(n,)`` (from :attr:`classes`: the class indices for a
