@@ -306,20 +306,22 @@ class Network:
 
     def _prepared_logits(self, X, then=None):
         """Logits for inputs already checked and standardised (what training sees); with
-        ``then`` (the name of a backend function of the logits, the softmax), its values,
-        computed part by part in the threads that computed the logits."""
+        ``then`` (the name of a backend function of the logits that may write over them:
+        the softmax), its values, computed part by part in the threads that computed the
+        logits, in place (a fresh array costs its page faults)."""
         out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
-        result = out if then is None else np.empty_like(out)
         parts = parallel.row_parts(X.shape[0], PREDICT_CHUNK, parallel.threads_available()
                                    if X.shape[0] > PREDICT_CHUNK else 1)
         plans = self._forward_plans(PREDICT_CHUNK, len(parts))
         function = None if then is None else getattr(self._backend, then)
 
         def run(plan, rows):
-            plan.run(X[rows], out[rows])
+            part = plan.run(X[rows], out[rows])
             if function is not None:
-                with np.errstate(invalid="ignore", over="ignore"):  # checked below
-                    function(out[rows], out=result[rows])
+                # the softmax of finite logits is finite, of inf or NaN logits NaN: the
+                # check below sees the same rows either way
+                with np.errstate(invalid="ignore", over="ignore"):
+                    function(part, out=part)
 
         parallel.run_threads([lambda plan=plan, rows=rows: run(plan, rows)
                               for plan, rows in zip(plans, parts)])
@@ -331,7 +333,7 @@ class Network:
                 f"the network's output overflows to inf/NaN for row {row} of X (largest "
                 f"|weight| is {np.abs(self.params).max():.3g}); retrain with a smaller "
                 "learning rate")
-        return result
+        return out
 
     def _forward_plans(self, block, count):
         """``count`` forward plans (:func:`nncore.ops.forward_plan`) of ``block``-row blocks,

@@ -91,10 +91,12 @@ def softmax(logits, out=None):
     ----------
     logits : array (n, k), float32 or float64
     out : array (n, k), optional
-        Written in place and returned.
+        Written in place and returned; may be ``logits`` itself (each row is read before
+        it is written), but no other array that overlaps it.
     """
     logits = v.float_array("logits", logits, 2)
-    probs = _result("out", out, logits.shape, logits.dtype, {"logits": logits})
+    probs = _result("out", out, logits.shape, logits.dtype,
+                    {} if out is logits else {"logits": logits})
     _SOFTMAX[logits.dtype](logits, probs)
     return probs
 

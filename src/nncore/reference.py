@@ -46,10 +46,11 @@ def _write(out, value):
 # --- softmax cross-entropy -----------------------------------------------------------------
 
 def softmax(logits, out=None):
-    """Row-wise softmax of ``logits`` ``(n, k)``."""
+    """Row-wise softmax of ``logits`` ``(n, k)``; ``out`` may be ``logits`` itself."""
     logits = v.float_array("logits", logits, 2)
     if out is not None:
-        v.out_array("out", out, logits.shape, logits.dtype, {"logits": logits})
+        v.out_array("out", out, logits.shape, logits.dtype,
+                    {} if out is logits else {"logits": logits})
     z = logits.astype(np.float64)
     z = z - z.max(axis=1, keepdims=True) if z.size else z
     e = np.exp(z)
