@@ -10,7 +10,8 @@ update. Peers:
 
 - JAX, a jitted step called from Python per mini-batch ("jax jit");
 - JAX, a whole epoch compiled by ``jax.lax.scan`` ("jax scan");
-- PyTorch eager;
+- PyTorch eager, and PyTorch with ``torch.compile`` on the model (compiled once per
+  configuration, outside the timed runs);
 - scikit-learn's MLPClassifier (MLPs only).
 
 Each thread count runs in its own child process, pinned to that many CPUs with every
@@ -19,8 +20,13 @@ XLA's multi-threaded Eigen turned off for one thread). Within a child the librar
 interleaved rounds, so a slow moment of the shared machine hits all of them; the table
 reports the median over rounds of nncore's rate over the fastest peer's rate *in the same
 round*, and each configuration's achieved FLOP/s as a share of the sgemm peak measured in
-the same child (``scipy.linalg.blas.sgemm`` on 1536x1536 float32). A missing library shows
-as "-". JAX and PyTorch come from ``pip install ".[bench]"``.
+the same child (``scipy.linalg.blas.sgemm`` on 1536x1536 float32). Each timed run starts
+after a rest of SETTLE seconds, so that no thread pool still spinning from the library
+before takes a core from it. For L the table also gives the products-only bound: the
+steps/s of a step that did nothing but its matrix products, each timed alone through the
+same BLAS, and the share of it nncore and the fastest peer reach (a ratio between two
+libraries cannot exceed the quotient of their shares). A missing library shows as "-".
+JAX and PyTorch come from ``pip install ".[bench]"``.
 """
 
 import argparse
@@ -60,6 +66,37 @@ def flops_per_step(kind, arch, batch):
     products = widths(kind, arch)
     total = sum(2 * batch * i * o * 3 for i, o in products)
     return total - 2 * batch * products[0][0] * products[0][1]
+
+
+#: Configurations whose products are large enough (every one >= 100 MFLOP) for SciPy's
+#: sgemm, called from Python, to time them without its call overhead showing.
+PRODUCT_BOUND = {"L"}
+
+
+def products_bound(kind, arch, batch, repeats=15):
+    """Steps/s if a step did nothing but its matrix products: each product of a step
+    (forward, weight and input gradient, with the transpositions nncore's kernels ask BLAS
+    for) timed alone through SciPy's sgemm (the BLAS nncore calls), median of
+    ``repeats``, summed. No library doing the same products with this BLAS can exceed it."""
+    import numpy as np
+    from scipy.linalg.blas import sgemm
+
+    rng = np.random.default_rng(0)
+    total = 0.0
+    for layer, (n_in, n_out) in enumerate(widths(kind, arch)):
+        X = rng.random((batch, n_in), dtype=np.float32)
+        W = rng.random((n_out, n_in), dtype=np.float32)
+        dZ = rng.random((batch, n_out), dtype=np.float32)
+        # row-major products as column-major ones on the transposed (F-ordered) views
+        products = [lambda: sgemm(1.0, W.T, X.T, trans_a=True),          # Z = X W^T
+                    lambda: sgemm(1.0, X.T, dZ.T, trans_b=True)]         # dW = dZ^T X
+        if layer > 0:
+            products.append(lambda: sgemm(1.0, W.T, dZ.T))              # dX = dZ W
+        for product in products:
+            product()
+            total += float(np.median([_timed(product, settle=False)
+                                      for _ in range(repeats)]))
+    return 1.0 / total
 
 
 def make_data(batch, steps):
@@ -120,11 +157,13 @@ def torch_model(kind, arch):
     return torch.nn.Sequential(*layers, torch.nn.Linear(width, N_CLASSES))
 
 
-def torch_runner(kind, arch, batch, steps, optimizer):
+def torch_runner(kind, arch, batch, steps, optimizer, compiled=False):
     import torch
 
     torch.manual_seed(0)
     model = torch_model(kind, arch)
+    if compiled:  # its forward and backward compiled by TorchInductor (C++ on the CPU)
+        model = torch.compile(model)
     loss_fn = torch.nn.CrossEntropyLoss()
     X, y = make_data(batch, steps)
     X, y = torch.from_numpy(X), torch.from_numpy(y)
@@ -294,10 +333,21 @@ def sklearn_runner(kind, arch, batch, steps, optimizer):
     return run
 
 
+def torch_compile_runner(kind, arch, batch, steps, optimizer):
+    """PyTorch with ``torch.compile`` on the model; None (skipped) where it cannot compile
+    (it needs a C++ compiler)."""
+    try:
+        return torch_runner(kind, arch, batch, steps, optimizer, compiled=True)
+    except Exception as error:  # noqa: BLE001 - any compiler failure means "not here"
+        print(f"torch.compile skipped: {type(error).__name__}: {error}", file=sys.stderr)
+        return None
+
+
 RUNNERS = {"nncore": nncore_runner, "jax jit": jax_jit_runner, "jax scan": jax_scan_runner,
-           "torch": torch_runner, "sklearn": sklearn_runner}
+           "torch": torch_runner, "torch compile": torch_compile_runner,
+           "sklearn": sklearn_runner}
 MODULES = {"nncore": "nncore", "jax jit": "jax", "jax scan": "jax", "torch": "torch",
-           "sklearn": "sklearn"}
+           "torch compile": "torch", "sklearn": "sklearn"}
 
 
 def sgemm_peak(repeats=5, n=1536):
@@ -307,11 +357,21 @@ def sgemm_peak(repeats=5, n=1536):
 
     a = np.asfortranarray(np.random.default_rng(0).random((n, n), dtype=np.float32))
     sgemm(1.0, a, a)
-    best = min(_timed(lambda: sgemm(1.0, a, a)) for _ in range(repeats))
+    best = min(_timed(lambda: sgemm(1.0, a, a), settle=False) for _ in range(repeats))
     return 2 * n**3 / best
 
 
-def _timed(function):
+#: Seconds of rest before each timed run. Thread pools keep spinning for a while after
+#: their work (onnxruntime's intra-op pool by default, OpenMP's, OpenBLAS's): without a
+#: rest the next library measured would share its cores with them. Seen in
+#: inference.py: on two threads nncore's S rate went from 13.4M to 19.5M rows/s with the
+#: rest, onnxruntime's stayed at 13.8M-14.2M.
+SETTLE = 0.2
+
+
+def _timed(function, settle=True):
+    if settle:
+        time.sleep(SETTLE)
     start = time.perf_counter()
     function()
     return time.perf_counter() - start
@@ -349,8 +409,11 @@ def child(threads, names, rounds, quick):
         rates = {library: [] for library in runners}
         for _ in range(rounds):
             for library, run in runners.items():
+                time.sleep(SETTLE)  # see SETTLE
                 rates[library].append(run())
-        results["configs"][name] = {"rates": rates,
+        bound = (products_bound(kind, arch, batch)
+                 if TWO_THREADS.get(name, name) in PRODUCT_BOUND else None)
+        results["configs"][name] = {"rates": rates, "bound": bound,
                                     "flops": flops_per_step(kind, arch, batch)}
     print(json.dumps(results))
 
@@ -397,9 +460,13 @@ def report(threads, results):
         cells = [f"{np.median(rates[k]):,.0f}" if k in rates else "-" for k in RUNNERS]
         share = np.median(rates["nncore"]) * entry["flops"] / peak
         rounds = " ".join(f"{r:.2f}" for r in per_round)
+        bound = entry.get("bound")
+        bound = (f"{bound:,.0f}: nncore {np.median(rates['nncore']) / bound:.2f}, "
+                 f"{fastest} {np.median(rates[fastest]) / bound:.2f}"
+                 if bound and per_round else "-")
         print(f"| {name} | {threads} | " + " | ".join(cells)
               + (f" | {np.median(per_round):.2f}x ({fastest}) | {rounds} | {share:.0%} |"
-                 if per_round else f" | - | - | {share:.0%} |"), flush=True)
+                 if per_round else f" | - | - | {share:.0%} |") + f" {bound} |", flush=True)
     return peak
 
 
@@ -422,8 +489,9 @@ def main():
 
     print(f"CPU: {cpu_model()}; python {platform.python_version()}\n")
     print("| config | threads | " + " | ".join(RUNNERS) + " | nncore / fastest peer (median) "
-          "| per round | nncore share of sgemm peak |")
-    print("|---|---:|" + "---:|" * (len(RUNNERS) + 3))
+          "| per round | nncore share of sgemm peak | products-only bound, steps/s: "
+          "share reached |")
+    print("|---|---:|" + "---:|" * (len(RUNNERS) + 4))
     peaks = []
     for threads, names in ((1, [c for c in chosen if c in CONFIGS]),
                            (2, [c for c in chosen if c in TWO_THREADS])):
