@@ -28,7 +28,10 @@
 #else
 #define NNCORE_INLINE static inline
 #endif
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+/* NNCORE_ONE_LEVEL compiles every loop once, for the -march given, with no clones: how
+   tests/test_simd_levels.py runs the AVX-512, AVX2 and baseline code of each loop alone. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(NNCORE_ONE_LEVEL)
 #define NNCORE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define NNCORE_CLONES

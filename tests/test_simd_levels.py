@@ -1,0 +1,203 @@
+"""Each CPU level of the float32 loops of ``_simd.h`` run alone, against the references.
+
+The compiled module carries every loop three times (AVX-512, AVX2, baseline: GCC's
+``target_clones``) and the loader runs the one the CPU allows, so the module's own tests
+only ever run one of them. Here the header is compiled once per level with
+``-DNNCORE_ONE_LEVEL -march=<level>`` (the same source and flags, without clones) into a
+small library, and each level's loops are compared with nncore's NumPy references:
+the activations (forward with the bias, and the derivative loops), the softmax's exp, the
+SGD and Adam updates and their finiteness checks. A level this CPU cannot run is skipped.
+Row lengths 1, 15, 16, 17, 63, 64, 65 cover the vector tails of 8 and 16 lanes.
+"""
+
+import ctypes
+import math
+import pathlib
+import platform
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from nncore import activations, reference
+from conftest import assert_close
+
+HEADER_DIR = pathlib.Path(__file__).resolve().parent.parent / "src" / "nncore"
+#: level -> (gcc -march, the /proc/cpuinfo flags it needs)
+LEVELS = {
+    "avx512": ("x86-64-v4", {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}),
+    "avx2": ("x86-64-v3", {"avx2", "fma", "bmi2", "f16c", "movbe"}),
+    "baseline": ("x86-64", set()),
+}
+#: the compile flags of setup.py (optimised build)
+FLAGS = ["-O3", "-fno-trapping-math", "-fno-math-errno"]
+WIDTHS = (1, 15, 16, 17, 63, 64, 65)
+#: Tolerances from the measured accuracy of the helpers (docs/extending.md: at most
+#: 7.8 ulp, 4.7e-7 relative, for the activations; 1.6e-7 absolute for GELU's and SiLU's
+#: derivatives), so that a loop off by 1e-5 fails (tried by scaling tanh's result).
+RELATIVE = dict(rtol=2e-6, scale=1e-30)
+DERIVATIVE = dict(rtol=1e-6, scale=1.0)
+UPDATE = dict(rtol=1e-6)
+
+BIAS = ("tanh", "sigmoid", "leaky_relu", "elu", "softplus")
+BIAS_KEEP = ("gelu", "silu")
+TIMES_DERIVATIVE = ("softplus", "gelu", "silu")
+
+SHIM = "#include \"_simd.h\"\n" + "\n".join(
+    [f"void bias_{a}(float *z, const float *b, ptrdiff_t n, ptrdiff_t m) "
+     f"{{ nncore_bias_{a}_f32(z, b, n, m); }}" for a in BIAS]
+    + [f"void bias_keep_{a}(float *z, const float *b, float *out, ptrdiff_t n, ptrdiff_t m) "
+       f"{{ nncore_bias_keep_{a}_f32(z, b, out, n, m); }}" for a in BIAS_KEEP]
+    + [f"void times_{a}(const float *g, const float *s, const float *shift, float *out, "
+       f"ptrdiff_t n, ptrdiff_t m) "
+       f"{{ nncore_times_{a}_derivative_f32(g, s, shift, out, n, m); }}"
+       for a in TIMES_DERIVATIVE]
+    + ["void exp_inplace(float *x, ptrdiff_t n) { nncore_exp_inplace_f32(x, n); }",
+       "int sgd_finite(const float *p, const float *g, const float *v, ptrdiff_t n, float lr,"
+       " float mu, int nesterov, float wd) "
+       "{ return nncore_sgd_update_is_finite_f32(p, g, v, n, lr, mu, nesterov, wd); }",
+       "void sgd(float *p, const float *g, float *v, ptrdiff_t n, float lr, float mu, "
+       "int nesterov, float wd) { nncore_sgd_momentum_f32(p, g, v, n, lr, mu, nesterov, wd); }",
+       "int adam_finite(const float *p, const float *g, const float *m, const float *v, "
+       "ptrdiff_t n, float decay, float wd, float w, float b2, float omb2, float bc2, "
+       "float eps, float nss) { return nncore_adam_update_is_finite_f32(p, g, m, v, n, decay,"
+       " wd, w, b2, omb2, bc2, eps, nss); }",
+       "void adam(float *p, const float *g, float *m, float *v, ptrdiff_t n, float decay, "
+       "float wd, float w, float b2, float omb2, float bc2, float eps, float nss) "
+       "{ nncore_adam_f32(p, g, m, v, n, decay, wd, w, b2, omb2, bc2, eps, nss); }"]) + "\n"
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@pytest.fixture(scope="module", params=list(LEVELS))
+def level(request, tmp_path_factory):
+    """The shim compiled for one level, as a ctypes library."""
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        pytest.skip("the clones exist on x86-64 Linux only")
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc (the compiler that builds the kernels)")
+    march, needed = LEVELS[request.param]
+    missing = needed - _cpu_flags()
+    if missing:
+        pytest.skip(f"this CPU cannot run {request.param} code (lacks {sorted(missing)})")
+    folder = tmp_path_factory.mktemp(request.param)
+    source, library = folder / "shim.c", folder / "shim.so"
+    source.write_text(SHIM)
+    subprocess.run(["gcc", *FLAGS, f"-march={march}", "-DNNCORE_ONE_LEVEL", "-shared",
+                    "-fPIC", f"-I{HEADER_DIR}", str(source), "-o", str(library)], check=True)
+    return ctypes.CDLL(str(library))
+
+
+def _p(array):
+    return array.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+
+
+def _size(n):
+    return ctypes.c_ssize_t(n)
+
+
+def _inputs(rng, n, m, scale=6.0):
+    z = rng.uniform(-scale, scale, (n, m)).astype(np.float32)
+    z.flat[::7] = 0.0  # exact zeros, where several activations switch formula
+    return z, rng.uniform(-1, 1, m).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", BIAS)
+@pytest.mark.parametrize("m", WIDTHS)
+def test_bias_activation_loops(level, name, m):
+    z, b = _inputs(np.random.default_rng(m), 9, m)
+    expected = activations.ACTIVATIONS[name].function((z + b).astype(np.float64))
+    getattr(level, "bias_" + name)(_p(z), _p(b), _size(9), _size(m))
+    assert_close(z, expected, np.float32, name=name, **RELATIVE)
+
+
+@pytest.mark.parametrize("name", BIAS_KEEP)
+@pytest.mark.parametrize("m", WIDTHS)
+def test_bias_keep_activation_loops(level, name, m):
+    z, b = _inputs(np.random.default_rng(m), 9, m)
+    pre = (z + b).astype(np.float64)
+    out = np.empty_like(z)
+    getattr(level, "bias_keep_" + name)(_p(z), _p(b), _p(out), _size(9), _size(m))
+    assert_close(z, pre, np.float32, name=f"{name}: kept pre-activation", **RELATIVE)
+    assert_close(out, activations.ACTIVATIONS[name].function(pre), np.float32, name=name,
+                 **RELATIVE)
+
+
+@pytest.mark.parametrize("name", TIMES_DERIVATIVE)
+@pytest.mark.parametrize("m", WIDTHS)
+@pytest.mark.parametrize("shifted", [False, True])
+def test_times_derivative_loops(level, name, m, shifted):
+    rng = np.random.default_rng(m)
+    entry = activations.ACTIVATIONS[name]
+    z, shift = _inputs(rng, 9, m)
+    g = rng.uniform(-1, 1, (9, m)).astype(np.float32)
+    # the loop takes what the forward pass saved: z, or the output for softplus
+    saved = (z if entry.keeps_input
+             else entry.function(z.astype(np.float64)).astype(np.float32))
+    expected = ((g + shift) if shifted else g).astype(np.float64) * entry.derivative(
+        saved.astype(np.float64))
+    out = np.empty_like(g)
+    getattr(level, "times_" + name)(_p(g), _p(saved), _p(shift) if shifted else None,
+                                    _p(out), _size(9), _size(m))
+    assert_close(out, expected, np.float32, name=f"{name}'", **DERIVATIVE)
+
+
+@pytest.mark.parametrize("m", WIDTHS)
+def test_exp_loop(level, m):
+    x = np.random.default_rng(m).uniform(-80, 80, m).astype(np.float32)
+    expected = np.exp(x.astype(np.float64))
+    level.exp_inplace(_p(x), _size(m))
+    assert_close(x, expected, np.float32, name="exp", **RELATIVE)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("size", WIDTHS + (1000,))
+def test_sgd_loops(level, nesterov, size):
+    rng = np.random.default_rng(size)
+    param, grad, velocity = (rng.standard_normal(size).astype(np.float32) for _ in range(3))
+    expected = param.copy(), velocity.copy()
+    reference.sgd_momentum_(expected[0], grad, expected[1], 0.05, 0.9, nesterov, 0.01)
+    settings = (ctypes.c_float(0.05), ctypes.c_float(0.9), int(nesterov), ctypes.c_float(0.01))
+    assert level.sgd_finite(_p(param), _p(grad), _p(velocity), _size(size), *settings) == 1
+    level.sgd(_p(param), _p(grad), _p(velocity), _size(size), *settings)
+    assert_close(param, expected[0], np.float32, name="param", **UPDATE)
+    assert_close(velocity, expected[1], np.float32, name="velocity", **UPDATE)
+    # finite inputs whose update overflows (0.9 * 3e38 + 3e38): the check says so
+    grad[size // 2] = velocity[size // 2] = np.float32(3e38)
+    assert level.sgd_finite(_p(param), _p(grad), _p(velocity), _size(size), *settings) == 0
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("size", WIDTHS + (1000,))
+def test_adam_loops(level, decoupled, size):
+    rng = np.random.default_rng(size)
+    param, grad = (rng.standard_normal(size).astype(np.float32) for _ in range(2))
+    exp_avg = rng.standard_normal(size).astype(np.float32) * 0.1
+    exp_avg_sq = rng.random(size).astype(np.float32) * 0.01
+    step, lr, beta1, beta2, eps, weight_decay = 3, 1e-3, 0.9, 0.999, 1e-8, 0.01
+    expected = [a.copy() for a in (param, exp_avg, exp_avg_sq)]
+    reference.adam_(expected[0], grad, expected[1], expected[2], step, lr, beta1, beta2, eps,
+                    weight_decay, decoupled)
+    # the constants _adam_scalars in _kernels.pyx computes for this update
+    scalars = [1 - lr * weight_decay if decoupled else 1.0, 0.0 if decoupled else weight_decay,
+               1 - beta1, beta2, 1 - beta2, math.sqrt(1 - beta2 ** step), eps,
+               -(lr / (1 - beta1 ** step))]
+    scalars = [ctypes.c_float(s) for s in scalars]
+    arrays = (_p(param), _p(grad), _p(exp_avg), _p(exp_avg_sq), _size(size))
+    assert level.adam_finite(*arrays, *scalars) == 1
+    level.adam(*arrays, *scalars)
+    for actual, wanted, name in zip((param, exp_avg, exp_avg_sq), expected,
+                                    ("param", "exp_avg", "exp_avg_sq")):
+        assert_close(actual, wanted, np.float32, name=name, **UPDATE)
+    grad[0] = np.float32(np.inf)
+    assert level.adam_finite(*arrays, *scalars) == 0
