@@ -144,3 +144,61 @@ def test_predict_after_training_uses_the_trained_weights():
     ref = nc.mlp(2, [16], 2, seed=0, backend="reference")
     ref.params[...] = net.params
     assert_close(net.logits(X), ref.logits(X), np.float32)
+
+
+def test_concurrent_predictions_on_one_network_are_right():
+    """Threads of a user's (a web server's) predicting with one network at once: each call
+    that finds the kept plans busy runs on plans of its own, so none reads another's
+    buffers."""
+    import threading
+
+    net = network("mlp", "tanh", np.float32, wide=True)
+    rng = np.random.default_rng(8)
+    inputs = [rng.uniform(-2, 2, (3000 + 100 * i, 3)).astype(np.float32) for i in range(6)]
+    expected = [net.predict_proba(X) for X in inputs]
+    results, errors = [None] * len(inputs), []
+
+    def predict(i):
+        try:
+            for _ in range(5):
+                results[i] = net.predict_proba(inputs[i])
+                assert np.array_equal(results[i], expected[i])
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=predict, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+
+def test_a_plan_refuses_a_second_thread_instead_of_crashing():
+    """One plan, two threads at once: the second call raises instead of writing into the
+    first one's arrays (which crashed the process before the guard)."""
+    import threading
+
+    net = network("mlp", "tanh", np.float32, wide=True)
+    plan = ops.forward_plan(specs(net), BLOCK, net.params)
+    X = np.random.default_rng(9).uniform(-2, 2, (400_000, 3)).astype(np.float32)
+    errors, started = [], threading.Event()
+
+    def long_run():
+        started.set()
+        plan.run(X)
+
+    thread = threading.Thread(target=long_run)
+    thread.start()
+    started.wait()
+    try:
+        for _ in range(200):
+            try:
+                plan.run(X[:10])
+            except RuntimeError as error:
+                errors.append(error)
+                break
+    finally:
+        thread.join()
+    assert errors and "running in another thread" in str(errors[0])
+    assert np.array_equal(plan.run(X[:10]), net._forward(X[:10]))  # usable again after

@@ -1088,6 +1088,17 @@ cdef LayerPlan* _new_plan(list specs, object dtype) except NULL:
     return layers
 
 
+cdef int _enter(bint* running, str what) except -1:
+    """Mark a plan as running, or raise if it already is: its buffers (and a forward plan's
+    output pointer) belong to one call at a time, and a second thread's call would write
+    into the first one's arrays. Checked and set while holding the GIL, so atomically."""
+    if running[0]:
+        raise RuntimeError(f"this {what} is running in another thread; give each thread "
+                           f"its own")
+    running[0] = True
+    return 0
+
+
 cdef class Forward:
     """A network's forward pass over any number of rows in a single nogil call.
 
@@ -1099,7 +1110,7 @@ cdef class Forward:
 
     cdef LayerPlan* layers
     cdef int n_layers, n, n_in, n_outputs
-    cdef bint single
+    cdef bint single, running
     cdef readonly object arrays
 
     def __cinit__(self, list specs, int n, dtype):
@@ -1124,16 +1135,20 @@ cdef class Forward:
             raise ValueError(f"X must be (r, {self.n_in}) and out (r, {self.n_outputs})")
         if X.shape[0] == 0:
             return out
-        if self.single:
-            X32, out32 = X, out
-            with nogil:
-                _plan_forward_rows(self.layers, self.n_layers, &X32[0, 0], &out32[0, 0],
-                                   X32.shape[0], self.n)
-        else:
-            X64, out64 = X, out
-            with nogil:
-                _plan_forward_rows(self.layers, self.n_layers, &X64[0, 0], &out64[0, 0],
-                                   X64.shape[0], self.n)
+        _enter(&self.running, "forward plan")
+        try:
+            if self.single:
+                X32, out32 = X, out
+                with nogil:
+                    _plan_forward_rows(self.layers, self.n_layers, &X32[0, 0], &out32[0, 0],
+                                       X32.shape[0], self.n)
+            else:
+                X64, out64 = X, out
+                with nogil:
+                    _plan_forward_rows(self.layers, self.n_layers, &X64[0, 0], &out64[0, 0],
+                                       X64.shape[0], self.n)
+        finally:
+            self.running = False
         return out
 
 
@@ -1157,6 +1172,7 @@ cdef class TrainStep:
     cdef void* state0
     cdef void* state1
     cdef Py_ssize_t n_params
+    cdef bint running
     cdef readonly object arrays
 
     def __cinit__(self, list specs, int n, params, grads, tuple state, dlogits, str kind,
@@ -1259,29 +1275,34 @@ cdef class TrainStep:
             else:
                 w64 = weights
                 w64_ptr = &w64[0]
-        if self.single:
-            X32 = X
-            if X32.shape[0] < rows or X32.shape[1] != self.n_in:
-                raise ValueError(f"X must have {rows} rows of {self.n_in} features")
-            with nogil:
-                done = _train_steps(self.layers, self.n_layers, &X32[0, 0], self.loss_kind,
-                                    target_ptr, target_step, w32_ptr,
-                                    <float*> self.dlogits, self.n,
-                                    self.n_in, self.n_classes,
-                                    <float*> self.params, <float*> self.grads,
-                                    <float*> self.state0, <float*> self.state1, self.n_params,
-                                    &u, n_steps, &losses[0], &n_correct[0], &status)
-        else:
-            X64 = X
-            if X64.shape[0] < rows or X64.shape[1] != self.n_in:
-                raise ValueError(f"X must have {rows} rows of {self.n_in} features")
-            with nogil:
-                done = _train_steps(self.layers, self.n_layers, &X64[0, 0], self.loss_kind,
-                                    target_ptr, target_step, w64_ptr,
-                                    <double*> self.dlogits, self.n,
-                                    self.n_in, self.n_classes,
-                                    <double*> self.params, <double*> self.grads,
-                                    <double*> self.state0, <double*> self.state1,
-                                    self.n_params, &u, n_steps, &losses[0], &n_correct[0],
-                                    &status)
+        _enter(&self.running, "training step")
+        try:
+            if self.single:
+                X32 = X
+                if X32.shape[0] < rows or X32.shape[1] != self.n_in:
+                    raise ValueError(f"X must have {rows} rows of {self.n_in} features")
+                with nogil:
+                    done = _train_steps(self.layers, self.n_layers, &X32[0, 0], self.loss_kind,
+                                        target_ptr, target_step, w32_ptr,
+                                        <float*> self.dlogits, self.n,
+                                        self.n_in, self.n_classes,
+                                        <float*> self.params, <float*> self.grads,
+                                        <float*> self.state0, <float*> self.state1,
+                                        self.n_params, &u, n_steps, &losses[0],
+                                        &n_correct[0], &status)
+            else:
+                X64 = X
+                if X64.shape[0] < rows or X64.shape[1] != self.n_in:
+                    raise ValueError(f"X must have {rows} rows of {self.n_in} features")
+                with nogil:
+                    done = _train_steps(self.layers, self.n_layers, &X64[0, 0], self.loss_kind,
+                                        target_ptr, target_step, w64_ptr,
+                                        <double*> self.dlogits, self.n,
+                                        self.n_in, self.n_classes,
+                                        <double*> self.params, <double*> self.grads,
+                                        <double*> self.state0, <double*> self.state1,
+                                        self.n_params, &u, n_steps, &losses[0], &n_correct[0],
+                                        &status)
+        finally:
+            self.running = False
         return done, status

@@ -19,6 +19,7 @@ network's interface and imports nothing of this module) and above the model-file
 import dataclasses
 import math
 import os
+import threading
 from typing import Callable
 
 import numpy as np
@@ -90,6 +91,8 @@ class Network:
         self.target_mean = self.target_scale = None
         self._dlogits = {}
         self._plans = {}
+        #: held while a call runs on the kept plans (their buffers are shared)
+        self._plans_lock = threading.Lock()
 
     # --- structure -------------------------------------------------------------------------
 
@@ -312,7 +315,6 @@ class Network:
         out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
         parts = parallel.row_parts(X.shape[0], PREDICT_CHUNK, parallel.threads_available()
                                    if X.shape[0] > PREDICT_CHUNK else 1)
-        plans = self._forward_plans(PREDICT_CHUNK, len(parts))
         function = None if then is None else getattr(self._backend, then)
 
         def run(plan, rows):
@@ -323,8 +325,17 @@ class Network:
                 with np.errstate(invalid="ignore", over="ignore"):
                     function(part, out=part)
 
-        parallel.run_threads([lambda plan=plan, rows=rows: run(plan, rows)
-                              for plan, rows in zip(plans, parts)])
+        # the kept plans, unless another thread of the caller's is predicting with them
+        # right now: then plans of its own for this call (same numbers, fresh buffers)
+        kept = self._plans_lock.acquire(blocking=False)
+        try:
+            plans = (self._forward_plans(PREDICT_CHUNK, len(parts)) if kept else
+                     self._new_forward_plans(PREDICT_CHUNK, len(parts)))
+            parallel.run_threads([lambda plan=plan, rows=rows: run(plan, rows)
+                                  for plan, rows in zip(plans, parts)])
+        finally:
+            if kept:
+                self._plans_lock.release()
         if not np.isfinite(out).all():
             # finite weights and inputs can still overflow (weights grown huge by too large
             # a learning rate): say so rather than hand out NaN probabilities
@@ -340,10 +351,13 @@ class Network:
         one per thread that runs at once; made on first use and kept (they read the live
         parameters)."""
         plans = self._plans.setdefault(block, [])
-        while len(plans) < count:
-            plans.append(self._backend.forward_plan(
-                [layer.step_spec() for layer in self.layers], block, self.params))
+        if len(plans) < count:
+            plans += self._new_forward_plans(block, count - len(plans))
         return plans[:count]
+
+    def _new_forward_plans(self, block, count):
+        specs = [layer.step_spec() for layer in self.layers]
+        return [self._backend.forward_plan(specs, block, self.params) for _ in range(count)]
 
     def _prepared_evaluate(self, X, y):
         """:meth:`evaluate` on inputs and targets as training sees them (checked,
