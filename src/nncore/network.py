@@ -37,6 +37,9 @@ BACKENDS = {"kernels": ops, "reference": reference}
 #: Rows per block when predicting or evaluating, so memory stays bounded on large inputs
 #: (1024, 2048 and 4096 measured within 5% of each other on S, M, R; 2048 the best).
 PREDICT_CHUNK = 2048
+#: Blocks per compiled call when predicting: between calls a Ctrl-C is seen (and the other
+#: threads stop), so a long predict ends within one call of it.
+BLOCKS_PER_CALL = 8
 
 
 class Network:
@@ -316,14 +319,19 @@ class Network:
         parts = parallel.row_parts(X.shape[0], PREDICT_CHUNK, parallel.threads_available()
                                    if X.shape[0] > PREDICT_CHUNK else 1)
         function = None if then is None else getattr(self._backend, then)
+        stop, rows_per_call = threading.Event(), PREDICT_CHUNK * BLOCKS_PER_CALL
 
         def run(plan, rows):
-            part = plan.run(X[rows], out[rows])
-            if function is not None:
-                # the softmax of finite logits is finite, of inf or NaN logits NaN: the
-                # check below sees the same rows either way
-                with np.errstate(invalid="ignore", over="ignore"):
-                    function(part, out=part)
+            for start in range(rows.start, rows.stop, rows_per_call):
+                if stop.is_set():  # a Ctrl-C on the calling thread
+                    return
+                piece = slice(start, min(start + rows_per_call, rows.stop))
+                part = plan.run(X[piece], out[piece])
+                if function is not None:
+                    # the softmax of finite logits is finite, of inf or NaN logits NaN:
+                    # the check below sees the same rows either way
+                    with np.errstate(invalid="ignore", over="ignore"):
+                        function(part, out=part)
 
         # the kept plans, unless another thread of the caller's is predicting with them
         # right now: then plans of its own for this call (same numbers, fresh buffers)
@@ -332,7 +340,7 @@ class Network:
             plans = (self._forward_plans(PREDICT_CHUNK, len(parts)) if kept else
                      self._new_forward_plans(PREDICT_CHUNK, len(parts)))
             parallel.run_threads([lambda plan=plan, rows=rows: run(plan, rows)
-                                  for plan, rows in zip(plans, parts)])
+                                  for plan, rows in zip(plans, parts)], stop=stop)
         finally:
             if kept:
                 self._plans_lock.release()

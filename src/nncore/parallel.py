@@ -55,17 +55,31 @@ def row_parts(n_rows, block, workers):
     return [slice(start, stop) for start, stop in zip(bounds, bounds[1:])]
 
 
-def run_threads(calls):
+def run_threads(calls, stop=None):
     """Run the zero-argument ``calls`` on threads at once (the last on this one), BLAS held
     to one thread meanwhile; they must release the GIL to gain anything (the compiled
-    kernels do). Returns their results in order; re-raises the first error."""
-    if len(calls) == 1:
-        return [calls[0]()]
-    with _blas_controller().limit(limits=1), \
-            ThreadPoolExecutor(max_workers=len(calls) - 1) as pool:
-        futures = [pool.submit(call) for call in calls[:-1]]
-        last = calls[-1]()
-        return [future.result() for future in futures] + [last]
+    kernels do). Returns their results in order; re-raises the first error.
+
+    ``stop``: a ``threading.Event`` set when anything is raised here (a Ctrl-C reaches only
+    this thread), which the calls should check between pieces of their work so that they
+    end soon after; the error is raised once they have."""
+    try:
+        if len(calls) == 1:
+            return [calls[0]()]
+        with _blas_controller().limit(limits=1), \
+                ThreadPoolExecutor(max_workers=len(calls) - 1) as pool:
+            futures = [pool.submit(call) for call in calls[:-1]]
+            try:
+                last = calls[-1]()
+                return [future.result() for future in futures] + [last]
+            except BaseException:
+                if stop is not None:
+                    stop.set()  # before the pool waits for the others
+                raise
+    except BaseException:
+        if stop is not None:
+            stop.set()
+        raise
 
 
 def one_blas_thread():
