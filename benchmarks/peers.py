@@ -24,8 +24,9 @@ the same child (``scipy.linalg.blas.sgemm`` on 1536x1536 float32). Each timed ru
 after a rest of SETTLE seconds, so that no thread pool still spinning from the library
 before takes a core from it. For L the table also gives the products-only bound: the
 steps/s of a step that did nothing but its matrix products, each timed alone through the
-same BLAS, and the share of it nncore and the fastest peer reach (a ratio between two
-libraries cannot exceed the quotient of their shares). A missing library shows as "-".
+same BLAS, and the share of it nncore and the fastest peer reach (their ratio is the
+quotient of the two shares; with this BLAS no share can pass 1, so a ratio above the
+fastest peer's share inverted is out of reach). A missing library shows as "-".
 JAX and PyTorch come from ``pip install ".[bench]"``.
 """
 
@@ -68,8 +69,9 @@ def flops_per_step(kind, arch, batch):
     return total - 2 * batch * products[0][0] * products[0][1]
 
 
-#: Configurations whose products are large enough (every one >= 100 MFLOP) for SciPy's
-#: sgemm, called from Python, to time them without its call overhead showing.
+#: Configurations whose products are large enough (L's hidden ones are 134 MFLOP each;
+#: the rest of a step's are under 1% of its time) for SciPy's sgemm, called from Python,
+#: to time them without its call overhead showing.
 PRODUCT_BOUND = {"L"}
 
 
