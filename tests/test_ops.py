@@ -919,6 +919,19 @@ def test_activations_at_extreme_inputs_match_the_reference(dtype, activation):
     assert np.all(np.isfinite(A[:-1])) and np.all(np.isfinite(dX[:-1]))
 
 
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+@over_dtypes
+def test_bounded_activations_stay_in_range_with_nonnegative_derivatives(dtype, activation):
+    """tanh within [-1, 1] and sigmoid within [0, 1] on a fine grid through saturation, with
+    act' >= 0 (taken from the output: 1 - a^2, a (1 - a)). The float32 tanh once rounded to
+    1.0000002 near its clamp, and its derivative to -4.8e-7."""
+    Z = np.linspace(-12, 12, 48_000, dtype=dtype).reshape(-1, 16)
+    A, dX, jvp = _activation_at(ops, Z, activation)
+    low = -1.0 if activation == "tanh" else 0.0
+    assert A.min() >= low and A.max() <= 1.0
+    assert dX.min() >= 0 and jvp.min() >= 0
+
+
 #: The float32 kernels' measured accuracy against float64 (docs/extending.md, and _simd.h
 #: beside each helper; benchmarks/activation_accuracy.py measures it on 1e7 points): act
 #: within ``relative`` of its value (where that is above 1e-36 in magnitude: tiny tails may be

@@ -121,6 +121,15 @@ def test_bias_activation_loops(level, name, m):
     assert_close(z, expected, np.float32, name=name, **RELATIVE)
 
 
+def test_tanh_stays_within_one(level):
+    """Near its clamp at +-9 the rational tanh rounded to 1.0000002 before its result was
+    held to [-1, 1]; the derivative 1 - a^2 taken from the output then turned negative."""
+    z = np.linspace(-12, 12, 240_001, dtype=np.float32).reshape(1, -1)
+    b = np.zeros(z.shape[1], dtype=np.float32)
+    level.bias_tanh(_p(z), _p(b), _size(1), _size(z.shape[1]))
+    assert np.abs(z).max() <= 1.0
+
+
 @pytest.mark.parametrize("name", BIAS_KEEP)
 @pytest.mark.parametrize("m", WIDTHS)
 def test_bias_keep_activation_loops(level, name, m):

@@ -128,10 +128,10 @@ NNCORE_INLINE float nncore_log1p_unitf(float t) {
 
 /* tanh(x) = x N(x^2) / D(x^2), a rational fit with relative error 2.5e-8 in exact
    arithmetic over |x| <= 9 (benchmarks/activation_accuracy.py --fit tanh); x is clamped to
-   +-9 first, where tanh rounds to +-1 in float (a NaN passes both clamps).  Eight
-   multiply-adds and one division, half the work of 1 - 2 / (exp(2x) + 1) with a series near
-   0, and N(0) = D(0) = 1 keep tiny x exact.  Measured against float64: at most 5.9 ulp
-   (3.5e-7 relative). */
+   +-9 first, where tanh rounds to +-1 in float (a NaN passes both clamps), and the result
+   to [-1, 1].  Eight multiply-adds and one division, half the work of
+   1 - 2 / (exp(2x) + 1) with a series near 0, and N(0) = D(0) = 1 keep tiny x exact.
+   Measured against float64: at most 5.9 ulp (3.5e-7 relative). */
 NNCORE_INLINE float nncore_tanhf(float x) {
     x = x < -9.0f ? -9.0f : x;
     x = x > 9.0f ? 9.0f : x;
@@ -140,7 +140,11 @@ NNCORE_INLINE float nncore_tanhf(float x) {
               + s * (2.066126216959674e-05f + s * 1.3419827027405518e-08f)));
     float D = 1.0f + s * (0.4671730101108551f + s * (0.025890206918120384f
               + s * (0.0003291037573944777f + s * 7.804736696925829e-07f)));
-    return x * N / D;
+    float t = x * N / D;
+    /* near the clamp the rounding can pass 1 by an ulp, and the derivative 1 - t^2 taken
+       from the output would turn negative: held to [-1, 1] (a NaN fails both tests) */
+    t = t > 1.0f ? 1.0f : t;
+    return t < -1.0f ? -1.0f : t;
 }
 
 NNCORE_INLINE float nncore_sigmoidf(float x) {
