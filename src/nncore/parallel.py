@@ -11,8 +11,9 @@ may run on.
 
 import numbers
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 __all__ = ["checked_n_jobs", "one_blas_thread", "run_unordered", "threads_available",
            "row_parts", "run_threads"]
@@ -29,6 +30,30 @@ def _blas_controller():
 
         _CONTROLLER = ThreadpoolController().select(user_api="blas")
     return _CONTROLLER
+
+
+_SHARED_LIMIT_LOCK = threading.Lock()
+_shared_limit = {"users": 0, "limiter": None}
+
+
+@contextmanager
+def _one_blas_thread_while_splitting():
+    """BLAS held to one thread while any row-splitting computation runs, from whichever
+    threads: the first to start sets the limit, the last to end restores it. (A
+    threadpoolctl limit restores what it saw when it began, so two overlapping ones from
+    two threads, ended in the order they began, would leave BLAS at one thread for good.)"""
+    with _SHARED_LIMIT_LOCK:
+        if _shared_limit["users"] == 0:
+            _shared_limit["limiter"] = _blas_controller().limit(limits=1)
+        _shared_limit["users"] += 1
+    try:
+        yield
+    finally:
+        with _SHARED_LIMIT_LOCK:
+            _shared_limit["users"] -= 1
+            if _shared_limit["users"] == 0:
+                _shared_limit["limiter"].restore_original_limits()
+                _shared_limit["limiter"] = None
 
 
 def threads_available():
@@ -66,7 +91,7 @@ def run_threads(calls, stop=None):
     try:
         if len(calls) == 1:
             return [calls[0]()]
-        with _blas_controller().limit(limits=1), \
+        with _one_blas_thread_while_splitting(), \
                 ThreadPoolExecutor(max_workers=len(calls) - 1) as pool:
             futures = [pool.submit(call) for call in calls[:-1]]
             try:
