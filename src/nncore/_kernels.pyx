@@ -1026,9 +1026,9 @@ cdef void* _address(object array, object dtype) except? NULL:
     if array is None:
         return NULL
     if array.dtype != dtype or not array.flags.c_contiguous or not array.flags.writeable:
-        raise ValueError(f"TrainStep needs C-contiguous writeable {dtype} arrays")
+        raise ValueError(f"a compiled plan needs C-contiguous writeable {dtype} arrays")
     if array.size == 0:
-        raise ValueError("TrainStep needs non-empty arrays")
+        raise ValueError("a compiled plan needs non-empty arrays")
     return <void*> <size_t> array.__array_interface__["data"][0]
 
 
@@ -1066,8 +1066,11 @@ cdef int _read_update(object update, int kind, Update* u) except -1:
 cdef LayerPlan* _new_plan(list specs, object dtype) except NULL:
     """A LayerPlan array (PyMem_Malloc'd: the caller frees it) for the layer specs that
     nncore.ops built and checked; a buffer a spec leaves out (None) is NULL."""
-    cdef LayerPlan* layers = <LayerPlan*> PyMem_Malloc(len(specs) * sizeof(LayerPlan))
+    cdef LayerPlan* layers
     cdef LayerPlan* L
+    if not specs:
+        raise ValueError("a plan needs at least one layer")
+    layers = <LayerPlan*> PyMem_Malloc(len(specs) * sizeof(LayerPlan))
     if layers == NULL:
         raise MemoryError()
     try:

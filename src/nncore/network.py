@@ -35,8 +35,10 @@ __all__ = ["Network", "mlp", "resnet", "softmax_regression", "build", "applicabl
 #: The two interchangeable implementations of the kernel API.
 BACKENDS = {"kernels": ops, "reference": reference}
 #: Rows per block when predicting or evaluating, so memory stays bounded on large inputs
-#: (1024, 2048 and 4096 measured within 5% of each other on S, M, R; 2048 the best).
+#: (1024, 2048 and 4096 measured within 5% of each other on S, M, R; 2048 the best), and
+#: fewer for wide layers: a layer's buffer holds at most PLAN_BLOCK_BYTES (but >= 256 rows).
 PREDICT_CHUNK = 2048
+PLAN_BLOCK_BYTES = 1 << 20
 #: Blocks per compiled call when predicting: between calls a Ctrl-C is seen (and the other
 #: threads stop), so a long predict ends within one call of it.
 BLOCKS_PER_CALL = 8
@@ -316,10 +318,11 @@ class Network:
         the softmax), its values, computed part by part in the threads that computed the
         logits, in place (a fresh array costs its page faults)."""
         out = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
-        parts = parallel.row_parts(X.shape[0], PREDICT_CHUNK, parallel.threads_available()
-                                   if X.shape[0] > PREDICT_CHUNK else 1)
+        block = self._predict_block()
+        parts = parallel.row_parts(X.shape[0], block, parallel.threads_available()
+                                   if X.shape[0] > block else 1)
         function = None if then is None else getattr(self._backend, then)
-        stop, rows_per_call = threading.Event(), PREDICT_CHUNK * BLOCKS_PER_CALL
+        stop, rows_per_call = threading.Event(), block * BLOCKS_PER_CALL
 
         def run(plan, rows):
             for start in range(rows.start, rows.stop, rows_per_call):
@@ -335,10 +338,11 @@ class Network:
 
         # the kept plans, unless another thread of the caller's is predicting with them
         # right now: then plans of its own for this call (same numbers, fresh buffers)
-        kept = self._plans_lock.acquire(blocking=False)
+        kept = False
         try:
-            plans = (self._forward_plans(PREDICT_CHUNK, len(parts)) if kept else
-                     self._new_forward_plans(PREDICT_CHUNK, len(parts)))
+            kept = self._plans_lock.acquire(blocking=False)
+            plans = (self._forward_plans(block, len(parts)) if kept else
+                     self._new_forward_plans(block, len(parts)))
             parallel.run_threads([lambda plan=plan, rows=rows: run(plan, rows)
                                   for plan, rows in zip(plans, parts)], stop=stop)
         finally:
@@ -353,6 +357,13 @@ class Network:
                 f"|weight| is {np.abs(self.params).max():.3g}); retrain with a smaller "
                 "learning rate")
         return out
+
+    def _predict_block(self):
+        """Rows per block of a forward plan: PREDICT_CHUNK, fewer when the widest layer's
+        buffer would pass PLAN_BLOCK_BYTES (a plan per thread is kept)."""
+        widest = max(max(layer.n_out, getattr(layer, "hidden", 0)) for layer in self.layers)
+        fitting = PLAN_BLOCK_BYTES // (widest * self.dtype.itemsize)
+        return max(1, min(PREDICT_CHUNK, max(256, fitting)))
 
     def _forward_plans(self, block, count):
         """``count`` forward plans (:func:`nncore.ops.forward_plan`) of ``block``-row blocks,
@@ -384,7 +395,7 @@ class Network:
         if the network has one; for a standardised regression network these are the
         standardised outputs).
 
-        Inference: one compiled forward pass over blocks of PREDICT_CHUNK rows, the blocks
+        Inference: one compiled forward pass over blocks of rows (see _predict_block), the blocks
         split over as many threads as :func:`nncore.parallel.threads_available` allows
         (the numbers do not depend on how many). It keeps nothing for a backward pass."""
         return self._prepared_logits(self._scale_X(self.check_X(X)))

@@ -461,25 +461,41 @@ def train_step(layers, n, params, grads, state, optimizer="sgd", loss="softmax_c
                                               loss)
     specs, outputs = [], []
     for i, layer in enumerate(layers):
-        n_in, n_out, hidden = layer["n_in"], layer["n_out"], layer.get("hidden", 0)
-        entry = activations.get(layer["activation"])
-        spec = {"kind": layer["kind"], "activation": entry.code,
-                "n_in": n_in, "n_out": n_out, "hidden": hidden}
-        for name in v.STEP_SHAPES[layer["kind"]](n_in, n_out, hidden):
-            spec[name], spec["d" + name] = layer[name], layer["d" + name]
-        # the width the activation is applied at: the output, or a residual block's hidden units
-        inner = hidden if hidden else n_out
-        spec["out"] = np.empty((n, n_out), dtype=dtype)
-        spec["dX"] = np.empty((n, n_in), dtype=dtype) if i > 0 else None
-        spec["scratch"] = np.empty((n, inner), dtype=dtype)
-        spec["H"] = np.empty((n, hidden), dtype=dtype) if hidden else None
-        spec["Z"] = np.empty((n, inner), dtype=dtype) if entry.keeps_input else None
+        spec = _forward_spec(layer, n, dtype)
+        for name in v.STEP_SHAPES[layer["kind"]](layer["n_in"], layer["n_out"],
+                                                  layer.get("hidden", 0)):
+            spec["d" + name] = layer["d" + name]
+        spec["dX"] = np.empty((n, layer["n_in"]), dtype=dtype) if i > 0 else None
+        spec["scratch"] = np.empty((n, _inner_width(layer)), dtype=dtype)
         specs.append(spec)
         outputs.append(spec["out"])
     dlogits = np.empty((n, layers[-1]["n_out"]), dtype=dtype)
     step = _kernels.TrainStep(specs, n, params, grads, state, dlogits, optimizer,
                               _kernels.LOSS_CODES[loss])
     return _TrainStepHandle(step, outputs)
+
+
+def _inner_width(layer):
+    """The width a layer applies its activation at: its output, or a residual block's
+    hidden units."""
+    return layer.get("hidden", 0) or layer["n_out"]
+
+
+def _forward_spec(layer, n, dtype):
+    """A layer of a compiled plan with its parameter views and the buffers of its forward
+    pass for blocks of ``n`` rows: ``out``, a residual block's ``H``, and ``Z`` (the
+    pre-activation) for an activation whose derivative needs it."""
+    n_in, n_out, hidden = layer["n_in"], layer["n_out"], layer.get("hidden", 0)
+    entry = activations.get(layer["activation"])
+    spec = {"kind": layer["kind"], "activation": entry.code,
+            "n_in": n_in, "n_out": n_out, "hidden": hidden,
+            "out": np.empty((n, n_out), dtype=dtype),
+            "H": np.empty((n, hidden), dtype=dtype) if hidden else None,
+            "Z": np.empty((n, _inner_width(layer)), dtype=dtype) if entry.keeps_input
+            else None}
+    for name in v.STEP_SHAPES[layer["kind"]](n_in, n_out, hidden):
+        spec[name] = layer[name]
+    return spec
 
 
 class _TrainStepHandle:
@@ -517,18 +533,10 @@ def forward_plan(layers, n, params):
     """
     n, dtype = v.forward_plan_arguments(layers, n, params)
     specs = []
-    for layer in layers:
-        n_in, n_out, hidden = layer["n_in"], layer["n_out"], layer.get("hidden", 0)
-        entry = activations.get(layer["activation"])
-        inner = hidden if hidden else n_out
-        spec = {"kind": layer["kind"], "activation": entry.code,
-                "n_in": n_in, "n_out": n_out, "hidden": hidden,
-                "out": np.empty((n, n_out), dtype=dtype),
-                "H": np.empty((n, hidden), dtype=dtype) if hidden else None,
-                # as in linear_forward: the same kernels, so the same numbers as a layer's
-                "Z": np.empty((n, inner), dtype=dtype) if entry.keeps_input else None}
-        for name in v.STEP_SHAPES[layer["kind"]](n_in, n_out, hidden):
-            spec[name] = layer[name]
+    for i, layer in enumerate(layers):
+        spec = _forward_spec(layer, n, dtype)
+        if i == len(layers) - 1:
+            spec["out"] = None  # the last layer writes into the caller's array
         specs.append(spec)
     return _ForwardPlan(_kernels.Forward(specs, n, dtype), layers[0]["n_in"],
                         layers[-1]["n_out"], dtype, n)
