@@ -312,6 +312,24 @@ def train_step(layers, n, params, grads, state, optimizer="sgd", loss="softmax_c
     return _TrainStep(layers, n, params, grads, state, optimizer, loss)
 
 
+def _slots(layer):
+    """The step's slots of ``layer`` (``W``, ``b``, ...), in its functions' order."""
+    return tuple(v.STEP_SHAPES[layer["kind"]](layer["n_in"], layer["n_out"],
+                                              layer.get("hidden", 0)))
+
+
+def _layers_forward(layers, X, outputs=None):
+    """``X`` through the step layers' forward functions, each writing into its entry of
+    ``outputs`` if given; returns the last output and the layers' caches."""
+    caches = []
+    for i, layer in enumerate(layers):
+        forward = _STEP_FUNCTIONS[layer["kind"]][0]
+        X, cache = forward(X, *(layer[slot] for slot in _slots(layer)), layer["activation"],
+                           None if outputs is None else outputs[i])
+        caches.append(cache)
+    return X, caches
+
+
 class _TrainStep:
     __slots__ = ("layers", "n", "params", "grads", "state", "kind", "loss", "outputs")
 
@@ -320,26 +338,14 @@ class _TrainStep:
         self.params, self.grads, self.state, self.kind = params, grads, state, kind
         self.outputs = [np.empty((n, layer["n_out"]), dtype=params.dtype) for layer in layers]
 
-    @staticmethod
-    def _slots(layer):
-        """The step's slots of ``layer`` (``W``, ``b``, ...), in its functions' order."""
-        return tuple(v.STEP_SHAPES[layer["kind"]](layer["n_in"], layer["n_out"],
-                                                  layer.get("hidden", 0)))
-
     def _forward(self, X):
-        caches = []
-        for layer, out in zip(self.layers, self.outputs):
-            forward = _STEP_FUNCTIONS[layer["kind"]][0]
-            X, cache = forward(X, *(layer[slot] for slot in self._slots(layer)),
-                               layer["activation"], out)
-            caches.append(cache)
-        return X, caches
+        return _layers_forward(self.layers, X, self.outputs)
 
     def _backward(self, grad, caches):
         for layer, cache in zip(reversed(self.layers), reversed(caches)):
             backward = _STEP_FUNCTIONS[layer["kind"]][1]
             grad, *grads = backward(grad, cache)
-            for slot, value in zip(self._slots(layer), grads):
+            for slot, value in zip(_slots(layer), grads):
                 layer["d" + slot][...] = value
 
     def _check_update(self, update):
@@ -413,10 +419,5 @@ class _ForwardPlan:
         out = np.empty(shape, dtype=self.dtype) if out is None else \
             v.out_array("out", out, shape, self.dtype, {"X": X})
         for start in range(0, X.shape[0], self.n):
-            block = X[start:start + self.n]
-            for layer in self.layers:
-                forward = _STEP_FUNCTIONS[layer["kind"]][0]
-                block, _ = forward(block, *(layer[slot] for slot in _TrainStep._slots(layer)),
-                                   layer["activation"])
-            out[start:start + self.n] = block
+            out[start:start + self.n] = _layers_forward(self.layers, X[start:start + self.n])[0]
         return out
