@@ -74,15 +74,23 @@ NNCORE_INLINE float nncore_expm1_reduced(float r) {
            + r * (1.0f / 720 + r * (1.0f / 5040 + r * (1.0f / 40320)))))));
 }
 
-/* exp(x) in float to about 2 ulp, branch-free.  x is clamped to [-87, 88] so 2^k stays a
-   normal float (exp(88) = 1.7e38 < FLT_MAX); below -87 the result is ~1.6e-38 instead of
-   smaller.  NaN fails both comparisons and propagates through r. */
-NNCORE_INLINE float nncore_expf(float x) {
+/* The range reduction of nncore_expf and nncore_expm1f: x clamped to [-87, 88] so 2^k
+   stays a normal float (exp(88) = 1.7e38 < FLT_MAX), then x = k ln2 + r; returns r and
+   stores k + 1.5 * 2^23 (for nncore_exp2_shifted) in *shifted.  NaN fails both
+   comparisons and propagates through r. */
+NNCORE_INLINE float nncore_exp_reduce(float x, float *shifted) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
-    float shifted = x * 1.44269504f + NNCORE_ROUND_SHIFT;
-    float k = shifted - NNCORE_ROUND_SHIFT;
-    float r = (x - k * NNCORE_LN2_HI) - k * NNCORE_LN2_LO;
+    *shifted = x * 1.44269504f + NNCORE_ROUND_SHIFT;
+    float k = *shifted - NNCORE_ROUND_SHIFT;
+    return (x - k * NNCORE_LN2_HI) - k * NNCORE_LN2_LO;
+}
+
+/* exp(x) in float to about 2 ulp, branch-free; below x = -87 the result is ~1.6e-38
+   instead of smaller (the clamp of nncore_exp_reduce). */
+NNCORE_INLINE float nncore_expf(float x) {
+    float shifted;
+    float r = nncore_exp_reduce(x, &shifted);
     return nncore_exp_reduced(r) * nncore_exp2_shifted(shifted);
 }
 
@@ -106,11 +114,8 @@ NNCORE_INLINE float nncore_exp_sumf(float hi, float lo) {
    loses it all as a -> 0).  x is clamped to [-87, 88]: below, the result is -1, exact in
    float beyond x = -17.4.  At most 1.4 ulp over [-100, 88]. */
 NNCORE_INLINE float nncore_expm1f(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float shifted = x * 1.44269504f + NNCORE_ROUND_SHIFT;
-    float k = shifted - NNCORE_ROUND_SHIFT;
-    float r = (x - k * NNCORE_LN2_HI) - k * NNCORE_LN2_LO;
+    float shifted;
+    float r = nncore_exp_reduce(x, &shifted);
     float scale = nncore_exp2_shifted(shifted);
     return scale * nncore_expm1_reduced(r) + (scale - 1.0f);
 }
