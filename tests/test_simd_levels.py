@@ -6,7 +6,8 @@ only ever run one of them. Here the header is compiled once per level with
 ``-DNNCORE_ONE_LEVEL -march=<level>`` (the same source and flags, without clones) into a
 small library, and each level's loops are compared with nncore's NumPy references:
 the activations (forward with the bias, and the derivative loops), the softmax's exp, the
-SGD and Adam updates and their finiteness checks. A level this CPU cannot run is skipped.
+SGD and Adam updates and their finiteness checks, and _gemm's transpose. A level this CPU
+cannot run is skipped.
 Row lengths 1, 15, 16, 17, 63, 64, 65 cover the vector tails of 8 and 16 lanes.
 """
 
@@ -65,7 +66,9 @@ SHIM = "#include \"_simd.h\"\n" + "\n".join(
        " wd, w, b2, omb2, bc2, eps, nss); }",
        "void adam(float *p, const float *g, float *m, float *v, ptrdiff_t n, float decay, "
        "float wd, float w, float b2, float omb2, float bc2, float eps, float nss) "
-       "{ nncore_adam_f32(p, g, m, v, n, decay, wd, w, b2, omb2, bc2, eps, nss); }"]) + "\n"
+       "{ nncore_adam_f32(p, g, m, v, n, decay, wd, w, b2, omb2, bc2, eps, nss); }",
+       "void transpose(const float *src, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ld, "
+       "float *dst) { nncore_transpose_f32(src, rows, cols, ld, dst); }"]) + "\n"
 
 
 def _cpu_flags():
@@ -210,3 +213,15 @@ def test_adam_loops(level, decoupled, size):
         assert_close(actual, wanted, np.float32, name=name, **UPDATE)
     grad[0] = np.float32(np.inf)
     assert level.adam_finite(*arrays, *scalars) == 0
+
+
+@pytest.mark.parametrize("rows", [1, 3, 4, 5, 8, 15, 16, 17, 64, 65])
+@pytest.mark.parametrize("cols", [1, 2, 4, 7, 16, 17, 63, 64])
+def test_transpose(level, rows, cols):
+    """B^T for _gemm's small transposed products: exact, in 4x4 tiles and element by element
+    at the edges, from a source whose rows are longer than the part read."""
+    source = np.random.default_rng(rows * 100 + cols).standard_normal(
+        (rows, cols + 3)).astype(np.float32)
+    out = np.full((cols, rows), np.nan, dtype=np.float32)
+    level.transpose(_p(source), _size(rows), _size(cols), _size(cols + 3), _p(out))
+    np.testing.assert_array_equal(out, source[:, :cols].T)

@@ -126,6 +126,9 @@ cdef extern from "_simd.h":
     float _silu_derivativef "nncore_silu_derivativef" (float x) noexcept nogil
     float _gelu_derivativef "nncore_gelu_derivativef" (float x) noexcept nogil
     void _exp_inplace_f32 "nncore_exp_inplace_f32" (float* x, Py_ssize_t size) noexcept nogil
+    void _transpose_f32 "nncore_transpose_f32" (const float* src, Py_ssize_t rows,
+                                                Py_ssize_t cols, Py_ssize_t ld,
+                                                float* dst) noexcept nogil
     bint _sgd_update_is_finite_f32 "nncore_sgd_update_is_finite_f32" (
         const float* param, const float* grad, const float* velocity, Py_ssize_t size,
         float lr, float momentum, int nesterov, float weight_decay) noexcept nogil

@@ -69,9 +69,12 @@ cdef void _gemm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
         return
     if trans_b and k > 0 and <Py_ssize_t> k * n <= SMALL_TRANSPOSE:
         # B is stored (n, k); write B^T as a (k, n) row-major matrix and multiply plainly
-        for i in range(n):
-            for j in range(k):
-                B_transposed[j * n + i] = B[i * ldb + j]
+        if floating is float:
+            _transpose_f32(B, n, k, ldb, B_transposed)
+        else:
+            for i in range(n):
+                for j in range(k):
+                    B_transposed[j * n + i] = B[i * ldb + j]
         B, ldb, trans_b = B_transposed, n, False
     ta = b'T' if trans_a else b'N'
     tb = b'T' if trans_b else b'N'

@@ -491,4 +491,60 @@ NNCORE_CLONES static void nncore_adam_f32(
 #undef NNCORE_ADAM_ARGUMENTS
 
 
+/* dst = src^T for a float32 matrix: src is (rows, cols) with row stride ld, dst is
+   (cols, rows), contiguous. _gemm's copy of a small B^T (see SMALL_TRANSPOSE in
+   _kernels.pxd). 4x4 tiles are turned in registers with the compilers' vector shuffles
+   (GCC's and Clang's vector extensions: SSE2 shuffles on every x86-64, NEON on aarch64);
+   the edges that do not fill a tile go element by element. A 64x64 matrix takes 0.33 us
+   here against 1.2 us element by element, at every CPU level alike (8x8 tiles were faster
+   with AVX-512, 0.22 us, but slower with AVX2 and 5x slower on the baseline). */
+#if defined(__GNUC__)
+typedef float nncore_f32x4 __attribute__((vector_size(16)));
+typedef int nncore_i32x4 __attribute__((vector_size(16)));
+#if defined(__clang__)
+#define NNCORE_SHUFFLE4(a, b, i, j, k, l) __builtin_shufflevector(a, b, i, j, k, l)
+#else
+#define NNCORE_SHUFFLE4(a, b, i, j, k, l) __builtin_shuffle(a, b, (nncore_i32x4){i, j, k, l})
+#endif
+NNCORE_INLINE void nncore_transpose_tile4(const float *src, ptrdiff_t ld, float *dst,
+                                          ptrdiff_t ldd) {
+    nncore_f32x4 r0, r1, r2, r3;
+    memcpy(&r0, src, sizeof r0);
+    memcpy(&r1, src + ld, sizeof r1);
+    memcpy(&r2, src + 2 * ld, sizeof r2);
+    memcpy(&r3, src + 3 * ld, sizeof r3);
+    /* interleave rows 0/1 and 2/3, then take the halves: column j of the tile is row j */
+    nncore_f32x4 t0 = NNCORE_SHUFFLE4(r0, r1, 0, 4, 1, 5);
+    nncore_f32x4 t1 = NNCORE_SHUFFLE4(r0, r1, 2, 6, 3, 7);
+    nncore_f32x4 t2 = NNCORE_SHUFFLE4(r2, r3, 0, 4, 1, 5);
+    nncore_f32x4 t3 = NNCORE_SHUFFLE4(r2, r3, 2, 6, 3, 7);
+    nncore_f32x4 c0 = NNCORE_SHUFFLE4(t0, t2, 0, 1, 4, 5);
+    nncore_f32x4 c1 = NNCORE_SHUFFLE4(t0, t2, 2, 3, 6, 7);
+    nncore_f32x4 c2 = NNCORE_SHUFFLE4(t1, t3, 0, 1, 4, 5);
+    nncore_f32x4 c3 = NNCORE_SHUFFLE4(t1, t3, 2, 3, 6, 7);
+    memcpy(dst, &c0, sizeof c0);
+    memcpy(dst + ldd, &c1, sizeof c1);
+    memcpy(dst + 2 * ldd, &c2, sizeof c2);
+    memcpy(dst + 3 * ldd, &c3, sizeof c3);
+}
+#define NNCORE_TRANSPOSE_TILE 4
+#else
+#define NNCORE_TRANSPOSE_TILE 0
+#endif
+
+static void nncore_transpose_f32(const float *src, ptrdiff_t rows, ptrdiff_t cols,
+                                 ptrdiff_t ld, float *dst) {
+    ptrdiff_t i = 0, j;
+#if NNCORE_TRANSPOSE_TILE
+    for (; i + 4 <= rows; i += 4) {
+        for (j = 0; j + 4 <= cols; j += 4)
+            nncore_transpose_tile4(src + i * ld + j, ld, dst + j * rows + i, rows);
+        for (; j < cols; j++)
+            for (ptrdiff_t r = i; r < i + 4; r++) dst[j * rows + r] = src[r * ld + j];
+    }
+#endif
+    for (; i < rows; i++)
+        for (j = 0; j < cols; j++) dst[j * rows + i] = src[i * ld + j];
+}
+
 #endif /* NNCORE_SIMD_H */
