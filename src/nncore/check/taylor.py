@@ -358,6 +358,8 @@ def _verdict(eps, zero, first, noise, crossed, window, unit, noise_note, derivat
     orders = (order_zero, order_first)
     unsettled = (" does not settle into one order between the large steps (higher Taylor "
                  "terms) and round-off")
+    too_short = (f": the usable window is too short in {_dtype_name(unit)} (try float64, more "
+                 "steps or another eps0)")
     note = f" ({noise_note})" if noise_note else ""
     nan = float("nan")
 
@@ -366,8 +368,8 @@ def _verdict(eps, zero, first, noise, crossed, window, unit, noise_note, derivat
                 "move x away from the kink or lower eps0", windows, orders, nan)
     if not np.isfinite(order_zero):
         if zero_unsettled:
-            return ("INCONCLUSIVE", "the zero-order residual" + unsettled + note, windows,
-                    orders, nan)
+            return ("INCONCLUSIVE", "the zero-order residual" + unsettled + too_short + note,
+                    windows, orders, nan)
         return ("INCONCLUSIVE", f"the zero-order residual stands clear of round-off at fewer "
                 f"than {MIN_WINDOW} consecutive usable steps: F barely changes along d" + note,
                 windows, orders, nan)
@@ -398,9 +400,8 @@ def _verdict(eps, zero, first, noise, crossed, window, unit, noise_note, derivat
     if not np.isfinite(order_first):
         what = unsettled if first_unsettled else \
             f" stands clear of round-off at fewer than {MIN_WINDOW} consecutive usable steps"
-        return ("INCONCLUSIVE", "the first-order residual" + what + f": the usable window is "
-                f"too short in {_dtype_name(unit)} (try float64, more steps or another eps0)"
-                + note, windows, orders, nan)
+        return ("INCONCLUSIVE", "the first-order residual" + what + too_short + note, windows,
+                orders, nan)
     smallest = window_first[-1]
     resolution = first[smallest] / zero[smallest]
     if order_first < 2 - ORDER_TOLERANCE:
