@@ -1,8 +1,8 @@
 """Measure the float32 activation helpers of ``src/nncore/_simd.h`` against float64.
 
     python benchmarks/activation_accuracy.py          # the error table
-    python benchmarks/activation_accuracy.py --fit tanh   # refit tanh's (or GELU's tail)
-                                                          # rational approximation
+    python benchmarks/activation_accuracy.py --fit tanh   # refit tanh's (GELU's tail, exp's)
+                                                          # approximation
 
 The numbers quoted in the comments of ``_simd.h`` and in ``docs/extending.md`` come from
 here. The helpers are compiled as they are into a small shared library (with ``gcc``, the
@@ -45,6 +45,7 @@ static inline float erf_float(float x) {
     }                                                                              \
     void measure_##name(const float *z, float *a, ptrdiff_t n) { name##_loop(z, a, n); }
 
+EXPORT(exp, nncore_expf)
 EXPORT(expm1, nncore_expm1f)
 EXPORT(log1p_unit, nncore_log1p_unitf)
 EXPORT(tanh, nncore_tanhf)
@@ -103,6 +104,7 @@ def silu_derivative(z):
 WIDE = ((-10.0, 10.0, 10_000_000), (-100.0, 100.0, 1_000_000))
 FUNCTIONS = {
     "tanh": (np.tanh, WIDE, True),
+    "exp": (np.exp, ((-10.0, 10.0, 10_000_000), (-87.0, 88.0, 1_000_000)), True),
     "expm1": (np.expm1, ((-10.0, 10.0, 10_000_000), (-100.0, 88.0, 1_000_000)), True),
     "log1p_unit": (np.log1p, ((0.0, 1.0, 10_000_000),), True),
     "leaky_relu": (lambda z: np.where(z > 0, z, 0.01 * z), WIDE, True),
@@ -150,32 +152,41 @@ def table(libraries):
                   f"| {relative} |")
 
 
-#: The rational fits of _simd.h: name -> (f(a), the interval [0, a_max], the degrees of N
-#: and D). GELU's Gaussian tail: erfc(a / sqrt 2) / 2 = exp(-a^2 / 2) N(a) / D(a).
-#: tanh: tanh(x) = x N(x^2) / D(x^2) for |x| <= 9 (tanh(9) rounds to 1 in float32).
+#: The fits of _simd.h: name -> (f(a), the interval [a_min, a_max], the degrees of N and D,
+#: coefficients of N fixed in advance). GELU's Gaussian tail: erfc(a / sqrt 2) / 2 =
+#: exp(-a^2 / 2) N(a) / D(a) for 0 <= a <= 13.2. tanh: tanh(x) = x N(x^2) / D(x^2) for
+#: |x| <= 9 (tanh(9) rounds to 1 in float32). exp: the polynomial of nncore_exp_reduced,
+#: exp(r) for |r| <= ln2/2 and a little more (the range reduction's rounding), N(0) = 1 so
+#: that exp(0) is exactly 1. log1p: the polynomial P of nncore_log1p_unitf,
+#: atanh(s) = s P(s^2) for 0 <= s <= 1/3, P(0) = 1.
 FITS = {
-    "gelu": (lambda a: 0.5 * erfcx(a * np.sqrt(0.5)), 13.2, (4, 5)),
+    "gelu": (lambda a: 0.5 * erfcx(a * np.sqrt(0.5)), (0.0, 13.2), (4, 5), {}),
     "tanh": (lambda s: np.tanh(np.sqrt(s)) / np.where(s > 0, np.sqrt(s), 1.0)
-             + (s == 0), 81.0, (4, 4)),
+             + (s == 0), (0.0, 81.0), (4, 4), {}),
+    "exp": (np.exp, (-0.3467, 0.3467), (6, 0), {0: 1.0}),
+    "log1p": (lambda u: np.arctanh(np.sqrt(u)) / np.sqrt(np.where(u > 0, u, 1.0)) + (u == 0),
+              (0.0, 1.0 / 9), (4, 0), {0: 1.0}),
 }
 
 
-def fit_rational(f, a_max, degrees, nodes=8000):
-    """A rational function N(a) / D(a) ~ f(a) for 0 <= a <= a_max, D(0) = 1, of the given
-    degrees of N and D.
+def fit_rational(f, interval, degrees, fixed, nodes=8000):
+    """A rational function N(a) / D(a) ~ f(a) for a in ``interval``, D(0) = 1, of the given
+    degrees of N and D (a polynomial for D of degree 0); ``fixed`` maps the index of a
+    coefficient of N to its value.
 
     Minimises the largest relative error: linearised least squares (N - f D) / (f D_old)
     iterated, with Lawson's weights (growing where the error is largest) after 20
     iterations; then the coefficients are rounded to float32 one at a time, the others
     refitted after each."""
     m, n = degrees
-    a = a_max * (0.5 - 0.5 * np.cos(np.pi * (np.arange(nodes) + 0.5) / nodes))
-    a = np.concatenate([a, [0.0, a_max]])
+    low, high = interval
+    a = low + (high - low) * (0.5 - 0.5 * np.cos(np.pi * (np.arange(nodes) + 0.5) / nodes))
+    a = np.concatenate([a, [low, high]])
     f = f(a)
-    powers = np.vander(a, n + 1, increasing=True)
+    powers = np.vander(a, max(m, n) + 1, increasing=True)
     # unknowns N_0..N_m, D_1..D_n: the columns of N - f D
-    columns = np.hstack([powers[:, :m + 1], -f[:, None] * powers[:, 1:]])
-    fixed = {}
+    columns = np.hstack([powers[:, :m + 1], -f[:, None] * powers[:, 1:n + 1]])
+    fixed = dict(fixed)
 
     def solve():
         free = [i for i in range(m + 1 + n) if i not in fixed]
@@ -191,7 +202,7 @@ def fit_rational(f, a_max, degrees, nodes=8000):
             for i, value in fixed.items():
                 x[i] = value
             numerator = powers[:, :m + 1] @ x[:m + 1]
-            previous = powers @ np.concatenate([[1.0], x[m + 1:]])
+            previous = powers[:, :n + 1] @ np.concatenate([[1.0], x[m + 1:]])
             error = np.abs(numerator / previous / f - 1)
             if best is None or error.max() < best[0]:
                 best = (error.max(), x)
@@ -200,7 +211,8 @@ def fit_rational(f, a_max, degrees, nodes=8000):
         return best
 
     for i in range(m + 1 + n):
-        fixed[i] = float(np.float32(solve()[1][i]))
+        if i not in fixed:
+            fixed[i] = float(np.float32(solve()[1][i]))
     error, x = solve()
     print(f"largest relative error {error:.3g} (exact arithmetic, float32 coefficients)")
     print("N, a^0 first:", ", ".join(repr(float(c)) for c in x[:m + 1]))

@@ -60,11 +60,14 @@ NNCORE_INLINE float nncore_exp2_shifted(float shifted) {
     return scale;
 }
 
-/* exp(r) for |r| <= ln2/2 (a little more is fine): Taylor to degree 7, truncation error
-   < 6e-9. */
+/* exp(r) for |r| <= ln2/2 (a little more is fine): a polynomial of degree 6 fitted to the
+   smallest largest relative error, 3.1e-9 in exact arithmetic with these float32
+   coefficients (benchmarks/activation_accuracy.py --fit exp), one multiply-add fewer than
+   Taylor's series to degree 7 (6e-9). */
 NNCORE_INLINE float nncore_exp_reduced(float r) {
-    return 1.0f + r * (1.0f + r * (1.0f / 2 + r * (1.0f / 6 + r * (1.0f / 24
-           + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    return 1.0f + r * (1.0f + r * (0.4999999403953552f + r * (0.1666652113199234f
+           + r * (0.04166826233267784f + r * (0.008368674665689468f
+           + r * 0.0013821055181324482f)))));
 }
 
 /* exp(r) - 1 for |r| <= ln2/2: Taylor to degree 8, truncation error below 6e-10 relative
@@ -86,8 +89,8 @@ NNCORE_INLINE float nncore_exp_reduce(float x, float *shifted) {
     return (x - k * NNCORE_LN2_HI) - k * NNCORE_LN2_LO;
 }
 
-/* exp(x) in float to about 2 ulp, branch-free; below x = -87 the result is ~1.6e-38
-   instead of smaller (the clamp of nncore_exp_reduce). */
+/* exp(x) in float, branch-free: at most 1.2 ulp over [-87, 88]; below x = -87 the result
+   is ~1.6e-38 instead of smaller (the clamp of nncore_exp_reduce). */
 NNCORE_INLINE float nncore_expf(float x) {
     float shifted;
     float r = nncore_exp_reduce(x, &shifted);
@@ -121,14 +124,16 @@ NNCORE_INLINE float nncore_expm1f(float x) {
 }
 
 /* log(1 + t) for 0 <= t <= 1 (a NaN propagates), branch-free: log(1 + t) = 2 atanh(s) with
-   s = t / (2 + t) in [0, 1/3], and atanh(s) = s (1 + s^2/3 + s^4/5 + ...) to s^14/15
-   (truncation error < 2e-9 relative).  No 1 + t is ever rounded, so t = 1e-30 gives
-   1e-30.  At most 2.8 ulp over [0, 1]. */
+   s = t / (2 + t) in [0, 1/3], and atanh(s) = s P(s^2), P a polynomial of degree 4 fitted to
+   the smallest largest relative error, 4.5e-9 in exact arithmetic with these float32
+   coefficients (benchmarks/activation_accuracy.py --fit log1p; the series
+   1 + s^2/3 + s^4/5 + ... needs eight terms for as much).  No 1 + t is ever rounded, so
+   t = 1e-30 gives 1e-30.  At most 2.9 ulp over [0, 1]. */
 NNCORE_INLINE float nncore_log1p_unitf(float t) {
     float s = t / (2.0f + t);
     float s2 = s * s;
-    return 2.0f * s * (1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9
-           + s2 * (1.0f / 11 + s2 * (1.0f / 13 + s2 * (1.0f / 15))))))));
+    return 2.0f * s * (1.0f + s2 * (0.3333320915699005f + s2 * (0.20010718703269958f
+           + s2 * (0.1400151401758194f + s2 * 0.1400337666273117f))));
 }
 
 /* tanh(x) = x N(x^2) / D(x^2), a rational fit with relative error 2.5e-8 in exact
@@ -191,7 +196,7 @@ NNCORE_INLINE float nncore_softplus_derivativef(float a) {
    z sigmoid(z) would grow with |z| (-0.6 at z = -1e38): the result is flushed to 0 there
    (the float64 value is below 5.4e-37 in magnitude).  z * (1 / (1 + e)), not z / (1 + e):
    GCC then folds the clamped lanes' sigmoid to a constant instead of dividing twice (2.5x
-   slower).  At most 2.6 ulp (1.9e-7 relative). */
+   slower).  At most 2.8 ulp (1.9e-7 relative). */
 NNCORE_INLINE float nncore_siluf(float z) {
     float sigmoid = 1.0f / (1.0f + nncore_expf(-z));
     return z < -88.0f ? 0.0f : z * sigmoid;
@@ -232,7 +237,7 @@ NNCORE_INLINE float nncore_silu_derivativef(float z) {
    z > 0, and |z phi(z)| < 9e-38.  A NaN fails a > 13.19 and propagates.
 
    Measured (see the top of this file):
-     Q: at most 6.5 ulp (4.6e-7 relative);
+     Q: at most 6.6 ulp (4.8e-7 relative);
      erf(x) = sign(x) (1 - 2 Q(sqrt 2 x)): at most 2.2e-7 absolute on [-10, 10];
      GELU: at most 7.8 ulp (4.7e-7 relative; 3.9e-7 absolute);
      GELU': at most 1.6e-7 absolute (it crosses 0 at z = -0.75: relative errors say
