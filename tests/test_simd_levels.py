@@ -6,8 +6,8 @@ only ever run one of them. Here the header is compiled once per level with
 ``-DNNCORE_ONE_LEVEL -march=<level>`` (the same source and flags, without clones) into a
 small library, and each level's loops are compared with nncore's NumPy references:
 the activations (forward with the bias, and the derivative loops), the softmax's exp, the
-SGD and Adam updates and their finiteness checks, and _gemm's transpose. A level this CPU
-cannot run is skipped.
+SGD and Adam updates and their finiteness checks, the bias gradients' column sums and
+_gemm's transpose. A level this CPU cannot run is skipped.
 Row lengths 1, 15, 16, 17, 63, 64, 65 cover the vector tails of 8 and 16 lanes.
 """
 
@@ -43,7 +43,7 @@ UPDATE = dict(rtol=1e-6)
 
 BIAS = ("tanh", "sigmoid", "leaky_relu", "elu", "softplus")
 BIAS_KEEP = ("gelu", "silu")
-TIMES_DERIVATIVE = ("softplus", "gelu", "silu")
+TIMES_DERIVATIVE = ("tanh", "sigmoid", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu")
 
 SHIM = "#include \"_simd.h\"\n" + "\n".join(
     [f"void bias_{a}(float *z, const float *b, ptrdiff_t n, ptrdiff_t m) "
@@ -67,6 +67,8 @@ SHIM = "#include \"_simd.h\"\n" + "\n".join(
        "void adam(float *p, const float *g, float *m, float *v, ptrdiff_t n, float decay, "
        "float wd, float w, float b2, float omb2, float bc2, float eps, float nss) "
        "{ nncore_adam_f32(p, g, m, v, n, decay, wd, w, b2, omb2, bc2, eps, nss); }",
+       "void column_sums(const float *g, float *sums, ptrdiff_t n, ptrdiff_t m) "
+       "{ nncore_column_sums_f32(g, sums, n, m); }",
        "void transpose(const float *src, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ld, "
        "float *dst) { nncore_transpose_f32(src, rows, cols, ld, dst); }"]) + "\n"
 
@@ -225,3 +227,14 @@ def test_transpose(level, rows, cols):
     out = np.full((cols, rows), np.nan, dtype=np.float32)
     level.transpose(_p(source), _size(rows), _size(cols), _size(cols + 3), _p(out))
     np.testing.assert_array_equal(out, source[:, :cols].T)
+
+
+@pytest.mark.parametrize("m", WIDTHS + (255, 256, 257, 513))
+@pytest.mark.parametrize("n", [0, 1, 9, 64])
+def test_column_sums(level, n, m):
+    """The bias gradients: column sums in double, over blocks of 256 columns."""
+    g = np.random.default_rng(n * 1000 + m).uniform(-1, 1, (n, m)).astype(np.float32)
+    g[:, ::5] *= 1e4  # large and small terms, so a float accumulator would show
+    sums = np.full(m, np.nan, dtype=np.float32)
+    level.column_sums(_p(g), _p(sums), _size(n), _size(m))
+    np.testing.assert_array_equal(sums, g.astype(np.float64).sum(axis=0).astype(np.float32))

@@ -27,9 +27,6 @@ cdef enum:
     SILU = 7
     SOFTPLUS = 8
 
-# Column block for the double accumulators of bias gradients (kept on the stack).
-cdef enum:
-    COLUMN_BLOCK = 256
 # Largest op(B) = B^T (in elements) that _gemm transposes into a stack buffer first: for
 # small matrices OpenBLAS's transposed-B path costs up to 1.7x its plain one (64x64x64
 # sgemm: 10.1 us vs 5.9 us here), more than the 4096-element copy. 8192 floats = 32 KiB.
@@ -126,6 +123,10 @@ cdef extern from "_simd.h":
     float _silu_derivativef "nncore_silu_derivativef" (float x) noexcept nogil
     float _gelu_derivativef "nncore_gelu_derivativef" (float x) noexcept nogil
     void _exp_inplace_f32 "nncore_exp_inplace_f32" (float* x, Py_ssize_t size) noexcept nogil
+    # Column block for the double accumulators of bias gradients (kept on the stack)
+    enum: COLUMN_BLOCK "NNCORE_COLUMN_BLOCK"
+    void _column_sums_f32 "nncore_column_sums_f32" (const float* G, float* sums,
+                                                    Py_ssize_t n, Py_ssize_t m) noexcept nogil
     void _transpose_f32 "nncore_transpose_f32" (const float* src, Py_ssize_t rows,
                                                 Py_ssize_t cols, Py_ssize_t ld,
                                                 float* dst) noexcept nogil
@@ -163,6 +164,21 @@ cdef extern from "_simd.h":
     void _bias_keep_silu_f32 "nncore_bias_keep_silu_f32" (
         float* Z, const float* b, float* A, Py_ssize_t n, Py_ssize_t m) noexcept nogil
     # out[i, j] = (G[i, j] + shift[j]) * act'(S[i, j]) over (n, m), shift NULL or not
+    void _times_tanh_derivative_f32 "nncore_times_tanh_derivative_f32" (
+        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
+        Py_ssize_t m) noexcept nogil
+    void _times_sigmoid_derivative_f32 "nncore_times_sigmoid_derivative_f32" (
+        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
+        Py_ssize_t m) noexcept nogil
+    void _times_relu_derivative_f32 "nncore_times_relu_derivative_f32" (
+        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
+        Py_ssize_t m) noexcept nogil
+    void _times_leaky_relu_derivative_f32 "nncore_times_leaky_relu_derivative_f32" (
+        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
+        Py_ssize_t m) noexcept nogil
+    void _times_elu_derivative_f32 "nncore_times_elu_derivative_f32" (
+        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
+        Py_ssize_t m) noexcept nogil
     void _times_softplus_derivative_f32 "nncore_times_softplus_derivative_f32" (
         const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
         Py_ssize_t m) noexcept nogil

@@ -201,14 +201,29 @@ cdef void _times_derivative(const floating* G, const floating* A, const floating
     ``A`` is what the forward pass saved for the derivative (see _derivative): the output
     act(Z), or Z itself for an activation whose derivative needs it. Used by every backward
     pass (G = dA, no shift) and every JVP (G = the linear change of Z, shift = the change of
-    the bias). In float32, the derivatives that cost more than a few operations (an
-    exponential) use the cloned C loops of _simd.h.
+    the bias). In float32, every activation but the identity uses a cloned C loop of
+    _simd.h.
     """
     cdef Py_ssize_t i, j
     cdef const floating* g_row
     cdef const floating* a_row
     cdef floating* o_row
     if floating is float:
+        if activation == TANH:
+            _times_tanh_derivative_f32(G, A, shift, out, n, m)
+            return
+        if activation == SIGMOID:
+            _times_sigmoid_derivative_f32(G, A, shift, out, n, m)
+            return
+        if activation == RELU:
+            _times_relu_derivative_f32(G, A, shift, out, n, m)
+            return
+        if activation == LEAKY_RELU:
+            _times_leaky_relu_derivative_f32(G, A, shift, out, n, m)
+            return
+        if activation == ELU:
+            _times_elu_derivative_f32(G, A, shift, out, n, m)
+            return
         if activation == SOFTPLUS:
             _times_softplus_derivative_f32(G, A, shift, out, n, m)
             return
@@ -282,9 +297,13 @@ cdef void _times_derivative(const floating* G, const floating* A, const floating
 
 cdef void _column_sums(const floating* G, floating* sums, Py_ssize_t n,
                        Py_ssize_t m) noexcept nogil:
-    """sums[j] = sum_i G[i, j], accumulated in double in stack blocks of columns."""
+    """sums[j] = sum_i G[i, j], accumulated in double in stack blocks of columns (float32:
+    the cloned loop of _simd.h, in the same order)."""
     cdef double acc[COLUMN_BLOCK]
     cdef Py_ssize_t i, j, start = 0, width
+    if floating is float:
+        _column_sums_f32(G, sums, n, m)
+        return
     while start < m:
         width = min(<Py_ssize_t> COLUMN_BLOCK, m - start)
         for j in range(width):

@@ -333,9 +333,43 @@ NNCORE_BIAS_LOOP(nncore_bias_elu_f32, nncore_eluf)
 NNCORE_BIAS_LOOP(nncore_bias_softplus_f32, nncore_softplusf)
 NNCORE_BIAS_KEEP_LOOP(nncore_bias_keep_gelu_f32, nncore_geluf)
 NNCORE_BIAS_KEEP_LOOP(nncore_bias_keep_silu_f32, nncore_siluf)
+/* The derivatives taken from the output a = act(z) that cost a few operations (the
+   float64 twins are _derivative in _kernels.pxd); their loops are cloned like the others,
+   or the compiler's baseline SSE2 code would run them 2 doubles or 4 floats wide. */
+NNCORE_INLINE float nncore_tanh_derivativef(float a) { return 1.0f - a * a; }
+NNCORE_INLINE float nncore_sigmoid_derivativef(float a) { return a * (1.0f - a); }
+NNCORE_INLINE float nncore_relu_derivativef(float a) { return a > 0.0f ? 1.0f : 0.0f; }
+NNCORE_INLINE float nncore_leaky_relu_derivativef(float a) { return a > 0.0f ? 1.0f : 0.01f; }
+/* exp(z) = a + 1 for z <= 0 */
+NNCORE_INLINE float nncore_elu_derivativef(float a) { return a > 0.0f ? 1.0f : a + 1.0f; }
+
+NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_tanh_derivative_f32, nncore_tanh_derivativef)
+NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_sigmoid_derivative_f32, nncore_sigmoid_derivativef)
+NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_relu_derivative_f32, nncore_relu_derivativef)
+NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_leaky_relu_derivative_f32,
+                             nncore_leaky_relu_derivativef)
+NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_elu_derivative_f32, nncore_elu_derivativef)
 NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_softplus_derivative_f32, nncore_softplus_derivativef)
 NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_gelu_derivative_f32, nncore_gelu_derivativef)
 NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_silu_derivative_f32, nncore_silu_derivativef)
+
+/* sums[j] = sum_i g[i, j] over (n, m): the bias gradients. Accumulated in double (the
+   float64 rounding of a sum of n floats), in blocks of NNCORE_COLUMN_BLOCK columns kept on
+   the stack; the float64 path is _column_sums in _kernels.pyx, in the same order. */
+#define NNCORE_COLUMN_BLOCK 256
+NNCORE_CLONES static void nncore_column_sums_f32(const float *g, float *sums, ptrdiff_t n,
+                                                 ptrdiff_t m) {
+    double acc[NNCORE_COLUMN_BLOCK];
+    for (ptrdiff_t start = 0; start < m; start += NNCORE_COLUMN_BLOCK) {
+        ptrdiff_t width = m - start < NNCORE_COLUMN_BLOCK ? m - start : NNCORE_COLUMN_BLOCK;
+        for (ptrdiff_t j = 0; j < width; j++) acc[j] = 0.0;
+        for (ptrdiff_t i = 0; i < n; i++) {
+            const float *row = g + i * m + start;
+            for (ptrdiff_t j = 0; j < width; j++) acc[j] += row[j];
+        }
+        for (ptrdiff_t j = 0; j < width; j++) sums[start + j] = (float) acc[j];
+    }
+}
 
 /* The momentum update over the flat float32 parameter buffer (see _sgd_momentum), and
    the check that it stays finite (see _sgd_update_is_finite): long flat loops, cloned
