@@ -15,17 +15,19 @@ ctypedef fused floating:
     float
     double
 
-# Activation codes: the ``code`` of each entry of nncore.activations.ACTIVATIONS.
-cdef enum:
-    IDENTITY = 0
-    TANH = 1
-    RELU = 2
-    SIGMOID = 3
-    LEAKY_RELU = 4
-    ELU = 5
-    GELU = 6
-    SILU = 7
-    SOFTPLUS = 8
+# Activation codes: the ``code`` of each entry of nncore.activations.ACTIVATIONS, defined in
+# _simd.h (its loops dispatch on them).
+cdef extern from "_simd.h":
+    enum:
+        IDENTITY "NNCORE_IDENTITY"
+        TANH "NNCORE_TANH"
+        RELU "NNCORE_RELU"
+        SIGMOID "NNCORE_SIGMOID"
+        LEAKY_RELU "NNCORE_LEAKY_RELU"
+        ELU "NNCORE_ELU"
+        GELU "NNCORE_GELU"
+        SILU "NNCORE_SILU"
+        SOFTPLUS "NNCORE_SOFTPLUS"
 
 # Largest op(B) = B^T (in elements) that _gemm transposes into a stack buffer first: for
 # small matrices OpenBLAS's transposed-B path costs up to 1.7x its plain one (64x64x64
@@ -145,49 +147,19 @@ cdef extern from "_simd.h":
         float* param, const float* grad, float* exp_avg, float* exp_avg_sq, Py_ssize_t size,
         float decay, float weight_decay, float weight, float beta2, float one_minus_beta2,
         float bias_correction2_sqrt, float eps, float neg_step_size) noexcept nogil
-    # Z[i, j] = act(Z[i, j] + b[j]) in place over (n, m): the activations whose act' needs
-    # only their output
-    void _bias_tanh_f32 "nncore_bias_tanh_f32" (float* Z, const float* b, Py_ssize_t n,
-                                                Py_ssize_t m) noexcept nogil
-    void _bias_sigmoid_f32 "nncore_bias_sigmoid_f32" (float* Z, const float* b,
-                                                      Py_ssize_t n, Py_ssize_t m) noexcept nogil
-    void _bias_leaky_relu_f32 "nncore_bias_leaky_relu_f32" (
-        float* Z, const float* b, Py_ssize_t n, Py_ssize_t m) noexcept nogil
-    void _bias_elu_f32 "nncore_bias_elu_f32" (float* Z, const float* b, Py_ssize_t n,
-                                              Py_ssize_t m) noexcept nogil
-    void _bias_softplus_f32 "nncore_bias_softplus_f32" (
-        float* Z, const float* b, Py_ssize_t n, Py_ssize_t m) noexcept nogil
-    # Z[i, j] += b[j] and A[i, j] = act(Z[i, j]) over (n, m): the activations whose act'
-    # needs Z
-    void _bias_keep_gelu_f32 "nncore_bias_keep_gelu_f32" (
-        float* Z, const float* b, float* A, Py_ssize_t n, Py_ssize_t m) noexcept nogil
-    void _bias_keep_silu_f32 "nncore_bias_keep_silu_f32" (
-        float* Z, const float* b, float* A, Py_ssize_t n, Py_ssize_t m) noexcept nogil
-    # out[i, j] = (G[i, j] + shift[j]) * act'(S[i, j]) over (n, m), shift NULL or not
-    void _times_tanh_derivative_f32 "nncore_times_tanh_derivative_f32" (
-        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
-        Py_ssize_t m) noexcept nogil
-    void _times_sigmoid_derivative_f32 "nncore_times_sigmoid_derivative_f32" (
-        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
-        Py_ssize_t m) noexcept nogil
-    void _times_relu_derivative_f32 "nncore_times_relu_derivative_f32" (
-        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
-        Py_ssize_t m) noexcept nogil
-    void _times_leaky_relu_derivative_f32 "nncore_times_leaky_relu_derivative_f32" (
-        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
-        Py_ssize_t m) noexcept nogil
-    void _times_elu_derivative_f32 "nncore_times_elu_derivative_f32" (
-        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
-        Py_ssize_t m) noexcept nogil
-    void _times_softplus_derivative_f32 "nncore_times_softplus_derivative_f32" (
-        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
-        Py_ssize_t m) noexcept nogil
-    void _times_gelu_derivative_f32 "nncore_times_gelu_derivative_f32" (
-        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
-        Py_ssize_t m) noexcept nogil
-    void _times_silu_derivative_f32 "nncore_times_silu_derivative_f32" (
-        const float* G, const float* S, const float* shift, float* out, Py_ssize_t n,
-        Py_ssize_t m) noexcept nogil
+    # The cloned float32 loops over (n, m) by activation code; each returns 1, or 0 for a
+    # code it has no loop for. Z[i, j] = act(Z[i, j] + b[j]) in place, for the activations
+    # whose act' needs only their output:
+    bint _bias_activation_f32 "nncore_bias_activation_f32" (
+        int code, float* Z, const float* b, Py_ssize_t n, Py_ssize_t m) noexcept nogil
+    # Z[i, j] += b[j] and A[i, j] = act(Z[i, j]), for those whose act' needs Z:
+    bint _bias_keep_activation_f32 "nncore_bias_keep_activation_f32" (
+        int code, float* Z, const float* b, float* A, Py_ssize_t n, Py_ssize_t m
+        ) noexcept nogil
+    # out[i, j] = (G[i, j] + shift[j]) * act'(S[i, j]), shift NULL or not:
+    bint _times_derivative_f32 "nncore_times_derivative_f32" (
+        int code, const float* G, const float* S, const float* shift, float* out,
+        Py_ssize_t n, Py_ssize_t m) noexcept nogil
 
 
 cdef inline double _exp(floating x) noexcept nogil:

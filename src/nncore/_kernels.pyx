@@ -98,25 +98,12 @@ cdef void _bias_activation(floating* Z, const floating* b, Py_ssize_t n, Py_ssiz
     """Z[i, j] = act(Z[i, j] + b[j]) in one pass: the forward pass of an activation whose
     derivative is a function of its output (the layer keeps only A), and with the identity
     the bias pass of _activation. One loop per activation so each inner loop is branch-free
-    and the compiler can vectorise it; float32 uses the cloned C loops of _simd.h for the
-    activations that keep only A."""
+    and the compiler can vectorise it; float32 uses the cloned C loops of _simd.h (every
+    activation that keeps only A, and the identity)."""
     cdef Py_ssize_t i, j
     cdef floating* row
     if floating is float:
-        if activation == TANH:
-            _bias_tanh_f32(Z, b, n, n_out)
-            return
-        if activation == SIGMOID:
-            _bias_sigmoid_f32(Z, b, n, n_out)
-            return
-        if activation == LEAKY_RELU:
-            _bias_leaky_relu_f32(Z, b, n, n_out)
-            return
-        if activation == ELU:
-            _bias_elu_f32(Z, b, n, n_out)
-            return
-        if activation == SOFTPLUS:
-            _bias_softplus_f32(Z, b, n, n_out)
+        if _bias_activation_f32(activation, Z, b, n, n_out):
             return
     for i in range(n):
         row = Z + i * n_out
@@ -157,11 +144,7 @@ cdef void _activation(floating* Z, const floating* b, floating* A, Py_ssize_t n,
     Activations that only need their output go through _bias_activation, in place."""
     cdef Py_ssize_t i, size = n * n_out
     if floating is float:
-        if activation == GELU:
-            _bias_keep_gelu_f32(Z, b, A, n, n_out)
-            return
-        if activation == SILU:
-            _bias_keep_silu_f32(Z, b, A, n, n_out)
+        if _bias_keep_activation_f32(activation, Z, b, A, n, n_out):
             return
     _bias_activation(Z, b, n, n_out, IDENTITY)
     if activation == TANH:
@@ -209,29 +192,7 @@ cdef void _times_derivative(const floating* G, const floating* A, const floating
     cdef const floating* a_row
     cdef floating* o_row
     if floating is float:
-        if activation == TANH:
-            _times_tanh_derivative_f32(G, A, shift, out, n, m)
-            return
-        if activation == SIGMOID:
-            _times_sigmoid_derivative_f32(G, A, shift, out, n, m)
-            return
-        if activation == RELU:
-            _times_relu_derivative_f32(G, A, shift, out, n, m)
-            return
-        if activation == LEAKY_RELU:
-            _times_leaky_relu_derivative_f32(G, A, shift, out, n, m)
-            return
-        if activation == ELU:
-            _times_elu_derivative_f32(G, A, shift, out, n, m)
-            return
-        if activation == SOFTPLUS:
-            _times_softplus_derivative_f32(G, A, shift, out, n, m)
-            return
-        if activation == GELU:
-            _times_gelu_derivative_f32(G, A, shift, out, n, m)
-            return
-        if activation == SILU:
-            _times_silu_derivative_f32(G, A, shift, out, n, m)
+        if _times_derivative_f32(activation, G, A, shift, out, n, m):
             return
     for i in range(n):
         g_row = G + i * m
@@ -303,17 +264,17 @@ cdef void _column_sums(const floating* G, floating* sums, Py_ssize_t n,
     cdef Py_ssize_t i, j, start = 0, width
     if floating is float:
         _column_sums_f32(G, sums, n, m)
-        return
-    while start < m:
-        width = min(<Py_ssize_t> COLUMN_BLOCK, m - start)
-        for j in range(width):
-            acc[j] = 0.0
-        for i in range(n):
+    else:
+        while start < m:
+            width = min(<Py_ssize_t> COLUMN_BLOCK, m - start)
             for j in range(width):
-                acc[j] += G[i * m + start + j]
-        for j in range(width):
-            sums[start + j] = <floating> acc[j]
-        start += width
+                acc[j] = 0.0
+            for i in range(n):
+                for j in range(width):
+                    acc[j] += G[i * m + start + j]
+            for j in range(width):
+                sums[start + j] = <floating> acc[j]
+            start += width
 
 
 cdef void _copy(const floating* src, floating* dst, Py_ssize_t size) noexcept nogil:

@@ -37,6 +37,20 @@
 #define NNCORE_CLONES
 #endif
 
+/* The activation codes: the `code` of each entry of nncore.activations.ACTIVATIONS, declared
+   for Cython in _kernels.pxd from here. */
+enum {
+    NNCORE_IDENTITY = 0,
+    NNCORE_TANH = 1,
+    NNCORE_RELU = 2,
+    NNCORE_SIGMOID = 3,
+    NNCORE_LEAKY_RELU = 4,
+    NNCORE_ELU = 5,
+    NNCORE_GELU = 6,
+    NNCORE_SILU = 7,
+    NNCORE_SOFTPLUS = 8
+};
+
 /* The float exponential and its relatives share one range reduction: x = k ln2 + r with k
    an integer and |r| <= ln2/2, so that exp(x) = 2^k exp(r), exp(r) from a short series and
    2^k built in the exponent bits. */
@@ -164,6 +178,10 @@ NNCORE_INLINE float nncore_sigmoidf(float x) {
 /* The other activations, branch-free (the selects become vector blends), and the
    derivatives that take more than a few operations (_derivative in _kernels.pxd has the
    others: leaky ReLU's and ELU's from the output). */
+
+/* ReLU, written so that NaN stays NaN (NaN <= 0 is false); the identity. Exact. */
+NNCORE_INLINE float nncore_reluf(float z) { return z <= 0.0f ? 0.0f : z; }
+NNCORE_INLINE float nncore_identityf(float z) { return z; }
 
 /* Leaky ReLU, negative slope 0.01: at most 0.8 ulp (0.01 z is rounded once). */
 NNCORE_INLINE float nncore_leaky_reluf(float z) {
@@ -326,7 +344,9 @@ NNCORE_CLONES static void nncore_exp_inplace_f32(float *x, ptrdiff_t size) {
         }                                                                                \
     }
 
+NNCORE_BIAS_LOOP(nncore_bias_identity_f32, nncore_identityf)
 NNCORE_BIAS_LOOP(nncore_bias_tanh_f32, nncore_tanhf)
+NNCORE_BIAS_LOOP(nncore_bias_relu_f32, nncore_reluf)
 NNCORE_BIAS_LOOP(nncore_bias_sigmoid_f32, nncore_sigmoidf)
 NNCORE_BIAS_LOOP(nncore_bias_leaky_relu_f32, nncore_leaky_reluf)
 NNCORE_BIAS_LOOP(nncore_bias_elu_f32, nncore_eluf)
@@ -352,6 +372,51 @@ NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_elu_derivative_f32, nncore_elu_derivat
 NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_softplus_derivative_f32, nncore_softplus_derivativef)
 NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_gelu_derivative_f32, nncore_gelu_derivativef)
 NNCORE_TIMES_DERIVATIVE_LOOP(nncore_times_silu_derivative_f32, nncore_silu_derivativef)
+
+/* The kernels' entry points to the loops above, by activation code: each runs the loop of
+   `code` and returns 1, or returns 0 where it has none (the caller's own loop then runs). */
+static int nncore_bias_activation_f32(int code, float *z, const float *b, ptrdiff_t n,
+                                      ptrdiff_t m) {
+    switch (code) {
+    case NNCORE_IDENTITY: nncore_bias_identity_f32(z, b, n, m); return 1;
+    case NNCORE_TANH: nncore_bias_tanh_f32(z, b, n, m); return 1;
+    case NNCORE_RELU: nncore_bias_relu_f32(z, b, n, m); return 1;
+    case NNCORE_SIGMOID: nncore_bias_sigmoid_f32(z, b, n, m); return 1;
+    case NNCORE_LEAKY_RELU: nncore_bias_leaky_relu_f32(z, b, n, m); return 1;
+    case NNCORE_ELU: nncore_bias_elu_f32(z, b, n, m); return 1;
+    case NNCORE_SOFTPLUS: nncore_bias_softplus_f32(z, b, n, m); return 1;
+    }
+    return 0;
+}
+
+static int nncore_bias_keep_activation_f32(int code, float *z, const float *b, float *a,
+                                           ptrdiff_t n, ptrdiff_t m) {
+    switch (code) {
+    case NNCORE_GELU: nncore_bias_keep_gelu_f32(z, b, a, n, m); return 1;
+    case NNCORE_SILU: nncore_bias_keep_silu_f32(z, b, a, n, m); return 1;
+    }
+    return 0;
+}
+
+static int nncore_times_derivative_f32(int code, const float *g, const float *s,
+                                       const float *shift, float *out, ptrdiff_t n,
+                                       ptrdiff_t m) {
+    switch (code) {
+    case NNCORE_TANH: nncore_times_tanh_derivative_f32(g, s, shift, out, n, m); return 1;
+    case NNCORE_RELU: nncore_times_relu_derivative_f32(g, s, shift, out, n, m); return 1;
+    case NNCORE_SIGMOID: nncore_times_sigmoid_derivative_f32(g, s, shift, out, n, m); return 1;
+    case NNCORE_LEAKY_RELU:
+        nncore_times_leaky_relu_derivative_f32(g, s, shift, out, n, m);
+        return 1;
+    case NNCORE_ELU: nncore_times_elu_derivative_f32(g, s, shift, out, n, m); return 1;
+    case NNCORE_SOFTPLUS:
+        nncore_times_softplus_derivative_f32(g, s, shift, out, n, m);
+        return 1;
+    case NNCORE_GELU: nncore_times_gelu_derivative_f32(g, s, shift, out, n, m); return 1;
+    case NNCORE_SILU: nncore_times_silu_derivative_f32(g, s, shift, out, n, m); return 1;
+    }
+    return 0;
+}
 
 /* sums[j] = sum_i g[i, j] over (n, m): the bias gradients. Accumulated in double (the
    float64 rounding of a sum of n floats), in blocks of NNCORE_COLUMN_BLOCK columns kept on
