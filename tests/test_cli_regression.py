@@ -204,3 +204,37 @@ def test_predicted_vs_true_shows_at_most_four_outputs_and_fitted_curve_needs_1d(
     with pytest.raises(ValueError, match="1-D input and one output"):
         plots.fitted_curve(net, rng.standard_normal((10, 2)), rng.standard_normal(10),
                            tmp_path / "curve.png")
+
+
+@pytest.mark.parametrize("figure", ["predicted_vs_true", "residuals", "fitted_curve",
+                                    "learning_curves"])
+def test_a_long_title_is_wrapped_inside_the_figure(tmp_path, monkeypatch, figure):
+    """A user trial found "ResNet width 64 depth 4 hidden 64 tanh on reg: predicted vs true
+    (validation)" cut off at both edges of the regression figures: every title must lie
+    within the figure once drawn."""
+    from nncore import plots
+
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal(40)
+    title = ("ResNet width 64 depth 4 hidden 64 tanh on a_rather_long_data_name: "
+             f"{figure.replace('_', ' ')} (validation, 40 rows)")
+    plt = plots.pyplot()
+    seen = {}
+    monkeypatch.setattr(plt, "close", lambda fig: seen.setdefault("fig", fig))
+    if figure == "fitted_curve":
+        net = nc.mlp(1, [4], 1, loss="mse")
+        plots.fitted_curve(net, y[:, None], y, tmp_path / "f.png", title=title)
+    elif figure == "learning_curves":
+        history = {"epoch": [1, 2], "loss": [1.0, 0.5], "r2": [0.1, 0.5], "val_loss": [0.9, 0.6],
+                   "val_r2": [0.2, 0.4]}
+        plots.learning_curves(history, tmp_path / "f.png", title=title, score="r2")
+    else:
+        getattr(plots, figure)(y, y + 0.1, tmp_path / "f.png", title=title)
+    fig = seen["fig"]
+    renderer = fig.canvas.get_renderer()
+    titles = [fig._suptitle] if fig._suptitle is not None else []
+    titles += [ax.title for ax in fig.axes if ax.get_title()]
+    assert titles
+    for text in titles:
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.x1 <= fig.bbox.width, (text.get_text(), box)

@@ -36,6 +36,17 @@ def pyplot():
     return plt
 
 
+def _wrapped(fig, title, fontsize=12, share=1.0):
+    """``title`` broken into lines that fit ``share`` of the figure's width (a character is
+    taken as 0.6 of the font size: DejaVu Sans averages about 0.5), so a long network or
+    data name is never cut off at the figure's edges. An axes' title gets the share of the
+    width its axes has, about 0.75 beside a colour bar, a legend or the axis labels."""
+    import textwrap
+
+    width = max(20, int(share * fig.get_figwidth() * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
+
+
 def whole_epochs(ax):
     """Ticks of an epoch axis at whole numbers only (no "epoch 1.5")."""
     from matplotlib.ticker import MaxNLocator
@@ -82,7 +93,7 @@ def learning_curves(history, path, title="Learning curves", percent=False, score
         score_title += f" (axis from {floor:g}; early epochs lie below)"
     ax_loss.set_title("Loss")
     ax_score.set_title(score_title)
-    fig.suptitle(title)
+    fig.suptitle(_wrapped(fig, title))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -109,7 +120,7 @@ def _output_panels(plt, n_outputs, max_panels, title):
                              constrained_layout=True)
     if n_outputs > shown:
         title += f" (the first {shown} of {n_outputs} outputs)"
-    fig.suptitle(title)
+    fig.suptitle(_wrapped(fig, title))
     for j, ax in enumerate(axes[0]):
         if n_outputs > 1:
             ax.set_title(f"output {j + 1}", fontsize=10)
@@ -218,7 +229,7 @@ def fitted_curve(network, X, y, path, title="Fitted curve", X_val=None, y_val=No
     ax.plot(grid, curve, color="tab:blue", linewidth=2.2, label="network prediction")
     ax.set_xlabel("input (feature 1)")
     ax.set_ylabel("target")
-    ax.set_title(title)
+    ax.set_title(_wrapped(fig, title, share=0.75))
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=9)
     fig.savefig(path, dpi=120)
@@ -261,7 +272,7 @@ def comparison_curves(histories, labels, path, title):
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
             ax.set_title(f"{label}: {'loss' if key == 'loss' else 'accuracy'}", fontsize=10)
-    fig.suptitle(title)
+    fig.suptitle(_wrapped(fig, title))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -302,7 +313,7 @@ def decision_boundary(network, X, y, path, title="Decision boundary", max_points
                    label=f"class {network.classes[c]}")
     ax.set_xlabel("feature 1")
     ax.set_ylabel("feature 2")
-    ax.set_title(title)
+    ax.set_title(_wrapped(fig, title, share=0.75))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", markerscale=1.5)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -360,7 +371,7 @@ def heatmap(cells, lrs, batch_sizes, path, title, best=None):
     ax.set_yticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
     ax.set_xlabel("batch size (samples per SGD step)")
     ax.set_ylabel("learning rate (initial, cosine decay)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_wrapped(fig, title, 10, share=0.75), fontsize=10)
     bar = fig.colorbar(image, ax=ax)
     bar.set_label("final validation accuracy (%)")
     fig.savefig(path, dpi=120)
