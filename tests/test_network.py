@@ -1271,6 +1271,21 @@ def test_a_pickle_file_raises_model_file_error_without_unpickling(tmp_path, no_u
     assert_model_file_error(path)
 
 
+@pytest.mark.parametrize("content, what", [
+    (b"x1,x2,label\n0.5,1.0,red\n", "not an .npz (zip) archive"),
+    (b"", "an empty file"),
+])
+def test_a_text_file_as_the_model_says_what_it_is(tmp_path, content, what):
+    """A user trial gave a CSV as the model: np.load took it for a pickle, and the message
+    said the file held pickled data and offered allow_pickle= ("load it unsafely")."""
+    path = tmp_path / "model.npz"
+    path.write_bytes(content)
+    with pytest.raises(nc.ModelFileError) as info:
+        nc.load(path)
+    assert f"is not an nncore file: it is {what}" in str(info.value)
+    assert "pickle" not in str(info.value)
+
+
 def test_a_plain_npy_file_raises_model_file_error(tmp_path):
     """A single-array ``.npy`` file is not a model file.
 

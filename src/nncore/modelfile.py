@@ -105,6 +105,13 @@ _CORRUPTION_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyErro
 
 
 def _open_npz(path):
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        # np.load takes anything that is neither a zip archive nor an .npy file for a
+        # pickle and refuses it as such: a CSV given as the model would read as one
+        what = "an empty file" if not magic else "not an .npz (zip) archive"
+        raise ModelFileError(f"{path!r} is not an nncore file: it is {what}")
     archive = np.load(path, allow_pickle=False)
     if not isinstance(archive, np.lib.npyio.NpzFile):  # a .npy file holds one bare array
         raise ModelFileError(f"{path!r} is not an nncore file: it is not an .npz archive")
