@@ -575,6 +575,20 @@ def test_gradcheck_exits_1_when_a_check_fails(tmp_path, capsys, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def test_gradcheck_exits_0_when_checks_are_only_inconclusive_unless_strict(tmp_path, capsys,
+                                                                          monkeypatch):
+    """An inconclusive check is listed but is no failure (a user trial ran the float32
+    gradcheck: 0 failed, 11 inconclusive, exit status 1); --strict counts it as one."""
+    flat = check.Check("softmax", "flat", lambda: gradient_test(
+        lambda w: np.float64(1.0), np.ones(3), np.zeros(3), name="flat function"))
+    monkeypatch.setattr(check, "ready_made_checks", lambda **kwargs: [flat])
+    argv = ["gradcheck", "--brief", "--no-plots", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "0 failed, 1 inconclusive" in printed and "not passed" in printed
+    assert main(argv + ["--strict"]) == 1
+
+
 def test_gradcheck_only_and_bad_arguments(tmp_path, capsys):
     assert main(["gradcheck", "--only", "residual tanh", "--brief", "--no-plots"]) == 0
     printed = capsys.readouterr().out
@@ -591,7 +605,8 @@ def test_gradcheck_only_and_bad_arguments(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 2
-        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and err.startswith("nncore gradcheck: error")
 
 
 def test_importing_check_does_not_import_matplotlib():

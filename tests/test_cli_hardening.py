@@ -107,6 +107,19 @@ def test_a_good_name_still_trains_inside_out(tmp_path, capsys):
                                       os.path.join("..ok", "model.npz")]
 
 
+def test_a_warning_reaches_the_user_as_one_line(tmp_path, capsys):
+    """A user trial trained on 19 rows with the default batch of 64: Python printed the
+    UserWarning with network.py's path and source line. The CLI prints it as one line."""
+    rows = ["a,b,label"] + [f"{i},{i % 3},c{i % 2}" for i in range(19)]
+    (tmp_path / "tiny.csv").write_text("\n".join(rows) + "\n")
+    status = cli.main(["train", "--data", str(tmp_path / "tiny.csv"), "--epochs", "1",
+                       "--verbose", "0", "--no-plots", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 0
+    assert "nncore train: warning: batch_size (64) is larger than the training set" in err
+    assert "UserWarning" not in err and "network.py" not in err
+
+
 @pytest.mark.parametrize("momentum, message", [
     (1.5, "momentum must be < 1.0, got 1.5"),
     (1, "momentum must be < 1.0, got 1.0"),
