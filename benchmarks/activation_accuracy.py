@@ -1,8 +1,8 @@
 """Measure the float32 activation helpers of ``src/nncore/_simd.h`` against float64.
 
     python benchmarks/activation_accuracy.py          # the error table
-    python benchmarks/activation_accuracy.py --fit tanh   # refit tanh's (GELU's tail, exp's)
-                                                          # approximation
+    python benchmarks/activation_accuracy.py --fit tanh   # refit tanh's (gelu: GELU's tail,
+                                                          # exp, log1p) approximation
 
 The numbers quoted in the comments of ``_simd.h`` and in ``docs/extending.md`` come from
 here. The helpers are compiled as they are into a small shared library (with ``gcc``, the
@@ -222,7 +222,7 @@ def fit_rational(f, interval, degrees, fixed, nodes=8000):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit", choices=sorted(FITS),
-                        help="refit a rational approximation of _simd.h")
+                        help="refit a rational or polynomial approximation of _simd.h")
     args = parser.parse_args(argv)
     if args.fit:
         fit_rational(*FITS[args.fit])

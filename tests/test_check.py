@@ -674,7 +674,7 @@ def test_an_unsettled_float32_window_is_inconclusive_with_advice():
     """A zero-order residual whose local orders never agree before round-off (recorded from a
     float32 gradient test of a GELU ResNet, where eps d'g and the curvature term cross near
     the fourth step) gives no order to fit: the verdict is INCONCLUSIVE, says why, and says
-    what to try; the same residuals one step further from round-off would have passed."""
+    what to try; with round-off 100 times lower the same residuals pass."""
     from nncore.check.taylor import _verdict
 
     eps = 0.5 ** np.arange(14)

@@ -109,9 +109,9 @@ cdef struct AdamScalars:
 # Level 1: one value, one row
 # ============================================================================================
 
-# The float32 activations, their derivatives where they cost more than a few operations,
-# the loops that apply them, and the float32 SGD loops are written in C in _simd.h (it says
-# why); float64 uses the C library's exp, expm1, log1p, tanh and erfc.
+# The float32 activations, their derivatives, the loops that apply them, and the float32
+# SGD and Adam loops are written in C in _simd.h (it says why); float64 uses the C library's
+# exp, expm1, log1p, tanh and erfc.
 cdef extern from "_simd.h":
     float _expf "nncore_expf" (float x) noexcept nogil
     float _expm1f "nncore_expm1f" (float x) noexcept nogil

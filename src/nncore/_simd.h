@@ -1,8 +1,8 @@
 /* nncore's C helpers for the Cython kernels (_kernels.pyx, declared in _kernels.pxd).
 
-   The float32 exponential and the float32 activations (and the derivatives that take more
-   than a few operations), the loops that apply them, and the float32 SGD and Adam loops are written
-   in C in this header, for two reasons Cython cannot express: the helpers must be forced
+   The float32 exponential, the float32 activations and their derivatives, the loops that
+   apply them (and the bias gradients' column sums and _gemm's small transpose), and the
+   float32 SGD and Adam loops are written in C in this header, for two reasons Cython cannot express: the helpers must be forced
    inline (GCC's inliner otherwise calls them "cold", and a loop that calls a function is
    not vectorised), and on x86-64 Linux the loops are compiled three times (AVX-512, AVX2,
    baseline SSE2) with the right clone picked when the module loads, so one portable binary
@@ -52,8 +52,8 @@ enum {
 };
 
 /* The float exponential and its relatives share one range reduction: x = k ln2 + r with k
-   an integer and |r| <= ln2/2, so that exp(x) = 2^k exp(r), exp(r) from a short series and
-   2^k built in the exponent bits. */
+   an integer and |r| <= ln2/2, so that exp(x) = 2^k exp(r), exp(r) from a short polynomial
+   and 2^k built in the exponent bits. */
 
 /* adding 1.5 * 2^23 to x / ln2 rounds it to the integer k, held in the low mantissa bits */
 #define NNCORE_ROUND_SHIFT 12582912.0f
@@ -77,7 +77,7 @@ NNCORE_INLINE float nncore_exp2_shifted(float shifted) {
 /* exp(r) for |r| <= ln2/2 (a little more is fine): a polynomial of degree 6 fitted to the
    smallest largest relative error, 3.1e-9 in exact arithmetic with these float32
    coefficients (benchmarks/activation_accuracy.py --fit exp), one multiply-add fewer than
-   Taylor's series to degree 7 (6e-9). */
+   Taylor's series to degree 7 (7e-9). */
 NNCORE_INLINE float nncore_exp_reduced(float r) {
     return 1.0f + r * (1.0f + r * (0.4999999403953552f + r * (0.1666652113199234f
            + r * (0.04166826233267784f + r * (0.008368674665689468f
@@ -175,9 +175,9 @@ NNCORE_INLINE float nncore_sigmoidf(float x) {
     return 1.0f / (1.0f + nncore_expf(-x));
 }
 
-/* The other activations, branch-free (the selects become vector blends), and the
-   derivatives that take more than a few operations (_derivative in _kernels.pxd has the
-   others: leaky ReLU's and ELU's from the output). */
+/* The other activations, branch-free (the selects become vector blends), and their
+   derivatives that take more than a few operations (the cheap ones, from the output, are
+   with their loops below). */
 
 /* ReLU, written so that NaN stays NaN (NaN <= 0 is false); the identity. Exact. */
 NNCORE_INLINE float nncore_reluf(float z) { return z <= 0.0f ? 0.0f : z; }
@@ -356,7 +356,10 @@ NNCORE_BIAS_KEEP_LOOP(nncore_bias_keep_silu_f32, nncore_siluf)
 /* The derivatives taken from the output a = act(z) that cost a few operations (the
    float64 twins are _derivative in _kernels.pxd); their loops are cloned like the others,
    or the compiler's baseline SSE2 code would run them 2 doubles or 4 floats wide. */
-NNCORE_INLINE float nncore_tanh_derivativef(float a) { return 1.0f - a * a; }
+/* tanh' = 1 - a^2 as (1 - a)(1 + a): exact near |a| = 1, where 1 - a*a loses digits, and
+   never fused into one multiply-add by some clones and not others (each clone would round
+   differently, 8.6e-5 relative apart there) */
+NNCORE_INLINE float nncore_tanh_derivativef(float a) { return (1.0f - a) * (1.0f + a); }
 NNCORE_INLINE float nncore_sigmoid_derivativef(float a) { return a * (1.0f - a); }
 NNCORE_INLINE float nncore_relu_derivativef(float a) { return a > 0.0f ? 1.0f : 0.0f; }
 NNCORE_INLINE float nncore_leaky_relu_derivativef(float a) { return a > 0.0f ? 1.0f : 0.01f; }
@@ -602,14 +605,16 @@ NNCORE_CLONES static void nncore_adam_f32(
    the edges that do not fill a tile go element by element. A 64x64 matrix takes 0.33 us
    here against 1.2 us element by element, at every CPU level alike (8x8 tiles were faster
    with AVX-512, 0.22 us, but slower with AVX2 and 5x slower on the baseline). */
-#if defined(__GNUC__)
-typedef float nncore_f32x4 __attribute__((vector_size(16)));
-typedef int nncore_i32x4 __attribute__((vector_size(16)));
-#if defined(__clang__)
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)  /* Clang, GCC 12 and later */
 #define NNCORE_SHUFFLE4(a, b, i, j, k, l) __builtin_shufflevector(a, b, i, j, k, l)
-#else
+#elif __has_builtin(__builtin_shuffle)  /* GCC 10 and 11 */
 #define NNCORE_SHUFFLE4(a, b, i, j, k, l) __builtin_shuffle(a, b, (nncore_i32x4){i, j, k, l})
 #endif
+#endif
+#if defined(__GNUC__) && defined(NNCORE_SHUFFLE4)
+typedef float nncore_f32x4 __attribute__((vector_size(16)));
+typedef int nncore_i32x4 __attribute__((vector_size(16)));
 NNCORE_INLINE void nncore_transpose_tile4(const float *src, ptrdiff_t ld, float *dst,
                                           ptrdiff_t ldd) {
     nncore_f32x4 r0, r1, r2, r3;

@@ -358,8 +358,9 @@ def _verdict(eps, zero, first, noise, crossed, window, unit, noise_note, derivat
     orders = (order_zero, order_first)
     unsettled = (" does not settle into one order between the large steps (higher Taylor "
                  "terms) and round-off")
-    too_short = (f": the usable window is too short in {_dtype_name(unit)} (try float64, more "
-                 "steps or another eps0)")
+    too_short = (f": the usable window is too short in {_dtype_name(unit)} ("
+                 + ("try float64, " if _dtype_name(unit) == "float32" else "")
+                 + "more steps or another eps0)")
     note = f" ({noise_note})" if noise_note else ""
     nan = float("nan")
 
