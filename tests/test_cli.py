@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ def test_train_writes_model_history_and_figures(tmp_path, capsys):
     scores = net.evaluate(X_val, y_val)
     assert f"{scores['accuracy']:.4f}" in out  # the table shows the saved model's scores
     assert "steps/s" in out and str(run / "model.npz") in out
+    assert re.search(r"time +[0-9.]+ s, of which [0-9.]+ s in [0-9,]+ training steps", out)
 
 
 def test_train_mlp_on_a_file_without_plots(tmp_path):

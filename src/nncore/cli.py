@@ -588,7 +588,9 @@ def _train(args):
     print(f"  parameters  {net.n_params:,}")
     print(f"  epochs      {len(history)}"
           + (" (early stop, best weights kept)" if history.stopped_early else ""))
-    print(f"  time        {elapsed:.1f} s ({steps / train_seconds:,.0f} steps/s)")
+    # fit's own time (validation, standardising, the loop) and, of it, the training steps'
+    print(f"  time        {elapsed:.1f} s, of which {train_seconds:.2f} s in {steps:,} "
+          f"training steps ({steps / train_seconds:,.0f} steps/s)")
     print(f"  saved       {model_path}, {os.path.join(run_dir, 'history.csv')}"
           + "".join(f", {figure}" for figure in figures))
     return 0
