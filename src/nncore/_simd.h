@@ -2,12 +2,12 @@
 
    The float32 exponential, the float32 activations and their derivatives, the loops that
    apply them (and the bias gradients' column sums and _gemm's small transpose), and the
-   float32 SGD and Adam loops are written in C in this header, for two reasons Cython cannot express: the helpers must be forced
-   inline (GCC's inliner otherwise calls them "cold", and a loop that calls a function is
-   not vectorised), and on x86-64 Linux the loops are compiled three times (AVX-512, AVX2,
-   baseline SSE2) with the right clone picked when the module loads, so one portable binary
-   runs 8 or 16 lanes wide where the CPU allows. float64 uses the C library's exp, expm1,
-   log1p, tanh and erfc.
+   float32 SGD and Adam loops are written in C in this header, for two reasons Cython
+   cannot express: the helpers must be forced inline (GCC's inliner otherwise calls them
+   "cold", and a loop that calls a function is not vectorised), and on x86-64 Linux the
+   loops are compiled three times (AVX-512, AVX2, baseline SSE2) with the right clone
+   picked when the module loads, so one portable binary runs 8 or 16 lanes wide where the
+   CPU allows. float64 uses the C library's exp, expm1, log1p, tanh and erfc.
 
    The errors stated below are measured against float64 at the same float32 inputs by
    benchmarks/activation_accuracy.py (1e7 points of [-10, 10] and 1e6 of [-100, 100]
