@@ -844,6 +844,7 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
+
     def one_line_warning(message, category, filename, lineno, file=None, line=None):
         # a warning is advice to the user: one line, not a source location and a code line
         print(f"nncore {args.command}: warning: {message}", file=sys.stderr)
