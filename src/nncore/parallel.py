@@ -85,26 +85,22 @@ def run_threads(calls, stop=None):
     to one thread meanwhile; they must release the GIL to gain anything (the compiled
     kernels do). Returns their results in order; re-raises the first error.
 
-    ``stop``: a ``threading.Event`` set when anything is raised here (a Ctrl-C reaches only
-    this thread), which the calls should check between pieces of their work so that they
-    end soon after; the error is raised once they have."""
-    try:
-        if len(calls) == 1:
-            return [calls[0]()]
-        with _one_blas_thread_while_splitting(), \
-                ThreadPoolExecutor(max_workers=len(calls) - 1) as pool:
+    ``stop``: a ``threading.Event`` set when anything is raised while the calls run on
+    several threads (a Ctrl-C reaches only this thread), which the calls should check
+    between pieces of their work so that they end soon after; the error is raised once
+    they have."""
+    if len(calls) == 1:
+        return [calls[0]()]
+    with _one_blas_thread_while_splitting(), \
+            ThreadPoolExecutor(max_workers=len(calls) - 1) as pool:
+        try:
             futures = [pool.submit(call) for call in calls[:-1]]
-            try:
-                last = calls[-1]()
-                return [future.result() for future in futures] + [last]
-            except BaseException:
-                if stop is not None:
-                    stop.set()  # before the pool waits for the others
-                raise
-    except BaseException:
-        if stop is not None:
-            stop.set()
-        raise
+            last = calls[-1]()
+            return [future.result() for future in futures] + [last]
+        except BaseException:
+            if stop is not None:
+                stop.set()  # before the pool waits for the others
+            raise
 
 
 def one_blas_thread():
