@@ -34,7 +34,7 @@ extensions = [
         # (and the generated .c), and this puts its folder on the compiler's include path
         # whatever the directory the C file is compiled from.
         include_dirs=["src/nncore"],
-        depends=["src/nncore/_simd.h", "src/nncore/_kernels.pxd"],
+        depends=["src/nncore/_simd.h", "src/nncore/_team.h", "src/nncore/_kernels.pxd"],
         extra_compile_args=compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )

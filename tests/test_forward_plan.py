@@ -308,8 +308,8 @@ def test_overlapping_predicts_give_blas_its_threads_back():
             assert parallel.threads_available() == 1  # the hazard
         with threadpool_limits(limits=2, user_api="blas"):
             expected = parallel.threads_available()
-            first = parallel._one_blas_thread_while_splitting()
-            second = parallel._one_blas_thread_while_splitting()
+            first = parallel.one_blas_thread_while_splitting()
+            second = parallel.one_blas_thread_while_splitting()
             first.__enter__()
             second.__enter__()
             assert parallel.threads_available() == 1

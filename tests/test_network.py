@@ -435,8 +435,11 @@ def sgd_update(lr, momentum=0.0, nesterov=False, weight_decay=0.0):
 @over_activations
 @over_dtypes
 @over_updates
+@pytest.mark.parametrize("threads", [1, 2])
 def test_train_step_matches_the_reference_network(kind, activation, dtype, optimizer,
-                                                 settings):
+                                                 settings, threads):
+    """The fused step (on one thread, and shared by two: tests/test_team_step.py has more)
+    against the reference's, two steps in a row."""
     net, ref, X, y = problem(kind, activation, dtype, n=10)
     labels = y.astype(np.intp)
     rng = np.random.default_rng(9)
@@ -445,6 +448,7 @@ def test_train_step_matches_the_reference_network(kind, activation, dtype, optim
         state = (np.zeros(net.n_params, dtype),)
     ref_state = tuple(array.copy() for array in state)
     step = net.train_step(10, state, optimizer)
+    step.threads = threads
     ref_step = ref.train_step(10, ref_state, optimizer)
     update = {"kind": optimizer, "lr": 0.1 if optimizer == "sgd" else 0.01, **settings}
     for _ in range(2):  # the second step also uses the state the first one left

@@ -68,8 +68,8 @@ SHIM = "#include \"_simd.h\"\n" + "\n".join(
        "void adam(float *p, const float *g, float *m, float *v, ptrdiff_t n, float decay, "
        "float wd, float w, float b2, float omb2, float bc2, float eps, float nss) "
        "{ nncore_adam_f32(p, g, m, v, n, decay, wd, w, b2, omb2, bc2, eps, nss); }",
-       "void column_sums(const float *g, float *sums, ptrdiff_t n, ptrdiff_t m) "
-       "{ nncore_column_sums_f32(g, sums, n, m); }",
+       "void column_sums(const float *g, float *sums, ptrdiff_t n, ptrdiff_t m, ptrdiff_t ld) "
+       "{ nncore_column_sums_f32(g, sums, n, m, ld); }",
        "int transpose_tile(void) { return NNCORE_TRANSPOSE_TILE; }",
        "void transpose(const float *src, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ld, "
        "float *dst) { nncore_transpose_f32(src, rows, cols, ld, dst); }"]) + "\n"
@@ -280,5 +280,17 @@ def test_column_sums(level, n, m):
     g = np.random.default_rng(n * 1000 + m).uniform(-1, 1, (n, m)).astype(np.float32)
     g[:, ::5] *= 1e4  # large and small terms, so a float accumulator would show
     sums = np.full(m, np.nan, dtype=np.float32)
-    level.column_sums(_p(g), _p(sums), _size(n), _size(m))
+    level.column_sums(_p(g), _p(sums), _size(n), _size(m), _size(m))
     np.testing.assert_array_equal(sums, g.astype(np.float64).sum(axis=0).astype(np.float32))
+
+
+@pytest.mark.parametrize("n", [1, 9])
+def test_column_sums_of_some_columns(level, n):
+    """Columns 3..260 of a (n, 300) array (rows 300 apart), as a step's second thread sums
+    its share of a bias gradient: the same sums, and nothing outside them written."""
+    g = np.random.default_rng(n).uniform(-1, 1, (n, 300)).astype(np.float32)
+    sums = np.full(300, np.nan, dtype=np.float32)
+    level.column_sums(_p(g[:, 3:]), _p(sums[3:]), _size(n), _size(258), _size(300))
+    np.testing.assert_array_equal(sums[3:261],
+                                  g[:, 3:261].astype(np.float64).sum(axis=0).astype(np.float32))
+    assert np.isnan(sums[:3]).all() and np.isnan(sums[261:]).all()

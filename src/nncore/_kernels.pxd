@@ -128,7 +128,8 @@ cdef extern from "_simd.h":
     # Column block for the double accumulators of bias gradients (kept on the stack)
     enum: COLUMN_BLOCK "NNCORE_COLUMN_BLOCK"
     void _column_sums_f32 "nncore_column_sums_f32" (const float* G, float* sums,
-                                                    Py_ssize_t n, Py_ssize_t m) noexcept nogil
+                                                    Py_ssize_t n, Py_ssize_t m,
+                                                    Py_ssize_t ld) noexcept nogil
     void _transpose_f32 "nncore_transpose_f32" (const float* src, Py_ssize_t rows,
                                                 Py_ssize_t cols, Py_ssize_t ld,
                                                 float* dst) noexcept nogil
@@ -333,8 +334,8 @@ cdef void _times_derivative(const floating* G, const floating* A, const floating
                             floating* out, Py_ssize_t n, Py_ssize_t m,
                             int activation) noexcept nogil
 
-cdef void _column_sums(const floating* G, floating* sums, Py_ssize_t n,
-                       Py_ssize_t m) noexcept nogil
+cdef void _column_sums(const floating* G, floating* sums, Py_ssize_t n, Py_ssize_t m,
+                       Py_ssize_t ld) noexcept nogil
 
 # layers: forward, backward and JVP of a dense layer and of a residual block
 cdef void _linear_forward(const floating* X, const floating* W, const floating* b,

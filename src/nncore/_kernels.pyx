@@ -28,6 +28,7 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from numpy import (empty as numpy_empty, zeros as numpy_zeros, intp as numpy_intp,
                    float32 as numpy_float32, float64 as numpy_float64)
 from scipy.linalg.cython_blas cimport sgemm, dgemm
+from threading import Thread
 
 #: True when built with NNCORE_DEBUG=1 (bounds and wraparound checks on).
 DEBUG_BUILD = NNCORE_DEBUG
@@ -256,14 +257,14 @@ cdef void _times_derivative(const floating* G, const floating* A, const floating
                     o_row[j] = g_row[j] + shift[j]
 
 
-cdef void _column_sums(const floating* G, floating* sums, Py_ssize_t n,
-                       Py_ssize_t m) noexcept nogil:
-    """sums[j] = sum_i G[i, j], accumulated in double in stack blocks of columns (float32:
-    the cloned loop of _simd.h, in the same order)."""
+cdef void _column_sums(const floating* G, floating* sums, Py_ssize_t n, Py_ssize_t m,
+                       Py_ssize_t ld) noexcept nogil:
+    """sums[j] = sum_i G[i, j] over (n, m) with rows ``ld`` apart, accumulated in double in
+    stack blocks of columns (float32: the cloned loop of _simd.h, in the same order)."""
     cdef double acc[COLUMN_BLOCK]
     cdef Py_ssize_t i, j, start = 0, width
     if floating is float:
-        _column_sums_f32(G, sums, n, m)
+        _column_sums_f32(G, sums, n, m, ld)
     else:
         while start < m:
             width = min(<Py_ssize_t> COLUMN_BLOCK, m - start)
@@ -271,7 +272,7 @@ cdef void _column_sums(const floating* G, floating* sums, Py_ssize_t n,
                 acc[j] = 0.0
             for i in range(n):
                 for j in range(width):
-                    acc[j] += G[i * m + start + j]
+                    acc[j] += G[i * ld + start + j]
             for j in range(width):
                 sums[start + j] = <floating> acc[j]
             start += width
@@ -308,14 +309,32 @@ cdef void _linear_backward(const floating* dA, const floating* X, const floating
     ``S`` is what the forward pass saved for act' (the output A, or Z; see _derivative).
     dZ is scratch of shape (n, n_out); for the identity it is not touched (dZ is dA).
     """
+    _linear_backward_rows(dA, W, S, dZ, dX, n, n_in, n_out, activation)
+    _linear_backward_weights(dA if activation == IDENTITY else dZ, X, dW, db, n, n_in, n_out,
+                             0, n_out)
+
+
+cdef void _linear_backward_rows(const floating* dA, const floating* W, const floating* S,
+                                floating* dZ, floating* dX, int n, int n_in, int n_out,
+                                int activation) noexcept nogil:
+    """The part of _linear_backward that works row by row (each row of dZ and dX needs
+    only the same row of dA and S): dZ = dA * act' (not for the identity), dX = dZ W."""
     if activation == IDENTITY:
         dZ = <floating*> dA
     else:
         _times_derivative(dA, S, <const floating*> NULL, dZ, n, n_out, activation)
-    _column_sums(dZ, db, n, n_out)
-    _gemm(True, False, n_out, n_in, n, 1, dZ, n_out, X, n_in, 0, dW, n_in)
     if dX != NULL:
         _gemm(False, False, n, n_in, n_out, 1, dZ, n_out, W, n_in, 0, dX, n_in)
+
+
+cdef void _linear_backward_weights(const floating* dZ, const floating* X, floating* dW,
+                                   floating* db, int n, int n_in, int n_out, int first,
+                                   int stop) noexcept nogil:
+    """The part of _linear_backward that sums over the rows, for the units ``first`` to
+    ``stop`` (rows of dW, entries of db): db = column sums of dZ, dW = dZ^T X."""
+    _column_sums(dZ + first, db + first, n, stop - first, n_out)
+    _gemm(True, False, stop - first, n_in, n, 1, dZ + first, n_out, X, n_in, 0,
+          dW + <Py_ssize_t> first * n_in, n_in)
 
 
 cdef void _linear_jvp(const floating* X, const floating* W, const floating* S,
@@ -344,14 +363,35 @@ cdef void _residual_backward(const floating* dY, const floating* X, const floati
                              int activation) noexcept nogil:
     """Gradients of the block; ``S`` is what the forward pass saved for act' (H, or the
     hidden pre-activation); dZ is scratch of shape (n, hidden); dX skipped if NULL."""
+    _residual_backward_rows(dY, W1, W2, S, dZ, dX, n, width, hidden, activation)
+    _residual_backward_weights(dY, X, H, dZ, dW1, db1, dW2, n, width, hidden, 0, width, 0,
+                               hidden)
+
+
+cdef void _residual_backward_rows(const floating* dY, const floating* W1, const floating* W2,
+                                  const floating* S, floating* dZ, floating* dX, int n,
+                                  int width, int hidden, int activation) noexcept nogil:
+    """The row-by-row part of _residual_backward: dZ = (dY W2) * act', dX = dY + dZ W1."""
     _gemm(False, False, n, hidden, width, 1, dY, width, W2, hidden, 0, dZ, hidden)
-    _gemm(True, False, width, hidden, n, 1, dY, width, H, hidden, 0, dW2, hidden)
     _times_derivative(dZ, S, <const floating*> NULL, dZ, n, hidden, activation)
-    _column_sums(dZ, db1, n, hidden)
-    _gemm(True, False, hidden, width, n, 1, dZ, hidden, X, width, 0, dW1, width)
     if dX != NULL:
         _copy(dY, dX, <Py_ssize_t> n * width)
         _gemm(False, False, n, width, hidden, 1, dZ, hidden, W1, width, 1, dX, width)
+
+
+cdef void _residual_backward_weights(const floating* dY, const floating* X, const floating* H,
+                                     const floating* dZ, floating* dW1, floating* db1,
+                                     floating* dW2, int n, int width, int hidden,
+                                     int first_out, int stop_out, int first_hidden,
+                                     int stop_hidden) noexcept nogil:
+    """The part of _residual_backward that sums over the rows, for the rows ``first_out``
+    to ``stop_out`` of dW2 = dY^T H and the hidden units ``first_hidden`` to
+    ``stop_hidden`` of db1 (column sums of dZ) and dW1 = dZ^T X."""
+    _gemm(True, False, stop_out - first_out, hidden, n, 1, dY + first_out, width, H, hidden,
+          0, dW2 + <Py_ssize_t> first_out * hidden, hidden)
+    _column_sums(dZ + first_hidden, db1 + first_hidden, n, stop_hidden - first_hidden, hidden)
+    _gemm(True, False, stop_hidden - first_hidden, width, n, 1, dZ + first_hidden, hidden, X,
+          width, 0, dW1 + <Py_ssize_t> first_hidden * width, width)
 
 
 cdef void _residual_jvp(const floating* X, const floating* W1, const floating* W2,
@@ -648,31 +688,106 @@ cdef bint _adam_update_is_finite(const floating* param, const floating* grad,
     return bad == 0
 
 
-cdef bint _apply_update(floating* params, const floating* grads, floating* state0,
-                        floating* state1, Py_ssize_t n_params,
-                        const Update* update) noexcept nogil:
-    """The optimizer step of the fused training step over the flat buffers: the update of
-    ``update.kind`` (SGD: state0 is the velocity, state1 unused; Adam: state0 and state1
-    are the first and second moments), applied only if it leaves every parameter and state
-    value finite. Returns whether it was applied."""
+cdef bint _update_is_finite(const floating* params, const floating* grads,
+                            const floating* state0, const floating* state1,
+                            Py_ssize_t n_params, const Update* update) noexcept nogil:
+    """Whether the optimizer step of ``update.kind`` over the flat buffers (SGD: state0 is
+    the velocity, state1 unused; Adam: state0 and state1 are the first and second moments)
+    would leave every parameter and state value finite."""
     cdef AdamScalars c
     if update.kind == ADAM_UPDATE:
         c = _adam_scalars(update.step, update.lr, update.beta1, update.beta2, update.eps,
                           update.weight_decay, update.decoupled)
-        if not _adam_update_is_finite(params, grads, state0, state1, n_params, &c):
-            return False
-        _adam(params, grads, state0, state1, n_params, &c)
-        return True
-    if not _sgd_update_is_finite(params, grads, state0, n_params, <floating> update.lr,
+        return _adam_update_is_finite(params, grads, state0, state1, n_params, &c)
+    return _sgd_update_is_finite(params, grads, state0, n_params, <floating> update.lr,
                                  <floating> update.momentum, update.nesterov,
-                                 <floating> update.weight_decay):
+                                 <floating> update.weight_decay)
+
+
+cdef void _update(floating* params, const floating* grads, floating* state0,
+                  floating* state1, Py_ssize_t n_params, const Update* update) noexcept nogil:
+    """The optimizer step of ``update.kind`` over the flat buffers (as _update_is_finite)."""
+    cdef AdamScalars c
+    if update.kind == ADAM_UPDATE:
+        c = _adam_scalars(update.step, update.lr, update.beta1, update.beta2, update.eps,
+                          update.weight_decay, update.decoupled)
+        _adam(params, grads, state0, state1, n_params, &c)
+    else:
+        _sgd_momentum(params, grads, state0, n_params, <floating> update.lr,
+                      <floating> update.momentum, update.nesterov,
+                      <floating> update.weight_decay)
+
+
+cdef bint _apply_update(floating* params, const floating* grads, floating* state0,
+                        floating* state1, Py_ssize_t n_params,
+                        const Update* update) noexcept nogil:
+    """The optimizer step of the fused training step over the flat buffers, applied only if
+    it leaves every parameter and state value finite (_update_is_finite). Returns whether
+    it was applied."""
+    if not _update_is_finite(params, grads, state0, state1, n_params, update):
         return False
-    _sgd_momentum(params, grads, state0, n_params, <floating> update.lr,
-                  <floating> update.momentum, update.nesterov, <floating> update.weight_decay)
+    _update(params, grads, state0, state1, n_params, update)
     return True
 
 
 # --- a whole training step -------------------------------------------------------------------
+
+# The barrier of _team.h (it says how it waits) and what the two threads of a step share.
+cdef extern from "_team.h":
+    ctypedef struct nncore_barrier:
+        int arrived
+    enum: _HAVE_TEAM "NNCORE_HAVE_TEAM"
+    void _barrier_init "nncore_barrier_init" (nncore_barrier* b) noexcept nogil
+    void _barrier_abort "nncore_barrier_abort" (nncore_barrier* b) noexcept nogil
+    bint _barrier_wait "nncore_barrier_wait" (nncore_barrier* b, int members) noexcept nogil
+
+# _team_step's return value when the other thread never came (the barrier was aborted).
+cdef enum:
+    TEAM_ABORTED = -3
+
+#: Whether a training step can run on two threads (TrainStep.run_many's ``run_threads``):
+#: this build has the atomic operations its barrier needs.
+TEAM_STEP = bool(_HAVE_TEAM)
+
+cdef struct Team:
+    nncore_barrier barrier
+    Py_ssize_t bad   # the step's bad-label row or -1, from member 0's loss
+    double loss      # the step's loss, from member 0
+    bint ok[2]       # each member's verdict on its share of the update
+
+cdef struct StepJob:
+    # One TrainStep.run_many call's arguments, checked, for the threads that run it.
+    const void* X
+    const char* targets
+    Py_ssize_t target_step
+    const void* weights
+    Py_ssize_t n_steps
+    double* losses
+    Py_ssize_t* n_correct
+    Update update
+
+
+cdef inline void* _moved(void* buffer, Py_ssize_t bytes) noexcept nogil:
+    return NULL if buffer == NULL else <void*> (<char*> buffer + bytes)
+
+
+cdef void _plan_rows(const LayerPlan* layers, int n_layers, Py_ssize_t first,
+                     Py_ssize_t itemsize, LayerPlan* rows) noexcept nogil:
+    """Write to ``rows`` the plan ``layers`` with each buffer of one row per sample (out,
+    dX, scratch, H, Z) moved ``first`` rows on: the plan of the batch's rows from ``first``
+    on, for the thread that computes them. The weights and gradients stay shared."""
+    cdef int i, inner
+    cdef const LayerPlan* L
+    for i in range(n_layers):
+        L = &layers[i]
+        rows[i] = L[0]
+        inner = L.hidden if L.kind == RESIDUAL else L.n_out
+        rows[i].out = _moved(L.out, first * L.n_out * itemsize)
+        rows[i].dX = _moved(L.dX, first * L.n_in * itemsize)
+        rows[i].scratch = _moved(L.scratch, first * inner * itemsize)
+        rows[i].H = _moved(L.H, first * L.hidden * itemsize)
+        rows[i].Z = _moved(L.Z, first * inner * itemsize)
+
 
 # LayerPlan (one layer as raw pointers), DENSE / RESIDUAL and STEP_UPDATE_NOT_FINITE (what
 # _train_step returns when it skipped an update that would overflow the weights) are declared
@@ -752,6 +867,68 @@ cdef void _plan_backward(const LayerPlan* layers, int n_layers, const floating* 
         grad = <floating*> L.dX
 
 
+cdef void _plan_backward_rows(const LayerPlan* layers, int n_layers,
+                              const floating* dlogits, int n) noexcept nogil:
+    """The row-by-row part of _plan_backward (each layer's _linear_backward_rows or
+    _residual_backward_rows, last layer first) for ``n`` rows: with a plan from _plan_rows,
+    one thread's share of the batch."""
+    cdef int i
+    cdef const LayerPlan* L
+    cdef const floating* grad = dlogits
+    for i in range(n_layers - 1, -1, -1):
+        L = &layers[i]
+        if L.kind == DENSE:
+            _linear_backward_rows(grad, <floating*> L.W,
+                                  <floating*> (L.Z if L.Z != NULL else L.out),
+                                  <floating*> L.scratch, <floating*> L.dX, n, L.n_in,
+                                  L.n_out, L.activation)
+        else:
+            _residual_backward_rows(grad, <floating*> L.W, <floating*> L.W2,
+                                    <floating*> (L.Z if L.Z != NULL else L.H),
+                                    <floating*> L.scratch, <floating*> L.dX, n, L.n_in,
+                                    L.hidden, L.activation)
+        grad = <floating*> L.dX
+
+
+cdef inline int _share(int total, int member) noexcept nogil:
+    """Where member 0's share of ``total`` items ends and member 1's begins (0 for member
+    0, ``total`` for member 2): half, rounded down to a multiple of 16 (a cache line of
+    float32) when there are 32 or more."""
+    cdef int half = total // 2
+    if member <= 0:
+        return 0
+    if member >= 2:
+        return total
+    return half - half % 16 if total >= 32 else half
+
+
+cdef void _plan_backward_weights(const LayerPlan* layers, int n_layers, const floating* X,
+                                 const floating* dlogits, int n, int member) noexcept nogil:
+    """The part of _plan_backward that sums over the batch's rows (every layer's weight and
+    bias gradients), once _plan_backward_rows has run on all of them: the share of
+    ``member`` (0 or 1) of each layer's units (_share)."""
+    cdef int i
+    cdef const LayerPlan* L
+    cdef const floating* grad
+    cdef const floating* layer_input
+    for i in range(n_layers):
+        L = &layers[i]
+        layer_input = X if i == 0 else <floating*> layers[i - 1].out
+        grad = dlogits if i == n_layers - 1 else <floating*> layers[i + 1].dX
+        if L.kind == DENSE:
+            _linear_backward_weights(grad if L.activation == IDENTITY else <floating*> L.scratch,
+                                     layer_input, <floating*> L.dW, <floating*> L.db, n,
+                                     L.n_in, L.n_out, _share(L.n_out, member),
+                                     _share(L.n_out, member + 1))
+        else:
+            _residual_backward_weights(grad, layer_input, <floating*> L.H,
+                                       <floating*> L.scratch, <floating*> L.dW,
+                                       <floating*> L.db, <floating*> L.dW2, n, L.n_in,
+                                       L.hidden, _share(L.n_in, member),
+                                       _share(L.n_in, member + 1), _share(L.hidden, member),
+                                       _share(L.hidden, member + 1))
+
+
 cdef Py_ssize_t _count_correct(const floating* logits, const Py_ssize_t* labels,
                                Py_ssize_t n, Py_ssize_t k) noexcept nogil:
     """Rows whose first largest logit is at the label (numpy.argmax's tie rule)."""
@@ -824,14 +1001,76 @@ cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floatin
     return -1
 
 
+cdef Py_ssize_t _team_step(Team* team, int member, const LayerPlan* layers,
+                           const LayerPlan* own_rows, int n_layers, const floating* X,
+                           int loss_kind, const void* targets, const floating* weights,
+                           floating* dlogits, int n, int n_classes, floating* params,
+                           const floating* grads, floating* state0, floating* state1,
+                           Py_ssize_t n_params, const Update* update, double* loss,
+                           Py_ssize_t* n_correct) noexcept nogil:
+    """_train_step's work done by two threads, ``member`` 0 and 1, which call this together
+    with the same arguments but ``own_rows``: the plan with its row buffers moved to the
+    member's first row of the batch (_plan_rows). Each thread runs the forward pass and the
+    backward pass's row-by-row part on its half of the rows, and the weight gradients and
+    the update on its half of each layer's units and of the parameters; member 0 alone the
+    loss (it needs every row's output). They meet at the barrier wherever one needs what the
+    other wrote, and both return what _train_step would (only member 0 writes
+    ``n_correct``), or TEAM_ABORTED if the barrier was aborted (the other never came).
+
+    The numbers are _train_step's: each output, gradient and parameter is computed by the
+    same loop or product over the same operands, only by the other thread for half of them.
+    """
+    cdef int first = _share(n, member), stop = _share(n, member + 1)
+    cdef Py_ssize_t p_first, p_stop
+    cdef const floating* logits = <floating*> layers[n_layers - 1].out
+    _plan_forward(own_rows, n_layers, X + <Py_ssize_t> first * layers[0].n_in, stop - first)
+    if _barrier_wait(&team.barrier, 2):
+        return TEAM_ABORTED
+    if member == 0:
+        team.bad = _loss_gradient(loss_kind, logits, targets, weights, dlogits, n, n_classes,
+                                  &team.loss, n_correct)
+    if _barrier_wait(&team.barrier, 2):
+        return TEAM_ABORTED
+    loss[0] = team.loss
+    if team.bad >= 0:
+        return team.bad
+    _plan_backward_rows(own_rows, n_layers, dlogits + <Py_ssize_t> first * n_classes,
+                        stop - first)
+    if _barrier_wait(&team.barrier, 2):
+        return TEAM_ABORTED
+    _plan_backward_weights(layers, n_layers, X, dlogits, n, member)
+    if loss[0] - loss[0] != 0:  # not finite
+        return -1
+    if _barrier_wait(&team.barrier, 2):  # the update reads gradients of the other's units
+        return TEAM_ABORTED
+    # the parameters split at a multiple of 16 too
+    p_first = 0 if member == 0 else 16 * (n_params // 32)
+    p_stop = n_params if member == 1 else 16 * (n_params // 32)
+    team.ok[member] = _update_is_finite(params + p_first, grads + p_first, state0 + p_first,
+                                        state1 + p_first if state1 != NULL else NULL,
+                                        p_stop - p_first, update)
+    if _barrier_wait(&team.barrier, 2):
+        return TEAM_ABORTED
+    if not (team.ok[0] and team.ok[1]):
+        return STEP_UPDATE_NOT_FINITE
+    _update(params + p_first, grads + p_first, state0 + p_first,
+            state1 + p_first if state1 != NULL else NULL, p_stop - p_first, update)
+    if _barrier_wait(&team.barrier, 2):  # the next forward pass reads every weight
+        return TEAM_ABORTED
+    return -1
+
+
 cdef Py_ssize_t _train_steps(const LayerPlan* layers, int n_layers, const floating* X,
                              int loss_kind, const char* targets, Py_ssize_t target_step,
                              const floating* weights, floating* dlogits, int n, int n_in,
                              int n_classes, floating* params, const floating* grads,
                              floating* state0, floating* state1, Py_ssize_t n_params,
                              Update* update, Py_ssize_t n_steps, double* losses,
-                             Py_ssize_t* n_correct, Py_ssize_t* status) noexcept nogil:
-    """``n_steps`` calls of _train_step on consecutive blocks of ``n`` rows.
+                             Py_ssize_t* n_correct, Py_ssize_t* status, Team* team,
+                             int member, const LayerPlan* own_rows) noexcept nogil:
+    """``n_steps`` calls of _train_step on consecutive blocks of ``n`` rows; with a ``team``
+    (not NULL), of _team_step by this thread, ``member`` of the two that call this together
+    (``own_rows`` as for _team_step; only member 0 writes ``losses`` and ``n_correct``).
 
     Stops after a step whose loss is not finite or whose update was refused, or before a
     step with a bad label. Returns the number of steps whose loss and count were written;
@@ -843,16 +1082,23 @@ cdef Py_ssize_t _train_steps(const LayerPlan* layers, int n_layers, const floati
     """
     cdef Py_ssize_t s
     cdef double loss = 0.0
+    cdef const floating* step_weights
     for s in range(n_steps):
-        status[0] = _train_step(layers, n_layers, X + s * n * n_in, loss_kind,
-                                targets + s * target_step,
-                                weights + s * n if weights != NULL else NULL, dlogits, n,
-                                n_classes, params,
-                                grads, state0, state1, n_params, update, &loss,
-                                &n_correct[s])
-        if status[0] >= 0:
+        step_weights = weights + s * n if weights != NULL else NULL
+        if team == NULL:
+            status[0] = _train_step(layers, n_layers, X + s * n * n_in, loss_kind,
+                                    targets + s * target_step, step_weights, dlogits, n,
+                                    n_classes, params, grads, state0, state1, n_params,
+                                    update, &loss, &n_correct[s])
+        else:
+            status[0] = _team_step(team, member, layers, own_rows, n_layers,
+                                   X + s * n * n_in, loss_kind, targets + s * target_step,
+                                   step_weights, dlogits, n, n_classes, params, grads,
+                                   state0, state1, n_params, update, &loss, &n_correct[s])
+        if status[0] >= 0 or status[0] == TEAM_ABORTED:
             return s
-        losses[s] = loss
+        if member == 0:
+            losses[s] = loss
         if loss - loss != 0 or status[0] == STEP_UPDATE_NOT_FINITE:
             return s + 1
         update.step += 1
@@ -1160,6 +1406,9 @@ cdef class TrainStep:
     cdef Py_ssize_t n_params
     cdef bint running
     cdef readonly object arrays
+    cdef LayerPlan* halves  # the plan as each of two threads sees it (_plan_rows)
+    cdef Team team
+    cdef StepJob job         # run_many's call, for _run_job
 
     def __cinit__(self, list specs, int n, params, grads, tuple state, dlogits, str kind,
                   int loss):
@@ -1181,20 +1430,27 @@ cdef class TrainStep:
         self.state1 = _address(state[1], dtype) if len(state) > 1 else NULL
         self.dlogits = _address(dlogits, dtype)
         self.n_params = params.size
+        self.halves = <LayerPlan*> PyMem_Malloc(2 * self.n_layers * sizeof(LayerPlan))
+        if self.halves == NULL:
+            raise MemoryError()
+        _plan_rows(self.layers, self.n_layers, 0, dtype.itemsize, self.halves)
+        _plan_rows(self.layers, self.n_layers, _share(n, 1), dtype.itemsize,
+                   self.halves + self.n_layers)
 
     def __dealloc__(self):
         PyMem_Free(self.layers)
+        PyMem_Free(self.halves)
 
-    def run(self, X, targets, update, weights=None):
+    def run(self, X, targets, update, weights=None, int threads=1):
         """Returns ``(loss, n_correct, status)``: ``status`` is -1, UPDATE_NOT_FINITE (the
         update was skipped because it would make the weights non-finite), or a row whose
-        label is out of range (nothing was computed then). ``update`` and ``weights`` as
-        for run_many."""
+        label is out of range (nothing was computed then). ``update``, ``weights`` and
+        ``threads`` as for run_many."""
         cdef double[::1] loss = numpy_empty(1)
         cdef Py_ssize_t[::1] correct = numpy_zeros(1, dtype=numpy_intp)
         if len(targets) != self.n:
             raise ValueError(f"targets has {len(targets)} rows, the step expects {self.n}")
-        _, status = self.run_many(X, targets, 1, update, loss, correct, weights)
+        _, status = self.run_many(X, targets, 1, update, loss, correct, weights, threads)
         return loss[0], correct[0], status
 
     cdef const char* _targets(self, targets, Py_ssize_t rows, Py_ssize_t* step) except NULL:
@@ -1214,7 +1470,7 @@ cdef class TrainStep:
         return <const char*> <size_t> targets.__array_interface__["data"][0]
 
     def run_many(self, X, targets, Py_ssize_t n_steps, update, double[::1] losses,
-                 Py_ssize_t[::1] n_correct, weights=None):
+                 Py_ssize_t[::1] n_correct, weights=None, int threads=1):
         """``n_steps`` consecutive steps on the consecutive row blocks of ``X``/``targets``
         (each block has this step's ``n`` rows), without returning to Python in between.
 
@@ -1233,23 +1489,28 @@ cdef class TrainStep:
         ``n_steps * n`` entries, finite and >= 0 (not checked here: nncore._validation
         .sample_weight), read in blocks of ``n`` alongside the targets: each step's loss is
         then its batch's weighted mean (0, with gradient 0, if its weights are all 0).
+
+        ``threads`` is 1 (the steps run on this thread, BLAS with the threads it may use)
+        or 2: this thread and one it starts each take half of every step's work
+        (_team_step), with the same results; the caller should hold BLAS to one thread
+        meanwhile (nncore.ops does). Two only where TEAM_STEP is true.
         """
         cdef const float[:, ::1] X32
         cdef const double[:, ::1] X64
-        cdef const char* target_ptr
-        cdef Py_ssize_t target_step = 0
-        cdef Update u
-        cdef Py_ssize_t done = 0, status = -1, rows = n_steps * self.n
+        cdef Py_ssize_t rows = n_steps * self.n
         cdef const float[::1] w32
         cdef const double[::1] w64
-        cdef const float* w32_ptr = NULL
-        cdef const double* w64_ptr = NULL
-        _read_update(update, self.kind, &u)
+        cdef StepJob job
+        if threads not in (1, 2) or (threads == 2 and not _HAVE_TEAM):
+            raise ValueError(f"threads must be 1{' or 2' if _HAVE_TEAM else ''}, got {threads}")
+        _read_update(update, self.kind, &job.update)
         if n_steps < 0 or losses.shape[0] < n_steps or n_correct.shape[0] < n_steps:
             raise ValueError("losses or n_correct too short for n_steps steps")
         if n_steps == 0:
             return 0, -1
-        target_ptr = self._targets(targets, rows, &target_step)
+        job.n_steps, job.losses, job.n_correct = n_steps, &losses[0], &n_correct[0]
+        job.targets = self._targets(targets, rows, &job.target_step)
+        job.weights = NULL
         if weights is not None:
             dtype = numpy_float32 if self.single else numpy_float64
             if weights.dtype != dtype or weights.ndim != 1 or weights.shape[0] < rows:
@@ -1257,38 +1518,71 @@ cdef class TrainStep:
                                  f"of at least {rows} entries")
             if self.single:
                 w32 = weights
-                w32_ptr = &w32[0]
+                job.weights = &w32[0]
             else:
                 w64 = weights
-                w64_ptr = &w64[0]
+                job.weights = &w64[0]
+        if self.single:
+            X32 = X
+            if X32.shape[0] < rows or X32.shape[1] != self.n_in:
+                raise ValueError(f"X must have {rows} rows of {self.n_in} features")
+            job.X = &X32[0, 0]
+        else:
+            X64 = X
+            if X64.shape[0] < rows or X64.shape[1] != self.n_in:
+                raise ValueError(f"X must have {rows} rows of {self.n_in} features")
+            job.X = &X64[0, 0]
         _enter(&self.running, "training step")
         try:
-            if self.single:
-                X32 = X
-                if X32.shape[0] < rows or X32.shape[1] != self.n_in:
-                    raise ValueError(f"X must have {rows} rows of {self.n_in} features")
-                with nogil:
-                    done = _train_steps(self.layers, self.n_layers, &X32[0, 0], self.loss_kind,
-                                        target_ptr, target_step, w32_ptr,
-                                        <float*> self.dlogits, self.n,
-                                        self.n_in, self.n_classes,
-                                        <float*> self.params, <float*> self.grads,
-                                        <float*> self.state0, <float*> self.state1,
-                                        self.n_params, &u, n_steps, &losses[0],
-                                        &n_correct[0], &status)
-            else:
-                X64 = X
-                if X64.shape[0] < rows or X64.shape[1] != self.n_in:
-                    raise ValueError(f"X must have {rows} rows of {self.n_in} features")
-                with nogil:
-                    done = _train_steps(self.layers, self.n_layers, &X64[0, 0], self.loss_kind,
-                                        target_ptr, target_step, w64_ptr,
-                                        <double*> self.dlogits, self.n,
-                                        self.n_in, self.n_classes,
-                                        <double*> self.params, <double*> self.grads,
-                                        <double*> self.state0, <double*> self.state1,
-                                        self.n_params, &u, n_steps, &losses[0], &n_correct[0],
-                                        &status)
+            self.job = job  # the memoryviews above keep what it points to alive
+            if threads == 1:
+                return self._run_job(-1)
+            return self._run_job_on_two_threads()
         finally:
             self.running = False
+
+    def _run_job_on_two_threads(self):
+        """Run ``self.job`` as member 0 here and member 1 on a thread started for it. If
+        anything is raised here (a Ctrl-C before this thread reached the steps), the barrier
+        is aborted so that the other thread ends instead of waiting for ever."""
+        worker = Thread(target=self._run_job, args=(1,), name="nncore training step",
+                        daemon=True)
+        _barrier_init(&self.team.barrier)
+        try:
+            worker.start()
+            return self._run_job(0)
+        except BaseException:
+            _barrier_abort(&self.team.barrier)
+            raise
+        finally:
+            if worker.ident is not None:
+                worker.join()
+
+    def _run_job(self, int member):
+        """Run ``self.job`` (run_many's call) alone (``member`` -1), or as ``member`` 0 or 1
+        of the two threads that run it together. Returns ``(steps_done, status)``."""
+        cdef Update update = self.job.update  # each thread counts Adam's updates itself
+        cdef Team* team = NULL if member < 0 else &self.team
+        cdef LayerPlan* own_rows = self.halves + (member if member > 0 else 0) * self.n_layers
+        cdef Py_ssize_t done, status = -1
+        cdef StepJob* j = &self.job
+        with nogil:
+            if self.single:
+                done = _train_steps(self.layers, self.n_layers, <const float*> j.X,
+                                    self.loss_kind, j.targets, j.target_step,
+                                    <const float*> j.weights, <float*> self.dlogits, self.n,
+                                    self.n_in, self.n_classes, <float*> self.params,
+                                    <float*> self.grads, <float*> self.state0,
+                                    <float*> self.state1, self.n_params, &update, j.n_steps,
+                                    j.losses, j.n_correct, &status, team, max(member, 0),
+                                    own_rows)
+            else:
+                done = _train_steps(self.layers, self.n_layers, <const double*> j.X,
+                                    self.loss_kind, j.targets, j.target_step,
+                                    <const double*> j.weights, <double*> self.dlogits, self.n,
+                                    self.n_in, self.n_classes, <double*> self.params,
+                                    <double*> self.grads, <double*> self.state0,
+                                    <double*> self.state1, self.n_params, &update, j.n_steps,
+                                    j.losses, j.n_correct, &status, team, max(member, 0),
+                                    own_rows)
         return done, status

@@ -421,18 +421,19 @@ static int nncore_times_derivative_f32(int code, const float *g, const float *s,
     return 0;
 }
 
-/* sums[j] = sum_i g[i, j] over (n, m): the bias gradients. Accumulated in double (the
+/* sums[j] = sum_i g[i, j] over (n, m) with rows ld apart: the bias gradients (ld > m when
+   the two threads of a step each sum some of the columns). Accumulated in double (the
    float64 rounding of a sum of n floats), in blocks of NNCORE_COLUMN_BLOCK columns kept on
    the stack; the float64 path is _column_sums in _kernels.pyx, in the same order. */
 #define NNCORE_COLUMN_BLOCK 256
 NNCORE_CLONES static void nncore_column_sums_f32(const float *g, float *sums, ptrdiff_t n,
-                                                 ptrdiff_t m) {
+                                                 ptrdiff_t m, ptrdiff_t ld) {
     double acc[NNCORE_COLUMN_BLOCK];
     for (ptrdiff_t start = 0; start < m; start += NNCORE_COLUMN_BLOCK) {
         ptrdiff_t width = m - start < NNCORE_COLUMN_BLOCK ? m - start : NNCORE_COLUMN_BLOCK;
         for (ptrdiff_t j = 0; j < width; j++) acc[j] = 0.0;
         for (ptrdiff_t i = 0; i < n; i++) {
-            const float *row = g + i * m + start;
+            const float *row = g + i * ld + start;
             for (ptrdiff_t j = 0; j < width; j++) acc[j] += row[j];
         }
         for (ptrdiff_t j = 0; j < width; j++) sums[start + j] = (float) acc[j];

@@ -22,11 +22,13 @@ Every shape, dtype and contiguity problem raises ``ValueError``/``TypeError`` na
 argument before any kernel runs.
 """
 
+from contextlib import nullcontext
+
 import numpy as np
 
 from . import _kernels
 from . import _validation as v
-from . import activations
+from . import activations, parallel
 from ._backend import FUNCTIONS, LinearCache, ResidualCache
 
 __all__ = ["ACTIVATIONS", *FUNCTIONS]
@@ -472,7 +474,7 @@ def train_step(layers, n, params, grads, state, optimizer="sgd", loss="softmax_c
     dlogits = np.empty((n, layers[-1]["n_out"]), dtype=dtype)
     step = _kernels.TrainStep(specs, n, params, grads, state, dlogits, optimizer,
                               _kernels.LOSS_CODES[loss])
-    return _TrainStepHandle(step, outputs)
+    return _TrainStepHandle(step, outputs, flops=6 * n * params.size)
 
 
 def _inner_width(layer):
@@ -498,14 +500,48 @@ def _forward_spec(layer, n, dtype):
     return spec
 
 
+#: A training step runs on two threads when two are free (parallel.threads_available) and
+#: its matrix products take about this many floating-point operations or more (6 n per
+#: parameter: the forward product and the two of the backward pass). Below it, waiting for each other
+#: six times a step costs the two threads more than sharing the work saves; the value is
+#: measured (BENCHMARKS.md, "A step on two threads").
+TWO_THREAD_STEP_FLOPS = 50e6
+
+
 class _TrainStepHandle:
-    """A TrainStep with its layer outputs at hand (for finding where values went NaN)."""
+    """A TrainStep with its layer outputs at hand (for finding where values went NaN), which
+    runs each call on one thread or two.
 
-    __slots__ = ("run", "run_many", "outputs", "n")
+    ``threads``: None (the default) picks two when the kernels can (_kernels.TEAM_STEP),
+    two threads are free and the step is large enough (TWO_THREAD_STEP_FLOPS), else one;
+    1 or 2 forces that count (the tests force both). On two threads BLAS is held to one
+    thread in each; on one, BLAS uses what it may (OpenBLAS splits large products itself).
+    """
 
-    def __init__(self, step, outputs):
-        self.run, self.run_many = step.run, step.run_many
-        self.outputs, self.n = outputs, outputs[0].shape[0]
+    __slots__ = ("step", "outputs", "n", "flops", "threads")
+
+    def __init__(self, step, outputs, flops):
+        self.step, self.outputs, self.n = step, outputs, outputs[0].shape[0]
+        self.flops, self.threads = flops, None
+
+    def run(self, X, targets, update, weights=None):
+        threads = self._threads()
+        with parallel.one_blas_thread_while_splitting() if threads == 2 else nullcontext():
+            return self.step.run(X, targets, update, weights, threads)
+
+    def run_many(self, X, targets, n_steps, update, losses, n_correct, weights=None):
+        threads = self._threads()
+        with parallel.one_blas_thread_while_splitting() if threads == 2 else nullcontext():
+            return self.step.run_many(X, targets, n_steps, update, losses, n_correct, weights,
+                                      threads)
+
+    def _threads(self):
+        if self.threads is not None:
+            return self.threads
+        if (_kernels.TEAM_STEP and self.flops >= TWO_THREAD_STEP_FLOPS
+                and parallel.threads_available() >= 2):
+            return 2
+        return 1
 
 
 def forward_plan(layers, n, params):

@@ -15,8 +15,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 
-__all__ = ["checked_n_jobs", "one_blas_thread", "run_unordered", "threads_available",
-           "row_parts", "run_threads"]
+__all__ = ["checked_n_jobs", "one_blas_thread", "one_blas_thread_while_splitting",
+           "run_unordered", "threads_available", "row_parts", "run_threads"]
 
 _CONTROLLER = None
 
@@ -37,7 +37,7 @@ _shared_limit = {"users": 0, "limiter": None}
 
 
 @contextmanager
-def _one_blas_thread_while_splitting():
+def one_blas_thread_while_splitting():
     """BLAS held to one thread while any row-splitting computation runs, from whichever
     threads: the first to start sets the limit, the last to end restores it. (A
     threadpoolctl limit restores what it saw when it began, so two overlapping ones from
@@ -91,7 +91,7 @@ def run_threads(calls, stop=None):
     they have."""
     if len(calls) == 1:
         return [calls[0]()]
-    with _one_blas_thread_while_splitting(), \
+    with one_blas_thread_while_splitting(), \
             ThreadPoolExecutor(max_workers=len(calls) - 1) as pool:
         try:
             futures = [pool.submit(call) for call in calls[:-1]]
