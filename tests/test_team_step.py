@@ -2,11 +2,11 @@
 ``_team_step`` in _kernels.pyx) against the same step on one thread, which
 tests/test_network.py holds to the reference.
 
-Each thread takes half of the batch's rows (forward pass, derivatives, gradients to the
-layer below) and half of every layer's units (weight and bias gradients) and of the
-parameters (the update); the halves split at multiples of 16 from 32 on, so the sizes here
-sit on both sides of 16 and 32 and of the odd splits. The two threads meet at a barrier
-six times a step: the stop conditions (a bad label, a loss that is not finite, an update
+Each thread takes half of every layer's units in the products (forward, gradient to the
+layer below, weight and bias gradients), half of the batch's rows in the elementwise work
+around them, and half of the parameters in the update; the halves split at multiples of 16
+from 32 on, so the sizes here sit on both sides of 16 and 32 and of the odd splits. The
+two threads meet at a barrier wherever one needs what the other wrote: the stop conditions (a bad label, a loss that is not finite, an update
 refused in either half) must end both at the same step, and a thread whose partner never
 comes must not wait for ever.
 """

@@ -867,29 +867,6 @@ cdef void _plan_backward(const LayerPlan* layers, int n_layers, const floating* 
         grad = <floating*> L.dX
 
 
-cdef void _plan_backward_rows(const LayerPlan* layers, int n_layers,
-                              const floating* dlogits, int n) noexcept nogil:
-    """The row-by-row part of _plan_backward (each layer's _linear_backward_rows or
-    _residual_backward_rows, last layer first) for ``n`` rows: with a plan from _plan_rows,
-    one thread's share of the batch."""
-    cdef int i
-    cdef const LayerPlan* L
-    cdef const floating* grad = dlogits
-    for i in range(n_layers - 1, -1, -1):
-        L = &layers[i]
-        if L.kind == DENSE:
-            _linear_backward_rows(grad, <floating*> L.W,
-                                  <floating*> (L.Z if L.Z != NULL else L.out),
-                                  <floating*> L.scratch, <floating*> L.dX, n, L.n_in,
-                                  L.n_out, L.activation)
-        else:
-            _residual_backward_rows(grad, <floating*> L.W, <floating*> L.W2,
-                                    <floating*> (L.Z if L.Z != NULL else L.H),
-                                    <floating*> L.scratch, <floating*> L.dX, n, L.n_in,
-                                    L.hidden, L.activation)
-        grad = <floating*> L.dX
-
-
 cdef inline int _share(int total, int member) noexcept nogil:
     """Where member 0's share of ``total`` items ends and member 1's begins (0 for member
     0, ``total`` for member 2): half, rounded down to a multiple of 16 (a cache line of
@@ -905,7 +882,7 @@ cdef inline int _share(int total, int member) noexcept nogil:
 cdef void _plan_backward_weights(const LayerPlan* layers, int n_layers, const floating* X,
                                  const floating* dlogits, int n, int member) noexcept nogil:
     """The part of _plan_backward that sums over the batch's rows (every layer's weight and
-    bias gradients), once _plan_backward_rows has run on all of them: the share of
+    bias gradients), once the row-by-row part has run on all of them: the share of
     ``member`` (0 or 1) of each layer's units (_share)."""
     cdef int i
     cdef const LayerPlan* L
@@ -1001,6 +978,88 @@ cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floatin
     return -1
 
 
+# The two threads of a step (_team_step) split each dense layer's product by units, each
+# thread multiplying every row by its half of the weights, so that each packs only its half
+# of W for BLAS: split by rows, both would pack all of W (perf: packing went from 14% to 20%
+# of an L step). The elementwise work around the products is split by rows.
+
+cdef bint _team_forward(Team* team, int member, const LayerPlan* layers,
+                        const LayerPlan* own_rows, int n_layers, const floating* X,
+                        int n) noexcept nogil:
+    """_plan_forward by the two threads of _team_step: a dense layer's product for this
+    member's units, then (once both are done) its bias and activation on this member's
+    rows; a residual block all on this member's rows. Returns True if the barrier was
+    aborted."""
+    cdef int i, first = _share(n, member), stop = _share(n, member + 1), j0, j1
+    cdef const LayerPlan* L
+    cdef const LayerPlan* R
+    cdef const floating* layer_input = X
+    cdef const floating* own_input = X + <Py_ssize_t> first * layers[0].n_in
+    cdef floating* product
+    for i in range(n_layers):
+        L, R = &layers[i], &own_rows[i]
+        if L.kind == DENSE:
+            j0, j1 = _share(L.n_out, member), _share(L.n_out, member + 1)
+            product = <floating*> (L.Z if L.Z != NULL else L.out)
+            _gemm(False, True, n, j1 - j0, L.n_in, 1, layer_input, L.n_in,
+                  <floating*> L.W + <Py_ssize_t> j0 * L.n_in, L.n_in, 0, product + j0,
+                  L.n_out)
+            if _barrier_wait(&team.barrier, 2):
+                return True
+            if L.Z == NULL:
+                _bias_activation(<floating*> R.out, <floating*> L.b, stop - first, L.n_out,
+                                 L.activation)
+            else:
+                _activation(<floating*> R.Z, <floating*> L.b, <floating*> R.out, stop - first,
+                            L.n_out, L.activation)
+        else:
+            _residual_forward(own_input, <floating*> L.W, <floating*> L.b, <floating*> L.W2,
+                              <floating*> R.Z, <floating*> R.H, <floating*> R.out,
+                              stop - first, L.n_in, L.hidden, L.activation)
+        if _barrier_wait(&team.barrier, 2):  # the next layer's product reads every row
+            return True
+        layer_input, own_input = <floating*> L.out, <floating*> R.out
+    return False
+
+
+cdef bint _team_backward_rows(Team* team, int member, const LayerPlan* layers,
+                              const LayerPlan* own_rows, int n_layers,
+                              const floating* dlogits, int n) noexcept nogil:
+    """The row-by-row part of the backward pass (_linear_backward_rows and
+    _residual_backward_rows, last layer first) by the two threads of _team_step: a dense
+    layer's act' on this member's rows, then (once both are done) its product dX = dZ W for
+    this member's input units; a residual block all on this member's rows. Returns True if
+    the barrier was aborted."""
+    cdef int i, first = _share(n, member), stop = _share(n, member + 1), i0, i1
+    cdef const LayerPlan* L
+    cdef const LayerPlan* R
+    cdef const floating* grad = dlogits
+    cdef const floating* own_grad = dlogits + <Py_ssize_t> first * layers[n_layers - 1].n_out
+    for i in range(n_layers - 1, -1, -1):
+        L, R = &layers[i], &own_rows[i]
+        if L.kind == DENSE:
+            if L.activation != IDENTITY:
+                _times_derivative(own_grad, <floating*> (R.Z if R.Z != NULL else R.out),
+                                  <const floating*> NULL, <floating*> R.scratch, stop - first,
+                                  L.n_out, L.activation)
+            if L.dX != NULL:
+                if _barrier_wait(&team.barrier, 2):
+                    return True
+                i0, i1 = _share(L.n_in, member), _share(L.n_in, member + 1)
+                _gemm(False, False, n, i1 - i0, L.n_out, 1,
+                      grad if L.activation == IDENTITY else <floating*> L.scratch, L.n_out,
+                      <floating*> L.W + i0, L.n_in, 0, <floating*> L.dX + i0, L.n_in)
+                if _barrier_wait(&team.barrier, 2):  # the layer below reads whole rows
+                    return True
+        else:
+            _residual_backward_rows(own_grad, <floating*> L.W, <floating*> L.W2,
+                                    <floating*> (R.Z if R.Z != NULL else R.H),
+                                    <floating*> R.scratch, <floating*> R.dX, stop - first,
+                                    L.n_in, L.hidden, L.activation)
+        grad, own_grad = <floating*> L.dX, <floating*> R.dX
+    return False
+
+
 cdef Py_ssize_t _team_step(Team* team, int member, const LayerPlan* layers,
                            const LayerPlan* own_rows, int n_layers, const floating* X,
                            int loss_kind, const void* targets, const floating* weights,
@@ -1010,21 +1069,21 @@ cdef Py_ssize_t _team_step(Team* team, int member, const LayerPlan* layers,
                            Py_ssize_t* n_correct) noexcept nogil:
     """_train_step's work done by two threads, ``member`` 0 and 1, which call this together
     with the same arguments but ``own_rows``: the plan with its row buffers moved to the
-    member's first row of the batch (_plan_rows). Each thread runs the forward pass and the
-    backward pass's row-by-row part on its half of the rows, and the weight gradients and
-    the update on its half of each layer's units and of the parameters; member 0 alone the
-    loss (it needs every row's output). They meet at the barrier wherever one needs what the
-    other wrote, and both return what _train_step would (only member 0 writes
-    ``n_correct``), or TEAM_ABORTED if the barrier was aborted (the other never came).
+    member's first row of the batch (_plan_rows). Each thread takes half of the forward and
+    backward passes (_team_forward, _team_backward_rows: the products by units, the rest by
+    rows), the weight gradients and the update of half of each layer's units and of the
+    parameters; member 0 alone the loss (it needs every row's output). They meet at the
+    barrier wherever one needs what the other wrote, and both return what _train_step would
+    (only member 0 writes ``n_correct``), or TEAM_ABORTED if the barrier was aborted (the
+    other never came).
 
-    The numbers are _train_step's: each output, gradient and parameter is computed by the
-    same loop or product over the same operands, only by the other thread for half of them.
+    The numbers are _train_step's to rounding: each output, gradient and parameter is
+    computed by the same loop or product over the same operands, only by the other thread
+    for half of them (BLAS may round a product of fewer columns differently).
     """
-    cdef int first = _share(n, member), stop = _share(n, member + 1)
     cdef Py_ssize_t p_first, p_stop
     cdef const floating* logits = <floating*> layers[n_layers - 1].out
-    _plan_forward(own_rows, n_layers, X + <Py_ssize_t> first * layers[0].n_in, stop - first)
-    if _barrier_wait(&team.barrier, 2):
+    if _team_forward(team, member, layers, own_rows, n_layers, X, n):  # ends at the barrier
         return TEAM_ABORTED
     if member == 0:
         team.bad = _loss_gradient(loss_kind, logits, targets, weights, dlogits, n, n_classes,
@@ -1034,9 +1093,9 @@ cdef Py_ssize_t _team_step(Team* team, int member, const LayerPlan* layers,
     loss[0] = team.loss
     if team.bad >= 0:
         return team.bad
-    _plan_backward_rows(own_rows, n_layers, dlogits + <Py_ssize_t> first * n_classes,
-                        stop - first)
-    if _barrier_wait(&team.barrier, 2):
+    if _team_backward_rows(team, member, layers, own_rows, n_layers, dlogits, n):
+        return TEAM_ABORTED
+    if _barrier_wait(&team.barrier, 2):  # the weight gradients sum over every row
         return TEAM_ABORTED
     _plan_backward_weights(layers, n_layers, X, dlogits, n, member)
     if loss[0] - loss[0] != 0:  # not finite
@@ -1492,7 +1551,7 @@ cdef class TrainStep:
 
         ``threads`` is 1 (the steps run on this thread, BLAS with the threads it may use)
         or 2: this thread and one it starts each take half of every step's work
-        (_team_step), with the same results; the caller should hold BLAS to one thread
+        (_team_step), with the same results to rounding; the caller holds BLAS to one thread
         meanwhile (nncore.ops does). Two only where TEAM_STEP is true.
         """
         cdef const float[:, ::1] X32

@@ -1,10 +1,11 @@
 /* The barrier the two threads of a training step meet at (_train_steps_member in
    _kernels.pyx).
 
-   A step on two threads is one stream of work cut at six points where each thread needs
-   what the other wrote (the batch's logits for the loss, its gradient for the backward
-   pass, every row's gradient for the weight gradients, every weight gradient for the
-   update, both halves' finiteness verdicts, the updated weights). The waits are
+   A step on two threads is one stream of work cut wherever one thread needs what the other
+   wrote (around each dense layer's product, which they split by units while splitting the
+   rest by rows; the batch's logits for the loss; every row's gradient for the weight
+   gradients; every weight gradient for the update; both halves' finiteness verdicts; the
+   updated weights). The waits are
    short and many (hundreds per second), so a thread waiting here spins, with the CPU's
    pause hint, rather than sleeping in the kernel: waking a sleeping thread takes longer
    than most of the waits. After many spins (the other thread was descheduled) it yields

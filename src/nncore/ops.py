@@ -502,10 +502,10 @@ def _forward_spec(layer, n, dtype):
 
 #: A training step runs on two threads when two are free (parallel.threads_available) and
 #: its matrix products take about this many floating-point operations or more (6 n per
-#: parameter: the forward product and the two of the backward pass). Below it, waiting for each other
-#: six times a step costs the two threads more than sharing the work saves; the value is
-#: measured (BENCHMARKS.md, "A step on two threads").
-TWO_THREAD_STEP_FLOPS = 50e6
+#: parameter: the forward product and the two of the backward pass). Below it, waiting for
+#: each other around every layer costs the two threads more than sharing the work saves;
+#: the value is measured (BENCHMARKS.md, "A step on two threads").
+TWO_THREAD_STEP_FLOPS = 30e6
 
 
 class _TrainStepHandle:
