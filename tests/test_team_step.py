@@ -213,7 +213,7 @@ def test_an_interrupt_before_the_barrier_does_not_leave_a_thread_waiting(monkeyp
 def test_two_threads_are_used_for_a_large_step_when_two_are_free(monkeypatch):
     net = nc.mlp(2, [512, 512], 5, dtype="float32")
     large = net.train_step(256, (np.zeros(net.n_params, np.float32),))
-    small = net.train_step(8, (np.zeros(net.n_params, np.float32),))
+    small = net.train_step(2, (np.zeros(net.n_params, np.float32),))
     assert large.flops >= ops.TWO_THREAD_STEP_FLOPS > small.flops
     monkeypatch.setattr(ops.parallel, "threads_available", lambda: 2)
     assert (large._threads(), small._threads()) == (2, 1)

@@ -505,7 +505,7 @@ def _forward_spec(layer, n, dtype):
 #: parameter: the forward product and the two of the backward pass). Below it, waiting for
 #: each other around every layer costs the two threads more than sharing the work saves;
 #: the value is measured (BENCHMARKS.md, "A step on two threads").
-TWO_THREAD_STEP_FLOPS = 30e6
+TWO_THREAD_STEP_FLOPS = 12e6
 
 
 class _TrainStepHandle:
