@@ -155,3 +155,45 @@ def test_fit_still_accepts_zero_epochs_the_command_does_not():
     assert len(net.fit(X, y, epochs=0, batch_size=2, verbose=0)) == 0
     with pytest.raises(ValueError, match="epochs must be >= 0"):
         net.fit(X, y, epochs=-1, batch_size=2, verbose=0)
+
+
+def test_runs_in_the_same_second_get_their_own_folders(tmp_path, capsys, monkeypatch):
+    """A user trial: 5 quick runs in a loop left 3 folders (the default name has a
+    resolution of one second). Each run now gets its own folder: -2, -3, ... when taken."""
+    import datetime
+
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 2, 3, 4, 5)
+
+    monkeypatch.setattr(datetime, "datetime", Frozen)
+    for seed in range(3):
+        status, _ = run(["train", "--data", "gmm", "--arch", "mlp", "--layers", "4",
+                         "--epochs", "1", "--verbose", "0", "--no-plots", "--seed", str(seed),
+                         "--out", str(tmp_path)], capsys)
+        assert status == 0
+    assert sorted(os.listdir(tmp_path)) == ["gmm-mlp-20260102-030405",
+                                            "gmm-mlp-20260102-030405-2",
+                                            "gmm-mlp-20260102-030405-3"]
+    params = [nc.load(tmp_path / folder / "model.npz").params for folder in os.listdir(tmp_path)]
+    assert not np.array_equal(params[0], params[1])
+
+
+def test_an_existing_name_is_refused_and_its_run_kept(tmp_path, capsys):
+    """Re-running with a --name that exists replaced model.npz and history.csv but left the
+    older learning_curves.png beside them. Now it is refused, and the first run is intact."""
+    argv = ["train", "--data", "gmm", "--arch", "mlp", "--layers", "4", "--epochs", "1",
+            "--verbose", "0", "--out", str(tmp_path), "--name", "run"]
+    assert run(argv, capsys)[0] == 0
+    before = {name: (tmp_path / "run" / name).read_bytes()
+              for name in os.listdir(tmp_path / "run")}
+    status, err = run([*argv, "--seed", "1", "--no-plots"], capsys)
+    assert status == 2
+    assert_one_line(err, f"--name 'run': {str(tmp_path / 'run')!r} already holds a run; "
+                         "choose another --name")
+    assert {name: (tmp_path / "run" / name).read_bytes()
+            for name in os.listdir(tmp_path / "run")} == before
+    (tmp_path / "empty").mkdir()  # an empty folder holds nothing to lose: it is used
+    assert run([*argv[:-1], "empty", "--no-plots"], capsys)[0] == 0
+    assert sorted(os.listdir(tmp_path / "empty")) == ["history.csv", "model.npz"]

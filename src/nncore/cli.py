@@ -155,7 +155,8 @@ def _run_folder(out, name):
     """``OUT/NAME`` for ``nncore train``, refused (ValueError) before anything is trained
     when ``--out`` is an existing file, ``--name`` is not a plain folder name (a path
     separator, ``.`` or ``..`` would put the run outside ``--out``), or ``OUT/NAME`` is an
-    existing file."""
+    existing file or a folder that is not empty (:func:`_make_run_folder` checks again as
+    it creates the folder)."""
     if not out:
         raise ValueError("--out must not be empty")
     if os.path.exists(out) and not os.path.isdir(out):
@@ -166,7 +167,46 @@ def _run_folder(out, name):
                 or "\0" in name:
             raise ValueError(f"--name must be a plain folder name inside --out (no path "
                              f"separator, not '.' or '..'), got {name!r}")
+        _refuse_taken(os.path.join(out, name), name)
     return out
+
+
+def _refuse_taken(run_dir, name):
+    """ValueError if ``run_dir`` (``OUT/NAME`` of ``--name NAME``) exists and is a file or a
+    folder that is not empty."""
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ValueError(f"{run_dir!r} exists and is not a folder: choose another --name")
+    if os.path.isdir(run_dir) and os.listdir(run_dir):
+        raise ValueError(f"--name {name!r}: {run_dir!r} already holds a run; choose another "
+                         f"--name, or leave --name out for a new folder")
+
+
+def _make_run_folder(out, name, default):
+    """Create the run folder of ``nncore train`` and return its path: ``OUT/NAME`` for a
+    ``--name`` (refused, ValueError, if it already exists and is not empty: a run never
+    replaces or mixes with another's files), else ``OUT/DEFAULT``, or ``DEFAULT-2``,
+    ``DEFAULT-3``, ... when that is taken. Each folder is made with one ``os.mkdir``, so two
+    runs started at once never get the same one."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        if name is not None:
+            run_dir = os.path.join(out, name)
+            try:
+                os.mkdir(run_dir)
+            except FileExistsError:
+                _refuse_taken(run_dir, name)
+            return run_dir
+        for number in range(1, 10_000):
+            run_dir = os.path.join(out, default if number == 1 else f"{default}-{number}")
+            try:
+                os.mkdir(run_dir)
+                return run_dir
+            except FileExistsError:
+                continue
+        raise ValueError(f"--out {out!r}: 9,999 runs named {default!r} already; give a --name")
+    except OSError as error:
+        raise ValueError(f"cannot create the run folder in {out!r}: "
+                         f"{error.strerror or error}") from None
 
 
 def _constructor_defaults(cls):
@@ -311,7 +351,9 @@ def _build_parser():
     output = train.add_argument_group("output")
     output.add_argument("--out", default=d["out"], help="output folder (default: %(default)s)")
     output.add_argument("--name", default=d["name"],
-                        help="run name (default: DATA-ARCH-YYYYmmdd-HHMMSS)")
+                        help="run name; a folder of that name in --out that is not empty "
+                             "is refused, never overwritten (default: DATA-ARCH-YYYYmmdd-HHMMSS, "
+                             "with -2, -3, ... added when taken)")
     output.add_argument("--no-plots", dest="plots", action="store_false",
                         help="do not write figures")
     output.add_argument("--verbose", type=int, choices=(0, 1, 2), default=d["verbose"],
@@ -516,15 +558,8 @@ def _train(args):
     callbacks = [EarlyStopping(patience=args.patience)] if args.patience else []
 
     label = _dataset_label(args.data)
-    name = args.name or f"{label}-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = os.path.join(args.out, name)
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise ValueError(f"{run_dir!r} exists and is not a folder: choose another --name")
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"cannot create the run folder {run_dir!r}: "
-                         f"{error.strerror or error}") from None
+    run_dir = _make_run_folder(
+        args.out, args.name, f"{label}-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
 
     print(f"training {described} ({net.n_params:,} parameters, {net.dtype.name}) on {label}: "
           f"{len(X):,} train / {len(X_val):,} validation samples, {X.shape[1]} features, "
