@@ -197,3 +197,23 @@ def test_an_existing_name_is_refused_and_its_run_kept(tmp_path, capsys):
     (tmp_path / "empty").mkdir()  # an empty folder holds nothing to lose: it is used
     assert run([*argv[:-1], "empty", "--no-plots"], capsys)[0] == 0
     assert sorted(os.listdir(tmp_path / "empty")) == ["history.csv", "model.npz"]
+
+
+def test_a_run_refused_in_training_leaves_no_folder(tmp_path, capsys):
+    """Labels refused as continuous once training starts left an empty run folder (and
+    --out); a failed run now writes nothing."""
+    rows = ["a,b,label"] + [f"{i},{i % 7},{i + 1}" for i in range(100)]
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "many.csv").write_text("\n".join(rows) + "\n")
+    status, err = run(["train", "--data", str(tmp_path / "work" / "many.csv"), "--epochs",
+                       "1", "--verbose", "0", "--no-plots",
+                       "--out", str(tmp_path / "work" / "out")], capsys)
+    assert status == 2
+    assert_one_line(err, "looks continuous")
+    assert tree(tmp_path) == ["work", os.path.join("work", "many.csv")]
+    (tmp_path / "work" / "out" / "empty").mkdir(parents=True)  # made by the user: kept
+    status, err = run(["train", "--data", str(tmp_path / "work" / "many.csv"), "--epochs",
+                       "1", "--verbose", "0", "--no-plots",
+                       "--out", str(tmp_path / "work" / "out"), "--name", "empty"], capsys)
+    assert status == 2
+    assert (tmp_path / "work" / "out" / "empty").is_dir()

@@ -182,31 +182,48 @@ def _refuse_taken(run_dir, name):
 
 
 def _make_run_folder(out, name, default):
-    """Create the run folder of ``nncore train`` and return its path: ``OUT/NAME`` for a
-    ``--name`` (refused, ValueError, if it already exists and is not empty: a run never
-    replaces or mixes with another's files), else ``OUT/DEFAULT``, or ``DEFAULT-2``,
-    ``DEFAULT-3``, ... when that is taken. Each folder is made with one ``os.mkdir``, so two
-    runs started at once never get the same one."""
+    """Create the run folder of ``nncore train``: ``OUT/NAME`` for a ``--name`` (refused,
+    ValueError, if it already exists and is not empty: a run never replaces or mixes with
+    another's files), else ``OUT/DEFAULT``, or ``DEFAULT-2``, ``DEFAULT-3``, ... when that
+    is taken. Each folder is made with one ``os.mkdir``, so two runs started at once never
+    get the same one. Returns the folder and the folders this call created, deepest first
+    (for :func:`_remove_if_empty`)."""
+    missing = []
+    head = os.path.abspath(out)
+    while not os.path.exists(head) and head != os.path.dirname(head):
+        missing.append(head)
+        head = os.path.dirname(head)
     try:
         os.makedirs(out, exist_ok=True)
         if name is not None:
             run_dir = os.path.join(out, name)
             try:
                 os.mkdir(run_dir)
+                return run_dir, [run_dir, *missing]
             except FileExistsError:
                 _refuse_taken(run_dir, name)
-            return run_dir
+            return run_dir, missing
         for number in range(1, 10_000):
             run_dir = os.path.join(out, default if number == 1 else f"{default}-{number}")
             try:
                 os.mkdir(run_dir)
-                return run_dir
+                return run_dir, [run_dir, *missing]
             except FileExistsError:
                 continue
         raise ValueError(f"--out {out!r}: 9,999 runs named {default!r} already; give a --name")
     except OSError as error:
         raise ValueError(f"cannot create the run folder in {out!r}: "
                          f"{error.strerror or error}") from None
+
+
+def _remove_if_empty(folders):
+    """Remove the ``folders`` (deepest first) that are still empty: a run that failed
+    before writing anything leaves no folder behind."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)  # refuses a folder that is not empty
+        except OSError:
+            return
 
 
 def _constructor_defaults(cls):
@@ -558,7 +575,7 @@ def _train(args):
     callbacks = [EarlyStopping(patience=args.patience)] if args.patience else []
 
     label = _dataset_label(args.data)
-    run_dir = _make_run_folder(
+    run_dir, created = _make_run_folder(
         args.out, args.name, f"{label}-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
 
     print(f"training {described} ({net.n_params:,} parameters, {net.dtype.name}) on {label}: "
@@ -587,6 +604,9 @@ def _train(args):
               f"model and history so far are in {model_path} and "
               f"{os.path.join(run_dir, 'history.csv')}", file=sys.stderr)
         return 130
+    except BaseException:
+        _remove_if_empty(created)  # refused before any epoch (labels, say): nothing written
+        raise
     elapsed = time.perf_counter() - started
 
     model_path = net.save(os.path.join(run_dir, "model.npz"))
