@@ -47,6 +47,18 @@ def test_train_mlp_on_a_file_without_plots(tmp_path):
     assert nc.load(tmp_path / "m" / "model.npz").layer_specs()[0]["n_out"] == 16
 
 
+def test_width_and_depth_build_an_mlp_without_layers(tmp_path, capsys):
+    """A user trial: --arch mlp --width 8 --depth 1 trained mlp 64x64x64."""
+    for name, extra, widths in [("w8d1", ["--width", "8", "--depth", "1"], [8]),
+                                ("w8", ["--width", "8"], [8, 8, 8]),
+                                ("default", [], [64, 64, 64])]:
+        assert cli.main(["train", "--data", "gmm", "--arch", "mlp", *extra, "--epochs", "1",
+                         "--verbose", "0", "--no-plots", "--out", str(tmp_path),
+                         "--name", name]) == 0
+        specs = nc.load(tmp_path / name / "model.npz").layer_specs()
+        assert [spec["n_out"] for spec in specs[:-1]] == widths
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "--lr", "-1"], "argument --lr: must be a finite number > 0"),
     (["train", "--lr", "abc"], "argument --lr: must be a number, got 'abc'"),

@@ -43,6 +43,10 @@ def tree(folder):
     (["--name", "."], "--name must be a plain folder name inside --out"),
     (["--name", "a/b"], "--name must be a plain folder name inside --out"),
     (["--name", ""], "--name must be a plain folder name inside --out"),
+    (["--hidden", "8"], "--hidden is for --arch resnet, not mlp"),
+    (["--depth", "2"], "--depth cannot go with --layers, which gives every hidden width"),
+    (["--arch", "resnet", "--layers", "3,2"], "--layers is for --arch mlp, not resnet"),
+    (["--arch", "softmax_regression"], "--layers is for --arch mlp, not softmax_regression"),
 ])
 def test_bad_train_arguments_are_one_line_exit_2_and_write_nothing(extra, message, tmp_path,
                                                                    capsys):
@@ -217,3 +221,12 @@ def test_a_run_refused_in_training_leaves_no_folder(tmp_path, capsys):
                        "--out", str(tmp_path / "work" / "out"), "--name", "empty"], capsys)
     assert status == 2
     assert (tmp_path / "work" / "out" / "empty").is_dir()
+
+
+def test_activation_is_refused_for_softmax_regression(tmp_path, capsys):
+    """A user trial: --arch softmax_regression --activation relu trained without a word."""
+    status, err = run(["train", "--data", "gmm", "--arch", "softmax_regression",
+                       "--activation", "relu", "--out", str(tmp_path / "out")], capsys)
+    assert status == 2
+    assert_one_line(err, "--activation is for --arch resnet or mlp, not softmax_regression")
+    assert not (tmp_path / "out").exists()

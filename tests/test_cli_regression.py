@@ -37,8 +37,8 @@ def two_output_npz(path, seed=0, **overrides):
     return path
 
 
-def train(tmp_path, *argv):
-    return cli.main(["train", "--task", "regression", "--arch", "mlp", "--layers", "8,8",
+def train(tmp_path, *argv, model=("--arch", "mlp", "--layers", "8,8")):
+    return cli.main(["train", "--task", "regression", *model,
                      "--epochs", "3", "--batch-size", "16", "--verbose", "0",
                      "--out", str(tmp_path), *argv])
 
@@ -86,8 +86,8 @@ def test_a_regression_run_prints_rmse_and_r2_and_writes_its_figures(tmp_path, ca
 
 def test_two_outputs_from_an_npz_file(tmp_path, capsys):
     data = two_output_npz(tmp_path / "two.npz")
-    assert train(tmp_path, "--data", str(data), "--name", "two", "--arch", "resnet",
-                 "--width", "8", "--depth", "1") == 0
+    assert train(tmp_path, "--data", str(data), "--name", "two",
+                 model=("--arch", "resnet", "--width", "8", "--depth", "1")) == 0
     out = capsys.readouterr().out
     assert "2 targets (regression)" in out
     run = tmp_path / "two"

@@ -43,6 +43,11 @@ TRAIN_DEFAULTS = {
 OPTIMIZER_FLAGS = {"--lr": "lr", "--momentum": "momentum", "--nesterov": "nesterov",
                    "--weight-decay": "weight_decay", "--beta1": "betas", "--beta2": "betas",
                    "--eps": "eps"}
+#: The model options of ``nncore train``: option -> the architecture setting it sets. An
+#: option is refused with an ``--arch`` that does not take its setting (``--layers`` with
+#: resnet, any of them with softmax_regression; ``network.ARCHITECTURES[...].takes``).
+ARCHITECTURE_FLAGS = {"--width": "width", "--depth": "depth", "--hidden": "hidden",
+                      "--layers": "layers", "--activation": "activation"}
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -260,6 +265,36 @@ def _optimizer(args):
     return cls(**settings)
 
 
+def _architecture(args):
+    """The settings of ``--arch`` from ``nncore train``'s model options: the options given,
+    the others TRAIN_DEFAULTS'. An mlp has the widths of ``--layers`` (default 64,64,64),
+    or ``--depth`` hidden layers of ``--width`` units (defaults: those of the default
+    layers, 3 and 64). An option the architecture does not take is refused, and
+    ``--width``/``--depth`` with ``--layers``."""
+    from .network import ARCHITECTURES, applicable
+
+    given = {flag: getattr(args, setting) for flag, setting in ARCHITECTURE_FLAGS.items()}
+    given = {flag: value for flag, value in given.items() if value is not None}
+    for flag in given:
+        setting = ARCHITECTURE_FLAGS[flag]
+        if setting not in ARCHITECTURES[args.arch].takes:
+            takers = [name for name, entry in ARCHITECTURES.items() if setting in entry.takes]
+            raise ValueError(f"{flag} is for --arch {' or '.join(takers)}, not {args.arch}")
+    sizing = [flag for flag in ("--width", "--depth") if flag in given]
+    if sizing and "--layers" in given:
+        raise ValueError(f"{' and '.join(sizing)} cannot go with --layers, which gives every "
+                         f"hidden width of the mlp: give one or the other")
+    d = TRAIN_DEFAULTS
+    settings = {setting: d[setting] for setting in ARCHITECTURE_FLAGS.values()}
+    settings["layers"] = None
+    if args.arch == "mlp" and not sizing:
+        settings["layers"] = _layer_sizes(d["layers"])
+    elif args.arch == "mlp":
+        settings["depth"] = len(_layer_sizes(d["layers"]))
+    settings.update({ARCHITECTURE_FLAGS[flag]: value for flag, value in given.items()})
+    return applicable(args.arch, **settings)
+
+
 def _layer_sizes(text):
     try:
         sizes = [int(part) for part in text.split(",") if part.strip()]
@@ -304,17 +339,23 @@ def _build_parser():
     model = train.add_argument_group("model")
     model.add_argument("--arch", choices=tuple(ARCHITECTURES), default=d["arch"],
                        help="network kind (default: %(default)s)")
-    model.add_argument("--width", type=_positive_int, default=d["width"],
-                       help="ResNet width (default: %(default)s)")
-    model.add_argument("--depth", type=_non_negative_int, default=d["depth"],
-                       help="ResNet residual blocks (default: %(default)s)")
-    model.add_argument("--hidden", type=_positive_int, default=d["hidden"],
-                       help="units inside each residual block (default: the width)")
-    model.add_argument("--layers", type=_layer_sizes, default=_layer_sizes(d["layers"]),
-                       help="MLP hidden widths, comma-separated; '' for softmax regression "
-                            "(default: 64,64,64)")
-    model.add_argument("--activation", choices=activation_names(),
-                       default=d["activation"], help="(default: %(default)s)")
+    # None: not given, so TRAIN_DEFAULTS' (_architecture); refused with an --arch that does
+    # not take it
+    model.add_argument("--width", type=_positive_int, default=None,
+                       help=f"ResNet width, or for an mlp without --layers the width of each "
+                            f"hidden layer (default: {d['width']})")
+    model.add_argument("--depth", type=_non_negative_int, default=None,
+                       help=f"ResNet residual blocks, or for an mlp without --layers its "
+                            f"number of hidden layers (default: resnet {d['depth']}, mlp "
+                            f"{len(_layer_sizes(d['layers']))})")
+    model.add_argument("--hidden", type=_positive_int, default=None,
+                       help="units inside each residual block, resnet only (default: the "
+                            "width)")
+    model.add_argument("--layers", type=_layer_sizes, default=None,
+                       help=f"MLP hidden widths, comma-separated; '' for softmax regression "
+                            f"(default: {d['layers']})")
+    model.add_argument("--activation", choices=activation_names(), default=None,
+                       help=f"resnet and mlp only (default: {d['activation']})")
     model.add_argument("--dtype", choices=("float32", "float64"), default=d["dtype"],
                        help="(default: %(default)s)")
     model.add_argument("--seed", type=int, default=d["seed"],
@@ -545,10 +586,11 @@ def _load_with_labels(datasets, data, task, csv_options):
 
 def _train(args):
     from . import datasets, losses
-    from .network import applicable, build, describe
+    from .network import build, describe
     from .train import EarlyStopping, TrainingDiverged
 
     _run_folder(args.out, args.name)  # before the data are read: a bad --out fails fast
+    settings = _architecture(args)
     X, y, X_val, y_val, original = _load_with_labels(datasets, args.data, args.task,
                                                      _csv_options(args))
     loss = losses.for_task(args.task)
@@ -566,8 +608,6 @@ def _train(args):
     else:
         n_outputs = int(max(y.max(), y_val.max())) + 1
         outputs = f"{n_outputs} classes"
-    settings = applicable(args.arch, width=args.width, depth=args.depth, hidden=args.hidden,
-                          layers=args.layers, activation=args.activation)
     settings["loss"] = loss.name  # build and describe take it beside the architecture's own
     net = build(X.shape[1], n_outputs, args.seed, args.arch, dtype=args.dtype, **settings)
     described = describe(args.arch, **settings)
