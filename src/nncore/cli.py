@@ -296,8 +296,12 @@ def _architecture(args):
 
 
 def _layer_sizes(text):
+    """``--layers``: comma-separated widths, or '' (none: softmax regression); an empty
+    entry (``3,,2``, a trailing comma) is refused, not skipped."""
+    if not text.strip():
+        return []
     try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
+        sizes = [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be comma-separated widths, got {text!r}") from None
     if any(size < 1 for size in sizes):
