@@ -67,6 +67,7 @@ def test_width_and_depth_build_an_mlp_without_layers(tmp_path, capsys):
     (["train", "--layers", "8,x"], "argument --layers: must be comma-separated widths"),
     (["train", "--layers", "3,,2"], "argument --layers: must be comma-separated widths"),
     (["train", "--layers", "3,"], "argument --layers: must be comma-separated widths"),
+    (["train", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_bad_arguments_give_one_line_and_status_2(argv, message, capsys):

@@ -362,7 +362,7 @@ def _build_parser():
                        help=f"resnet and mlp only (default: {d['activation']})")
     model.add_argument("--dtype", choices=("float32", "float64"), default=d["dtype"],
                        help="(default: %(default)s)")
-    model.add_argument("--seed", type=int, default=d["seed"],
+    model.add_argument("--seed", type=_non_negative_int, default=d["seed"],
                        help="seeds initialisation and shuffling (default: %(default)s)")
     opt = train.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=_positive_int, default=d["epochs"],
