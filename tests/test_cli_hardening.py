@@ -203,10 +203,15 @@ def test_an_existing_name_is_refused_and_its_run_kept(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / "empty")) == ["history.csv", "model.npz"]
 
 
-def test_a_run_refused_in_training_leaves_no_folder(tmp_path, capsys):
+def test_a_run_refused_in_training_leaves_no_folder(tmp_path, capsys, monkeypatch):
     """Labels refused as continuous once training starts left an empty run folder (and
-    --out); a failed run now writes nothing."""
-    rows = ["a,b,label"] + [f"{i},{i % 7},{i + 1}" for i in range(100)]
+    --out); a failed run now writes nothing. (The CLI checks labels before it makes the
+    folder now, so a refusal inside fit stands in for them.)"""
+    def refuse(self, *args, **kwargs):
+        raise ValueError("y looks continuous: refused inside fit")
+
+    monkeypatch.setattr(nc.Network, "fit", refuse)
+    rows = ["a,b,label"] + [f"{i},{i % 7},{i % 3}" for i in range(100)]
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "many.csv").write_text("\n".join(rows) + "\n")
     status, err = run(["train", "--data", str(tmp_path / "work" / "many.csv"), "--epochs",

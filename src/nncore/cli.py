@@ -588,9 +588,22 @@ def _load_with_labels(datasets, data, task, csv_options):
             classification)
 
 
+def _label_names(args):
+    """How ``nncore train`` names the training and the validation labels of ``--data``."""
+    data = args.data
+    if data.lower().endswith(".csv"):
+        column = ("its last column" if args.target is None
+                  else f"column {args.target!r}")
+        return (f"the label column of {data} ({column}, training rows)",
+                f"the label column of {data} ({column}, validation rows)")
+    if data.lower().endswith(".npz"):
+        return f"y_train of {data}", f"y_val of {data}"
+    return f"Ct of {data}", f"Cv of {data}"
+
+
 def _train(args):
     from . import datasets, losses
-    from .network import build, describe
+    from .network import build, describe, refuse_continuous
     from .train import EarlyStopping, TrainingDiverged
 
     _run_folder(args.out, args.name)  # before the data are read: a bad --out fails fast
@@ -599,6 +612,9 @@ def _train(args):
                                                      _csv_options(args))
     loss = losses.for_task(args.task)
     regression = loss.task == "regression"
+    if not regression:  # as fit would, but naming the file, and before the run folder
+        for labels, name in zip((y, y_val), _label_names(args)):
+            refuse_continuous(labels, name)
     if regression:
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         outputs = f"{n_outputs} target{'s' if n_outputs > 1 else ''} (regression)"
