@@ -370,6 +370,19 @@ def test_search_bad_arguments_give_one_line_and_status_2(argv, message, tmp_path
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
 
 
+def test_search_on_real_valued_targets_says_it_does_classification_only(tmp_path, capsys):
+    """It said 'real-valued targets need --task regression', an option search lacks."""
+    (tmp_path / "grid.toml").write_text(GRID_TOML)
+    rows = ["a,b,y"] + [f"{i},{i % 7},{i / 7:.3f}" for i in range(1, 60)]
+    (tmp_path / "reg.csv").write_text("\n".join(rows) + "\n")
+    status = cli.main(["search", "--grid", str(tmp_path / "grid.toml"), "--data",
+                       str(tmp_path / "reg.csv"), "--results", str(tmp_path / "r.jsonl")])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert "nncore search does classification only" in err and "need --task" not in err
+    assert not (tmp_path / "r.jsonl").exists()
+
+
 # --- Dask --------------------------------------------------------------------------------------
 
 def test_a_dask_cluster_gives_the_same_trials(sequential, data, tmp_path, capsys):

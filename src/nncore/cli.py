@@ -885,7 +885,8 @@ def _search(args):
         backend = "dask"
     elif backend == "dask":
         raise ValueError("--backend dask needs --scheduler ADDRESS (a running Dask scheduler)")
-    data = datasets.load(args.data, **_csv_options(args))
+    with datasets.classification_only("nncore search"):
+        data = datasets.load(args.data, **_csv_options(args))
     n_trials = math.prod(len(values) for values in spec["grid"].values())
     described = " x ".join(f"{key} ({len(values)})" for key, values in spec["grid"].items())
     print(f"grid search: {n_trials} trial(s) over {described}, {epochs} epochs each, on "
