@@ -159,6 +159,19 @@ def test_divergence_saves_the_last_finite_weights_and_exits_1(tmp_path, capsys):
     assert np.isfinite(nc.load(tmp_path / "div" / "model.npz").params).all()
 
 
+def test_ctrl_c_while_the_parser_is_built_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C in the first 0.3 s of nncore train (imports, building the parser) printed a
+    KeyboardInterrupt traceback."""
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_build_parser", interrupted)
+    assert cli.main(["train", "--epochs", "1"]) == 130
+    assert capsys.readouterr().err == "nncore train: interrupted\n"
+    assert cli.main([]) == 130
+    assert capsys.readouterr().err == "nncore: interrupted\n"
+
+
 def test_no_command_prints_help(capsys):
     assert cli.main([]) == 2
     assert "train" in capsys.readouterr().out

@@ -950,8 +950,20 @@ _COMMANDS = {"train": _train, "predict": _predict, "export": _export, "gradcheck
 
 
 def main(argv=None):
-    parser = _build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before a command runs (while the parser imports its registries): one line,
+        # as within a command
+        command = f"nncore {argv[0]}" if argv and argv[0] in _COMMANDS else "nncore"
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv):
+    """:func:`main` without its outer Ctrl-C handler: parse ``argv``, run the command."""
+    parser = _build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:  # named after the command they were given to, as its other usage errors are
         prog = f"{parser.prog} {args.command}" if args.command else parser.prog
