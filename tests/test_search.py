@@ -354,13 +354,15 @@ def test_search_command_prints_a_ranked_table_and_resumes(tmp_path, capsys, data
 @pytest.mark.parametrize("argv, message", [
     (["search"], "the following arguments are required: --grid"),
     (["search", "--grid", "nosuch.toml"], "grid file 'nosuch.toml' not found"),
+    (["search", "--grid", "DIR"], "is a directory, not a TOML file"),
     (["search", "--grid", "GRID", "--n-jobs", "0"], "argument --n-jobs: must be a nonzero"),
     (["search", "--grid", "GRID", "--backend", "dask"], "--backend dask needs --scheduler"),
     (["search", "--grid", "GRID", "--data", "nosuch"], "unknown data set 'nosuch'"),
 ])
 def test_search_bad_arguments_give_one_line_and_status_2(argv, message, tmp_path, capsys):
     (tmp_path / "grid.toml").write_text(GRID_TOML)
-    argv = [str(tmp_path / "grid.toml") if a == "GRID" else a for a in argv]
+    argv = [str(tmp_path / "grid.toml") if a == "GRID" else str(tmp_path) if a == "DIR"
+            else a for a in argv]
     try:
         status = cli.main(argv)
     except SystemExit as exit_:

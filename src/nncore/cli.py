@@ -723,8 +723,6 @@ def _predict(args):
         raise ValueError(f"--out {args.out!r} is a folder; give a file name")
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"{args.model}: no such model file")
-    if os.path.isdir(args.model):
-        raise ValueError(f"{args.model!r} is a directory, not a model file")
     net = load(args.model)
     if args.proba and net.task != "classification":
         raise ValueError(f"--proba needs a classification model; {args.model} is a "
@@ -856,8 +854,6 @@ def _export(args):
 
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"{args.model}: no such model file")
-    if os.path.isdir(args.model):
-        raise ValueError(f"{args.model!r} is a directory, not a model file")
     if os.path.isdir(args.out):
         raise ValueError(f"{args.out!r} is a folder; give a file name (MODEL.onnx)")
     try:
