@@ -106,7 +106,9 @@ def test_early_stopping_on_val_loss_and_no_plots_work_for_a_regression(tmp_path,
     data = noisy_sine_csv(tmp_path / "sine.csv", n=60)
     assert train(tmp_path, "--data", str(data), "--name", "es", "--patience", "1",
                  "--epochs", "40", "--lr", "0.5", "--no-plots") == 0
-    assert "(early stop, best weights kept)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(early stop, best weights kept)" in out
+    assert ", 1 feature, 1 target (regression)" in out.splitlines()[0]  # not "1 features"
     assert sorted(os.listdir(tmp_path / "es")) == ["history.csv", "model.npz"]
     with open(tmp_path / "es" / "history.csv") as f:
         val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]

@@ -639,7 +639,8 @@ def _train(args):
         args.out, args.name, f"{label}-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
 
     print(f"training {described} ({net.n_params:,} parameters, {net.dtype.name}) on {label}: "
-          f"{len(X):,} train / {len(X_val):,} validation samples, {X.shape[1]} features, "
+          f"{len(X):,} train / {len(X_val):,} validation samples, {X.shape[1]} "
+          f"feature{'s' if X.shape[1] != 1 else ''}, "
           f"{outputs}; {optimizer!r}", flush=True)
     started = time.perf_counter()
     try:
