@@ -107,12 +107,14 @@ def test_early_stopping_on_val_loss_and_no_plots_work_for_a_regression(tmp_path,
     assert train(tmp_path, "--data", str(data), "--name", "es", "--patience", "1",
                  "--epochs", "40", "--lr", "0.5", "--no-plots") == 0
     out = capsys.readouterr().out
-    assert "(early stop, best weights kept)" in out
     assert ", 1 feature, 1 target (regression)" in out.splitlines()[0]  # not "1 features"
     assert sorted(os.listdir(tmp_path / "es")) == ["history.csv", "model.npz"]
     with open(tmp_path / "es" / "history.csv") as f:
         val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
     assert len(val_loss) < 40
+    best = int(np.argmin(val_loss)) + 1
+    assert f"epochs      {len(val_loss)} (early stop; kept the weights of epoch {best}, the " \
+           "best val_loss)" in out
     _, _, X_val, y_val = datasets.load(data, task="regression")
     kept = nc.load(tmp_path / "es" / "model.npz").evaluate(X_val, y_val)["loss"]
     assert kept == pytest.approx(min(val_loss), rel=1e-5)  # the best epoch's weights

@@ -702,8 +702,10 @@ def _train(args):
     for row in rows:
         print(f"  {row[0]:<12}" + "".join(f"{cell:>10}" for cell in row[1:]))
     print(f"  parameters  {net.n_params:,}")
+    kept = callbacks[0].best_epoch if history.stopped_early else None
     print(f"  epochs      {len(history)}"
-          + (" (early stop, best weights kept)" if history.stopped_early else ""))
+          + (f" (early stop; kept the weights of epoch {kept}, the best "
+             f"{callbacks[0].monitor})" if kept else ""))
     # fit's own time (validation, standardising, the loop) and, of it, the training steps'
     print(f"  time        {elapsed:.1f} s, of which {train_seconds:.2f} s in {steps:,} "
           f"training steps ({steps / train_seconds:,.0f} steps/s)")
