@@ -415,3 +415,14 @@ def test_a_dask_cluster_gives_the_same_trials(sequential, data, tmp_path, capsys
                         results=tmp_path / "local.jsonl")
     by_key = lambda records: sorted(comparable(records), key=lambda r: r["key"])  # noqa: E731
     assert by_key(read_results(tmp_path / "cli.jsonl")) == by_key(local)
+
+
+def test_the_study_docs_list_every_activation_a_grid_takes():
+    """docs/study.md's keys table listed 4 of the 9 activations a grid accepts."""
+    from pathlib import Path
+
+    from nncore.activations import names
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "study.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| `activation`"))
+    assert [name for name in names() if f"`{name}`" not in row] == []
