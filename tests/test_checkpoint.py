@@ -231,3 +231,11 @@ def test_a_damaged_optimizer_state_is_refused(tmp_path, damage, message):
     np.savez(path, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
     with pytest.raises(modelfile.ModelFileError, match=message):
         modelfile.load_checkpoint(path)
+
+
+def test_a_directory_given_as_a_model_file_says_it_is_a_directory(tmp_path):
+    """nc.load(".") said "'.' is truncated or corrupted: [Errno 21] Is a directory"."""
+    with pytest.raises(nc.ModelFileError, match=r"^'\.' is a directory, not a model file$"):
+        nc.load(".")
+    with pytest.raises(ValueError, match="is a directory, not a model file"):
+        nc.load(tmp_path)

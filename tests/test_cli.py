@@ -47,12 +47,27 @@ def test_train_mlp_on_a_file_without_plots(tmp_path):
     assert nc.load(tmp_path / "m" / "model.npz").layer_specs()[0]["n_out"] == 16
 
 
+def test_width_and_depth_build_an_mlp_without_layers(tmp_path, capsys):
+    """A user trial: --arch mlp --width 8 --depth 1 trained mlp 64x64x64."""
+    for name, extra, widths in [("w8d1", ["--width", "8", "--depth", "1"], [8]),
+                                ("w8", ["--width", "8"], [8, 8, 8]),
+                                ("default", [], [64, 64, 64])]:
+        assert cli.main(["train", "--data", "gmm", "--arch", "mlp", *extra, "--epochs", "1",
+                         "--verbose", "0", "--no-plots", "--out", str(tmp_path),
+                         "--name", name]) == 0
+        specs = nc.load(tmp_path / name / "model.npz").layer_specs()
+        assert [spec["n_out"] for spec in specs[:-1]] == widths
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "--lr", "-1"], "argument --lr: must be a finite number > 0"),
     (["train", "--lr", "abc"], "argument --lr: must be a number, got 'abc'"),
     (["train", "--batch-size", "0"], "argument --batch-size: must be a positive integer"),
     (["train", "--activation", "swish"], "argument --activation: invalid choice"),
     (["train", "--layers", "8,x"], "argument --layers: must be comma-separated widths"),
+    (["train", "--layers", "3,,2"], "argument --layers: must be comma-separated widths"),
+    (["train", "--layers", "3,"], "argument --layers: must be comma-separated widths"),
+    (["train", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_bad_arguments_give_one_line_and_status_2(argv, message, capsys):
@@ -142,6 +157,19 @@ def test_divergence_saves_the_last_finite_weights_and_exits_1(tmp_path, capsys):
     assert "training diverged at epoch" in err and "Traceback" not in err
     assert str(tmp_path / "div" / "model.npz") in err
     assert np.isfinite(nc.load(tmp_path / "div" / "model.npz").params).all()
+
+
+def test_ctrl_c_while_the_parser_is_built_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C in the first 0.3 s of nncore train (imports, building the parser) printed a
+    KeyboardInterrupt traceback."""
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_build_parser", interrupted)
+    assert cli.main(["train", "--epochs", "1"]) == 130
+    assert capsys.readouterr().err == "nncore train: interrupted\n"
+    assert cli.main([]) == 130
+    assert capsys.readouterr().err == "nncore: interrupted\n"
 
 
 def test_no_command_prints_help(capsys):

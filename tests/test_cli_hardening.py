@@ -43,6 +43,10 @@ def tree(folder):
     (["--name", "."], "--name must be a plain folder name inside --out"),
     (["--name", "a/b"], "--name must be a plain folder name inside --out"),
     (["--name", ""], "--name must be a plain folder name inside --out"),
+    (["--hidden", "8"], "--hidden is for --arch resnet, not mlp"),
+    (["--depth", "2"], "--depth cannot go with --layers, which gives every hidden width"),
+    (["--arch", "resnet", "--layers", "3,2"], "--layers is for --arch mlp, not resnet"),
+    (["--arch", "softmax_regression"], "--layers is for --arch mlp, not softmax_regression"),
 ])
 def test_bad_train_arguments_are_one_line_exit_2_and_write_nothing(extra, message, tmp_path,
                                                                    capsys):
@@ -155,3 +159,79 @@ def test_fit_still_accepts_zero_epochs_the_command_does_not():
     assert len(net.fit(X, y, epochs=0, batch_size=2, verbose=0)) == 0
     with pytest.raises(ValueError, match="epochs must be >= 0"):
         net.fit(X, y, epochs=-1, batch_size=2, verbose=0)
+
+
+def test_runs_in_the_same_second_get_their_own_folders(tmp_path, capsys, monkeypatch):
+    """A user trial: 5 quick runs in a loop left 3 folders (the default name has a
+    resolution of one second). Each run now gets its own folder: -2, -3, ... when taken."""
+    import datetime
+
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 2, 3, 4, 5)
+
+    monkeypatch.setattr(datetime, "datetime", Frozen)
+    for seed in range(3):
+        status, _ = run(["train", "--data", "gmm", "--arch", "mlp", "--layers", "4",
+                         "--epochs", "1", "--verbose", "0", "--no-plots", "--seed", str(seed),
+                         "--out", str(tmp_path)], capsys)
+        assert status == 0
+    assert sorted(os.listdir(tmp_path)) == ["gmm-mlp-20260102-030405",
+                                            "gmm-mlp-20260102-030405-2",
+                                            "gmm-mlp-20260102-030405-3"]
+    params = [nc.load(tmp_path / folder / "model.npz").params for folder in os.listdir(tmp_path)]
+    assert not np.array_equal(params[0], params[1])
+
+
+def test_an_existing_name_is_refused_and_its_run_kept(tmp_path, capsys):
+    """Re-running with a --name that exists replaced model.npz and history.csv but left the
+    older learning_curves.png beside them. Now it is refused, and the first run is intact."""
+    argv = ["train", "--data", "gmm", "--arch", "mlp", "--layers", "4", "--epochs", "1",
+            "--verbose", "0", "--out", str(tmp_path), "--name", "run"]
+    assert run(argv, capsys)[0] == 0
+    before = {name: (tmp_path / "run" / name).read_bytes()
+              for name in os.listdir(tmp_path / "run")}
+    status, err = run([*argv, "--seed", "1", "--no-plots"], capsys)
+    assert status == 2
+    assert_one_line(err, f"--name 'run': {str(tmp_path / 'run')!r} already holds a run; "
+                         "choose another --name")
+    assert {name: (tmp_path / "run" / name).read_bytes()
+            for name in os.listdir(tmp_path / "run")} == before
+    (tmp_path / "empty").mkdir()  # an empty folder holds nothing to lose: it is used
+    assert run([*argv[:-1], "empty", "--no-plots"], capsys)[0] == 0
+    assert sorted(os.listdir(tmp_path / "empty")) == ["history.csv", "model.npz"]
+
+
+def test_a_run_refused_in_training_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    """Labels refused as continuous once training starts left an empty run folder (and
+    --out); a failed run now writes nothing. (The CLI checks labels before it makes the
+    folder now, so a refusal inside fit stands in for them.)"""
+    def refuse(self, *args, **kwargs):
+        raise ValueError("y looks continuous: refused inside fit")
+
+    monkeypatch.setattr(nc.Network, "fit", refuse)
+    rows = ["a,b,label"] + [f"{i},{i % 7},{i % 3}" for i in range(100)]
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "many.csv").write_text("\n".join(rows) + "\n")
+    status, err = run(["train", "--data", str(tmp_path / "work" / "many.csv"), "--epochs",
+                       "1", "--verbose", "0", "--no-plots",
+                       "--out", str(tmp_path / "work" / "out")], capsys)
+    assert status == 2
+    assert_one_line(err, "looks continuous")
+    assert tree(tmp_path) == ["work", os.path.join("work", "many.csv")]
+    (tmp_path / "work" / "out" / "empty").mkdir(parents=True)  # made by the user: kept
+    status, err = run(["train", "--data", str(tmp_path / "work" / "many.csv"), "--epochs",
+                       "1", "--verbose", "0", "--no-plots",
+                       "--out", str(tmp_path / "work" / "out"), "--name", "empty"], capsys)
+    assert status == 2
+    assert (tmp_path / "work" / "out" / "empty").is_dir()
+
+
+def test_activation_is_refused_for_softmax_regression(tmp_path, capsys):
+    """A user trial: --arch softmax_regression --activation relu trained without a word."""
+    status, err = run(["train", "--data", "gmm", "--arch", "softmax_regression",
+                       "--activation", "relu", "--out", str(tmp_path / "out")], capsys)
+    assert status == 2
+    assert_one_line(err, "--activation is for --arch resnet or mlp, not softmax_regression")
+    assert not (tmp_path / "out").exists()

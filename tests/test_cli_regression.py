@@ -37,8 +37,8 @@ def two_output_npz(path, seed=0, **overrides):
     return path
 
 
-def train(tmp_path, *argv):
-    return cli.main(["train", "--task", "regression", "--arch", "mlp", "--layers", "8,8",
+def train(tmp_path, *argv, model=("--arch", "mlp", "--layers", "8,8")):
+    return cli.main(["train", "--task", "regression", *model,
                      "--epochs", "3", "--batch-size", "16", "--verbose", "0",
                      "--out", str(tmp_path), *argv])
 
@@ -86,8 +86,8 @@ def test_a_regression_run_prints_rmse_and_r2_and_writes_its_figures(tmp_path, ca
 
 def test_two_outputs_from_an_npz_file(tmp_path, capsys):
     data = two_output_npz(tmp_path / "two.npz")
-    assert train(tmp_path, "--data", str(data), "--name", "two", "--arch", "resnet",
-                 "--width", "8", "--depth", "1") == 0
+    assert train(tmp_path, "--data", str(data), "--name", "two",
+                 model=("--arch", "resnet", "--width", "8", "--depth", "1")) == 0
     out = capsys.readouterr().out
     assert "2 targets (regression)" in out
     run = tmp_path / "two"
@@ -106,11 +106,15 @@ def test_early_stopping_on_val_loss_and_no_plots_work_for_a_regression(tmp_path,
     data = noisy_sine_csv(tmp_path / "sine.csv", n=60)
     assert train(tmp_path, "--data", str(data), "--name", "es", "--patience", "1",
                  "--epochs", "40", "--lr", "0.5", "--no-plots") == 0
-    assert "(early stop, best weights kept)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert ", 1 feature, 1 target (regression)" in out.splitlines()[0]  # not "1 features"
     assert sorted(os.listdir(tmp_path / "es")) == ["history.csv", "model.npz"]
     with open(tmp_path / "es" / "history.csv") as f:
         val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
     assert len(val_loss) < 40
+    best = int(np.argmin(val_loss)) + 1
+    assert f"epochs      {len(val_loss)} (early stop; kept the weights of epoch {best}, the " \
+           "best val_loss)" in out
     _, _, X_val, y_val = datasets.load(data, task="regression")
     kept = nc.load(tmp_path / "es" / "model.npz").evaluate(X_val, y_val)["loss"]
     assert kept == pytest.approx(min(val_loss), rel=1e-5)  # the best epoch's weights

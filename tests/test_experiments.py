@@ -160,6 +160,18 @@ def test_bad_arguments_give_one_line_and_status_2(argv, message, tmp_path, capsy
     assert not (tmp_path / "reports").exists()
 
 
+def test_real_valued_targets_say_the_study_does_classification_only(tmp_path, capsys):
+    """It said 'real-valued targets need --task regression', an option it lacks."""
+    rows = ["a,b,y"] + [f"{i},{i % 7},{i / 7:.3f}" for i in range(1, 60)]
+    (tmp_path / "reg.csv").write_text("\n".join(rows) + "\n")
+    status = cli.main(["experiments", "--quick", "--quiet", "--data", str(tmp_path / "reg.csv"),
+                       "--out", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert "the study (nncore experiments) does classification only" in err
+    assert "need --task" not in err
+
+
 def test_out_must_be_a_folder(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert cli.main(["experiments", "--quick", "--out", str(tmp_path / "file")]) == 2

@@ -90,6 +90,30 @@ def test_continuous_targets_are_refused_with_a_suggestion():
         nc.mlp(2, [4], 200).fit(X, many, epochs=1, verbose=0)
 
 
+def test_the_continuous_rule_does_not_depend_on_where_labels_start():
+    """A user trial: labels 1 .. 100 were refused but 0 .. 99 (class indices) trained a
+    100-class model on 100 samples. Both are refused now, as the README's rule says."""
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    for start in (0, 1):
+        with pytest.raises(ValueError, match="y looks continuous: 100 distinct values"):
+            nc.mlp(2, [4], 100).fit(X, np.arange(start, start + 100), epochs=1, verbose=0)
+    nc.mlp(2, [4], 50).fit(X, np.arange(100) % 50, epochs=1, verbose=0)  # 50: allowed
+
+
+def test_cli_names_the_label_column_that_looks_continuous(tmp_path, capsys):
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    for start in (0, 1):
+        data = tmp_path / f"from{start}.csv"
+        write_csv(data, X, np.arange(start, start + 100))
+        assert cli.main(["train", "--data", str(data), "--epochs", "1", "--verbose", "0",
+                         "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"nncore train: error: the label column of {data} (its last "
+                              "column, training rows) looks continuous: 80 distinct values")
+        assert len(err.splitlines()) == 1 and " y " not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_unstorable_labels_are_refused():
     X, index = blobs(40)
     labels = np.empty(4, dtype=object)

@@ -1,6 +1,7 @@
 """ONNX export: the exported graph, run in onnxruntime, agrees with the network."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -193,3 +194,34 @@ def test_the_readme_serving_example(tmp_path):
     classes = json.loads(session.get_modelmeta().custom_metadata_map["classes"])["values"]
     labels = np.array(classes)[probabilities.argmax(axis=1)]
     assert (labels == net.predict(X)).mean() > 0.99
+
+
+@pytest.mark.parametrize("activation", activations.names())
+def test_float64_exports_warn_when_onnxruntime_cannot_load_them(tmp_path, activation):
+    """A float64 network with GELU, ELU or softplus exported silently to a file that
+    onnxruntime refuses (no float64 Erf/Elu/Softplus); export now warns and names it."""
+    net = nncore.mlp(3, [4], n_outputs=2, activation=activation, dtype="float64")
+    path = tmp_path / "model.onnx"
+    if activation in ("elu", "gelu", "softplus"):
+        with pytest.warns(UserWarning, match=f"a float64 network with {activation} exports "
+                                             "to a graph onnxruntime cannot load.*float32"):
+            nncore.export_onnx(net, path)
+        with pytest.raises(Exception):  # what the warning says: onnxruntime refuses it
+            _run(path, _features().astype(np.float64))
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            nncore.export_onnx(net, path)
+        _run(path, _features().astype(np.float64))
+    with warnings.catch_warnings():  # float32: no warning, whatever the activation
+        warnings.simplefilter("error")
+        nncore.export_onnx(nncore.mlp(3, [4], n_outputs=2, activation=activation), path)
+
+
+def test_cli_export_warns_in_one_line(tmp_path, capsys):
+    net = nncore.mlp(3, [4], n_outputs=2, activation="gelu", dtype="float64")
+    model = net.save(tmp_path / "model.npz")
+    assert main(["export", str(model), str(tmp_path / "model.onnx")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("nncore export: warning: a float64 network with gelu exports")
+    assert len(err.splitlines()) == 1

@@ -354,13 +354,15 @@ def test_search_command_prints_a_ranked_table_and_resumes(tmp_path, capsys, data
 @pytest.mark.parametrize("argv, message", [
     (["search"], "the following arguments are required: --grid"),
     (["search", "--grid", "nosuch.toml"], "grid file 'nosuch.toml' not found"),
+    (["search", "--grid", "DIR"], "is a directory, not a TOML file"),
     (["search", "--grid", "GRID", "--n-jobs", "0"], "argument --n-jobs: must be a nonzero"),
     (["search", "--grid", "GRID", "--backend", "dask"], "--backend dask needs --scheduler"),
     (["search", "--grid", "GRID", "--data", "nosuch"], "unknown data set 'nosuch'"),
 ])
 def test_search_bad_arguments_give_one_line_and_status_2(argv, message, tmp_path, capsys):
     (tmp_path / "grid.toml").write_text(GRID_TOML)
-    argv = [str(tmp_path / "grid.toml") if a == "GRID" else a for a in argv]
+    argv = [str(tmp_path / "grid.toml") if a == "GRID" else str(tmp_path) if a == "DIR"
+            else a for a in argv]
     try:
         status = cli.main(argv)
     except SystemExit as exit_:
@@ -368,6 +370,19 @@ def test_search_bad_arguments_give_one_line_and_status_2(argv, message, tmp_path
     assert status == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_search_on_real_valued_targets_says_it_does_classification_only(tmp_path, capsys):
+    """It said 'real-valued targets need --task regression', an option search lacks."""
+    (tmp_path / "grid.toml").write_text(GRID_TOML)
+    rows = ["a,b,y"] + [f"{i},{i % 7},{i / 7:.3f}" for i in range(1, 60)]
+    (tmp_path / "reg.csv").write_text("\n".join(rows) + "\n")
+    status = cli.main(["search", "--grid", str(tmp_path / "grid.toml"), "--data",
+                       str(tmp_path / "reg.csv"), "--results", str(tmp_path / "r.jsonl")])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert "nncore search does classification only" in err and "need --task" not in err
+    assert not (tmp_path / "r.jsonl").exists()
 
 
 # --- Dask --------------------------------------------------------------------------------------
@@ -400,3 +415,14 @@ def test_a_dask_cluster_gives_the_same_trials(sequential, data, tmp_path, capsys
                         results=tmp_path / "local.jsonl")
     by_key = lambda records: sorted(comparable(records), key=lambda r: r["key"])  # noqa: E731
     assert by_key(read_results(tmp_path / "cli.jsonl")) == by_key(local)
+
+
+def test_the_study_docs_list_every_activation_a_grid_takes():
+    """docs/study.md's keys table listed 4 of the 9 activations a grid accepts."""
+    from pathlib import Path
+
+    from nncore.activations import names
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "study.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| `activation`"))
+    assert [name for name in names() if f"`{name}`" not in row] == []

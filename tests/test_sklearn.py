@@ -562,3 +562,15 @@ def test_regressor_defaults_beat_mlpregressor_on_diabetes_and_friedman1():
                 pipe = make_pipeline(StandardScaler(), model).fit(X_train, y_train)
             scores[type(model).__name__] = pipe.score(X_test, y_test)
         assert scores["NNRegressor"] >= scores["MLPRegressor"], scores
+
+
+def test_the_readme_has_a_scikit_learn_section_whose_example_runs(capsys):
+    """The README had no word on NNClassifier/NNRegressor or the sklearn extra."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### scikit-learn: `NNClassifier` and `NNRegressor`", 1)[1]
+    assert 'pip install ".[sklearn]"' in section
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(example, "README.md", "exec"), {})
+    assert float(capsys.readouterr().out) > 0.8

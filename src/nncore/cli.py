@@ -43,6 +43,11 @@ TRAIN_DEFAULTS = {
 OPTIMIZER_FLAGS = {"--lr": "lr", "--momentum": "momentum", "--nesterov": "nesterov",
                    "--weight-decay": "weight_decay", "--beta1": "betas", "--beta2": "betas",
                    "--eps": "eps"}
+#: The model options of ``nncore train``: option -> the architecture setting it sets. An
+#: option is refused with an ``--arch`` that does not take its setting (``--layers`` with
+#: resnet, any of them with softmax_regression; ``network.ARCHITECTURES[...].takes``).
+ARCHITECTURE_FLAGS = {"--width": "width", "--depth": "depth", "--hidden": "hidden",
+                      "--layers": "layers", "--activation": "activation"}
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -155,7 +160,8 @@ def _run_folder(out, name):
     """``OUT/NAME`` for ``nncore train``, refused (ValueError) before anything is trained
     when ``--out`` is an existing file, ``--name`` is not a plain folder name (a path
     separator, ``.`` or ``..`` would put the run outside ``--out``), or ``OUT/NAME`` is an
-    existing file."""
+    existing file or a folder that is not empty (:func:`_make_run_folder` checks again as
+    it creates the folder)."""
     if not out:
         raise ValueError("--out must not be empty")
     if os.path.exists(out) and not os.path.isdir(out):
@@ -166,7 +172,63 @@ def _run_folder(out, name):
                 or "\0" in name:
             raise ValueError(f"--name must be a plain folder name inside --out (no path "
                              f"separator, not '.' or '..'), got {name!r}")
+        _refuse_taken(os.path.join(out, name), name)
     return out
+
+
+def _refuse_taken(run_dir, name):
+    """ValueError if ``run_dir`` (``OUT/NAME`` of ``--name NAME``) exists and is a file or a
+    folder that is not empty."""
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ValueError(f"{run_dir!r} exists and is not a folder: choose another --name")
+    if os.path.isdir(run_dir) and os.listdir(run_dir):
+        raise ValueError(f"--name {name!r}: {run_dir!r} already holds a run; choose another "
+                         f"--name, or leave --name out for a new folder")
+
+
+def _make_run_folder(out, name, default):
+    """Create the run folder of ``nncore train``: ``OUT/NAME`` for a ``--name`` (refused,
+    ValueError, if it already exists and is not empty: a run never replaces or mixes with
+    another's files), else ``OUT/DEFAULT``, or ``DEFAULT-2``, ``DEFAULT-3``, ... when that
+    is taken. Each folder is made with one ``os.mkdir``, so two runs started at once never
+    get the same one. Returns the folder and the folders this call created, deepest first
+    (for :func:`_remove_if_empty`)."""
+    missing = []
+    head = os.path.abspath(out)
+    while not os.path.exists(head) and head != os.path.dirname(head):
+        missing.append(head)
+        head = os.path.dirname(head)
+    try:
+        os.makedirs(out, exist_ok=True)
+        if name is not None:
+            run_dir = os.path.join(out, name)
+            try:
+                os.mkdir(run_dir)
+                return run_dir, [run_dir, *missing]
+            except FileExistsError:
+                _refuse_taken(run_dir, name)
+            return run_dir, missing
+        for number in range(1, 10_000):
+            run_dir = os.path.join(out, default if number == 1 else f"{default}-{number}")
+            try:
+                os.mkdir(run_dir)
+                return run_dir, [run_dir, *missing]
+            except FileExistsError:
+                continue
+        raise ValueError(f"--out {out!r}: 9,999 runs named {default!r} already; give a --name")
+    except OSError as error:
+        raise ValueError(f"cannot create the run folder in {out!r}: "
+                         f"{error.strerror or error}") from None
+
+
+def _remove_if_empty(folders):
+    """Remove the ``folders`` (deepest first) that are still empty: a run that failed
+    before writing anything leaves no folder behind."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)  # refuses a folder that is not empty
+        except OSError:
+            return
 
 
 def _constructor_defaults(cls):
@@ -203,9 +265,43 @@ def _optimizer(args):
     return cls(**settings)
 
 
+def _architecture(args):
+    """The settings of ``--arch`` from ``nncore train``'s model options: the options given,
+    the others TRAIN_DEFAULTS'. An mlp has the widths of ``--layers`` (default 64,64,64),
+    or ``--depth`` hidden layers of ``--width`` units (defaults: those of the default
+    layers, 3 and 64). An option the architecture does not take is refused, and
+    ``--width``/``--depth`` with ``--layers``."""
+    from .network import ARCHITECTURES, applicable
+
+    given = {flag: getattr(args, setting) for flag, setting in ARCHITECTURE_FLAGS.items()}
+    given = {flag: value for flag, value in given.items() if value is not None}
+    for flag in given:
+        setting = ARCHITECTURE_FLAGS[flag]
+        if setting not in ARCHITECTURES[args.arch].takes:
+            takers = [name for name, entry in ARCHITECTURES.items() if setting in entry.takes]
+            raise ValueError(f"{flag} is for --arch {' or '.join(takers)}, not {args.arch}")
+    sizing = [flag for flag in ("--width", "--depth") if flag in given]
+    if sizing and "--layers" in given:
+        raise ValueError(f"{' and '.join(sizing)} cannot go with --layers, which gives every "
+                         f"hidden width of the mlp: give one or the other")
+    d = TRAIN_DEFAULTS
+    settings = {setting: d[setting] for setting in ARCHITECTURE_FLAGS.values()}
+    settings["layers"] = None
+    if args.arch == "mlp" and not sizing:
+        settings["layers"] = _layer_sizes(d["layers"])
+    elif args.arch == "mlp":
+        settings["depth"] = len(_layer_sizes(d["layers"]))
+    settings.update({ARCHITECTURE_FLAGS[flag]: value for flag, value in given.items()})
+    return applicable(args.arch, **settings)
+
+
 def _layer_sizes(text):
+    """``--layers``: comma-separated widths, or '' (none: softmax regression); an empty
+    entry (``3,,2``, a trailing comma) is refused, not skipped."""
+    if not text.strip():
+        return []
     try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
+        sizes = [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be comma-separated widths, got {text!r}") from None
     if any(size < 1 for size in sizes):
@@ -247,20 +343,26 @@ def _build_parser():
     model = train.add_argument_group("model")
     model.add_argument("--arch", choices=tuple(ARCHITECTURES), default=d["arch"],
                        help="network kind (default: %(default)s)")
-    model.add_argument("--width", type=_positive_int, default=d["width"],
-                       help="ResNet width (default: %(default)s)")
-    model.add_argument("--depth", type=_non_negative_int, default=d["depth"],
-                       help="ResNet residual blocks (default: %(default)s)")
-    model.add_argument("--hidden", type=_positive_int, default=d["hidden"],
-                       help="units inside each residual block (default: the width)")
-    model.add_argument("--layers", type=_layer_sizes, default=_layer_sizes(d["layers"]),
-                       help="MLP hidden widths, comma-separated; '' for softmax regression "
-                            "(default: 64,64,64)")
-    model.add_argument("--activation", choices=activation_names(),
-                       default=d["activation"], help="(default: %(default)s)")
+    # None: not given, so TRAIN_DEFAULTS' (_architecture); refused with an --arch that does
+    # not take it
+    model.add_argument("--width", type=_positive_int, default=None,
+                       help=f"ResNet width, or for an mlp without --layers the width of each "
+                            f"hidden layer (default: {d['width']})")
+    model.add_argument("--depth", type=_non_negative_int, default=None,
+                       help=f"ResNet residual blocks, or for an mlp without --layers its "
+                            f"number of hidden layers (default: resnet {d['depth']}, mlp "
+                            f"{len(_layer_sizes(d['layers']))})")
+    model.add_argument("--hidden", type=_positive_int, default=None,
+                       help="units inside each residual block, resnet only (default: the "
+                            "width)")
+    model.add_argument("--layers", type=_layer_sizes, default=None,
+                       help=f"MLP hidden widths, comma-separated; '' for softmax regression "
+                            f"(default: {d['layers']})")
+    model.add_argument("--activation", choices=activation_names(), default=None,
+                       help=f"resnet and mlp only (default: {d['activation']})")
     model.add_argument("--dtype", choices=("float32", "float64"), default=d["dtype"],
                        help="(default: %(default)s)")
-    model.add_argument("--seed", type=int, default=d["seed"],
+    model.add_argument("--seed", type=_non_negative_int, default=d["seed"],
                        help="seeds initialisation and shuffling (default: %(default)s)")
     opt = train.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=_positive_int, default=d["epochs"],
@@ -311,7 +413,9 @@ def _build_parser():
     output = train.add_argument_group("output")
     output.add_argument("--out", default=d["out"], help="output folder (default: %(default)s)")
     output.add_argument("--name", default=d["name"],
-                        help="run name (default: DATA-ARCH-YYYYmmdd-HHMMSS)")
+                        help="run name; a folder of that name in --out that is not empty "
+                             "is refused, never overwritten (default: DATA-ARCH-YYYYmmdd-HHMMSS, "
+                             "with -2, -3, ... added when taken)")
     output.add_argument("--no-plots", dest="plots", action="store_false",
                         help="do not write figures")
     output.add_argument("--verbose", type=int, choices=(0, 1, 2), default=d["verbose"],
@@ -484,16 +588,33 @@ def _load_with_labels(datasets, data, task, csv_options):
             classification)
 
 
+def _label_names(args):
+    """How ``nncore train`` names the training and the validation labels of ``--data``."""
+    data = args.data
+    if data.lower().endswith(".csv"):
+        column = ("its last column" if args.target is None
+                  else f"column {args.target!r}")
+        return (f"the label column of {data} ({column}, training rows)",
+                f"the label column of {data} ({column}, validation rows)")
+    if data.lower().endswith(".npz"):
+        return f"y_train of {data}", f"y_val of {data}"
+    return f"Ct of {data}", f"Cv of {data}"
+
+
 def _train(args):
     from . import datasets, losses
-    from .network import applicable, build, describe
+    from .network import build, describe, refuse_continuous
     from .train import EarlyStopping, TrainingDiverged
 
     _run_folder(args.out, args.name)  # before the data are read: a bad --out fails fast
+    settings = _architecture(args)
     X, y, X_val, y_val, original = _load_with_labels(datasets, args.data, args.task,
                                                      _csv_options(args))
     loss = losses.for_task(args.task)
     regression = loss.task == "regression"
+    if not regression:  # as fit would, but naming the file, and before the run folder
+        for labels, name in zip((y, y_val), _label_names(args)):
+            refuse_continuous(labels, name)
     if regression:
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         outputs = f"{n_outputs} target{'s' if n_outputs > 1 else ''} (regression)"
@@ -507,8 +628,6 @@ def _train(args):
     else:
         n_outputs = int(max(y.max(), y_val.max())) + 1
         outputs = f"{n_outputs} classes"
-    settings = applicable(args.arch, width=args.width, depth=args.depth, hidden=args.hidden,
-                          layers=args.layers, activation=args.activation)
     settings["loss"] = loss.name  # build and describe take it beside the architecture's own
     net = build(X.shape[1], n_outputs, args.seed, args.arch, dtype=args.dtype, **settings)
     described = describe(args.arch, **settings)
@@ -516,18 +635,12 @@ def _train(args):
     callbacks = [EarlyStopping(patience=args.patience)] if args.patience else []
 
     label = _dataset_label(args.data)
-    name = args.name or f"{label}-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = os.path.join(args.out, name)
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise ValueError(f"{run_dir!r} exists and is not a folder: choose another --name")
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"cannot create the run folder {run_dir!r}: "
-                         f"{error.strerror or error}") from None
+    run_dir, created = _make_run_folder(
+        args.out, args.name, f"{label}-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
 
     print(f"training {described} ({net.n_params:,} parameters, {net.dtype.name}) on {label}: "
-          f"{len(X):,} train / {len(X_val):,} validation samples, {X.shape[1]} features, "
+          f"{len(X):,} train / {len(X_val):,} validation samples, {X.shape[1]} "
+          f"feature{'s' if X.shape[1] != 1 else ''}, "
           f"{outputs}; {optimizer!r}", flush=True)
     started = time.perf_counter()
     try:
@@ -552,6 +665,9 @@ def _train(args):
               f"model and history so far are in {model_path} and "
               f"{os.path.join(run_dir, 'history.csv')}", file=sys.stderr)
         return 130
+    except BaseException:
+        _remove_if_empty(created)  # refused before any epoch (labels, say): nothing written
+        raise
     elapsed = time.perf_counter() - started
 
     model_path = net.save(os.path.join(run_dir, "model.npz"))
@@ -586,8 +702,10 @@ def _train(args):
     for row in rows:
         print(f"  {row[0]:<12}" + "".join(f"{cell:>10}" for cell in row[1:]))
     print(f"  parameters  {net.n_params:,}")
+    kept = callbacks[0].best_epoch if history.stopped_early else None
     print(f"  epochs      {len(history)}"
-          + (" (early stop, best weights kept)" if history.stopped_early else ""))
+          + (f" (early stop; kept the weights of epoch {kept}, the best "
+             f"{callbacks[0].monitor})" if kept else ""))
     # fit's own time (validation, standardising, the loop) and, of it, the training steps'
     print(f"  time        {elapsed:.1f} s, of which {train_seconds:.2f} s in {steps:,} "
           f"training steps ({steps / train_seconds:,.0f} steps/s)")
@@ -608,8 +726,6 @@ def _predict(args):
         raise ValueError(f"--out {args.out!r} is a folder; give a file name")
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"{args.model}: no such model file")
-    if os.path.isdir(args.model):
-        raise ValueError(f"{args.model!r} is a directory, not a model file")
     net = load(args.model)
     if args.proba and net.task != "classification":
         raise ValueError(f"--proba needs a classification model; {args.model} is a "
@@ -741,8 +857,6 @@ def _export(args):
 
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"{args.model}: no such model file")
-    if os.path.isdir(args.model):
-        raise ValueError(f"{args.model!r} is a directory, not a model file")
     if os.path.isdir(args.out):
         raise ValueError(f"{args.out!r} is a folder; give a file name (MODEL.onnx)")
     try:
@@ -770,7 +884,8 @@ def _search(args):
         backend = "dask"
     elif backend == "dask":
         raise ValueError("--backend dask needs --scheduler ADDRESS (a running Dask scheduler)")
-    data = datasets.load(args.data, **_csv_options(args))
+    with datasets.classification_only("nncore search"):
+        data = datasets.load(args.data, **_csv_options(args))
     n_trials = math.prod(len(values) for values in spec["grid"].values())
     described = " x ".join(f"{key} ({len(values)})" for key, values in spec["grid"].items())
     print(f"grid search: {n_trials} trial(s) over {described}, {epochs} epochs each, on "
@@ -834,8 +949,20 @@ _COMMANDS = {"train": _train, "predict": _predict, "export": _export, "gradcheck
 
 
 def main(argv=None):
-    parser = _build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before a command runs (while the parser imports its registries): one line,
+        # as within a command
+        command = f"nncore {argv[0]}" if argv and argv[0] in _COMMANDS else "nncore"
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv):
+    """:func:`main` without its outer Ctrl-C handler: parse ``argv``, run the command."""
+    parser = _build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:  # named after the command they were given to, as its other usage errors are
         prog = f"{parser.prog} {args.command}" if args.command else parser.prog

@@ -47,6 +47,7 @@ Bundled sets
 """
 
 import argparse
+import contextlib
 import csv
 import importlib.resources
 import io
@@ -64,6 +65,7 @@ from . import _validation as v
 
 __all__ = [
     "BUNDLED_FILES",
+    "classification_only",
     "load",
     "load_csv",
     "load_mat",
@@ -91,6 +93,22 @@ _MAT_KEYS = ("Yt", "Ct", "Yv", "Cv")
 # appended to a classification loader's complaint about labels that are real numbers
 _REGRESSION_HINT = "; real-valued targets need --task regression (task='regression' in Python)"
 _NPZ_KEYS = ("X_train", "y_train", "X_val", "y_val")
+
+
+@contextlib.contextmanager
+def classification_only(who):
+    """Inside this context a loader's complaint about labels that are real numbers says
+    that ``who`` (a command or function that has no regression, as ``"nncore search"``)
+    does classification only, instead of pointing to a ``--task regression`` it lacks."""
+    try:
+        yield
+    except ValueError as error:
+        message = str(error)
+        if not message.endswith(_REGRESSION_HINT):
+            raise
+        raise ValueError(f"{message[:-len(_REGRESSION_HINT)]}; {who} does classification "
+                         f"only (class labels): train real-valued targets with nncore train "
+                         f"--task regression") from None
 _LOADER_SUFFIXES = (".mat", ".npz", ".csv")
 
 # The 116-byte text at the start of a MAT 5 file. SciPy writes the current time there; a fixed

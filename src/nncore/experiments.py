@@ -415,7 +415,8 @@ def _train(network, X, y, X_val, y_val, settings, lr, batch_size, epochs, seed):
 
 def _load_data(name, source, settings, seed):
     """``((X, y, X_val, y_val), DatasetSummary)``: the (subset of the) training data."""
-    X_all, y_all, X_val, y_val = datasets.load(source)
+    with datasets.classification_only("the study (nncore experiments)"):
+        X_all, y_all, X_val, y_val = datasets.load(source)
     X, y = _subset(X_all, y_all, settings.max_train, seed)
     dataset = DatasetSummary(
         name=name, source=source, bundled=source in datasets.BUNDLED_FILES, n_train=len(X),

@@ -124,6 +124,9 @@ def read_header_and_params(path, expected_format=FORMAT):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model file at {path!r}")
+    if os.path.isdir(path):
+        what = "model file" if expected_format == FORMAT else "checkpoint"
+        raise ModelFileError(f"{path!r} is a directory, not a {what}")
     try:
         with _open_npz(path) as archive:
             missing = {"header", "params"} - set(archive.files)

@@ -443,13 +443,15 @@ class Network:
         if self._classes is None:
             if not fit:  # class indices, checked as they always were
                 return v.class_labels(raw, n_samples, self.n_classes, name)
+            # whether the labels are class indices or not: 0 .. 99 look as continuous as
+            # 1 .. 100
+            arrays = [raw, *(_label_array(other, "y_val") for other in extra)]
+            for array, array_name in zip(arrays, [name] + ["y_val"] * len(extra)):
+                refuse_continuous(array, array_name)
             as_indices = _as_indices(raw, self.n_classes)
             if as_indices is not None:
                 self._classes = np.arange(self.n_classes)
                 return v.class_labels(as_indices, n_samples, self.n_classes, name)
-            arrays = [raw, *(_label_array(other, "y_val") for other in extra)]
-            for array, array_name in zip(arrays, [name] + ["y_val"] * len(extra)):
-                _refuse_continuous(array, array_name)
             try:
                 classes = np.unique(np.concatenate(arrays) if extra else raw)
             except TypeError:
@@ -635,7 +637,13 @@ def _as_indices(raw, n_classes):
     return raw.astype(np.intp)
 
 
-def _refuse_continuous(raw, name):
+def refuse_continuous(raw, name):
+    """ValueError (naming ``name`` and pointing to regression) if the class labels ``raw``
+    look continuous: floats that are not integers, or more than
+    :data:`CONTINUOUS_DISTINCT` distinct numbers that are also more than half the labels.
+    :meth:`Network.fit` checks its labels so; ``nncore train`` checks a file's before it
+    makes the run folder, naming the file."""
+    raw = np.asarray(raw)
     hint = ("; for real-valued targets train a regression network (nncore train --task "
             "regression, or loss=\"mse\")")
     if raw.dtype.kind == "f":

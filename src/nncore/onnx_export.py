@@ -25,6 +25,7 @@ returns z itself above 20, ONNX ``log(1 + exp(z))``; they differ there by ``log1
 
 import json
 import math
+import warnings
 
 import numpy as np
 
@@ -116,6 +117,11 @@ def _residual(graph, index, layer, x):
     return graph.op("Add", [x, branch], base="residual")
 
 
+#: The activations whose ONNX operator onnxruntime's CPU provider has no float64 kernel
+#: for: a float64 graph with them is valid ONNX but does not load there (export warns).
+NO_FLOAT64_IN_ONNXRUNTIME = {"elu": "Elu", "gelu": "Erf", "softplus": "Softplus"}
+
+
 #: Each layer kind of :data:`nncore.layers.LAYERS` as ONNX nodes:
 #: ``(graph, index, layer, x) -> output name``.
 LAYER_GRAPHS = {"dense": _dense, "residual": _residual}
@@ -169,8 +175,20 @@ def to_onnx(network):
 
 def export_onnx(network, path):
     """Write ``network`` as an ONNX model to ``path`` (see the module's description of the
-    graph); returns the path."""
+    graph); returns the path. A float64 network with an activation in
+    :data:`NO_FLOAT64_IN_ONNXRUNTIME` (ELU, GELU, softplus) is written with a UserWarning
+    naming it: onnxruntime's CPU provider cannot load that graph."""
     onnx, _, _ = _import_onnx()
     model = to_onnx(network)
+    if np.dtype(network.dtype) == np.float64:
+        unserved = sorted({layer.activation for layer in network.layers}
+                          & NO_FLOAT64_IN_ONNXRUNTIME.keys())
+        if unserved:
+            operators = ", ".join(NO_FLOAT64_IN_ONNXRUNTIME[name] for name in unserved)
+            warnings.warn(f"a float64 network with {' and '.join(unserved)} exports to a graph "
+                          f"onnxruntime cannot load (its CPU provider has no float64 "
+                          f"{operators}); to serve it there, export a float32 network "
+                          f"(dtype='float32', nncore train --dtype float32)", UserWarning,
+                          stacklevel=2)
     onnx.save_model(model, str(path))
     return path

@@ -638,6 +638,8 @@ def load_grid(path):
     """
     tomllib = _toml_module()
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"grid file {os.fspath(path)!r} is a directory, not a TOML file")
     if not path.is_file():
         raise FileNotFoundError(f"grid file {os.fspath(path)!r} not found")
     try:
