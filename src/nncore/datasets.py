@@ -109,6 +109,8 @@ def classification_only(who):
         raise ValueError(f"{message[:-len(_REGRESSION_HINT)]}; {who} does classification "
                          f"only (class labels): train real-valued targets with nncore train "
                          f"--task regression") from None
+
+
 _LOADER_SUFFIXES = (".mat", ".npz", ".csv")
 
 # The 116-byte text at the start of a MAT 5 file. SciPy writes the current time there; a fixed
