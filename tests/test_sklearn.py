@@ -176,6 +176,47 @@ def test_a_failed_fit_leaves_the_estimator_unfitted(iris):
         clf.partial_fit(X[:, :3], y)
 
 
+class _InterruptAtEpoch(nncore.train.Callback):
+    """Raises KeyboardInterrupt at the end of an epoch, as a Ctrl-C there would."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, network, epoch, logs):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+@pytest.mark.parametrize("Estimator", [NNClassifier, NNRegressor])
+def test_ctrl_c_keeps_what_was_trained_with_a_warning(iris, monkeypatch, method, Estimator):
+    """As scikit-learn's MLP estimators: Ctrl-C ends training with "Training interrupted by
+    user." and the estimator is fitted with the model trained so far."""
+    X, y = iris
+    real_fit = nncore.sklearn.train_fit
+    at = 3 if method == "fit" else 1  # partial_fit trains one epoch
+
+    def interrupted_fit(*args, callbacks=(), **kwargs):
+        return real_fit(*args, callbacks=[*callbacks, _InterruptAtEpoch(at)], **kwargs)
+
+    monkeypatch.setattr(nncore.sklearn, "train_fit", interrupted_fit)
+    est = Estimator(max_iter=10, random_state=0)
+    y = y if Estimator is NNClassifier else y.astype(float)
+    with pytest.warns(UserWarning, match="Training interrupted by user"):
+        if method == "fit":
+            est.fit(X, y)
+        else:
+            est.partial_fit(X, y, **({"classes": [0, 1, 2]} if Estimator is NNClassifier
+                                     else {}))
+    assert est.n_iter_ == at
+    assert est.predict(X).shape == (len(X),)
+    monkeypatch.undo()
+    uninterrupted = Estimator(max_iter=3, random_state=0).fit(X, y)
+    if method == "fit":  # the first 3 epochs of 10 are the 3 epochs of a max_iter=3 fit
+        assert len(est.loss_curve_) == 3
+        np.testing.assert_allclose(est.loss_curve_, uninterrupted.loss_curve_, rtol=1e-6)
+
+
 def test_same_random_state_same_model(iris):
     X, y = iris
     first = NNClassifier(max_iter=10, random_state=3).fit(X, y).predict_proba(X)

@@ -28,6 +28,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 import functools
 import math
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -235,7 +236,6 @@ class _NNEstimator(BaseEstimator):
             callbacks.append(EarlyStopping(monitor="val_loss",
                                            patience=settings["n_iter_no_change"] + 1,
                                            min_delta=settings["tol"], restore_best=True))
-        before = network.params.copy()
         try:
             history = train_fit(network, X, y, epochs=epochs,
                                 batch_size=min(settings["batch_size"], X.shape[0]),
@@ -243,10 +243,10 @@ class _NNEstimator(BaseEstimator):
                                 seed=seed, verbose=settings["verbose"], callbacks=callbacks,
                                 shuffle=settings["shuffle"], sample_weight=sample_weight)
         except KeyboardInterrupt:
-            # Ctrl-C goes on up; an interrupted fit leaves an unfitted estimator and an
-            # interrupted partial_fit the estimator as it was before the call
-            network.params[...] = before
-            raise
+            # as scikit-learn's MLP estimators: Ctrl-C ends training, with a warning, and the
+            # estimator keeps what was trained (train_fit left it on the network)
+            warnings.warn("Training interrupted by user.", stacklevel=4)
+            history = network.history
         # the (1-based) epoch whose weights early stopping kept (not simply the lowest
         # val_loss: an improvement smaller than tol does not replace the kept weights)
         kept_epoch = callbacks[0].best_epoch if callbacks else None
@@ -467,7 +467,8 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
         -------
         self : NNClassifier
             The fitted estimator. Any previous training (including :meth:`partial_fit`) is
-            discarded.
+            discarded. Ctrl-C ends training early with a warning and keeps the model trained
+            so far, as scikit-learn's MLP estimators do.
         """
         settings = self._check_params()
         self._forget_fit()
@@ -682,6 +683,8 @@ class NNRegressor(RegressorMixin, _NNEstimator):
         Returns
         -------
         self : NNRegressor
+            The fitted estimator. Ctrl-C ends training early with a warning and keeps the
+            model trained so far, as scikit-learn's MLP estimators do.
         """
         settings = self._check_params()
         standardize = v.boolean("standardize_target", self.standardize_target)
@@ -709,6 +712,8 @@ class NNRegressor(RegressorMixin, _NNEstimator):
         Returns
         -------
         self : NNRegressor
+            The fitted estimator. Ctrl-C ends training early with a warning and keeps the
+            model trained so far, as scikit-learn's MLP estimators do.
         """
         settings = self._check_params()
         standardize = v.boolean("standardize_target", self.standardize_target)
