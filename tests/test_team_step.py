@@ -242,3 +242,11 @@ def test_the_comparison_above_can_fail():
     two = run_steps(net, 48, X, y, {**SGD, "lr": SGD["lr"] * 1.01}, 2, 2)
     with pytest.raises(AssertionError):
         assert_same_steps(one, two, "float32")
+
+
+def test_a_member_cannot_be_run_outside_run_many():
+    """Alone, member 0 would wait at the barrier for ever: only run_many starts members."""
+    net = network("mlp", 8, "tanh", "float64")
+    step = net.train_step(4, (np.zeros(net.n_params),))
+    with pytest.raises(RuntimeError, match="only inside run_many"):
+        step.step._run_job(0)

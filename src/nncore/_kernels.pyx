@@ -1619,12 +1619,15 @@ cdef class TrainStep:
 
     def _run_job(self, int member):
         """Run ``self.job`` (run_many's call) alone (``member`` -1), or as ``member`` 0 or 1
-        of the two threads that run it together. Returns ``(steps_done, status)``."""
+        of the two threads that run it together. Returns ``(steps_done, status)``. Only
+        run_many calls it (it has checked the job; a member alone would wait for ever)."""
         cdef Update update = self.job.update  # each thread counts Adam's updates itself
         cdef Team* team = NULL if member < 0 else &self.team
         cdef LayerPlan* own_rows = self.halves + (member if member > 0 else 0) * self.n_layers
         cdef Py_ssize_t done, status = -1
         cdef StepJob* j = &self.job
+        if not self.running:
+            raise RuntimeError("_run_job runs only inside run_many")
         with nogil:
             if self.single:
                 done = _train_steps(self.layers, self.n_layers, <const float*> j.X,
