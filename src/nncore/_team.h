@@ -8,7 +8,7 @@
    updated weights). The waits are
    short and many (hundreds per second), so a thread waiting here spins, with the CPU's
    pause hint, rather than sleeping in the kernel: waking a sleeping thread takes longer
-   than most of the waits. After many spins (the other thread was descheduled) it yields
+   than most of the waits. After NNCORE_SPINS spins (the other thread was descheduled) it yields
    the CPU on each further turn instead. A barrier can be aborted (nncore_barrier_abort):
    when one thread never comes (its Python caller was interrupted before it started), the
    other leaves its wait instead of spinning for ever.
@@ -33,6 +33,12 @@
 #else
 #define NNCORE_PAUSE() ((void) 0)
 #endif
+
+/* Pause-spins before a waiting thread starts yielding the CPU: about 20-50 us. Far more
+   (100,000) made a step 300 times slower when another process held one of the two CPUs:
+   both threads then share one, and each wait spun for milliseconds before letting the
+   other run. */
+#define NNCORE_SPINS 1000
 
 typedef struct {
     int arrived;     /* threads at the barrier in this round */
@@ -66,7 +72,7 @@ static int nncore_barrier_wait(nncore_barrier *b, int members) {
          spins++) {
         if (__atomic_load_n(&b->aborted, __ATOMIC_ACQUIRE))
             return 1;
-        if (spins < 100000)
+        if (spins < NNCORE_SPINS)
             NNCORE_PAUSE();
         else
             NNCORE_YIELD();
