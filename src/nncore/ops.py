@@ -502,10 +502,11 @@ def _forward_spec(layer, n, dtype):
 
 #: A training step runs on two threads when two are free (parallel.threads_available) and
 #: its matrix products take about this many floating-point operations or more (6 n per
-#: parameter: the forward product and the two of the backward pass). Below it, waiting for
-#: each other around every layer costs the two threads more than sharing the work saves;
-#: the value is measured (BENCHMARKS.md, "A step on two threads").
-TWO_THREAD_STEP_FLOPS = 12e6
+#: parameter: the forward product and the two of the backward pass): where OpenBLAS would
+#: split the products over two threads anyway. Smaller steps gain less (the default ResNet's
+#: 13 MFLOP about 10%) and lose more than half when another process keeps a CPU busy
+#: (BENCHMARKS.md, "A step on two threads"; benchmarks/two_threads.py).
+TWO_THREAD_STEP_FLOPS = 30e6
 
 
 class _TrainStepHandle:
