@@ -172,6 +172,30 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line_and_exit_130(monkeypatch, 
     assert capsys.readouterr().err == "nncore: interrupted\n"
 
 
+@pytest.mark.parametrize("verbose", ["1", "2"])
+def test_ctrl_c_during_train_prints_only_the_cli_line(verbose, tmp_path, monkeypatch, capsys):
+    """With a progress bar or epoch lines, fit's own 'training interrupted ... kept on the
+    network (network.history)', meaningless to a command-line user, came first."""
+    from nncore.train import History
+
+    append = History.append
+
+    def append_then_interrupt(self, **row):  # Ctrl-C just after the second epoch
+        append(self, **row)
+        if len(self) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(History, "append", append_then_interrupt)
+    assert cli.main(["train", "--data", "gmm", "--arch", "mlp", "--layers", "8",
+                     "--epochs", "5", "--verbose", verbose, "--no-plots", "--out",
+                     str(tmp_path), "--name", "cut"]) == 130
+    err = capsys.readouterr().err
+    assert "nncore train: interrupted after 2 complete epoch(s)" in err
+    assert "training interrupted" not in err and "network.history" not in err
+    with open(tmp_path / "cut" / "history.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2  # what was trained is kept
+
+
 def test_no_command_prints_help(capsys):
     assert cli.main([]) == 2
     assert "train" in capsys.readouterr().out

@@ -647,7 +647,7 @@ def _train(args):
         history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
                           optimizer=optimizer, validation_data=(X_val, y_val), seed=args.seed,
                           verbose=args.verbose, callbacks=callbacks,
-                          standardize=args.standardize)
+                          standardize=args.standardize, report_interrupt=False)
     except TrainingDiverged as error:
         # keep what there is: the weights of the last finite epoch and the epochs completed
         model_path = net.save(os.path.join(run_dir, "model.npz"))
