@@ -278,7 +278,8 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     report_interrupt : bool
         With ``verbose``, Ctrl-C prints a line saying that the weights and the history so
         far are kept on the network. False for a caller that says what became of them in
-        its own words (``nncore train`` saves them and says where).
+        its own words (``nncore train`` saves them and says where; the scikit-learn
+        estimators warn "Training interrupted by user.").
 
     Returns
     -------
