@@ -210,6 +210,33 @@ def test_predicted_vs_true_shows_at_most_four_outputs_and_fitted_curve_needs_1d(
                            tmp_path / "curve.png")
 
 
+@pytest.mark.parametrize("figure", ["residuals", "predicted_vs_true"])
+@pytest.mark.parametrize("n_outputs", [1, 2])
+def test_the_legend_and_the_scores_lie_beside_the_points_not_on_them(tmp_path, monkeypatch,
+                                                                     figure, n_outputs):
+    """A user trial: residuals.png's legend (upper left) and RMSE box (lower right) hid
+    points, the residuals fill the whole panel. Both now lie right of each panel's axes,
+    inside the figure."""
+    from nncore import plots
+
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((300, n_outputs))
+    plt = plots.pyplot()
+    seen = {}
+    monkeypatch.setattr(plt, "close", lambda fig: seen.setdefault("fig", fig))
+    getattr(plots, figure)(y, y + 0.3 * rng.standard_normal(y.shape), tmp_path / "f.png")
+    fig = seen["fig"]
+    renderer = fig.canvas.get_renderer()
+    assert len(fig.axes) == n_outputs
+    for ax in fig.axes:
+        frame = ax.get_window_extent(renderer)
+        boxes = [ax.get_legend(), *(text for text in ax.texts if "RMSE" in text.get_text())]
+        assert len(boxes) == 2
+        for box in boxes:
+            extent = box.get_window_extent(renderer)
+            assert frame.x1 < extent.x0 and extent.x1 <= fig.bbox.width, (frame, extent)
+
+
 @pytest.mark.parametrize("figure", ["predicted_vs_true", "residuals", "fitted_curve",
                                     "learning_curves"])
 def test_a_long_title_is_wrapped_inside_the_figure(tmp_path, monkeypatch, figure):

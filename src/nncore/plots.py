@@ -116,7 +116,8 @@ def _output_panels(plt, n_outputs, max_panels, title):
     from matplotlib.ticker import MaxNLocator
 
     shown = min(n_outputs, max_panels)
-    fig, axes = plt.subplots(1, shown, figsize=(4.8 * shown + 0.8, 4.6), squeeze=False,
+    # 1.7 in of each panel's width for its legend and scores, right of its axes
+    fig, axes = plt.subplots(1, shown, figsize=(6.5 * shown + 0.8, 4.6), squeeze=False,
                              constrained_layout=True)
     if n_outputs > shown:
         title += f" (the first {shown} of {n_outputs} outputs)"
@@ -170,12 +171,13 @@ def predicted_vs_true(y_true, y_pred, path, title="Predicted vs true", max_panel
 
 
 def _finish_output_panel(ax, true, predicted):
-    """The RMSE/R^2 box in the lower right, the grid and the legend of one output's panel."""
-    ax.text(0.97, 0.03, _fit_text(true, predicted), transform=ax.transAxes, ha="right",
+    """The grid, and right of one output's axes (outside: inside they hid points) its
+    legend at the top and its RMSE/R^2 box at the bottom."""
+    ax.text(1.03, 0.0, _fit_text(true, predicted), transform=ax.transAxes, ha="left",
             va="bottom", fontsize=9, bbox={"facecolor": "white", "alpha": 0.8,
                                            "edgecolor": "0.7"})
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
 
 
 def residuals(y_true, y_pred, path, title="Residuals", max_panels=4, max_points=3000, seed=0):
