@@ -196,6 +196,25 @@ def test_ctrl_c_during_train_prints_only_the_cli_line(verbose, tmp_path, monkeyp
         assert len(list(csv.DictReader(f))) == 2  # what was trained is kept
 
 
+def test_learning_curves_mark_the_epoch_early_stopping_kept(tmp_path, monkeypatch, capsys):
+    """learning_curves.png of a run with --patience did not show whose weights were kept."""
+    from nncore import plots
+
+    plt = plots.pyplot()
+    seen = []
+    monkeypatch.setattr(plt, "close", seen.append)
+    assert cli.main(["train", "--data", "gmm", "--arch", "mlp", "--layers", "32", "--lr",
+                     "0.3", "--epochs", "60", "--patience", "3", "--verbose", "0", "--out",
+                     str(tmp_path), "--name", "es"]) == 0
+    assert "early stop; kept the weights of epoch 3" in capsys.readouterr().out
+    (figure,) = seen
+    for ax in figure.axes:
+        kept = [line for line in ax.get_lines()
+                if line.get_label() == "weights kept (epoch 3)"]
+        assert len(kept) == 1 and list(kept[0].get_xdata()) == [3, 3]
+        assert "weights kept (epoch 3)" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 def test_no_command_prints_help(capsys):
     assert cli.main([]) == 2
     assert "train" in capsys.readouterr().out

@@ -672,13 +672,14 @@ def _train(args):
 
     model_path = net.save(os.path.join(run_dir, "model.npz"))
     history.to_csv(os.path.join(run_dir, "history.csv"))
+    kept = callbacks[0].best_epoch if history.stopped_early else None
     figures = []
     if args.plots and len(history):
         from . import plots
 
         figures.append(plots.learning_curves(
             history, os.path.join(run_dir, "learning_curves.png"),
-            title=f"{described} on {label}",
+            title=f"{described} on {label}", kept_epoch=kept,
             **({"score": "r2", "loss_label": "mean squared error"} if regression else {})))
         if regression:
             figures += _regression_figures(plots, net, X, y, X_val, y_val, run_dir,
@@ -702,7 +703,6 @@ def _train(args):
     for row in rows:
         print(f"  {row[0]:<12}" + "".join(f"{cell:>10}" for cell in row[1:]))
     print(f"  parameters  {net.n_params:,}")
-    kept = callbacks[0].best_epoch if history.stopped_early else None
     print(f"  epochs      {len(history)}"
           + (f" (early stop; kept the weights of epoch {kept}, the best "
              f"{callbacks[0].monitor})" if kept else ""))

@@ -10,11 +10,13 @@ import numpy as np
 
 __all__ = ["learning_curves", "comparison_curves", "decision_boundary", "heatmap", "pyplot",
            "predicted_vs_true", "residuals", "fitted_curve", "whole_epochs", "SCORES",
-           "TRAIN_STYLE", "VALIDATION_STYLE"]
+           "TRAIN_STYLE", "VALIDATION_STYLE", "KEPT_EPOCH_STYLE"]
 
 #: Line styles of every train/validation figure of nncore (they differ in greyscale too).
 TRAIN_STYLE = {"linestyle": "-", "marker": "o", "color": "0.15", "markersize": 3}
 VALIDATION_STYLE = {"linestyle": "--", "marker": "s", "color": "tab:orange", "markersize": 3}
+#: The vertical line at the epoch whose weights early stopping kept.
+KEPT_EPOCH_STYLE = {"linestyle": ":", "color": "tab:green", "linewidth": 1.8}
 
 #: How the figures name a History score: key -> (panel title, axis label).
 SCORES = {
@@ -55,7 +57,7 @@ def whole_epochs(ax):
 
 
 def learning_curves(history, path, title="Learning curves", percent=False, score="accuracy",
-                    loss_label="cross-entropy loss (nats)"):
+                    loss_label="cross-entropy loss (nats)", kept_epoch=None):
     """The loss and a score per epoch, train and validation, side by side; saved to
     ``path``.
 
@@ -63,6 +65,8 @@ def learning_curves(history, path, title="Learning curves", percent=False, score
     "r2" or "rmse" for a regression) and ``loss_label`` names the loss on its axis
     ("mean squared error" for a regression). ``percent`` shows accuracy in percent instead
     of as a fraction. An R^2 axis starts at -1 when early epochs lie far below, and says so.
+    ``kept_epoch`` (early stopping's best epoch, whose weights the network kept) is marked
+    by a vertical line on both panels.
     """
     plt = pyplot()
     epochs = history["epoch"]
@@ -78,6 +82,9 @@ def learning_curves(history, path, title="Learning curves", percent=False, score
         val = factor * np.asarray(history["val_" + key], dtype=float)
         if val.size and not np.isnan(val).all():
             ax.plot(epochs, val, label="validation", **VALIDATION_STYLE)
+        if kept_epoch is not None:
+            ax.axvline(kept_epoch, **KEPT_EPOCH_STYLE,
+                       label=f"weights kept (epoch {kept_epoch})")
         ax.set_xlabel("epoch")
         whole_epochs(ax)
         ax.set_ylabel(label)
