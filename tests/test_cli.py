@@ -215,6 +215,22 @@ def test_learning_curves_mark_the_epoch_early_stopping_kept(tmp_path, monkeypatc
         assert "weights kept (epoch 3)" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
+def test_early_stopping_that_never_stopped_still_says_which_weights_were_kept(tmp_path,
+                                                                              capsys):
+    """--patience 20 over 8 epochs never stops, yet EarlyStopping gives the network its
+    best epoch's weights back: the model saved was epoch 7's, and nothing said so."""
+    assert cli.main(["train", "--data", "gmm", "--arch", "mlp", "--layers", "32", "--lr",
+                     "1.0", "--schedule", "constant", "--epochs", "8", "--patience", "20",
+                     "--verbose", "0", "--out", str(tmp_path), "--name", "p"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs      8 (kept the weights of epoch 7, the best val_loss)" in out
+    with open(tmp_path / "p" / "history.csv") as f:
+        val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
+    _, _, X_val, y_val = nc.datasets.load("gmm")
+    saved = nc.load(tmp_path / "p" / "model.npz").evaluate(X_val, y_val)["loss"]
+    assert saved == pytest.approx(val_loss[6], rel=1e-6) != val_loss[7]
+
+
 def test_no_command_prints_help(capsys):
     assert cli.main([]) == 2
     assert "train" in capsys.readouterr().out

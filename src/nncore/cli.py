@@ -672,7 +672,8 @@ def _train(args):
 
     model_path = net.save(os.path.join(run_dir, "model.npz"))
     history.to_csv(os.path.join(run_dir, "history.csv"))
-    kept = callbacks[0].best_epoch if history.stopped_early else None
+    # early stopping gives the network its best epoch's weights back, stopped early or not
+    kept = callbacks[0].best_epoch if callbacks else None
     figures = []
     if args.plots and len(history):
         from . import plots
@@ -703,9 +704,11 @@ def _train(args):
     for row in rows:
         print(f"  {row[0]:<12}" + "".join(f"{cell:>10}" for cell in row[1:]))
     print(f"  parameters  {net.n_params:,}")
+    kept_note = f"kept the weights of epoch {kept}, the best {callbacks[0].monitor}" \
+        if kept else ""
     print(f"  epochs      {len(history)}"
-          + (f" (early stop; kept the weights of epoch {kept}, the best "
-             f"{callbacks[0].monitor})" if kept else ""))
+          + (f" (early stop; {kept_note})" if history.stopped_early
+             else f" ({kept_note})" if kept and kept != len(history) else ""))
     # fit's own time (validation, standardising, the loop) and, of it, the training steps'
     print(f"  time        {elapsed:.1f} s, of which {train_seconds:.2f} s in {steps:,} "
           f"training steps ({steps / train_seconds:,.0f} steps/s)")
