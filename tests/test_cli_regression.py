@@ -188,6 +188,29 @@ def test_the_r2_axis_starts_at_minus_one_when_early_epochs_lie_far_below(tmp_pat
     assert [t.get_text() for t in r2_axis.get_legend().get_texts()] == ["train", "validation"]
 
 
+def test_a_loss_spanning_more_than_two_decades_gets_a_log_axis(tmp_path, monkeypatch):
+    """A diverging run (validation loss 900 against 0.1) flattened every useful epoch on a
+    linear loss axis. Log only when every finite loss is positive."""
+    from nncore import plots
+
+    plt = plots.pyplot()
+    seen = []
+    monkeypatch.setattr(plt, "close", seen.append)
+    diverging = {"epoch": [1, 2, 3, 4], "loss": [2.0, 0.5, 0.1, 0.1],
+                 "val_loss": [2.0, 0.6, 40.0, 900.0], "accuracy": [0.5, 0.8, 0.9, 0.9],
+                 "val_accuracy": [0.5, 0.8, 0.4, 0.3]}
+    ordinary = {**diverging, "val_loss": [2.1, 0.6, 0.2, float("nan")]}
+    zero = {**diverging, "loss": [2.0, 0.5, 0.1, 0.0]}  # a loss of 0 has no logarithm
+    for history in (diverging, ordinary, zero):
+        plots.learning_curves(history, tmp_path / "curves.png")
+    plots.comparison_curves([ordinary, diverging], ["a", "b"], tmp_path / "both.png", "t")
+    scales = [(fig.axes[0].get_yscale(), fig.axes[0].get_title()) for fig in seen[:3]]
+    assert scales == [("log", "Loss (log scale)"), ("linear", "Loss"), ("linear", "Loss")]
+    loss_row = seen[3].axes[:2]  # the top row of the 2 x 2 grid
+    assert [ax.get_yscale() for ax in loss_row] == ["log", "log"]
+    assert all(ax.get_title().endswith("loss (log scale)") for ax in loss_row)
+
+
 def test_predicted_vs_true_shows_at_most_four_outputs_and_fitted_curve_needs_1d(tmp_path,
                                                                              monkeypatch):
     from nncore import plots

@@ -10,7 +10,7 @@ import numpy as np
 
 __all__ = ["learning_curves", "comparison_curves", "decision_boundary", "heatmap", "pyplot",
            "predicted_vs_true", "residuals", "fitted_curve", "whole_epochs", "SCORES",
-           "TRAIN_STYLE", "VALIDATION_STYLE", "KEPT_EPOCH_STYLE"]
+           "TRAIN_STYLE", "VALIDATION_STYLE", "KEPT_EPOCH_STYLE", "LOG_LOSS_SPAN"]
 
 #: Line styles of every train/validation figure of nncore (they differ in greyscale too).
 TRAIN_STYLE = {"linestyle": "-", "marker": "o", "color": "0.15", "markersize": 3}
@@ -26,6 +26,9 @@ SCORES = {
 }
 #: A score axis is cut off here when early epochs fall far below it (R^2 can be -100).
 _SCORE_FLOOR = {"r2": -1.0}
+#: A loss axis is logarithmic when its largest value is more than this times its smallest
+#: (a diverging run, 900 against 0.1, would flatten every useful epoch on a linear axis).
+LOG_LOSS_SPAN = 100.0
 
 
 def pyplot():
@@ -56,6 +59,17 @@ def whole_epochs(ax):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _log_scale_if_wide(ax, *curves):
+    """A logarithmic y axis for ``ax`` when the finite values of ``curves`` are all positive
+    and span more than :data:`LOG_LOSS_SPAN`; returns whether it is one."""
+    values = np.concatenate([np.asarray(curve, dtype=float).ravel() for curve in curves])
+    values = values[np.isfinite(values)]
+    if values.size and values.min() > 0 and values.max() > LOG_LOSS_SPAN * values.min():
+        ax.set_yscale("log")
+        return True
+    return False
+
+
 def learning_curves(history, path, title="Learning curves", percent=False, score="accuracy",
                     loss_label="cross-entropy loss (nats)", kept_epoch=None):
     """The loss and a score per epoch, train and validation, side by side; saved to
@@ -64,8 +78,9 @@ def learning_curves(history, path, title="Learning curves", percent=False, score
     ``score`` is a History score (a key of :data:`SCORES`: "accuracy" for a classifier,
     "r2" or "rmse" for a regression) and ``loss_label`` names the loss on its axis
     ("mean squared error" for a regression). ``percent`` shows accuracy in percent instead
-    of as a fraction. An R^2 axis starts at -1 when early epochs lie far below, and says so.
-    ``kept_epoch`` (early stopping's best epoch, whose weights the network kept) is marked
+    of as a fraction. An R^2 axis starts at -1 when early epochs lie far below, and says so;
+    the loss axis is logarithmic when the losses span more than :data:`LOG_LOSS_SPAN`, and
+    says so. ``kept_epoch`` (early stopping's best epoch, whose weights the network kept) is marked
     by a vertical line on both panels.
     """
     plt = pyplot()
@@ -98,7 +113,8 @@ def learning_curves(history, path, title="Learning curves", percent=False, score
         top = max(values.max(), floor + 0.1)
         ax_score.set_ylim(floor, top + 0.05 * (top - floor))
         score_title += f" (axis from {floor:g}; early epochs lie below)"
-    ax_loss.set_title("Loss")
+    log_loss = _log_scale_if_wide(ax_loss, history["loss"], history["val_loss"])
+    ax_loss.set_title("Loss (log scale)" if log_loss else "Loss")
     ax_score.set_title(score_title)
     fig.suptitle(_wrapped(fig, title))
     fig.savefig(path, dpi=120)
@@ -247,7 +263,8 @@ def fitted_curve(network, X, y, path, title="Fitted curve", X_val=None, y_val=No
 
 
 def comparison_curves(histories, labels, path, title):
-    """Loss (top) and accuracy (bottom) per epoch, one column per model, shared y axes.
+    """Loss (top) and accuracy (bottom) per epoch, one column per model, shared y axes;
+    the loss axes are logarithmic when the losses span more than :data:`LOG_LOSS_SPAN`.
 
     Parameters
     ----------
@@ -265,6 +282,10 @@ def comparison_curves(histories, labels, path, title):
     columns = len(histories)
     fig, axes = plt.subplots(2, columns, figsize=(5.2 * columns, 7), sharey="row",
                              squeeze=False, constrained_layout=True)
+    log_loss = False
+    for ax in axes[0]:  # one scale for the shared row
+        log_loss = _log_scale_if_wide(ax, *(h[key] for h in histories
+                                            for key in ("loss", "val_loss")))
     for column, (history, label) in enumerate(zip(histories, labels)):
         epochs = history["epoch"]
         for row, (key, scale, unit) in enumerate((("loss", 1, "cross-entropy loss (nats)"),
@@ -280,7 +301,9 @@ def comparison_curves(histories, labels, path, title):
             whole_epochs(ax)
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
-            ax.set_title(f"{label}: {'loss' if key == 'loss' else 'accuracy'}", fontsize=10)
+            what = ("loss (log scale)" if log_loss else "loss") if key == "loss" \
+                else "accuracy"
+            ax.set_title(f"{label}: {what}", fontsize=10)
     fig.suptitle(_wrapped(fig, title))
     fig.savefig(path, dpi=110)
     plt.close(fig)
