@@ -213,6 +213,8 @@ def test_learning_curves_mark_the_epoch_early_stopping_kept(tmp_path, monkeypatc
                 if line.get_label() == "weights kept (epoch 3)"]
         assert len(kept) == 1 and list(kept[0].get_xdata()) == [3, 3]
         assert "weights kept (epoch 3)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    monkeypatch.undo()
+    plt.close("all")
 
 
 def test_early_stopping_that_never_stopped_still_says_which_weights_were_kept(tmp_path,

@@ -84,6 +84,19 @@ def test_a_regression_run_prints_rmse_and_r2_and_writes_its_figures(tmp_path, ca
     assert table_row(out, "train")[1] == pytest.approx(net.evaluate(X, y)["rmse"], abs=6e-5)
 
 
+def test_the_fitted_curve_names_its_input_after_the_csv_header(tmp_path, monkeypatch):
+    from nncore import plots
+
+    plt = plots.pyplot()
+    seen = []
+    monkeypatch.setattr(plt, "close", seen.append)
+    assert train(tmp_path, "--data", str(noisy_sine_csv(tmp_path / "sine.csv")), "--name",
+                 "run") == 0
+    assert seen[-1].axes[0].get_xlabel() == "input (x)"  # fitted_curve.png, drawn last
+    monkeypatch.undo()
+    plt.close("all")
+
+
 def test_two_outputs_from_an_npz_file(tmp_path, capsys):
     data = two_output_npz(tmp_path / "two.npz")
     assert train(tmp_path, "--data", str(data), "--name", "two",
@@ -209,6 +222,8 @@ def test_a_loss_spanning_more_than_two_decades_gets_a_log_axis(tmp_path, monkeyp
     loss_row = seen[3].axes[:2]  # the top row of the 2 x 2 grid
     assert [ax.get_yscale() for ax in loss_row] == ["log", "log"]
     assert all(ax.get_title().endswith("loss (log scale)") for ax in loss_row)
+    monkeypatch.undo()
+    plt.close("all")
 
 
 def test_predicted_vs_true_shows_at_most_four_outputs_and_fitted_curve_needs_1d(tmp_path,
@@ -258,6 +273,8 @@ def test_the_legend_and_the_scores_lie_beside_the_points_not_on_them(tmp_path, m
         for box in boxes:
             extent = box.get_window_extent(renderer)
             assert frame.x1 < extent.x0 and extent.x1 <= fig.bbox.width, (frame, extent)
+    monkeypatch.undo()
+    plt.close("all")
 
 
 @pytest.mark.parametrize("figure", ["predicted_vs_true", "residuals", "fitted_curve",

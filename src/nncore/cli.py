@@ -678,17 +678,23 @@ def _train(args):
     if args.plots and len(history):
         from . import plots
 
+        # a .csv header names the axes of the figures drawn over the features
+        feature_names = (datasets.csv_feature_names(args.data, delimiter=args.delimiter,
+                                                    target=args.target)
+                         if args.data.lower().endswith(".csv") else None)
+
         figures.append(plots.learning_curves(
             history, os.path.join(run_dir, "learning_curves.png"),
             title=f"{described} on {label}", kept_epoch=kept,
             **({"score": "r2", "loss_label": "mean squared error"} if regression else {})))
         if regression:
             figures += _regression_figures(plots, net, X, y, X_val, y_val, run_dir,
-                                           f"{described} on {label}")
+                                           f"{described} on {label}", feature_names)
         elif X.shape[1] == 2:
             figures.append(plots.decision_boundary(
                 net, X_val, y_val, os.path.join(run_dir, "decision_boundary.png"),
-                title=f"{described} on {label} (validation points)"))
+                title=f"{described} on {label} (validation points)",
+                feature_names=feature_names))
 
     train_scores = net.evaluate(X, y)
     val_scores = net.evaluate(X_val, y_val)
@@ -765,9 +771,10 @@ def _predict(args):
     return 0
 
 
-def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title):
+def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title, feature_names=None):
     """predicted_vs_true.png and residuals.png on the validation set and, for 1-D input
-    and one output, fitted_curve.png. Returns their paths."""
+    and one output, fitted_curve.png (its input axis named by ``feature_names``). Returns
+    their paths."""
     predicted = net.predict(X_val)
     figures = [
         plots.predicted_vs_true(y_val, predicted, os.path.join(run_dir, "predicted_vs_true.png"),
@@ -777,7 +784,7 @@ def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title):
     if X.shape[1] == 1 and net.n_outputs == 1:
         figures.append(plots.fitted_curve(net, X, y, os.path.join(run_dir, "fitted_curve.png"),
                                           title=f"{title}: the fitted curve", X_val=X_val,
-                                          y_val=y_val))
+                                          y_val=y_val, feature_names=feature_names))
     return figures
 
 

@@ -52,6 +52,14 @@ def _wrapped(fig, title, fontsize=12, share=1.0):
     return "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
 
 
+def _feature_label(feature_names, j):
+    """How an axis names feature ``j`` (0-based): its name from ``feature_names`` (a CSV
+    header's), else "feature j+1"."""
+    if feature_names is not None and j < len(feature_names) and str(feature_names[j]).strip():
+        return str(feature_names[j])
+    return f"feature {j + 1}"
+
+
 def whole_epochs(ax):
     """Ticks of an epoch axis at whole numbers only (no "epoch 1.5")."""
     from matplotlib.ticker import MaxNLocator
@@ -227,10 +235,10 @@ def residuals(y_true, y_pred, path, title="Residuals", max_panels=4, max_points=
 
 
 def fitted_curve(network, X, y, path, title="Fitted curve", X_val=None, y_val=None,
-                 resolution=500, max_points=3000, seed=0):
+                 resolution=500, max_points=3000, seed=0, feature_names=None):
     """For 1-D input and one output: the data as points (training, and validation if
     given) and the network's prediction over a dense grid spanning them; saved to
-    ``path``."""
+    ``path``. ``feature_names`` (a CSV header's) names the input axis."""
     plt = pyplot()
     sets = [("training point", X, y, {"color": "0.45", "marker": "o", "s": 8, "alpha": 0.5})]
     if X_val is not None:
@@ -252,7 +260,7 @@ def fitted_curve(network, X, y, path, title="Fitted curve", X_val=None, y_val=No
         shown = rng.permutation(len(Xs))[:max_points]
         ax.scatter(Xs[shown, 0], ys.reshape(-1)[shown], label=label, **style)
     ax.plot(grid, curve, color="tab:blue", linewidth=2.2, label="network prediction")
-    ax.set_xlabel("input (feature 1)")
+    ax.set_xlabel(f"input ({_feature_label(feature_names, 0)})")
     ax.set_ylabel("target")
     ax.set_title(_wrapped(fig, title, share=0.75))
     ax.grid(True, alpha=0.3)
@@ -311,9 +319,10 @@ def comparison_curves(histories, labels, path, title):
 
 
 def decision_boundary(network, X, y, path, title="Decision boundary", max_points=3000,
-                      resolution=300, seed=0):
+                      resolution=300, seed=0, feature_names=None):
     """Predicted class over the plane of 2-D data, with (a sample of) the points on top.
-    ``y`` holds the network's labels (``network.classes``: integers, strings, ...)."""
+    ``y`` holds the network's labels (``network.classes``: integers, strings, ...);
+    ``feature_names`` (a CSV header's) name the axes, else "feature 1" and "feature 2"."""
     plt = pyplot()
     X = np.asarray(X, dtype=float)
     y = network.encode_labels(y)  # class indices: colours and markers go by index
@@ -343,8 +352,8 @@ def decision_boundary(network, X, y, path, title="Decision boundary", max_points
         ax.scatter(points[:, 0], points[:, 1], s=8, color=cmap(c), edgecolors="k",
                    linewidths=0.2, marker=markers[c % len(markers)],
                    label=f"class {network.classes[c]}")
-    ax.set_xlabel("feature 1")
-    ax.set_ylabel("feature 2")
+    ax.set_xlabel(_feature_label(feature_names, 0))
+    ax.set_ylabel(_feature_label(feature_names, 1))
     ax.set_title(_wrapped(fig, title, share=0.75))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", markerscale=1.5)
     fig.savefig(path, dpi=120)
