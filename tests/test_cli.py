@@ -172,6 +172,67 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line_and_exit_130(monkeypatch, 
     assert capsys.readouterr().err == "nncore: interrupted\n"
 
 
+@pytest.mark.parametrize("verbose", ["1", "2"])
+def test_ctrl_c_during_train_prints_only_the_cli_line(verbose, tmp_path, monkeypatch, capsys):
+    """With a progress bar or epoch lines, fit's own 'training interrupted ... kept on the
+    network (network.history)', meaningless to a command-line user, came first."""
+    from nncore.train import History
+
+    append = History.append
+
+    def append_then_interrupt(self, **row):  # Ctrl-C just after the second epoch
+        append(self, **row)
+        if len(self) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(History, "append", append_then_interrupt)
+    assert cli.main(["train", "--data", "gmm", "--arch", "mlp", "--layers", "8",
+                     "--epochs", "5", "--verbose", verbose, "--no-plots", "--out",
+                     str(tmp_path), "--name", "cut"]) == 130
+    err = capsys.readouterr().err
+    assert "nncore train: interrupted after 2 complete epoch(s)" in err
+    assert "training interrupted" not in err and "network.history" not in err
+    with open(tmp_path / "cut" / "history.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2  # what was trained is kept
+
+
+def test_learning_curves_mark_the_epoch_early_stopping_kept(tmp_path, monkeypatch, capsys):
+    """learning_curves.png of a run with --patience did not show whose weights were kept."""
+    from nncore import plots
+
+    plt = plots.pyplot()
+    seen = []
+    monkeypatch.setattr(plt, "close", seen.append)
+    assert cli.main(["train", "--data", "gmm", "--arch", "mlp", "--layers", "32", "--lr",
+                     "0.3", "--epochs", "60", "--patience", "3", "--verbose", "0", "--out",
+                     str(tmp_path), "--name", "es"]) == 0
+    assert "early stop; kept the weights of epoch 3" in capsys.readouterr().out
+    (figure,) = seen
+    for ax in figure.axes:
+        kept = [line for line in ax.get_lines()
+                if line.get_label() == "weights kept (epoch 3)"]
+        assert len(kept) == 1 and list(kept[0].get_xdata()) == [3, 3]
+        assert "weights kept (epoch 3)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    monkeypatch.undo()
+    plt.close("all")
+
+
+def test_early_stopping_that_never_stopped_still_says_which_weights_were_kept(tmp_path,
+                                                                              capsys):
+    """--patience 20 over 8 epochs never stops, yet EarlyStopping gives the network its
+    best epoch's weights back: the model saved was epoch 7's, and nothing said so."""
+    assert cli.main(["train", "--data", "gmm", "--arch", "mlp", "--layers", "32", "--lr",
+                     "1.0", "--schedule", "constant", "--epochs", "8", "--patience", "20",
+                     "--verbose", "0", "--out", str(tmp_path), "--name", "p"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs      8 (kept the weights of epoch 7, the best val_loss)" in out
+    with open(tmp_path / "p" / "history.csv") as f:
+        val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
+    _, _, X_val, y_val = nc.datasets.load("gmm")
+    saved = nc.load(tmp_path / "p" / "model.npz").evaluate(X_val, y_val)["loss"]
+    assert saved == pytest.approx(val_loss[6], rel=1e-6) != val_loss[7]
+
+
 def test_no_command_prints_help(capsys):
     assert cli.main([]) == 2
     assert "train" in capsys.readouterr().out

@@ -84,6 +84,19 @@ def test_a_regression_run_prints_rmse_and_r2_and_writes_its_figures(tmp_path, ca
     assert table_row(out, "train")[1] == pytest.approx(net.evaluate(X, y)["rmse"], abs=6e-5)
 
 
+def test_the_fitted_curve_names_its_input_after_the_csv_header(tmp_path, monkeypatch):
+    from nncore import plots
+
+    plt = plots.pyplot()
+    seen = []
+    monkeypatch.setattr(plt, "close", seen.append)
+    assert train(tmp_path, "--data", str(noisy_sine_csv(tmp_path / "sine.csv")), "--name",
+                 "run") == 0
+    assert seen[-1].axes[0].get_xlabel() == "input (x)"  # fitted_curve.png, drawn last
+    monkeypatch.undo()
+    plt.close("all")
+
+
 def test_two_outputs_from_an_npz_file(tmp_path, capsys):
     data = two_output_npz(tmp_path / "two.npz")
     assert train(tmp_path, "--data", str(data), "--name", "two",
@@ -188,6 +201,31 @@ def test_the_r2_axis_starts_at_minus_one_when_early_epochs_lie_far_below(tmp_pat
     assert [t.get_text() for t in r2_axis.get_legend().get_texts()] == ["train", "validation"]
 
 
+def test_a_loss_spanning_more_than_two_decades_gets_a_log_axis(tmp_path, monkeypatch):
+    """A diverging run (validation loss 900 against 0.1) flattened every useful epoch on a
+    linear loss axis. Log only when every finite loss is positive."""
+    from nncore import plots
+
+    plt = plots.pyplot()
+    seen = []
+    monkeypatch.setattr(plt, "close", seen.append)
+    diverging = {"epoch": [1, 2, 3, 4], "loss": [2.0, 0.5, 0.1, 0.1],
+                 "val_loss": [2.0, 0.6, 40.0, 900.0], "accuracy": [0.5, 0.8, 0.9, 0.9],
+                 "val_accuracy": [0.5, 0.8, 0.4, 0.3]}
+    ordinary = {**diverging, "val_loss": [2.1, 0.6, 0.2, float("nan")]}
+    zero = {**diverging, "loss": [2.0, 0.5, 0.1, 0.0]}  # a loss of 0 has no logarithm
+    for history in (diverging, ordinary, zero):
+        plots.learning_curves(history, tmp_path / "curves.png")
+    plots.comparison_curves([ordinary, diverging], ["a", "b"], tmp_path / "both.png", "t")
+    scales = [(fig.axes[0].get_yscale(), fig.axes[0].get_title()) for fig in seen[:3]]
+    assert scales == [("log", "Loss (log scale)"), ("linear", "Loss"), ("linear", "Loss")]
+    loss_row = seen[3].axes[:2]  # the top row of the 2 x 2 grid
+    assert [ax.get_yscale() for ax in loss_row] == ["log", "log"]
+    assert all(ax.get_title().endswith("loss (log scale)") for ax in loss_row)
+    monkeypatch.undo()
+    plt.close("all")
+
+
 def test_predicted_vs_true_shows_at_most_four_outputs_and_fitted_curve_needs_1d(tmp_path,
                                                                              monkeypatch):
     from nncore import plots
@@ -208,6 +246,35 @@ def test_predicted_vs_true_shows_at_most_four_outputs_and_fitted_curve_needs_1d(
     with pytest.raises(ValueError, match="1-D input and one output"):
         plots.fitted_curve(net, rng.standard_normal((10, 2)), rng.standard_normal(10),
                            tmp_path / "curve.png")
+
+
+@pytest.mark.parametrize("figure", ["residuals", "predicted_vs_true"])
+@pytest.mark.parametrize("n_outputs", [1, 2])
+def test_the_legend_and_the_scores_lie_beside_the_points_not_on_them(tmp_path, monkeypatch,
+                                                                     figure, n_outputs):
+    """A user trial: residuals.png's legend (upper left) and RMSE box (lower right) hid
+    points, the residuals fill the whole panel. Both now lie right of each panel's axes,
+    inside the figure."""
+    from nncore import plots
+
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((300, n_outputs))
+    plt = plots.pyplot()
+    seen = {}
+    monkeypatch.setattr(plt, "close", lambda fig: seen.setdefault("fig", fig))
+    getattr(plots, figure)(y, y + 0.3 * rng.standard_normal(y.shape), tmp_path / "f.png")
+    fig = seen["fig"]
+    renderer = fig.canvas.get_renderer()
+    assert len(fig.axes) == n_outputs
+    for ax in fig.axes:
+        frame = ax.get_window_extent(renderer)
+        boxes = [ax.get_legend(), *(text for text in ax.texts if "RMSE" in text.get_text())]
+        assert len(boxes) == 2
+        for box in boxes:
+            extent = box.get_window_extent(renderer)
+            assert frame.x1 < extent.x0 and extent.x1 <= fig.bbox.width, (frame, extent)
+    monkeypatch.undo()
+    plt.close("all")
 
 
 @pytest.mark.parametrize("figure", ["predicted_vs_true", "residuals", "fitted_curve",

@@ -230,6 +230,40 @@ def test_train_then_predict_with_the_csv_options(tmp_path, capsys):
     assert status == 0, err
 
 
+def test_csv_feature_names_follow_the_header_and_the_target(tmp_path):
+    data = write(tmp_path / "h.csv", rows(), delimiter=";")
+    assert datasets.csv_feature_names(data) == ["x1", "x2"]
+    assert datasets.csv_feature_names(data, target="x1") == ["x2", "label"]
+    assert datasets.csv_feature_names(data, target=0, delimiter="semicolon") == ["x2", "label"]
+    assert datasets.csv_feature_names(write(tmp_path / "n.csv", rows(), header=None)) is None
+
+
+def test_the_decision_boundary_axes_take_the_header_names(tmp_path, monkeypatch, capsys):
+    """decision_boundary.png said "feature 1" and "feature 2" even when the CSV header
+    named the columns."""
+    from nncore import plots
+
+    X, y, X_val, y_val = nc.datasets.make_gmm(n_train=160, n_val=40, seed=2)
+    X, y = np.concatenate([X, X_val])[:, :2], np.concatenate([y, y_val])
+    table = [[f"class {c}", *map(str, r.tolist())] for r, c in zip(X, y)]
+    plt = plots.pyplot()
+    seen = []
+    monkeypatch.setattr(plt, "close", seen.append)
+    for name, header, axes in [("named", ["kind", "petal length (cm)", "petal width"],
+                                ("petal length (cm)", "petal width")),
+                               ("bare", None, ("feature 1", "feature 2"))]:
+        data = write(tmp_path / f"{name}.csv", table, header=header)
+        seen.clear()
+        status, _, err = run(["train", "--data", str(data), "--target", "0", "--epochs", "1",
+                              "--arch", "mlp", "--layers", "4", "--verbose", "0", "--out",
+                              str(tmp_path), "--name", name], capsys)
+        assert status == 0, err
+        ax = seen[-1].axes[0]  # decision_boundary.png, drawn last
+        assert (ax.get_xlabel(), ax.get_ylabel()) == axes
+    monkeypatch.undo()
+    plt.close("all")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--val-fraction", "1.5"], "--val-fraction: must be a number strictly between 0 and 1"),
     (["--val-fraction", "0"], "strictly between 0 and 1"),

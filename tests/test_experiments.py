@@ -172,6 +172,19 @@ def test_real_valued_targets_say_the_study_does_classification_only(tmp_path, ca
     assert "need --task" not in err
 
 
+def test_refused_data_leave_no_empty_folder(tmp_path, capsys):
+    """Refused data left an empty OUT/<name>/ (and OUT itself when it was new)."""
+    rows = ["a,b,y"] + [f"{i},{i % 7},{i / 7:.3f}" for i in range(1, 60)]
+    (tmp_path / "reg.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "new" / "reports", tmp_path / "kept"):
+        assert cli.main(["experiments", "--quick", "--quiet", "--data",
+                         str(tmp_path / "reg.csv"), "--out", str(out)]) == 2
+        assert "classification only" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    assert os.listdir(tmp_path / "kept") == []
+
+
 def test_out_must_be_a_folder(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert cli.main(["experiments", "--quick", "--out", str(tmp_path / "file")]) == 2

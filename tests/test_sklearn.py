@@ -217,6 +217,20 @@ def test_ctrl_c_keeps_what_was_trained_with_a_warning(iris, monkeypatch, method,
         np.testing.assert_allclose(est.loss_curve_, uninterrupted.loss_curve_, rtol=1e-6)
 
 
+def test_ctrl_c_with_verbose_gives_only_the_warning(iris, monkeypatch, capsys):
+    """verbose=2 also printed fit's 'kept on the network (network.history)', a network the
+    estimator's user never sees."""
+    real_fit = nncore.sklearn.train_fit
+
+    def interrupted_fit(*args, callbacks=(), **kwargs):
+        return real_fit(*args, callbacks=[*callbacks, _InterruptAtEpoch(2)], **kwargs)
+
+    monkeypatch.setattr(nncore.sklearn, "train_fit", interrupted_fit)
+    with pytest.warns(UserWarning, match="Training interrupted by user"):
+        NNClassifier(max_iter=5, random_state=0, verbose=2).fit(*iris)
+    assert "network.history" not in capsys.readouterr().err
+
+
 def test_same_random_state_same_model(iris):
     X, y = iris
     first = NNClassifier(max_iter=10, random_state=3).fit(X, y).predict_proba(X)

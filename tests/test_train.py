@@ -604,6 +604,12 @@ def test_ctrl_c_message_only_when_verbose(capsys):
         small_net().fit(X, y, epochs=5, batch_size=16, callbacks=[Recorder(raise_at=1)],
                         verbose=2)
     assert "interrupted after 1 complete epoch" in capsys.readouterr().err
+    # a caller that reports the interruption itself (nncore train) turns the line off
+    for verbose in (1, 2):
+        with pytest.raises(KeyboardInterrupt):
+            small_net().fit(X, y, epochs=5, batch_size=16, callbacks=[Recorder(raise_at=1)],
+                            verbose=verbose, report_interrupt=False)
+        assert "interrupted" not in capsys.readouterr().err
 
 
 def test_other_exceptions_in_a_callback_propagate():

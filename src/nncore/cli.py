@@ -647,7 +647,7 @@ def _train(args):
         history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
                           optimizer=optimizer, validation_data=(X_val, y_val), seed=args.seed,
                           verbose=args.verbose, callbacks=callbacks,
-                          standardize=args.standardize)
+                          standardize=args.standardize, report_interrupt=False)
     except TrainingDiverged as error:
         # keep what there is: the weights of the last finite epoch and the epochs completed
         model_path = net.save(os.path.join(run_dir, "model.npz"))
@@ -672,21 +672,29 @@ def _train(args):
 
     model_path = net.save(os.path.join(run_dir, "model.npz"))
     history.to_csv(os.path.join(run_dir, "history.csv"))
+    # early stopping gives the network its best epoch's weights back, stopped early or not
+    kept = callbacks[0].best_epoch if callbacks else None
     figures = []
     if args.plots and len(history):
         from . import plots
 
+        # a .csv header names the axes of the figures drawn over the features
+        feature_names = (datasets.csv_feature_names(args.data, delimiter=args.delimiter,
+                                                    target=args.target)
+                         if args.data.lower().endswith(".csv") else None)
+
         figures.append(plots.learning_curves(
             history, os.path.join(run_dir, "learning_curves.png"),
-            title=f"{described} on {label}",
+            title=f"{described} on {label}", kept_epoch=kept,
             **({"score": "r2", "loss_label": "mean squared error"} if regression else {})))
         if regression:
             figures += _regression_figures(plots, net, X, y, X_val, y_val, run_dir,
-                                           f"{described} on {label}")
+                                           f"{described} on {label}", feature_names)
         elif X.shape[1] == 2:
             figures.append(plots.decision_boundary(
                 net, X_val, y_val, os.path.join(run_dir, "decision_boundary.png"),
-                title=f"{described} on {label} (validation points)"))
+                title=f"{described} on {label} (validation points)",
+                feature_names=feature_names))
 
     train_scores = net.evaluate(X, y)
     val_scores = net.evaluate(X_val, y_val)
@@ -702,10 +710,11 @@ def _train(args):
     for row in rows:
         print(f"  {row[0]:<12}" + "".join(f"{cell:>10}" for cell in row[1:]))
     print(f"  parameters  {net.n_params:,}")
-    kept = callbacks[0].best_epoch if history.stopped_early else None
+    kept_note = f"kept the weights of epoch {kept}, the best {callbacks[0].monitor}" \
+        if kept else ""
     print(f"  epochs      {len(history)}"
-          + (f" (early stop; kept the weights of epoch {kept}, the best "
-             f"{callbacks[0].monitor})" if kept else ""))
+          + (f" (early stop; {kept_note})" if history.stopped_early
+             else f" ({kept_note})" if kept and kept != len(history) else ""))
     # fit's own time (validation, standardising, the loop) and, of it, the training steps'
     print(f"  time        {elapsed:.1f} s, of which {train_seconds:.2f} s in {steps:,} "
           f"training steps ({steps / train_seconds:,.0f} steps/s)")
@@ -762,9 +771,10 @@ def _predict(args):
     return 0
 
 
-def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title):
+def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title, feature_names=None):
     """predicted_vs_true.png and residuals.png on the validation set and, for 1-D input
-    and one output, fitted_curve.png. Returns their paths."""
+    and one output, fitted_curve.png (its input axis named by ``feature_names``). Returns
+    their paths."""
     predicted = net.predict(X_val)
     figures = [
         plots.predicted_vs_true(y_val, predicted, os.path.join(run_dir, "predicted_vs_true.png"),
@@ -774,7 +784,7 @@ def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title):
     if X.shape[1] == 1 and net.n_outputs == 1:
         figures.append(plots.fitted_curve(net, X, y, os.path.join(run_dir, "fitted_curve.png"),
                                           title=f"{title}: the fitted curve", X_val=X_val,
-                                          y_val=y_val))
+                                          y_val=y_val, feature_names=feature_names))
     return figures
 
 

@@ -66,6 +66,7 @@ from . import _validation as v
 __all__ = [
     "BUNDLED_FILES",
     "classification_only",
+    "csv_feature_names",
     "load",
     "load_csv",
     "load_mat",
@@ -656,9 +657,10 @@ def _sniff_delimiter(text):
     return ","
 
 
-def _csv_records(path, delimiter):
+def _csv_records(path, delimiter, first_only=False):
     """The non-blank records of a CSV file as ``(line, cells)``, ``line`` the 1-based line
-    where the record starts, cells stripped; and the delimiter used."""
+    where the record starts, cells stripped (with ``first_only``, only the first one); the
+    delimiter used; and the file's text."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             text = handle.read()
@@ -680,9 +682,30 @@ def _csv_records(path, delimiter):
                     cell.strip() for cell in cells) else []
             if cells and any(cell.strip() for cell in cells):
                 records.append((start, [cell.strip() for cell in cells]))
+                if first_only:
+                    break
     except csv.Error as exc:
         raise ValueError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from exc
     return records, delimiter, text
+
+
+def csv_feature_names(path, *, delimiter=None, target=None):
+    """The header names of a CSV file's feature columns, in the order of the columns of
+    :func:`load_csv`'s ``X`` (the target column left out), or None when the file's first
+    line is not a header (the rule of :func:`load_csv`). Only the first record is parsed.
+
+    ``delimiter`` and ``target`` are :func:`load_csv`'s. A blank header cell gives ``""``.
+    """
+    path = _existing_file(path)
+    records, _, text = _csv_records(path, csv_delimiter(delimiter), first_only=True)
+    if not records:
+        return None
+    first = records[0][1]
+    target_index, is_header = _target_index(path, -1 if target is None else target, first,
+                                            len(first))
+    if not (is_header or _looks_like_header(first, target_index, text)):
+        return None
+    return [name for index, name in enumerate(first) if index != target_index]
 
 
 def _target_index(path, target, first, n_columns):

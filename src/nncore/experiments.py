@@ -584,9 +584,10 @@ def _study_one(name, source, out, settings, quick, seed, n_jobs, command, verbos
     """
     log = _Log(verbose, name)
     started = time.perf_counter()
+    # the data first: data the study refuses leave no folder behind (nor OUT, if new)
+    data, dataset = _load_data(name, source, settings, seed)
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
-    data, dataset = _load_data(name, source, settings, seed)
     log(f"{dataset.n_train:,} training / {dataset.n_val:,} validation samples, "
         f"{dataset.n_in} features, {dataset.n_classes} classes")
     softmax_grid, softmax_grid_seconds = _softmax_grid(
@@ -671,7 +672,6 @@ def run_study(data="all", out="reports", quick=False, seed=0, n_jobs=1, command=
     specs = _dataset_specs(data)
     if command is None:
         command = provenance.python_command(data, out, quick, seed, n_jobs)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     paths, results = [], []
     for name, source in specs:

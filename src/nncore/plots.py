@@ -10,11 +10,13 @@ import numpy as np
 
 __all__ = ["learning_curves", "comparison_curves", "decision_boundary", "heatmap", "pyplot",
            "predicted_vs_true", "residuals", "fitted_curve", "whole_epochs", "SCORES",
-           "TRAIN_STYLE", "VALIDATION_STYLE"]
+           "TRAIN_STYLE", "VALIDATION_STYLE", "KEPT_EPOCH_STYLE", "LOG_LOSS_SPAN"]
 
 #: Line styles of every train/validation figure of nncore (they differ in greyscale too).
 TRAIN_STYLE = {"linestyle": "-", "marker": "o", "color": "0.15", "markersize": 3}
 VALIDATION_STYLE = {"linestyle": "--", "marker": "s", "color": "tab:orange", "markersize": 3}
+#: The vertical line at the epoch whose weights early stopping kept.
+KEPT_EPOCH_STYLE = {"linestyle": ":", "color": "tab:green", "linewidth": 1.8}
 
 #: How the figures name a History score: key -> (panel title, axis label).
 SCORES = {
@@ -24,6 +26,9 @@ SCORES = {
 }
 #: A score axis is cut off here when early epochs fall far below it (R^2 can be -100).
 _SCORE_FLOOR = {"r2": -1.0}
+#: A loss axis is logarithmic when its largest value is more than this times its smallest
+#: (a diverging run, 900 against 0.1, would flatten every useful epoch on a linear axis).
+LOG_LOSS_SPAN = 100.0
 
 
 def pyplot():
@@ -47,6 +52,14 @@ def _wrapped(fig, title, fontsize=12, share=1.0):
     return "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
 
 
+def _feature_label(feature_names, j):
+    """How an axis names feature ``j`` (0-based): its name from ``feature_names`` (a CSV
+    header's), else "feature j+1"."""
+    if feature_names is not None and j < len(feature_names) and str(feature_names[j]).strip():
+        return str(feature_names[j])
+    return f"feature {j + 1}"
+
+
 def whole_epochs(ax):
     """Ticks of an epoch axis at whole numbers only (no "epoch 1.5")."""
     from matplotlib.ticker import MaxNLocator
@@ -54,15 +67,29 @@ def whole_epochs(ax):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _log_scale_if_wide(ax, *curves):
+    """A logarithmic y axis for ``ax`` when the finite values of ``curves`` are all positive
+    and span more than :data:`LOG_LOSS_SPAN`; returns whether it is one."""
+    values = np.concatenate([np.asarray(curve, dtype=float).ravel() for curve in curves])
+    values = values[np.isfinite(values)]
+    if values.size and values.min() > 0 and values.max() > LOG_LOSS_SPAN * values.min():
+        ax.set_yscale("log")
+        return True
+    return False
+
+
 def learning_curves(history, path, title="Learning curves", percent=False, score="accuracy",
-                    loss_label="cross-entropy loss (nats)"):
+                    loss_label="cross-entropy loss (nats)", kept_epoch=None):
     """The loss and a score per epoch, train and validation, side by side; saved to
     ``path``.
 
     ``score`` is a History score (a key of :data:`SCORES`: "accuracy" for a classifier,
     "r2" or "rmse" for a regression) and ``loss_label`` names the loss on its axis
     ("mean squared error" for a regression). ``percent`` shows accuracy in percent instead
-    of as a fraction. An R^2 axis starts at -1 when early epochs lie far below, and says so.
+    of as a fraction. An R^2 axis starts at -1 when early epochs lie far below, and says so;
+    the loss axis is logarithmic when the losses span more than :data:`LOG_LOSS_SPAN`, and
+    says so. ``kept_epoch`` (early stopping's best epoch, whose weights the network kept) is marked
+    by a vertical line on both panels.
     """
     plt = pyplot()
     epochs = history["epoch"]
@@ -78,6 +105,9 @@ def learning_curves(history, path, title="Learning curves", percent=False, score
         val = factor * np.asarray(history["val_" + key], dtype=float)
         if val.size and not np.isnan(val).all():
             ax.plot(epochs, val, label="validation", **VALIDATION_STYLE)
+        if kept_epoch is not None:
+            ax.axvline(kept_epoch, **KEPT_EPOCH_STYLE,
+                       label=f"weights kept (epoch {kept_epoch})")
         ax.set_xlabel("epoch")
         whole_epochs(ax)
         ax.set_ylabel(label)
@@ -91,7 +121,8 @@ def learning_curves(history, path, title="Learning curves", percent=False, score
         top = max(values.max(), floor + 0.1)
         ax_score.set_ylim(floor, top + 0.05 * (top - floor))
         score_title += f" (axis from {floor:g}; early epochs lie below)"
-    ax_loss.set_title("Loss")
+    log_loss = _log_scale_if_wide(ax_loss, history["loss"], history["val_loss"])
+    ax_loss.set_title("Loss (log scale)" if log_loss else "Loss")
     ax_score.set_title(score_title)
     fig.suptitle(_wrapped(fig, title))
     fig.savefig(path, dpi=120)
@@ -116,7 +147,8 @@ def _output_panels(plt, n_outputs, max_panels, title):
     from matplotlib.ticker import MaxNLocator
 
     shown = min(n_outputs, max_panels)
-    fig, axes = plt.subplots(1, shown, figsize=(4.8 * shown + 0.8, 4.6), squeeze=False,
+    # 1.7 in of each panel's width for its legend and scores, right of its axes
+    fig, axes = plt.subplots(1, shown, figsize=(6.5 * shown + 0.8, 4.6), squeeze=False,
                              constrained_layout=True)
     if n_outputs > shown:
         title += f" (the first {shown} of {n_outputs} outputs)"
@@ -170,12 +202,13 @@ def predicted_vs_true(y_true, y_pred, path, title="Predicted vs true", max_panel
 
 
 def _finish_output_panel(ax, true, predicted):
-    """The RMSE/R^2 box in the lower right, the grid and the legend of one output's panel."""
-    ax.text(0.97, 0.03, _fit_text(true, predicted), transform=ax.transAxes, ha="right",
+    """The grid, and right of one output's axes (outside: inside they hid points) its
+    legend at the top and its RMSE/R^2 box at the bottom."""
+    ax.text(1.03, 0.0, _fit_text(true, predicted), transform=ax.transAxes, ha="left",
             va="bottom", fontsize=9, bbox={"facecolor": "white", "alpha": 0.8,
                                            "edgecolor": "0.7"})
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
 
 
 def residuals(y_true, y_pred, path, title="Residuals", max_panels=4, max_points=3000, seed=0):
@@ -202,10 +235,10 @@ def residuals(y_true, y_pred, path, title="Residuals", max_panels=4, max_points=
 
 
 def fitted_curve(network, X, y, path, title="Fitted curve", X_val=None, y_val=None,
-                 resolution=500, max_points=3000, seed=0):
+                 resolution=500, max_points=3000, seed=0, feature_names=None):
     """For 1-D input and one output: the data as points (training, and validation if
     given) and the network's prediction over a dense grid spanning them; saved to
-    ``path``."""
+    ``path``. ``feature_names`` (a CSV header's) names the input axis."""
     plt = pyplot()
     sets = [("training point", X, y, {"color": "0.45", "marker": "o", "s": 8, "alpha": 0.5})]
     if X_val is not None:
@@ -227,7 +260,7 @@ def fitted_curve(network, X, y, path, title="Fitted curve", X_val=None, y_val=No
         shown = rng.permutation(len(Xs))[:max_points]
         ax.scatter(Xs[shown, 0], ys.reshape(-1)[shown], label=label, **style)
     ax.plot(grid, curve, color="tab:blue", linewidth=2.2, label="network prediction")
-    ax.set_xlabel("input (feature 1)")
+    ax.set_xlabel(f"input ({_feature_label(feature_names, 0)})")
     ax.set_ylabel("target")
     ax.set_title(_wrapped(fig, title, share=0.75))
     ax.grid(True, alpha=0.3)
@@ -238,7 +271,8 @@ def fitted_curve(network, X, y, path, title="Fitted curve", X_val=None, y_val=No
 
 
 def comparison_curves(histories, labels, path, title):
-    """Loss (top) and accuracy (bottom) per epoch, one column per model, shared y axes.
+    """Loss (top) and accuracy (bottom) per epoch, one column per model, shared y axes;
+    the loss axes are logarithmic when the losses span more than :data:`LOG_LOSS_SPAN`.
 
     Parameters
     ----------
@@ -256,6 +290,10 @@ def comparison_curves(histories, labels, path, title):
     columns = len(histories)
     fig, axes = plt.subplots(2, columns, figsize=(5.2 * columns, 7), sharey="row",
                              squeeze=False, constrained_layout=True)
+    log_loss = False
+    for ax in axes[0]:  # one scale for the shared row
+        log_loss = _log_scale_if_wide(ax, *(h[key] for h in histories
+                                            for key in ("loss", "val_loss")))
     for column, (history, label) in enumerate(zip(histories, labels)):
         epochs = history["epoch"]
         for row, (key, scale, unit) in enumerate((("loss", 1, "cross-entropy loss (nats)"),
@@ -271,7 +309,9 @@ def comparison_curves(histories, labels, path, title):
             whole_epochs(ax)
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
-            ax.set_title(f"{label}: {'loss' if key == 'loss' else 'accuracy'}", fontsize=10)
+            what = ("loss (log scale)" if log_loss else "loss") if key == "loss" \
+                else "accuracy"
+            ax.set_title(f"{label}: {what}", fontsize=10)
     fig.suptitle(_wrapped(fig, title))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -279,9 +319,10 @@ def comparison_curves(histories, labels, path, title):
 
 
 def decision_boundary(network, X, y, path, title="Decision boundary", max_points=3000,
-                      resolution=300, seed=0):
+                      resolution=300, seed=0, feature_names=None):
     """Predicted class over the plane of 2-D data, with (a sample of) the points on top.
-    ``y`` holds the network's labels (``network.classes``: integers, strings, ...)."""
+    ``y`` holds the network's labels (``network.classes``: integers, strings, ...);
+    ``feature_names`` (a CSV header's) name the axes, else "feature 1" and "feature 2"."""
     plt = pyplot()
     X = np.asarray(X, dtype=float)
     y = network.encode_labels(y)  # class indices: colours and markers go by index
@@ -311,8 +352,8 @@ def decision_boundary(network, X, y, path, title="Decision boundary", max_points
         ax.scatter(points[:, 0], points[:, 1], s=8, color=cmap(c), edgecolors="k",
                    linewidths=0.2, marker=markers[c % len(markers)],
                    label=f"class {network.classes[c]}")
-    ax.set_xlabel("feature 1")
-    ax.set_ylabel("feature 2")
+    ax.set_xlabel(_feature_label(feature_names, 0))
+    ax.set_ylabel(_feature_label(feature_names, 1))
     ax.set_title(_wrapped(fig, title, share=0.75))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", markerscale=1.5)
     fig.savefig(path, dpi=120)

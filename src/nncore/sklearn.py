@@ -241,7 +241,8 @@ class _NNEstimator(BaseEstimator):
                                 batch_size=min(settings["batch_size"], X.shape[0]),
                                 optimizer=optimizer, validation_data=validation_data,
                                 seed=seed, verbose=settings["verbose"], callbacks=callbacks,
-                                shuffle=settings["shuffle"], sample_weight=sample_weight)
+                                shuffle=settings["shuffle"], sample_weight=sample_weight,
+                                report_interrupt=False)  # the warning below says it
         except KeyboardInterrupt:
             # as scikit-learn's MLP estimators: Ctrl-C ends training, with a warning, and the
             # estimator keeps what was trained (train_fit left it on the network)

@@ -230,7 +230,7 @@ def _first_nonfinite_layer(step):
 
 def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data=None,
         seed=0, verbose=1, callbacks=(), shuffle=True, checkpoint=None, checkpoint_every=1,
-        sample_weight=None):
+        sample_weight=None, report_interrupt=True):
     """Train ``network`` on ``(X, y)`` by mini-batches with ``optimizer``.
 
     Parameters
@@ -275,6 +275,11 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         weighted mean over the epoch (and ``r2`` is taken against the weighted variance of
         ``y``); ``accuracy`` and every validation score stay unweighted. A checkpoint
         records a hash of the weights, and resuming needs the same weights.
+    report_interrupt : bool
+        With ``verbose``, Ctrl-C prints a line saying that the weights and the history so
+        far are kept on the network. False for a caller that says what became of them in
+        its own words (``nncore train`` saves them and says where; the scikit-learn
+        estimators warn "Training interrupted by user.").
 
     Returns
     -------
@@ -318,6 +323,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                         f"nncore.AdamW), got {type(optimizer).__name__}")
     callbacks = list(callbacks)
     checkpoint_every = v.integer("checkpoint_every", checkpoint_every)
+    report_interrupt = v.boolean("report_interrupt", report_interrupt)
 
     # a Network scores data as prepared for training (standardised, class indices) here
     evaluate = getattr(network, "_prepared_evaluate", network.evaluate)
@@ -460,7 +466,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     except KeyboardInterrupt as error:
         history.interrupted = True
         interrupt = error
-        if verbose:
+        if verbose and report_interrupt:
             print(f"\ntraining interrupted after {len(history)} complete epoch(s); "
                   "the weights and history so far are kept on the network "
                   "(network.history)", file=sys.stderr, flush=True)
