@@ -716,7 +716,8 @@ def _train(args):
           + (f" (early stop; {kept_note})" if history.stopped_early
              else f" ({kept_note})" if kept and kept != len(history) else ""))
     # fit's own time (validation, standardising, the loop) and, of it, the training steps'
-    print(f"  time        {elapsed:.1f} s, of which {train_seconds:.2f} s in {steps:,} "
+    # the same precision for both, so that the part never reads larger than the whole
+    print(f"  time        {elapsed:.2f} s, of which {train_seconds:.2f} s in {steps:,} "
           f"training steps ({steps / train_seconds:,.0f} steps/s)")
     print(f"  saved       {model_path}, {os.path.join(run_dir, 'history.csv')}"
           + "".join(f", {figure}" for figure in figures))
