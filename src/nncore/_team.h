@@ -1,17 +1,15 @@
-/* The barrier the two threads of a training step meet at (_train_steps_member in
-   _kernels.pyx).
+/* The barrier the two threads of a training step meet at (_team_step in _kernels.pyx).
 
    A step on two threads is one stream of work cut wherever one thread needs what the other
    wrote (around each dense layer's product, which they split by units while splitting the
    rest by rows; the batch's logits for the loss; every row's gradient for the weight
    gradients; every weight gradient for the update; both halves' finiteness verdicts; the
-   updated weights). The waits are
-   short and many (hundreds per second), so a thread waiting here spins, with the CPU's
-   pause hint, rather than sleeping in the kernel: waking a sleeping thread takes longer
-   than most of the waits. After NNCORE_SPINS spins (the other thread was descheduled) it yields
-   the CPU on each further turn instead. A barrier can be aborted (nncore_barrier_abort):
-   when one thread never comes (its Python caller was interrupted before it started), the
-   other leaves its wait instead of spinning for ever.
+   updated weights). The waits are short and many (thousands per second), so a thread
+   waiting here spins, with the CPU's pause hint, rather than sleeping in the kernel: waking
+   a sleeping thread takes longer than most of the waits. After NNCORE_SPINS spins (the
+   other thread was descheduled) it yields the CPU on each further turn instead. A barrier
+   can be aborted (nncore_barrier_abort): when one thread never comes (its Python caller was
+   interrupted before it started), the other leaves its wait instead of spinning for ever.
 
    Needs the GCC/Clang __atomic builtins; elsewhere NNCORE_HAVE_TEAM is 0 and nncore.ops
    runs every step on one thread. */

@@ -458,6 +458,9 @@ def train_step(layers, n, params, grads, state, optimizer="sgd", loss="softmax_c
         with that zero gradient: SGD's momentum and weight decay and Adam's moments still
         move the weights, and Adam counts the update.
         ``step.outputs`` lists each layer's output buffer (the last holds the logits).
+        ``step.threads`` is None (each call picks one thread or two: a step of
+        :data:`TWO_THREAD_STEP_FLOPS` or more runs on two when two are free), or 1 or 2 to
+        force that count; the results agree to rounding.
     """
     n, dtype, state = v.train_step_arguments(layers, n, params, grads, state, optimizer,
                                               loss)
@@ -503,9 +506,10 @@ def _forward_spec(layer, n, dtype):
 #: A training step runs on two threads when two are free (parallel.threads_available) and
 #: its matrix products take about this many floating-point operations or more (6 n per
 #: parameter: the forward product and the two of the backward pass): where OpenBLAS would
-#: split the products over two threads anyway. Smaller steps gain less (the default ResNet's
-#: 13 MFLOP about 10%) and lose more than half when another process keeps a CPU busy
-#: (BENCHMARKS.md, "A step on two threads"; benchmarks/two_threads.py).
+#: split the products over two threads anyway. Smaller steps gain little or lose (the
+#: default ResNet's 13 MFLOP: +10% and -12% in two measurements) and lose more than half
+#: when another process keeps a CPU busy (BENCHMARKS.md, the performance issue's fourth
+#: round; benchmarks/two_threads.py).
 TWO_THREAD_STEP_FLOPS = 30e6
 
 
