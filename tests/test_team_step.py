@@ -6,9 +6,9 @@ Each thread takes half of every layer's units in the products (forward, gradient
 layer below, weight and bias gradients), half of the batch's rows in the elementwise work
 around them, and half of the parameters in the update; the halves split at multiples of 16
 from 32 on, so the sizes here sit on both sides of 16 and 32 and of the odd splits. The
-two threads meet at a barrier wherever one needs what the other wrote: the stop conditions (a bad label, a loss that is not finite, an update
-refused in either half) must end both at the same step, and a thread whose partner never
-comes must not wait for ever.
+two threads meet at a barrier wherever one needs what the other wrote: the stop conditions
+(a bad label, a loss that is not finite, an update refused in either half) must end both
+at the same step, and a thread whose partner never comes must not wait for ever.
 """
 
 import threading
