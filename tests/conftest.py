@@ -12,12 +12,15 @@
 - data: hypothesis strategies for seeds and small dimensions, ``random_array``, and
   ``draw_linear`` / ``draw_residual`` (pre-activations kept away from 0, the kink of the
   kinked activations: relu, leaky_relu).
+- ``interruptible_child``: a subprocess that a test can stop with a real SIGINT.
 
 Test modules import these names directly (``from conftest import assert_close``): pytest
 puts this folder on ``sys.path`` because it has no ``__init__.py``.
 """
 
 import os
+import signal
+import subprocess
 
 import numpy as np
 from hypothesis import strategies as st
@@ -34,6 +37,17 @@ RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 #: Multiplies every ``max_examples`` (``NNCORE_EXAMPLES_SCALE=20 pytest ...`` for a long run).
 EXAMPLES_SCALE = int(os.environ.get("NNCORE_EXAMPLES_SCALE", "1"))
+
+
+def interruptible_child(command, **popen_options):
+    """``subprocess.Popen(command)`` with SIGINT's default action restored in the child, so
+    that a SIGINT from the test raises KeyboardInterrupt there. A shell without job control
+    starts its background commands with SIGINT ignored, a child inherits that, and Python
+    then installs no handler: a suite run in the background would see Ctrl-C ignored."""
+    def default_sigint():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    return subprocess.Popen(command, preexec_fn=default_sigint, **popen_options)
 
 
 def examples(n):

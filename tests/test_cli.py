@@ -14,6 +14,7 @@ import pytest
 
 import nncore as nc
 from nncore import cli
+from conftest import interruptible_child
 
 
 def test_train_writes_model_history_and_figures(tmp_path, capsys):
@@ -247,8 +248,8 @@ def test_ctrl_c_during_train_saves_the_model_and_history_says_where_and_exits_13
                "sys.exit(main(sys.argv[1:]))", "train", "--data", "peaks", "--epochs",
                "100000", "--verbose", "2", "--no-plots", "--out", str(tmp_path),
                "--name", "interrupted"]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    child = interruptible_child(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
     deadline = time.monotonic() + 60
     first_line = child.stdout.readline()  # "training resnet ..."
     assert first_line.startswith("training"), first_line
@@ -278,8 +279,8 @@ def test_ctrl_c_during_a_search_exits_130_records_no_cut_trial_and_a_rerun_compl
     command = [sys.executable, "-c", "import sys; from nncore.cli import main; "
                "sys.exit(main(sys.argv[1:]))", "search", "--grid", str(grid), "--data", "gmm",
                "--results", str(results), "--n-jobs", "1", "--verbose", "2"]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    child = interruptible_child(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
     deadline = time.monotonic() + 60
     assert child.stdout.readline().startswith("grid search")
     line = child.stdout.readline()

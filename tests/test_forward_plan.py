@@ -8,7 +8,7 @@ from threadpoolctl import threadpool_limits
 import nncore as nc
 import nncore.network
 from nncore import activations, ops, parallel, reference
-from conftest import assert_close
+from conftest import assert_close, interruptible_child
 
 DTYPES = (np.float32, np.float64)
 BLOCK = 16
@@ -279,8 +279,8 @@ def test_ctrl_c_stops_a_long_predict_soon():
     import sys
     import time
 
-    child = subprocess.Popen([sys.executable, "-c", PREDICT_UNTIL_CTRL_C],
-                             stdout=subprocess.PIPE, text=True)
+    child = interruptible_child([sys.executable, "-c", PREDICT_UNTIL_CTRL_C],
+                                stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
         time.sleep(0.3)
