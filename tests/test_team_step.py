@@ -12,6 +12,7 @@ at the same step, and a thread whose partner never comes must not wait for ever.
 """
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 import nncore as nc
 from nncore import _kernels, ops
+from nncore.layers import Dense, Residual
 from conftest import assert_close
 
 pytestmark = pytest.mark.skipif(not _kernels.TEAM_STEP,
@@ -113,6 +115,53 @@ def test_two_threads_with_every_kind_of_saved_activation_and_update(activation, 
     X, y = batch(net, 48, 4, "float32")
     one, two = both(net, 48, X, y, update, n_steps=4)
     assert_same_steps(one, two, "float32")
+
+
+#: Layer stacks the builders do not make: a residual block first (its input is X, no input
+#: gradient) and last (its output the logits), hidden widths other than the block's, one
+#: output (member 0 has no unit of the last product), identity and kinked activations.
+STACKS = {
+    "residual-first": lambda: [Residual(3, 40, "tanh"), Dense(3, 33, "relu"),
+                               Dense(33, 4, "identity")],
+    "residual-last": lambda: [Dense(3, 36, "sigmoid"), Residual(36, 50, "gelu")],
+    "hidden-not-width": lambda: [Dense(3, 64, "tanh"), Residual(64, 17, "elu"),
+                                 Residual(64, 96, "tanh"), Dense(64, 4, "identity")],
+    "one-output": lambda: [Dense(3, 48, "softplus"), Dense(48, 1, "identity")],
+}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_two_threads_on_unusual_layer_stacks(stack, dtype):
+    loss = "mean_squared_error" if stack == "one-output" else "softmax_cross_entropy"
+    net = nc.Network(STACKS[stack](), dtype=dtype, seed=1, loss=loss)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((3 * 40, net.n_in)).astype(dtype)
+    targets = (rng.standard_normal((3 * 40, 1)).astype(dtype) if loss != "softmax_cross_entropy"
+               else rng.integers(0, 4, 3 * 40).astype(np.intp))
+    one, two = both(net, 40, X, targets, SGD)
+    assert one["done"] == 3 and one["status"] == nc.status.OK
+    assert_same_steps(one, two, dtype)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_two_threads_repeat_their_own_numbers_bit_for_bit(stack):
+    """The same steps twice on two threads: the same bits (a read before a write would
+    show here first: the comparison with one thread has to allow for rounding)."""
+    loss = "mean_squared_error" if stack == "one-output" else "softmax_cross_entropy"
+    net = nc.Network(STACKS[stack](), dtype="float32", seed=2, loss=loss)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((4 * 48, net.n_in)).astype(np.float32)
+    targets = (rng.standard_normal((4 * 48, 1)).astype(np.float32)
+               if loss != "softmax_cross_entropy" else rng.integers(0, 4, 4 * 48).astype(np.intp))
+    start = net.params.copy()
+    runs = []
+    for _ in range(3):
+        net.params[:] = start
+        runs.append(run_steps(net, 48, X, targets, ADAM, 2, 4))
+    for other in runs[1:]:
+        for name in runs[0]:
+            np.testing.assert_array_equal(other[name], runs[0][name], err_msg=name)
 
 
 def test_two_threads_with_sample_weights_and_squared_error():
@@ -213,14 +262,45 @@ def test_an_interrupt_before_the_barrier_does_not_leave_a_thread_waiting(monkeyp
 def test_two_threads_are_used_for_a_large_step_when_two_are_free(monkeypatch):
     net = nc.mlp(2, [512, 512], 5, dtype="float32")
     large = net.train_step(256, (np.zeros(net.n_params, np.float32),))
+    other = net.train_step(256, (np.zeros(net.n_params, np.float32),))
     small = net.train_step(2, (np.zeros(net.n_params, np.float32),))
     assert large.flops >= ops.TWO_THREAD_STEP_FLOPS > small.flops
+    assert small._alone() and not large._alone()
     monkeypatch.setattr(ops.parallel, "threads_available", lambda: 2)
-    assert (large._threads(), small._threads()) == (2, 1)
+    with large._pair() as threads:
+        assert threads == 2
+        with other._pair() as others:  # another network training on another Python thread
+            assert others == 1
     monkeypatch.setattr(ops.parallel, "threads_available", lambda: 1)
-    assert large._threads() == 1  # a user's threadpool_limits(1), or a joblib worker
+    with large._pair() as threads:  # a user's threadpool_limits(1), or a joblib worker
+        assert threads == 1
     large.threads = 2
-    assert large._threads() == 2
+    with large._pair() as threads:
+        assert threads == 2
+    large.threads = 1
+    assert large._alone()
+
+
+def test_networks_trained_on_two_python_threads_at_once_share_the_cpus():
+    """Each step takes two threads only if no other splitting computation runs: two fits
+    at once, each of steps above the threshold, give the results each gives alone."""
+    def fit(seed, out):
+        net = nc.mlp(2, [256, 256], 5, seed=seed)
+        X = np.random.default_rng(seed).standard_normal((512, 2)).astype(np.float32)
+        y = np.arange(512) % 5
+        net.fit(X, y, epochs=2, batch_size=256, verbose=0)
+        out[seed] = net.params.copy()
+
+    alone, together = {}, {}
+    for seed in (0, 1):
+        fit(seed, alone)
+    threads = [threading.Thread(target=fit, args=(seed, together)) for seed in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for seed in (0, 1):
+        assert_close(together[seed], alone[seed], "float32", name=f"network {seed}")
 
 
 def test_a_thread_count_other_than_one_or_two_is_refused():
@@ -244,9 +324,69 @@ def test_the_comparison_above_can_fail():
         assert_same_steps(one, two, "float32")
 
 
-def test_a_member_cannot_be_run_outside_run_many():
-    """Alone, member 0 would wait at the barrier for ever: only run_many starts members."""
+def test_a_started_thread_joins_only_the_open_call_it_was_started_for():
+    """Alone, member 1 would wait at the barrier for ever: a call of _member_1 for a call
+    that is not open (none yet, or an earlier one) does nothing."""
     net = network("mlp", 8, "tanh", "float64")
     step = net.train_step(4, (np.zeros(net.n_params),))
-    with pytest.raises(RuntimeError, match="only inside run_many"):
-        step.step._run_job(0)
+    before = net.params.copy()
+    assert step.step._member_1(0) is None  # no call opened yet
+    X, y = batch(net, 4, 1, "float64")
+    step.threads = 2
+    step.run(X, y, SGD)  # call 1, done
+    after = net.params.copy()
+    assert step.step._member_1(1) is None and step.step._member_1(0) is None
+    np.testing.assert_array_equal(net.params, after)
+    assert not np.array_equal(after, before)
+
+
+class _StartsLateAndInterrupted(threading.Thread):
+    """A thread that starts running only after a while, and whose start() is followed by a
+    Ctrl-C: the caller gives up on the call before the thread could claim it."""
+
+    def run(self):
+        time.sleep(0.02)  # into the next calls (400 of them take longer here)
+        super().run()
+
+    def start(self):
+        super().start()
+        raise KeyboardInterrupt
+
+
+def test_a_thread_started_for_an_interrupted_call_stays_out_of_the_next(monkeypatch):
+    """The thread of an interrupted call wakes up during later calls on the same step: it
+    must not join them (three threads at a two-thread barrier left one spinning for ever),
+    nor change what they compute."""
+    net = network("mlp", 40, "tanh", "float64")
+    X, y = batch(net, 48, 4, "float64")
+    start, state = net.params.copy(), state_for(net, SGD)
+    state_start = state[0].copy()
+    step = net.train_step(48, state)
+    step.threads = 2
+    monkeypatch.setattr(_kernels, "Thread", _StartsLateAndInterrupted)
+    with pytest.raises(KeyboardInterrupt):
+        step.run_many(X, y, 4, SGD, np.zeros(4), np.zeros(4, np.intp))
+    monkeypatch.undo()
+    np.testing.assert_array_equal(net.params, start)  # nothing ran
+    late = [t for t in threading.enumerate() if t.name == "nncore training step"]
+    results = {}
+
+    def calls(threads, count):
+        """``count`` calls from the same start (the late thread wakes during them)."""
+        net.params[:], state[0][:] = start, state_start
+        step.threads = threads
+        with threadpool_limits(1, user_api="blas"):
+            for _ in range(count):
+                assert step.run_many(X, y, 4, SGD, np.zeros(4), np.zeros(4, np.intp)) == (
+                    4, nc.status.OK)
+        results[threads] = net.params.copy()
+
+    caller = threading.Thread(target=lambda: calls(2, 400), daemon=True)
+    caller.start()
+    caller.join(timeout=60)
+    assert not caller.is_alive(), "a call waited for ever"
+    for thread in late:
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    calls(1, 400)
+    assert_close(results[2], results[1], "float64", name="params")

@@ -1443,6 +1443,27 @@ cdef class Forward:
         return out
 
 
+# Where a two-thread call of TrainStep.run_many stands for the thread started for it.
+cdef enum:
+    CALL_OPEN = 0       # not yet claimed: the started thread may take part
+    CALL_CLAIMED = 1    # the started thread takes part (and must be joined)
+    CALL_CLOSED = 2     # given up on: the started thread, if it ever runs, does nothing
+
+
+cdef _join(worker):
+    """Join ``worker`` even if a Ctrl-C arrives meanwhile (it ends within microseconds once
+    the barrier is aborted), then raise that interruption."""
+    cdef object interruption = None
+    while True:
+        try:
+            worker.join()
+            break
+        except BaseException as error:
+            interruption = error if interruption is None else interruption
+    if interruption is not None:
+        raise interruption
+
+
 cdef class TrainStep:
     """One whole training step of a network in a single nogil call.
 
@@ -1468,6 +1489,8 @@ cdef class TrainStep:
     cdef LayerPlan* halves  # the plan as each of two threads sees it (_plan_rows)
     cdef Team team
     cdef StepJob job         # run_many's call, for _run_job
+    cdef Py_ssize_t calls    # two-thread calls so far: the number a started thread is for
+    cdef int claim           # the current call's CALL_OPEN, CALL_CLAIMED or CALL_CLOSED
 
     def __cinit__(self, list specs, int n, params, grads, tuple state, dlogits, str kind,
                   int loss):
@@ -1489,6 +1512,7 @@ cdef class TrainStep:
         self.state1 = _address(state[1], dtype) if len(state) > 1 else NULL
         self.dlogits = _address(dlogits, dtype)
         self.n_params = params.size
+        self.claim = CALL_CLOSED  # no call open until run_many opens one
         self.halves = <LayerPlan*> PyMem_Malloc(2 * self.n_layers * sizeof(LayerPlan))
         if self.halves == NULL:
             raise MemoryError()
@@ -1601,33 +1625,57 @@ cdef class TrainStep:
             self.running = False
 
     def _run_job_on_two_threads(self):
-        """Run ``self.job`` as member 0 here and member 1 on a thread started for it. If
-        anything is raised here (a Ctrl-C before this thread reached the steps), the barrier
-        is aborted so that the other thread ends instead of waiting for ever."""
-        worker = Thread(target=self._run_job, args=(1,), name="nncore training step",
-                        daemon=True)
+        """Run ``self.job`` as member 0 here and member 1 on a thread started for it
+        (_member_1). If no thread can be started, the job runs on this thread alone.
+
+        The started thread takes part only in the call it was started for, and only if it
+        claims the call first: if anything is raised here (a Ctrl-C while the thread starts,
+        before this one reached the steps), a thread that has not claimed the call never
+        will, and one that has is released by aborting the barrier and joined before this
+        returns, so no thread is left waiting or writing."""
+        self.calls += 1
+        self.claim = CALL_OPEN
         _barrier_init(&self.team.barrier)
+        worker = Thread(target=self._member_1, args=(self.calls,),
+                        name="nncore training step", daemon=True)
         try:
-            worker.start()
+            try:
+                worker.start()
+            except RuntimeError:  # no thread to be had (a process limit, shutdown)
+                self.claim = CALL_CLOSED
+                return self._run_job(-1)
             return self._run_job(0)
         except BaseException:
+            if self.claim == CALL_OPEN:
+                self.claim = CALL_CLOSED
             _barrier_abort(&self.team.barrier)
             raise
         finally:
-            if worker.ident is not None:
-                worker.join()
+            if self.claim == CALL_CLAIMED:
+                _join(worker)
 
-    def _run_job(self, int member):
+    def _member_1(self, Py_ssize_t call):
+        """The started thread's part: member 1 of the call numbered ``call``, if that call
+        is still open (claimed here, under the GIL, before the steps)."""
+        if call != self.calls or self.claim != CALL_OPEN:
+            return
+        self.claim = CALL_CLAIMED
+        try:
+            self._run_job(1)
+        except BaseException:
+            _barrier_abort(&self.team.barrier)  # member 0 must not wait for ever
+            raise
+
+    cdef tuple _run_job(self, int member):
         """Run ``self.job`` (run_many's call) alone (``member`` -1), or as ``member`` 0 or 1
         of the two threads that run it together. Returns ``(steps_done, status)``. Only
-        run_many calls it (it has checked the job; a member alone would wait for ever)."""
+        run_many's thread and the one it starts call it (the job is checked; a member alone
+        would wait for ever)."""
         cdef Update update = self.job.update  # each thread counts Adam's updates itself
         cdef Team* team = NULL if member < 0 else &self.team
         cdef LayerPlan* own_rows = self.halves + (member if member > 0 else 0) * self.n_layers
         cdef Py_ssize_t done, status = -1
         cdef StepJob* j = &self.job
-        if not self.running:
-            raise RuntimeError("_run_job runs only inside run_many")
         with nogil:
             if self.single:
                 done = _train_steps(self.layers, self.n_layers, <const float*> j.X,

@@ -22,7 +22,7 @@ Every shape, dtype and contiguity problem raises ``ValueError``/``TypeError`` na
 argument before any kernel runs.
 """
 
-from contextlib import nullcontext
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -518,9 +518,11 @@ class _TrainStepHandle:
     runs each call on one thread or two.
 
     ``threads``: None (the default) picks two when the kernels can (_kernels.TEAM_STEP),
-    two threads are free and the step is large enough (TWO_THREAD_STEP_FLOPS), else one;
-    1 or 2 forces that count (the tests force both). On two threads BLAS is held to one
-    thread in each; on one, BLAS uses what it may (OpenBLAS splits large products itself).
+    the step is large enough (TWO_THREAD_STEP_FLOPS), two threads are free
+    (parallel.threads_available) and no other splitting computation of the process runs
+    (parallel.two_threads_if_free), else one; 1 or 2 forces that count (the tests force
+    both). On two threads BLAS is held to one thread in each; on one, BLAS uses what it may
+    (OpenBLAS splits large products itself).
     """
 
     __slots__ = ("step", "outputs", "n", "flops", "threads")
@@ -530,23 +532,36 @@ class _TrainStepHandle:
         self.flops, self.threads = flops, None
 
     def run(self, X, targets, update, weights=None):
-        threads = self._threads()
-        with parallel.one_blas_thread_while_splitting() if threads == 2 else nullcontext():
+        if self._alone():
+            return self.step.run(X, targets, update, weights, self.threads or 1)
+        with self._pair() as threads:
             return self.step.run(X, targets, update, weights, threads)
 
     def run_many(self, X, targets, n_steps, update, losses, n_correct, weights=None):
-        threads = self._threads()
-        with parallel.one_blas_thread_while_splitting() if threads == 2 else nullcontext():
+        if self._alone():
+            return self.step.run_many(X, targets, n_steps, update, losses, n_correct, weights,
+                                      self.threads or 1)
+        with self._pair() as threads:
             return self.step.run_many(X, targets, n_steps, update, losses, n_correct, weights,
                                       threads)
 
-    def _threads(self):
+    def _alone(self):
+        """Whether this call does not depend on the machine's state: one thread, or a
+        forced count other than 2 (which the kernels refuse unless it is 1)."""
         if self.threads is not None:
-            return self.threads
-        if (_kernels.TEAM_STEP and self.flops >= TWO_THREAD_STEP_FLOPS
-                and parallel.threads_available() >= 2):
-            return 2
-        return 1
+            return self.threads != 2
+        return not (_kernels.TEAM_STEP and self.flops >= TWO_THREAD_STEP_FLOPS)
+
+    @contextmanager
+    def _pair(self):
+        """The thread count of a call that may take two (forced, or if two are free now),
+        BLAS held to one thread while it runs on two."""
+        if self.threads == 2:
+            with parallel.one_blas_thread_while_splitting():
+                yield 2
+        else:
+            with parallel.two_threads_if_free() as free:
+                yield 2 if free else 1
 
 
 def forward_plan(layers, n, params):

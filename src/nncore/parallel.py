@@ -16,16 +16,19 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 
 __all__ = ["checked_n_jobs", "one_blas_thread", "one_blas_thread_while_splitting",
-           "run_unordered", "threads_available", "row_parts", "run_threads"]
+           "two_threads_if_free", "run_unordered", "threads_available", "row_parts",
+           "run_threads"]
 
 _CONTROLLER = None
 
 
 def _blas_controller():
-    """threadpoolctl's view of the loaded BLAS libraries (found once: a few ms; reading or
-    limiting their threads afterwards takes microseconds)."""
+    """threadpoolctl's view of the loaded BLAS libraries (found once they are loaded: a few
+    ms; reading or limiting their threads afterwards takes microseconds). Looked for again
+    while none is found, so that a first call before SciPy's BLAS is loaded does not leave
+    every later limit without effect."""
     global _CONTROLLER
-    if _CONTROLLER is None:
+    if _CONTROLLER is None or not _CONTROLLER.lib_controllers:
         from threadpoolctl import ThreadpoolController
 
         _CONTROLLER = ThreadpoolController().select(user_api="blas")
@@ -36,6 +39,23 @@ _SHARED_LIMIT_LOCK = threading.Lock()
 _shared_limit = {"users": 0, "limiter": None}
 
 
+def _hold_one_blas_thread():
+    """Count one more splitting computation, the first setting BLAS to one thread (call
+    with _SHARED_LIMIT_LOCK held)."""
+    if _shared_limit["users"] == 0:
+        _shared_limit["limiter"] = _blas_controller().limit(limits=1)
+    _shared_limit["users"] += 1
+
+
+def _release_one_blas_thread():
+    """Count one splitting computation fewer, the last restoring BLAS's threads."""
+    with _SHARED_LIMIT_LOCK:
+        _shared_limit["users"] -= 1
+        if _shared_limit["users"] == 0:
+            _shared_limit["limiter"].restore_original_limits()
+            _shared_limit["limiter"] = None
+
+
 @contextmanager
 def one_blas_thread_while_splitting():
     """BLAS held to one thread while any row-splitting computation runs, from whichever
@@ -43,30 +63,62 @@ def one_blas_thread_while_splitting():
     threadpoolctl limit restores what it saw when it began, so two overlapping ones from
     two threads, ended in the order they began, would leave BLAS at one thread for good.)"""
     with _SHARED_LIMIT_LOCK:
-        if _shared_limit["users"] == 0:
-            _shared_limit["limiter"] = _blas_controller().limit(limits=1)
-        _shared_limit["users"] += 1
+        _hold_one_blas_thread()
     try:
         yield
     finally:
-        with _SHARED_LIMIT_LOCK:
-            _shared_limit["users"] -= 1
-            if _shared_limit["users"] == 0:
-                _shared_limit["limiter"].restore_original_limits()
-                _shared_limit["limiter"] = None
+        _release_one_blas_thread()
+
+
+@contextmanager
+def two_threads_if_free():
+    """Whether a computation may take two threads now (True or False, as the context's
+    value): when :func:`threads_available` gives two or more and no other splitting
+    computation of this process runs. While it is True, BLAS is held to one thread and
+    other callers get False: the check and the claim are one step, so networks trained on
+    several Python threads at once do not each take both CPUs (they ran 10-40 times slower
+    so, two spinning threads each)."""
+    with _SHARED_LIMIT_LOCK:
+        granted = _shared_limit["users"] == 0 and threads_available() >= 2
+        if granted:
+            _hold_one_blas_thread()
+    try:
+        yield granted
+    finally:
+        if granted:
+            _release_one_blas_thread()
+
+
+#: [a container's CPU quota as joblib reads it (a cgroup's cpu.max), or None when it does
+#: not lower the CPU count], read once (empty: not yet).
+_CPU_QUOTA = []
+
+
+def _cpu_quota():
+    if not _CPU_QUOTA:
+        try:
+            from joblib import cpu_count
+
+            counted, affinity = cpu_count(), len(os.sched_getaffinity(0))
+            _CPU_QUOTA.append(counted if counted < affinity else None)
+        except Exception:  # pragma: no cover - no joblib or no affinity: no quota known
+            _CPU_QUOTA.append(None)
+    return _CPU_QUOTA[0]
 
 
 def threads_available():
     """The threads a computation may split its rows over: the CPUs this process may run on
-    (its affinity: ``taskset``, a container's CPU set), and no more than BLAS is allowed to
-    use right now (its default is the cores; joblib's workers, :func:`one_blas_thread` and a
-    user's ``threadpoolctl.threadpool_limits`` lower it)."""
+    (its affinity: ``taskset``, a container's CPU set; and a container's CPU quota, read
+    once through joblib), and no more than BLAS is allowed to use right now (its default is
+    the cores; joblib's workers, :func:`one_blas_thread` and a user's
+    ``threadpoolctl.threadpool_limits`` lower it)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cpus = os.cpu_count() or 1
+    quota = _cpu_quota() if hasattr(os, "sched_getaffinity") else None
     blas = [info["num_threads"] for info in _blas_controller().info()]
-    return max(1, min([cpus, *blas]))
+    return max(1, min([cpus, *([quota] if quota else []), *blas]))
 
 
 def row_parts(n_rows, block, workers):
