@@ -2,7 +2,9 @@
 
 - Each epoch shuffles the training set once into a reusable buffer, so every mini-batch is a
   contiguous view and a training step allocates nothing. The last partial batch is used.
-- The same ``seed`` (and the same network seed) gives bit-identical weights and history.
+- The same ``seed`` (and the same network seed) gives bit-identical weights and history on
+  the same thread count (a large step on two threads rounds some products differently:
+  nncore.ops.TWO_THREAD_STEP_FLOPS).
 - A non-finite loss, or an update that would make a weight non-finite, stops training with
   :class:`TrainingDiverged`, naming the epoch, the step and the first layer whose output
   went non-finite. Before it is raised the network (and the optimizer's state) go back to
