@@ -185,6 +185,27 @@ def test_refused_data_leave_no_empty_folder(tmp_path, capsys):
     assert os.listdir(tmp_path / "kept") == []
 
 
+def test_the_study_names_the_boundary_axes_after_a_csv_header(tmp_path, monkeypatch):
+    """The study's decision boundaries said "feature 1/2" for a CSV whose header names the
+    columns (nncore train's already took the names)."""
+    from nncore import plots
+
+    X, y, _, _ = nc.datasets.make_gmm(n_train=200, n_val=10, seed=1)
+    rows = ["petal length,petal width,kind"] + [f"{a},{b},{c}" for (a, b), c
+                                                in zip(X[:, :2].tolist(), y.tolist())]
+    (tmp_path / "iris.csv").write_text("\n".join(rows) + "\n")
+    seen, draw = [], plots.decision_boundary
+
+    def recording(*args, feature_names=None, **kwargs):
+        seen.append(feature_names)
+        return draw(*args, feature_names=feature_names, **kwargs)
+
+    monkeypatch.setattr(plots, "decision_boundary", recording)
+    assert cli.main(["experiments", "--quick", "--quiet", "--data", str(tmp_path / "iris.csv"),
+                     "--out", str(tmp_path / "out")]) == 0
+    assert seen and all(list(names) == ["petal length", "petal width"] for names in seen)
+
+
 def test_out_must_be_a_folder(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert cli.main(["experiments", "--quick", "--out", str(tmp_path / "file")]) == 2

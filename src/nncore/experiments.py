@@ -560,6 +560,9 @@ def _draw_figures(result, networks, X_val, y_val, folder):
         title=f"{name}: standard network vs ResNet, {s.activation}, each at its best "
               f"learning rate (seed {seeds[0]})")
     if result.dataset.n_in == 2:
+        source = str(result.dataset.source)  # a CSV's header names the axes
+        feature_names = (datasets.csv_feature_names(source)
+                         if source.lower().endswith(".csv") else None)
         models = {"softmax": ("softmax regression", softmax.val),
                   "standard": (labels["standard"], first["standard"].val),
                   "resnet": (labels["resnet"], first["resnet"].val)}
@@ -568,7 +571,7 @@ def _draw_figures(result, networks, X_val, y_val, folder):
                 networks[key], X_val, y_val, folder / f"boundary-{key}.png",
                 title=f"{name}: {label}\nvalidation points, accuracy "
                       f"{100 * scores['accuracy']:.1f}%",
-                seed=result.seed)
+                seed=result.seed, feature_names=feature_names)
     n_checked = min(GRADIENT_TEST_SAMPLES, len(X_val))
     figures["gradient_tests"] = check.plot_results(
         [taylor for taylor, _ in result.checks], folder / "gradient-tests.png", columns=3,
