@@ -206,6 +206,22 @@ def test_the_study_names_the_boundary_axes_after_a_csv_header(tmp_path, monkeypa
     assert seen and all(list(names) == ["petal length", "petal width"] for names in seen)
 
 
+def test_a_refused_data_set_among_several_stops_the_study_before_anything_is_written(
+        tmp_path, capsys):
+    """A folder of two CSVs, the second refused: the first's report used to be written
+    and the index not; now nothing is written at all."""
+    X, y, _, _ = nc.datasets.make_gmm(n_train=200, n_val=10, seed=1)
+    (tmp_path / "data").mkdir()
+    rows = ["a,b,kind"] + [f"{a},{b},{c}" for (a, b), c in zip(X[:, :2].tolist(), y.tolist())]
+    (tmp_path / "data" / "a_good.csv").write_text("\n".join(rows) + "\n")
+    rows = ["a,b,y"] + [f"{i},{i % 7},{i / 7:.3f}" for i in range(1, 60)]
+    (tmp_path / "data" / "b_real.csv").write_text("\n".join(rows) + "\n")
+    assert cli.main(["experiments", "--quick", "--quiet", "--data", str(tmp_path / "data"),
+                     "--out", str(tmp_path / "out")]) == 2
+    assert "classification only" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_out_must_be_a_folder(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert cli.main(["experiments", "--quick", "--out", str(tmp_path / "file")]) == 2

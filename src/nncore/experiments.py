@@ -580,15 +580,14 @@ def _draw_figures(result, networks, X_val, y_val, folder):
     return figures
 
 
-def _study_one(name, source, out, settings, quick, seed, n_jobs, command, verbose):
-    """Study one data set: compute, draw, write ``OUT/<name>.md``.
+def _study_one(name, loaded, out, settings, quick, seed, n_jobs, command, verbose):
+    """Study one data set, ``loaded`` by _load_data: compute, draw, write ``OUT/<name>.md``.
 
     Returns ``(path of the report, StudyResult)``.
     """
     log = _Log(verbose, name)
     started = time.perf_counter()
-    # the data first: data the study refuses leave no folder behind (nor OUT, if new)
-    data, dataset = _load_data(name, source, settings, seed)
+    data, dataset = loaded
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     log(f"{dataset.n_train:,} training / {dataset.n_val:,} validation samples, "
@@ -676,9 +675,12 @@ def run_study(data="all", out="reports", quick=False, seed=0, n_jobs=1, command=
     if command is None:
         command = provenance.python_command(data, out, quick, seed, n_jobs)
     started = time.perf_counter()
+    # every data set loaded first: data the study refuses stop it before anything is
+    # written (no folder, not even OUT if new; no report of the sets before it)
+    loaded = [(name, _load_data(name, source, settings, int(seed))) for name, source in specs]
     paths, results = [], []
-    for name, source in specs:
-        path, result = _study_one(name, source, out, settings, bool(quick), int(seed),
+    for name, data in loaded:
+        path, result = _study_one(name, data, out, settings, bool(quick), int(seed),
                                   int(n_jobs), command, verbose)
         paths.append(path)
         results.append(result)
