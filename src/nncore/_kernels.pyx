@@ -867,11 +867,11 @@ cdef void _plan_backward(const LayerPlan* layers, int n_layers, const floating* 
         grad = <floating*> L.dX
 
 
-cdef inline int _share(int total, int member) noexcept nogil:
-    """Where member 0's share of ``total`` items ends and member 1's begins (0 for member
-    0, ``total`` for member 2): half, rounded down to a multiple of 16 (a cache line of
-    float32) when there are 32 or more."""
-    cdef int half = total // 2
+cdef inline Py_ssize_t _share(Py_ssize_t total, int member) noexcept nogil:
+    """Where member 0's share of ``total`` items (rows, units, parameters) ends and member
+    1's begins (0 for member 0, ``total`` for member 2): half, rounded down to a multiple of
+    16 (a cache line of float32) when there are 32 or more."""
+    cdef Py_ssize_t half = total // 2
     if member <= 0:
         return 0
     if member >= 2:
@@ -1102,9 +1102,7 @@ cdef Py_ssize_t _team_step(Team* team, int member, const LayerPlan* layers,
         return -1
     if _barrier_wait(&team.barrier, 2):  # the update reads gradients of the other's units
         return TEAM_ABORTED
-    # the parameters split at a multiple of 16 too
-    p_first = 0 if member == 0 else 16 * (n_params // 32)
-    p_stop = n_params if member == 1 else 16 * (n_params // 32)
+    p_first, p_stop = _share(n_params, member), _share(n_params, member + 1)
     team.ok[member] = _update_is_finite(params + p_first, grads + p_first, state0 + p_first,
                                         state1 + p_first if state1 != NULL else NULL,
                                         p_stop - p_first, update)
@@ -1486,7 +1484,7 @@ cdef class TrainStep:
     cdef Py_ssize_t n_params
     cdef bint running
     cdef readonly object arrays
-    cdef LayerPlan* halves  # the plan as each of two threads sees it (_plan_rows)
+    cdef LayerPlan* second_half  # the plan as member 1 sees it (_plan_rows); 0 uses layers
     cdef Team team
     cdef StepJob job         # run_many's call, for _run_job
     cdef Py_ssize_t calls    # two-thread calls so far: the number a started thread is for
@@ -1513,16 +1511,15 @@ cdef class TrainStep:
         self.dlogits = _address(dlogits, dtype)
         self.n_params = params.size
         self.claim = CALL_CLOSED  # no call open until run_many opens one
-        self.halves = <LayerPlan*> PyMem_Malloc(2 * self.n_layers * sizeof(LayerPlan))
-        if self.halves == NULL:
+        self.second_half = <LayerPlan*> PyMem_Malloc(self.n_layers * sizeof(LayerPlan))
+        if self.second_half == NULL:
             raise MemoryError()
-        _plan_rows(self.layers, self.n_layers, 0, dtype.itemsize, self.halves)
         _plan_rows(self.layers, self.n_layers, _share(n, 1), dtype.itemsize,
-                   self.halves + self.n_layers)
+                   self.second_half)
 
     def __dealloc__(self):
         PyMem_Free(self.layers)
-        PyMem_Free(self.halves)
+        PyMem_Free(self.second_half)
 
     def run(self, X, targets, update, weights=None, int threads=1):
         """Returns ``(loss, n_correct, status)``: ``status`` is -1, UPDATE_NOT_FINITE (the
@@ -1673,7 +1670,7 @@ cdef class TrainStep:
         would wait for ever)."""
         cdef Update update = self.job.update  # each thread counts Adam's updates itself
         cdef Team* team = NULL if member < 0 else &self.team
-        cdef LayerPlan* own_rows = self.halves + (member if member > 0 else 0) * self.n_layers
+        cdef LayerPlan* own_rows = self.second_half if member == 1 else self.layers
         cdef Py_ssize_t done, status = -1
         cdef StepJob* j = &self.job
         with nogil:
