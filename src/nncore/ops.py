@@ -532,18 +532,18 @@ class _TrainStepHandle:
         self.flops, self.threads = flops, None
 
     def run(self, X, targets, update, weights=None):
-        if self._alone():
-            return self.step.run(X, targets, update, weights, self.threads or 1)
-        with self._pair() as threads:
-            return self.step.run(X, targets, update, weights, threads)
+        return self._call(self.step.run, X, targets, update, weights)
 
     def run_many(self, X, targets, n_steps, update, losses, n_correct, weights=None):
+        return self._call(self.step.run_many, X, targets, n_steps, update, losses, n_correct,
+                          weights)
+
+    def _call(self, method, *args):
+        """``method(*args, threads)`` of the TrainStep, on the thread count of this call."""
         if self._alone():
-            return self.step.run_many(X, targets, n_steps, update, losses, n_correct, weights,
-                                      self.threads or 1)
+            return method(*args, self.threads or 1)
         with self._pair() as threads:
-            return self.step.run_many(X, targets, n_steps, update, losses, n_correct, weights,
-                                      threads)
+            return method(*args, threads)
 
     def _alone(self):
         """Whether this call does not depend on the machine's state: one thread, or a
