@@ -353,6 +353,34 @@ class _StartsLateAndInterrupted(threading.Thread):
         raise KeyboardInterrupt
 
 
+class _SecondThreadFails(_kernels.TrainStep):
+    """A step whose second thread raises before its first step (as a MemoryError could)."""
+
+    def _take_part(self):
+        raise MemoryError("no memory for member 1")
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_failing_second_thread_is_an_error_of_the_call_not_a_status(monkeypatch, fails):
+    """Member 0 stops at the barrier member 1 aborted; the call must raise member 1's error
+    (it used to return the abort's status, which fit would have taken for a step done), and
+    the next call on a sound step runs whole."""
+    net = network("mlp", 40, "tanh", "float64")
+    X, y = batch(net, 48, 4, "float64")
+    if fails:
+        monkeypatch.setattr(ops._kernels, "TrainStep", _SecondThreadFails)
+    step = net.train_step(48, state_for(net, SGD))
+    step.threads = 2
+    losses = np.zeros(4)
+    if not fails:  # the check can fail: a sound step runs its four steps
+        assert step.run_many(X, y, 4, SGD, losses, np.zeros(4, np.intp)) == (4, nc.status.OK)
+        return
+    with pytest.raises(RuntimeError, match="second thread failed") as raised:
+        step.run_many(X, y, 4, SGD, losses, np.zeros(4, np.intp))
+    assert isinstance(raised.value.__cause__, MemoryError)
+    assert not [t for t in threading.enumerate() if t.name == "nncore training step"]
+
+
 def test_a_thread_started_for_an_interrupted_call_stays_out_of_the_next(monkeypatch):
     """The thread of an interrupted call wakes up during later calls on the same step: it
     must not join them (three threads at a two-thread barrier left one spinning for ever),

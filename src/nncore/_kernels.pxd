@@ -62,9 +62,12 @@ cdef enum:
     DENSE = 0
     RESIDUAL = 1
 
-# _train_step's return value when it skipped an update that would overflow the weights.
+# What a training step returns when no label is out of range (a bad label's row is >= 0);
+# nncore.status names the first two for Python.
 cdef enum:
-    STEP_UPDATE_NOT_FINITE = -2
+    STEP_OK = -1                 # the step ran (and updated, if its loss was finite)
+    STEP_UPDATE_NOT_FINITE = -2  # the update was skipped: it would overflow the weights
+    STEP_ABORTED = -3            # two threads only: the barrier was aborted, nothing is done
 
 # The losses of the fused step: the ``code`` of each entry of nncore.losses.LOSSES.
 cdef enum:

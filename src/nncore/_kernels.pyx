@@ -1,5 +1,7 @@
 # cython: language_level=3
-"""Typed kernels for nncore's hot loops. Nothing here validates: nncore.ops does, first.
+"""Typed kernels for nncore's hot loops. nncore.ops checks every shape, dtype and
+contiguity before calling here; what is checked here is only what a compiled plan is handed
+at each call (run_many's arrays, an update's settings).
 
 The code has three levels, and each level only calls the one below it:
 
@@ -8,15 +10,20 @@ The code has three levels, and each level only calls the one below it:
    ``_kernels.pxd`` (Cython's rule for inline functions of a module with a .pxd), over the
    float32 C helpers of the header ``_simd.h`` (nncore_expf, nncore_tanhf, the other
    activations and the loops compiled once per CPU level).
-2. Array loops over raw pointers and sizes (``_linear_forward``, ``_residual_backward``, ...).
-   They write into caller-provided buffers, allocate nothing and never hold the GIL, so a
-   fused training step written in Cython can call them directly. Every matrix product goes
-   through ``_gemm``, the only place that calls BLAS. They are defined here and declared in
-   ``_kernels.pxd``, with the fused type ``floating``, the enums and the LayerPlan and Update
-   structs, so that another Cython module can cimport them.
-3. ``def`` functions taking typed memoryviews (``const`` for inputs, so read-only arrays work).
-   They turn views into pointers and release the GIL. The caller (nncore.ops) has already
-   checked every shape, dtype and contiguity: a kernel never sees an unchecked shape.
+2. Array loops over raw pointers and sizes: a layer's passes (``_linear_forward``,
+   ``_residual_backward``, ...), the losses and the optimizer updates; over them, a whole
+   network's passes through a LayerPlan array (``_plan_forward``, ``_plan_backward``) and
+   the fused training step (``_train_step``: forward, loss, backward and update), and the
+   same step shared by two threads (``_team_step``; they wait for each other at the
+   barrier of ``_team.h``). They write into caller-provided buffers, allocate nothing and
+   never hold the GIL. Every matrix product goes through ``_gemm``, the only place that
+   calls BLAS. The layer loops are declared in ``_kernels.pxd``, with the fused type
+   ``floating``, the enums and the LayerPlan and Update structs, so that another Cython
+   module can cimport them.
+3. Python entry points: ``def`` functions taking typed memoryviews (``const`` for inputs,
+   so read-only arrays work), which turn views into pointers and release the GIL; and the
+   compiled plans ``Forward`` (predict's forward pass) and ``TrainStep`` (many training
+   steps in one call, on one thread or on two: it starts the second for each call).
 
 Arrays are row-major ``(n_samples, n_features)``; a weight ``W`` is ``(n_out, n_in)`` and a
 layer computes ``A = act(X @ W.T + b)``. One fused type serves float32 and float64; sums
@@ -195,66 +202,42 @@ cdef void _times_derivative(const floating* G, const floating* A, const floating
     if floating is float:
         if _times_derivative_f32(activation, G, A, shift, out, n, m):
             return
+    if shift != NULL:  # add the shift first (the same rounding as in one expression)
+        for i in range(n):
+            for j in range(m):
+                out[i * m + j] = G[i * m + j] + shift[j]
+        G = out
     for i in range(n):
         g_row = G + i * m
         a_row = A + i * m
         o_row = out + i * m
-        if shift == NULL:
-            if activation == TANH:
-                for j in range(m):
-                    o_row[j] = g_row[j] * _derivative(a_row[j], TANH)
-            elif activation == RELU:
-                for j in range(m):
-                    o_row[j] = g_row[j] * _derivative(a_row[j], RELU)
-            elif activation == SIGMOID:
-                for j in range(m):
-                    o_row[j] = g_row[j] * _derivative(a_row[j], SIGMOID)
-            elif activation == LEAKY_RELU:
-                for j in range(m):
-                    o_row[j] = g_row[j] * _derivative(a_row[j], LEAKY_RELU)
-            elif activation == ELU:
-                for j in range(m):
-                    o_row[j] = g_row[j] * _derivative(a_row[j], ELU)
-            elif activation == SOFTPLUS:
-                for j in range(m):
-                    o_row[j] = g_row[j] * _derivative(a_row[j], SOFTPLUS)
-            elif activation == GELU:
-                for j in range(m):
-                    o_row[j] = g_row[j] * _derivative(a_row[j], GELU)
-            elif activation == SILU:
-                for j in range(m):
-                    o_row[j] = g_row[j] * _derivative(a_row[j], SILU)
-            else:
-                for j in range(m):
-                    o_row[j] = g_row[j]
-        else:
-            if activation == TANH:
-                for j in range(m):
-                    o_row[j] = (g_row[j] + shift[j]) * _derivative(a_row[j], TANH)
-            elif activation == RELU:
-                for j in range(m):
-                    o_row[j] = (g_row[j] + shift[j]) * _derivative(a_row[j], RELU)
-            elif activation == SIGMOID:
-                for j in range(m):
-                    o_row[j] = (g_row[j] + shift[j]) * _derivative(a_row[j], SIGMOID)
-            elif activation == LEAKY_RELU:
-                for j in range(m):
-                    o_row[j] = (g_row[j] + shift[j]) * _derivative(a_row[j], LEAKY_RELU)
-            elif activation == ELU:
-                for j in range(m):
-                    o_row[j] = (g_row[j] + shift[j]) * _derivative(a_row[j], ELU)
-            elif activation == SOFTPLUS:
-                for j in range(m):
-                    o_row[j] = (g_row[j] + shift[j]) * _derivative(a_row[j], SOFTPLUS)
-            elif activation == GELU:
-                for j in range(m):
-                    o_row[j] = (g_row[j] + shift[j]) * _derivative(a_row[j], GELU)
-            elif activation == SILU:
-                for j in range(m):
-                    o_row[j] = (g_row[j] + shift[j]) * _derivative(a_row[j], SILU)
-            else:
-                for j in range(m):
-                    o_row[j] = g_row[j] + shift[j]
+        if activation == TANH:
+            for j in range(m):
+                o_row[j] = g_row[j] * _derivative(a_row[j], TANH)
+        elif activation == RELU:
+            for j in range(m):
+                o_row[j] = g_row[j] * _derivative(a_row[j], RELU)
+        elif activation == SIGMOID:
+            for j in range(m):
+                o_row[j] = g_row[j] * _derivative(a_row[j], SIGMOID)
+        elif activation == LEAKY_RELU:
+            for j in range(m):
+                o_row[j] = g_row[j] * _derivative(a_row[j], LEAKY_RELU)
+        elif activation == ELU:
+            for j in range(m):
+                o_row[j] = g_row[j] * _derivative(a_row[j], ELU)
+        elif activation == SOFTPLUS:
+            for j in range(m):
+                o_row[j] = g_row[j] * _derivative(a_row[j], SOFTPLUS)
+        elif activation == GELU:
+            for j in range(m):
+                o_row[j] = g_row[j] * _derivative(a_row[j], GELU)
+        elif activation == SILU:
+            for j in range(m):
+                o_row[j] = g_row[j] * _derivative(a_row[j], SILU)
+        elif o_row != g_row:  # the identity
+            for j in range(m):
+                o_row[j] = g_row[j]
 
 
 cdef void _column_sums(const floating* G, floating* sums, Py_ssize_t n, Py_ssize_t m,
@@ -292,11 +275,25 @@ cdef void _linear_forward(const floating* X, const floating* W, const floating* 
     ``Z`` is NULL, or receives the pre-activation X W^T + b (for an activation whose
     derivative needs it); without it the bias and the activation are applied to A in place.
     """
+    _linear_product(X, W, A if Z == NULL else Z, n, n_in, n_out, 0, n_out)
+    _linear_bias_activation(Z, b, A, n, n_out, activation)
+
+
+cdef void _linear_product(const floating* X, const floating* W, floating* out, int n,
+                          int n_in, int n_out, int first, int stop) noexcept nogil:
+    """out[:, first:stop] = X W[first:stop]^T: a dense layer's product for its units
+    ``first`` to ``stop`` (``out`` has rows of n_out)."""
+    _gemm(False, True, n, stop - first, n_in, 1, X, n_in, W + <Py_ssize_t> first * n_in,
+          n_in, 0, out + first, n_out)
+
+
+cdef void _linear_bias_activation(floating* Z, const floating* b, floating* A, int n,
+                                  int n_out, int activation) noexcept nogil:
+    """A = act(Z + b), Z holding the layer's product (the kept pre-activation, + b here);
+    with Z NULL the product is in A, and the bias and activation are applied in place."""
     if Z == NULL:
-        _gemm(False, True, n, n_out, n_in, 1, X, n_in, W, n_in, 0, A, n_out)
         _bias_activation(A, b, n, n_out, activation)
     else:
-        _gemm(False, True, n, n_out, n_in, 1, X, n_in, W, n_in, 0, Z, n_out)
         _activation(Z, b, A, n, n_out, activation)
 
 
@@ -310,8 +307,14 @@ cdef void _linear_backward(const floating* dA, const floating* X, const floating
     dZ is scratch of shape (n, n_out); for the identity it is not touched (dZ is dA).
     """
     _linear_backward_rows(dA, W, S, dZ, dX, n, n_in, n_out, activation)
-    _linear_backward_weights(dA if activation == IDENTITY else dZ, X, dW, db, n, n_in, n_out,
-                             0, n_out)
+    _linear_backward_weights(_dZ(dA, dZ, activation), X, dW, db, n, n_in, n_out, 0, n_out)
+
+
+cdef inline const floating* _dZ(const floating* dA, const floating* scratch,
+                                int activation) noexcept nogil:
+    """A dense layer's dZ = dA * act': dA itself for the identity, else the scratch buffer
+    _linear_backward_rows wrote it to."""
+    return dA if activation == IDENTITY else scratch
 
 
 cdef void _linear_backward_rows(const floating* dA, const floating* W, const floating* S,
@@ -319,12 +322,18 @@ cdef void _linear_backward_rows(const floating* dA, const floating* W, const flo
                                 int activation) noexcept nogil:
     """The part of _linear_backward that works row by row (each row of dZ and dX needs
     only the same row of dA and S): dZ = dA * act' (not for the identity), dX = dZ W."""
-    if activation == IDENTITY:
-        dZ = <floating*> dA
-    else:
+    if activation != IDENTITY:
         _times_derivative(dA, S, <const floating*> NULL, dZ, n, n_out, activation)
     if dX != NULL:
-        _gemm(False, False, n, n_in, n_out, 1, dZ, n_out, W, n_in, 0, dX, n_in)
+        _linear_input_gradient(_dZ(dA, dZ, activation), W, dX, n, n_in, n_out, 0, n_in)
+
+
+cdef void _linear_input_gradient(const floating* dZ, const floating* W, floating* dX, int n,
+                                 int n_in, int n_out, int first, int stop) noexcept nogil:
+    """dX[:, first:stop] = dZ W[:, first:stop]: the gradient to a dense layer's inputs
+    ``first`` to ``stop`` (``dX`` has rows of n_in)."""
+    _gemm(False, False, n, stop - first, n_out, 1, dZ, n_out, W + first, n_in, 0, dX + first,
+          n_in)
 
 
 cdef void _linear_backward_weights(const floating* dZ, const floating* X, floating* dW,
@@ -563,26 +572,30 @@ cdef double _mean_squared_error(const floating* pred, const floating* target,
     return ((sums[0] + sums[1]) + (sums[2] + sums[3])) / Wk
 
 
+cdef inline floating _sgd_element(floating p, floating grad, floating* velocity,
+                                  floating lr, floating momentum, bint nesterov,
+                                  floating weight_decay) noexcept nogil:
+    """SGD's update of one parameter ``p``: updates ``velocity`` in place and returns the
+    new parameter (PyTorch's rule; see nncore.ops.sgd_momentum_ for the formula)."""
+    cdef floating g = grad + weight_decay * p
+    velocity[0] = momentum * velocity[0] + g
+    return p - lr * (g + momentum * velocity[0] if nesterov else velocity[0])
+
+
 cdef void _sgd_momentum(floating* param, const floating* grad, floating* velocity,
                         Py_ssize_t size, floating lr, floating momentum, bint nesterov,
                         floating weight_decay) noexcept nogil:
-    """PyTorch's SGD rule in one pass; see nncore.ops.sgd_momentum_ for the formula."""
+    """_sgd_element over the buffers, in one pass."""
     cdef Py_ssize_t i
-    cdef floating g, v
+    cdef floating v
     if floating is float:  # the vectorised, CPU-dispatched C loop above
         _sgd_momentum_f32(param, grad, velocity, size, lr, momentum, nesterov, weight_decay)
-    elif nesterov:
-        for i in range(size):
-            g = grad[i] + weight_decay * param[i]
-            v = momentum * velocity[i] + g
-            velocity[i] = v
-            param[i] = param[i] - lr * (g + momentum * v)
     else:
         for i in range(size):
-            g = grad[i] + weight_decay * param[i]
-            v = momentum * velocity[i] + g
+            v = velocity[i]
+            param[i] = _sgd_element(param[i], grad[i], &v, lr, momentum, nesterov,
+                                    weight_decay)
             velocity[i] = v
-            param[i] = param[i] - lr * v
 
 
 cdef bint _sgd_update_is_finite(const floating* param, const floating* grad,
@@ -596,16 +609,15 @@ cdef bint _sgd_update_is_finite(const floating* param, const floating* grad,
     reorder, so the loop vectorises.
     """
     cdef Py_ssize_t i
-    cdef floating g, v, p
+    cdef floating v, p
     cdef int bad = 0
     if floating is float:
         bad = not _sgd_update_is_finite_f32(param, grad, velocity, size, lr, momentum,
                                             nesterov, weight_decay)
     else:
         for i in range(size):
-            g = grad[i] + weight_decay * param[i]
-            v = momentum * velocity[i] + g
-            p = param[i] - lr * (g + momentum * v if nesterov else v)
+            v = velocity[i]
+            p = _sgd_element(param[i], grad[i], &v, lr, momentum, nesterov, weight_decay)
             bad |= ((p - p) != 0) | ((v - v) != 0)
     return bad == 0
 
@@ -627,36 +639,45 @@ cdef AdamScalars _adam_scalars(Py_ssize_t step, double lr, double beta1, double 
     return c
 
 
-cdef void _adam(floating* param, const floating* grad, floating* exp_avg,
-                floating* exp_avg_sq, Py_ssize_t size, const AdamScalars* c) noexcept nogil:
-    """PyTorch's Adam rule (amsgrad and maximize off) in one pass, in its order of
-    operations; see nncore.ops.adam_ for the formula. AdamW (decoupled weight decay)
+cdef inline floating _adam_element(floating p, floating grad, floating* m, floating* v,
+                                   const AdamScalars* c) noexcept nogil:
+    """Adam's update of one parameter ``p``: updates the moments ``m`` and ``v`` in place
+    and returns the new parameter. PyTorch's rule (amsgrad and maximize off) in its order
+    of operations; see nncore.ops.adam_ for the formula. AdamW (decoupled weight decay)
     multiplies the parameter by ``decay`` first and adds nothing to the gradient.
 
-    The first moment is torch.lerp(exp_avg, g, 1 - beta1): m + w (g - m) for a weight
-    |w| < 0.5, else g + (w - 1) (g - m). Each element is read before it is written, so grad
-    may be param itself.
+    The first moment is torch.lerp(m, g, 1 - beta1): m + w (g - m) for a weight |w| < 0.5,
+    else g + (w - 1) (g - m).
     """
+    cdef floating weight = <floating> c.weight
+    cdef floating g = grad + <floating> c.weight_decay * p
+    if fabs(weight) < 0.5:
+        m[0] = m[0] + weight * (g - m[0])
+    else:
+        m[0] = g + (weight - 1) * (g - m[0])
+    v[0] = v[0] * <floating> c.beta2 + <floating> c.one_minus_beta2 * g * g
+    return p * <floating> c.decay + <floating> c.neg_step_size * m[0] / (
+        sqrt(v[0]) / <floating> c.bias_correction2_sqrt + <floating> c.eps)
+
+
+cdef void _adam(floating* param, const floating* grad, floating* exp_avg,
+                floating* exp_avg_sq, Py_ssize_t size, const AdamScalars* c) noexcept nogil:
+    """_adam_element over the buffers, in one pass. Each element is read before it is
+    written, so grad may be param itself."""
     cdef Py_ssize_t i
-    cdef floating weight = <floating> c.weight, coeff, g, m, v, p
+    cdef floating weight = <floating> c.weight, m, v
     cdef floating decay = <floating> c.decay, weight_decay = <floating> c.weight_decay
     cdef floating beta2 = <floating> c.beta2, one_minus_beta2 = <floating> c.one_minus_beta2
     cdef floating bias_correction2_sqrt = <floating> c.bias_correction2_sqrt
     cdef floating eps = <floating> c.eps, neg_step_size = <floating> c.neg_step_size
-    cdef bint small = fabs(weight) < 0.5
     if floating is float:  # the vectorised, CPU-dispatched C loop of _simd.h
         _adam_f32(param, grad, exp_avg, exp_avg_sq, size, decay, weight_decay, weight, beta2,
                   one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size)
     else:
-        coeff = weight if small else weight - 1
         for i in range(size):
-            p = param[i]
-            g = grad[i] + weight_decay * p
-            m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
-            v = exp_avg_sq[i] * beta2 + one_minus_beta2 * g * g
-            exp_avg[i] = m
-            exp_avg_sq[i] = v
-            param[i] = p * decay + neg_step_size * m / (sqrt(v) / bias_correction2_sqrt + eps)
+            m, v = exp_avg[i], exp_avg_sq[i]
+            param[i] = _adam_element(param[i], grad[i], &m, &v, c)
+            exp_avg[i], exp_avg_sq[i] = m, v
 
 
 cdef bint _adam_update_is_finite(const floating* param, const floating* grad,
@@ -665,25 +686,20 @@ cdef bint _adam_update_is_finite(const floating* param, const floating* grad,
     """Whether _adam would leave every parameter and both moments finite (computes the
     update without writing it; see _sgd_update_is_finite for the test)."""
     cdef Py_ssize_t i
-    cdef floating weight = <floating> c.weight, coeff, g, m, v, p
+    cdef floating weight = <floating> c.weight, m, v, p
     cdef floating decay = <floating> c.decay, weight_decay = <floating> c.weight_decay
     cdef floating beta2 = <floating> c.beta2, one_minus_beta2 = <floating> c.one_minus_beta2
     cdef floating bias_correction2_sqrt = <floating> c.bias_correction2_sqrt
     cdef floating eps = <floating> c.eps, neg_step_size = <floating> c.neg_step_size
-    cdef bint small = fabs(weight) < 0.5
     cdef int bad = 0
     if floating is float:
         bad = not _adam_update_is_finite_f32(param, grad, exp_avg, exp_avg_sq, size, decay,
                                              weight_decay, weight, beta2, one_minus_beta2,
                                              bias_correction2_sqrt, eps, neg_step_size)
     else:
-        coeff = weight if small else weight - 1
         for i in range(size):
-            p = param[i]
-            g = grad[i] + weight_decay * p
-            m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
-            v = exp_avg_sq[i] * beta2 + one_minus_beta2 * g * g
-            p = p * decay + neg_step_size * m / (sqrt(v) / bias_correction2_sqrt + eps)
+            m, v = exp_avg[i], exp_avg_sq[i]
+            p = _adam_element(param[i], grad[i], &m, &v, c)
             bad |= ((p - p) != 0) | ((m - m) != 0) | ((v - v) != 0)
     return bad == 0
 
@@ -741,10 +757,6 @@ cdef extern from "_team.h":
     void _barrier_abort "nncore_barrier_abort" (nncore_barrier* b) noexcept nogil
     bint _barrier_wait "nncore_barrier_wait" (nncore_barrier* b, int members) noexcept nogil
 
-# _team_step's return value when the other thread never came (the barrier was aborted).
-cdef enum:
-    TEAM_ABORTED = -3
-
 #: Whether a training step can run on two threads (TrainStep.run_many's ``run_threads``):
 #: this build has the atomic operations its barrier needs.
 TEAM_STEP = bool(_HAVE_TEAM)
@@ -771,8 +783,8 @@ cdef inline void* _moved(void* buffer, Py_ssize_t bytes) noexcept nogil:
     return NULL if buffer == NULL else <void*> (<char*> buffer + bytes)
 
 
-cdef void _plan_rows(const LayerPlan* layers, int n_layers, Py_ssize_t first,
-                     Py_ssize_t itemsize, LayerPlan* rows) noexcept nogil:
+cdef void _plan_from_row(const LayerPlan* layers, int n_layers, Py_ssize_t first,
+                         Py_ssize_t itemsize, LayerPlan* rows) noexcept nogil:
     """Write to ``rows`` the plan ``layers`` with each buffer of one row per sample (out,
     dX, scratch, H, Z) moved ``first`` rows on: the plan of the batch's rows from ``first``
     on, for the thread that computes them. The weights and gradients stay shared."""
@@ -809,6 +821,14 @@ ACTIVATION_CODES = {"identity": IDENTITY, "tanh": TANH, "relu": RELU, "sigmoid":
                     "softplus": SOFTPLUS}
 
 
+cdef inline void* _saved(const LayerPlan* L) noexcept nogil:
+    """What the layer's act' is computed from (see _derivative): the kept pre-activation Z if
+    there is one, else the activation's output (a dense layer's out, a block's H)."""
+    if L.Z != NULL:
+        return L.Z
+    return L.H if L.kind == RESIDUAL else L.out
+
+
 cdef void _plan_forward(const LayerPlan* layers, int n_layers, const floating* X,
                         int n) noexcept nogil:
     cdef int i
@@ -819,15 +839,15 @@ cdef void _plan_forward(const LayerPlan* layers, int n_layers, const floating* X
         if L.kind == DENSE:
             _linear_forward(layer_input, <floating*> L.W, <floating*> L.b, <floating*> L.Z,
                             <floating*> L.out, n, L.n_in, L.n_out, L.activation)
-        else:
+        elif L.kind == RESIDUAL:
             _residual_forward(layer_input, <floating*> L.W, <floating*> L.b,
                               <floating*> L.W2, <floating*> L.Z, <floating*> L.H,
                               <floating*> L.out, n, L.n_in, L.hidden, L.activation)
         layer_input = <floating*> L.out
 
 
-cdef void _plan_forward_rows(LayerPlan* layers, int n_layers, const floating* X,
-                             floating* out, Py_ssize_t rows, int n) noexcept nogil:
+cdef void _plan_forward_blocks(LayerPlan* layers, int n_layers, const floating* X,
+                               floating* out, Py_ssize_t rows, int n) noexcept nogil:
     """The plan's forward pass over ``rows`` rows of X in blocks of at most ``n`` (the rows
     its buffers hold); the last layer writes each block's outputs straight into ``out``."""
     cdef LayerPlan* last = &layers[n_layers - 1]
@@ -848,29 +868,26 @@ cdef void _plan_backward(const LayerPlan* layers, int n_layers, const floating* 
     cdef const LayerPlan* L
     cdef const floating* grad = dlogits
     cdef const floating* layer_input
-    cdef const floating* saved
     for i in range(n_layers - 1, -1, -1):
         L = &layers[i]
         layer_input = X if i == 0 else <floating*> layers[i - 1].out
         if L.kind == DENSE:
-            # act' comes from the kept pre-activation if there is one, else from the output
-            saved = <floating*> (L.Z if L.Z != NULL else L.out)
-            _linear_backward(grad, layer_input, <floating*> L.W, saved,
+            _linear_backward(grad, layer_input, <floating*> L.W, <floating*> _saved(L),
                              <floating*> L.scratch, <floating*> L.dX, <floating*> L.dW,
                              <floating*> L.db, n, L.n_in, L.n_out, L.activation)
-        else:
-            saved = <floating*> (L.Z if L.Z != NULL else L.H)
+        elif L.kind == RESIDUAL:
             _residual_backward(grad, layer_input, <floating*> L.W, <floating*> L.W2,
-                               <floating*> L.H, saved, <floating*> L.scratch,
+                               <floating*> L.H, <floating*> _saved(L), <floating*> L.scratch,
                                <floating*> L.dX, <floating*> L.dW, <floating*> L.db,
                                <floating*> L.dW2, n, L.n_in, L.hidden, L.activation)
         grad = <floating*> L.dX
 
 
-cdef inline Py_ssize_t _share(Py_ssize_t total, int member) noexcept nogil:
-    """Where member 0's share of ``total`` items (rows, units, parameters) ends and member
-    1's begins (0 for member 0, ``total`` for member 2): half, rounded down to a multiple of
-    16 (a cache line of float32) when there are 32 or more."""
+cdef inline Py_ssize_t _share_start(Py_ssize_t total, int member) noexcept nogil:
+    """Where the share of ``member`` (0 or 1) of ``total`` items (rows, units, parameters)
+    starts: member m takes items _share_start(total, m) to _share_start(total, m + 1), so
+    the starts are 0, half of ``total`` and ``total``; the half is rounded down to a multiple
+    of 16 (a cache line of float32) when there are 32 or more."""
     cdef Py_ssize_t half = total // 2
     if member <= 0:
         return 0
@@ -883,7 +900,7 @@ cdef void _plan_backward_weights(const LayerPlan* layers, int n_layers, const fl
                                  const floating* dlogits, int n, int member) noexcept nogil:
     """The part of _plan_backward that sums over the batch's rows (every layer's weight and
     bias gradients), once the row-by-row part has run on all of them: the share of
-    ``member`` (0 or 1) of each layer's units (_share)."""
+    ``member`` (0 or 1) of each layer's units (_share_start)."""
     cdef int i
     cdef const LayerPlan* L
     cdef const floating* grad
@@ -893,17 +910,18 @@ cdef void _plan_backward_weights(const LayerPlan* layers, int n_layers, const fl
         layer_input = X if i == 0 else <floating*> layers[i - 1].out
         grad = dlogits if i == n_layers - 1 else <floating*> layers[i + 1].dX
         if L.kind == DENSE:
-            _linear_backward_weights(grad if L.activation == IDENTITY else <floating*> L.scratch,
+            _linear_backward_weights(_dZ(grad, <floating*> L.scratch, L.activation),
                                      layer_input, <floating*> L.dW, <floating*> L.db, n,
-                                     L.n_in, L.n_out, _share(L.n_out, member),
-                                     _share(L.n_out, member + 1))
-        else:
+                                     L.n_in, L.n_out, _share_start(L.n_out, member),
+                                     _share_start(L.n_out, member + 1))
+        elif L.kind == RESIDUAL:
             _residual_backward_weights(grad, layer_input, <floating*> L.H,
                                        <floating*> L.scratch, <floating*> L.dW,
                                        <floating*> L.db, <floating*> L.dW2, n, L.n_in,
-                                       L.hidden, _share(L.n_in, member),
-                                       _share(L.n_in, member + 1), _share(L.hidden, member),
-                                       _share(L.hidden, member + 1))
+                                       L.hidden, _share_start(L.n_in, member),
+                                       _share_start(L.n_in, member + 1),
+                                       _share_start(L.hidden, member),
+                                       _share_start(L.hidden, member + 1))
 
 
 cdef Py_ssize_t _count_correct(const floating* logits, const Py_ssize_t* labels,
@@ -957,7 +975,7 @@ cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floatin
                             Py_ssize_t* n_correct) noexcept nogil:
     """Forward, loss, backward and the optimizer's update (_apply_update), in one call.
 
-    Returns -1, or the first row with a label outside [0, n_classes) (then nothing else is
+    Returns STEP_OK, or the first row with a label outside [0, n_classes) (then nothing else is
     done), or UPDATE_NOT_FINITE. The update is applied only if the loss is finite and the
     updated parameters and optimizer state would all be finite: the weights never go
     non-finite.
@@ -972,10 +990,10 @@ cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floatin
         return bad
     _plan_backward(layers, n_layers, X, dlogits, n)
     if loss[0] - loss[0] != 0:  # not finite: inf - inf and NaN - NaN are NaN
-        return -1
+        return STEP_OK
     if not _apply_update(params, grads, state0, state1, n_params, update):
         return STEP_UPDATE_NOT_FINITE
-    return -1
+    return STEP_OK
 
 
 # The two threads of a step (_team_step) split each dense layer's product by units, each
@@ -984,35 +1002,29 @@ cdef Py_ssize_t _train_step(const LayerPlan* layers, int n_layers, const floatin
 # of an L step). The elementwise work around the products is split by rows.
 
 cdef bint _team_forward(Team* team, int member, const LayerPlan* layers,
-                        const LayerPlan* own_rows, int n_layers, const floating* X,
+                        const LayerPlan* own_plan, int n_layers, const floating* X,
                         int n) noexcept nogil:
     """_plan_forward by the two threads of _team_step: a dense layer's product for this
     member's units, then (once both are done) its bias and activation on this member's
     rows; a residual block all on this member's rows. Returns True if the barrier was
     aborted."""
-    cdef int i, first = _share(n, member), stop = _share(n, member + 1), j0, j1
+    cdef int i, first = _share_start(n, member), stop = _share_start(n, member + 1)
     cdef const LayerPlan* L
     cdef const LayerPlan* R
     cdef const floating* layer_input = X
     cdef const floating* own_input = X + <Py_ssize_t> first * layers[0].n_in
-    cdef floating* product
     for i in range(n_layers):
-        L, R = &layers[i], &own_rows[i]
+        L, R = &layers[i], &own_plan[i]
         if L.kind == DENSE:
-            j0, j1 = _share(L.n_out, member), _share(L.n_out, member + 1)
-            product = <floating*> (L.Z if L.Z != NULL else L.out)
-            _gemm(False, True, n, j1 - j0, L.n_in, 1, layer_input, L.n_in,
-                  <floating*> L.W + <Py_ssize_t> j0 * L.n_in, L.n_in, 0, product + j0,
-                  L.n_out)
+            # the product goes where _linear_forward puts it: Z if kept, else out
+            _linear_product(layer_input, <floating*> L.W,
+                            <floating*> (L.Z if L.Z != NULL else L.out), n, L.n_in, L.n_out,
+                            _share_start(L.n_out, member), _share_start(L.n_out, member + 1))
             if _barrier_wait(&team.barrier, 2):
                 return True
-            if L.Z == NULL:
-                _bias_activation(<floating*> R.out, <floating*> L.b, stop - first, L.n_out,
-                                 L.activation)
-            else:
-                _activation(<floating*> R.Z, <floating*> L.b, <floating*> R.out, stop - first,
-                            L.n_out, L.activation)
-        else:
+            _linear_bias_activation(<floating*> R.Z, <floating*> L.b, <floating*> R.out,
+                                    stop - first, L.n_out, L.activation)
+        elif L.kind == RESIDUAL:
             _residual_forward(own_input, <floating*> L.W, <floating*> L.b, <floating*> L.W2,
                               <floating*> R.Z, <floating*> R.H, <floating*> R.out,
                               stop - first, L.n_in, L.hidden, L.activation)
@@ -1023,37 +1035,36 @@ cdef bint _team_forward(Team* team, int member, const LayerPlan* layers,
 
 
 cdef bint _team_backward_rows(Team* team, int member, const LayerPlan* layers,
-                              const LayerPlan* own_rows, int n_layers,
+                              const LayerPlan* own_plan, int n_layers,
                               const floating* dlogits, int n) noexcept nogil:
     """The row-by-row part of the backward pass (_linear_backward_rows and
     _residual_backward_rows, last layer first) by the two threads of _team_step: a dense
     layer's act' on this member's rows, then (once both are done) its product dX = dZ W for
     this member's input units; a residual block all on this member's rows. Returns True if
     the barrier was aborted."""
-    cdef int i, first = _share(n, member), stop = _share(n, member + 1), i0, i1
+    cdef int i, first = _share_start(n, member), stop = _share_start(n, member + 1)
     cdef const LayerPlan* L
     cdef const LayerPlan* R
     cdef const floating* grad = dlogits
     cdef const floating* own_grad = dlogits + <Py_ssize_t> first * layers[n_layers - 1].n_out
     for i in range(n_layers - 1, -1, -1):
-        L, R = &layers[i], &own_rows[i]
+        L, R = &layers[i], &own_plan[i]
         if L.kind == DENSE:
             if L.activation != IDENTITY:
-                _times_derivative(own_grad, <floating*> (R.Z if R.Z != NULL else R.out),
-                                  <const floating*> NULL, <floating*> R.scratch, stop - first,
-                                  L.n_out, L.activation)
+                _times_derivative(own_grad, <floating*> _saved(R), <const floating*> NULL,
+                                  <floating*> R.scratch, stop - first, L.n_out, L.activation)
             if L.dX != NULL:
                 if _barrier_wait(&team.barrier, 2):
                     return True
-                i0, i1 = _share(L.n_in, member), _share(L.n_in, member + 1)
-                _gemm(False, False, n, i1 - i0, L.n_out, 1,
-                      grad if L.activation == IDENTITY else <floating*> L.scratch, L.n_out,
-                      <floating*> L.W + i0, L.n_in, 0, <floating*> L.dX + i0, L.n_in)
+                _linear_input_gradient(_dZ(grad, <floating*> L.scratch, L.activation),
+                                       <floating*> L.W, <floating*> L.dX, n, L.n_in, L.n_out,
+                                       _share_start(L.n_in, member),
+                                       _share_start(L.n_in, member + 1))
                 if _barrier_wait(&team.barrier, 2):  # the layer below reads whole rows
                     return True
-        else:
+        elif L.kind == RESIDUAL:
             _residual_backward_rows(own_grad, <floating*> L.W, <floating*> L.W2,
-                                    <floating*> (R.Z if R.Z != NULL else R.H),
+                                    <floating*> _saved(R),
                                     <floating*> R.scratch, <floating*> R.dX, stop - first,
                                     L.n_in, L.hidden, L.activation)
         grad, own_grad = <floating*> L.dX, <floating*> R.dX
@@ -1061,21 +1072,21 @@ cdef bint _team_backward_rows(Team* team, int member, const LayerPlan* layers,
 
 
 cdef Py_ssize_t _team_step(Team* team, int member, const LayerPlan* layers,
-                           const LayerPlan* own_rows, int n_layers, const floating* X,
+                           const LayerPlan* own_plan, int n_layers, const floating* X,
                            int loss_kind, const void* targets, const floating* weights,
                            floating* dlogits, int n, int n_classes, floating* params,
                            const floating* grads, floating* state0, floating* state1,
                            Py_ssize_t n_params, const Update* update, double* loss,
                            Py_ssize_t* n_correct) noexcept nogil:
     """_train_step's work done by two threads, ``member`` 0 and 1, which call this together
-    with the same arguments but ``own_rows``: the plan with its row buffers moved to the
-    member's first row of the batch (_plan_rows). Each thread takes half of the forward and
-    backward passes (_team_forward, _team_backward_rows: the products by units, the rest by
-    rows), the weight gradients and the update of half of each layer's units and of the
-    parameters; member 0 alone the loss (it needs every row's output). They meet at the
-    barrier wherever one needs what the other wrote, and both return what _train_step would
-    (only member 0 writes ``n_correct``), or TEAM_ABORTED if the barrier was aborted (the
-    other never came).
+    with the same arguments but ``own_plan``: the plan with its row buffers moved to the
+    member's first row of the batch (_plan_from_row). Each thread takes half of the forward
+    and backward passes (_team_forward, _team_backward_rows: a dense layer's products by
+    units, the rest, and a residual block's products, by rows), the weight gradients and the
+    update of half of each layer's units and of the parameters; member 0 alone the loss (it
+    needs every row's output). They meet at the barrier wherever one needs what the other
+    wrote, and both return what _train_step would (only member 0 writes ``n_correct``), or
+    STEP_ABORTED if the barrier was aborted (the other never came).
 
     The numbers are _train_step's to rounding: each output, gradient and parameter is
     computed by the same loop or product over the same operands, only by the other thread
@@ -1083,38 +1094,38 @@ cdef Py_ssize_t _team_step(Team* team, int member, const LayerPlan* layers,
     """
     cdef Py_ssize_t p_first, p_stop
     cdef const floating* logits = <floating*> layers[n_layers - 1].out
-    if _team_forward(team, member, layers, own_rows, n_layers, X, n):  # ends at the barrier
-        return TEAM_ABORTED
+    if _team_forward(team, member, layers, own_plan, n_layers, X, n):  # ends at the barrier
+        return STEP_ABORTED
     if member == 0:
         team.bad = _loss_gradient(loss_kind, logits, targets, weights, dlogits, n, n_classes,
                                   &team.loss, n_correct)
     if _barrier_wait(&team.barrier, 2):
-        return TEAM_ABORTED
+        return STEP_ABORTED
     loss[0] = team.loss
     if team.bad >= 0:
         return team.bad
-    if _team_backward_rows(team, member, layers, own_rows, n_layers, dlogits, n):
-        return TEAM_ABORTED
+    if _team_backward_rows(team, member, layers, own_plan, n_layers, dlogits, n):
+        return STEP_ABORTED
     if _barrier_wait(&team.barrier, 2):  # the weight gradients sum over every row
-        return TEAM_ABORTED
+        return STEP_ABORTED
     _plan_backward_weights(layers, n_layers, X, dlogits, n, member)
     if loss[0] - loss[0] != 0:  # not finite
-        return -1
+        return STEP_OK
     if _barrier_wait(&team.barrier, 2):  # the update reads gradients of the other's units
-        return TEAM_ABORTED
-    p_first, p_stop = _share(n_params, member), _share(n_params, member + 1)
+        return STEP_ABORTED
+    p_first, p_stop = _share_start(n_params, member), _share_start(n_params, member + 1)
     team.ok[member] = _update_is_finite(params + p_first, grads + p_first, state0 + p_first,
                                         state1 + p_first if state1 != NULL else NULL,
                                         p_stop - p_first, update)
     if _barrier_wait(&team.barrier, 2):
-        return TEAM_ABORTED
+        return STEP_ABORTED
     if not (team.ok[0] and team.ok[1]):
         return STEP_UPDATE_NOT_FINITE
     _update(params + p_first, grads + p_first, state0 + p_first,
             state1 + p_first if state1 != NULL else NULL, p_stop - p_first, update)
     if _barrier_wait(&team.barrier, 2):  # the next forward pass reads every weight
-        return TEAM_ABORTED
-    return -1
+        return STEP_ABORTED
+    return STEP_OK
 
 
 cdef Py_ssize_t _train_steps(const LayerPlan* layers, int n_layers, const floating* X,
@@ -1124,10 +1135,10 @@ cdef Py_ssize_t _train_steps(const LayerPlan* layers, int n_layers, const floati
                              floating* state0, floating* state1, Py_ssize_t n_params,
                              Update* update, Py_ssize_t n_steps, double* losses,
                              Py_ssize_t* n_correct, Py_ssize_t* status, Team* team,
-                             int member, const LayerPlan* own_rows) noexcept nogil:
+                             int member, const LayerPlan* own_plan) noexcept nogil:
     """``n_steps`` calls of _train_step on consecutive blocks of ``n`` rows; with a ``team``
     (not NULL), of _team_step by this thread, ``member`` of the two that call this together
-    (``own_rows`` as for _team_step; only member 0 writes ``losses`` and ``n_correct``).
+    (``own_plan`` as for _team_step; only member 0 writes ``losses`` and ``n_correct``).
 
     Stops after a step whose loss is not finite or whose update was refused, or before a
     step with a bad label. Returns the number of steps whose loss and count were written;
@@ -1148,11 +1159,11 @@ cdef Py_ssize_t _train_steps(const LayerPlan* layers, int n_layers, const floati
                                     n_classes, params, grads, state0, state1, n_params,
                                     update, &loss, &n_correct[s])
         else:
-            status[0] = _team_step(team, member, layers, own_rows, n_layers,
+            status[0] = _team_step(team, member, layers, own_plan, n_layers,
                                    X + s * n * n_in, loss_kind, targets + s * target_step,
                                    step_weights, dlogits, n, n_classes, params, grads,
                                    state0, state1, n_params, update, &loss, &n_correct[s])
-        if status[0] >= 0 or status[0] == TEAM_ABORTED:
+        if status[0] >= 0 or status[0] == STEP_ABORTED:
             return s
         if member == 0:
             losses[s] = loss
@@ -1429,13 +1440,13 @@ cdef class Forward:
             if self.single:
                 X32, out32 = X, out
                 with nogil:
-                    _plan_forward_rows(self.layers, self.n_layers, &X32[0, 0], &out32[0, 0],
-                                       X32.shape[0], self.n)
+                    _plan_forward_blocks(self.layers, self.n_layers, &X32[0, 0],
+                                         &out32[0, 0], X32.shape[0], self.n)
             else:
                 X64, out64 = X, out
                 with nogil:
-                    _plan_forward_rows(self.layers, self.n_layers, &X64[0, 0], &out64[0, 0],
-                                       X64.shape[0], self.n)
+                    _plan_forward_blocks(self.layers, self.n_layers, &X64[0, 0],
+                                         &out64[0, 0], X64.shape[0], self.n)
         finally:
             self.running = False
         return out
@@ -1484,11 +1495,12 @@ cdef class TrainStep:
     cdef Py_ssize_t n_params
     cdef bint running
     cdef readonly object arrays
-    cdef LayerPlan* second_half  # the plan as member 1 sees it (_plan_rows); 0 uses layers
+    cdef LayerPlan* member_1_plan  # the plan from member 1's first row (_plan_from_row)
     cdef Team team
     cdef StepJob job         # run_many's call, for _run_job
     cdef Py_ssize_t calls    # two-thread calls so far: the number a started thread is for
     cdef int claim           # the current call's CALL_OPEN, CALL_CLAIMED or CALL_CLOSED
+    cdef object failure      # what member 1 raised in the current call, or None
 
     def __cinit__(self, list specs, int n, params, grads, tuple state, dlogits, str kind,
                   int loss):
@@ -1511,15 +1523,15 @@ cdef class TrainStep:
         self.dlogits = _address(dlogits, dtype)
         self.n_params = params.size
         self.claim = CALL_CLOSED  # no call open until run_many opens one
-        self.second_half = <LayerPlan*> PyMem_Malloc(self.n_layers * sizeof(LayerPlan))
-        if self.second_half == NULL:
+        self.member_1_plan = <LayerPlan*> PyMem_Malloc(self.n_layers * sizeof(LayerPlan))
+        if self.member_1_plan == NULL:
             raise MemoryError()
-        _plan_rows(self.layers, self.n_layers, _share(n, 1), dtype.itemsize,
-                   self.second_half)
+        _plan_from_row(self.layers, self.n_layers, _share_start(n, 1), dtype.itemsize,
+                       self.member_1_plan)
 
     def __dealloc__(self):
         PyMem_Free(self.layers)
-        PyMem_Free(self.second_half)
+        PyMem_Free(self.member_1_plan)
 
     def run(self, X, targets, update, weights=None, int threads=1):
         """Returns ``(loss, n_correct, status)``: ``status`` is -1, UPDATE_NOT_FINITE (the
@@ -1629,9 +1641,12 @@ cdef class TrainStep:
         claims the call first: if anything is raised here (a Ctrl-C while the thread starts,
         before this one reached the steps), a thread that has not claimed the call never
         will, and one that has is released by aborting the barrier and joined before this
-        returns, so no thread is left waiting or writing."""
+        returns, so no thread is left waiting or writing. If the started thread raised, this
+        raises RuntimeError from its error once it is joined (member 0 stopped at the aborted
+        barrier: the steps are not all done)."""
         self.calls += 1
         self.claim = CALL_OPEN
+        self.failure = None
         _barrier_init(&self.team.barrier)
         worker = Thread(target=self._member_1, args=(self.calls,),
                         name="nncore training step", daemon=True)
@@ -1641,7 +1656,7 @@ cdef class TrainStep:
             except RuntimeError:  # no thread to be had (a process limit, shutdown)
                 self.claim = CALL_CLOSED
                 return self._run_job(-1)
-            return self._run_job(0)
+            result = self._run_job(0)
         except BaseException:
             if self.claim == CALL_OPEN:
                 self.claim = CALL_CLOSED
@@ -1650,18 +1665,26 @@ cdef class TrainStep:
         finally:
             if self.claim == CALL_CLAIMED:
                 _join(worker)
+        if self.failure is not None:
+            raise RuntimeError("the training step's second thread failed") from self.failure
+        return result
 
     def _member_1(self, Py_ssize_t call):
         """The started thread's part: member 1 of the call numbered ``call``, if that call
-        is still open (claimed here, under the GIL, before the steps)."""
+        is still open (claimed here, under the GIL, before the steps). What it raises is
+        kept for run_many's thread to raise."""
         if call != self.calls or self.claim != CALL_OPEN:
             return
         self.claim = CALL_CLAIMED
         try:
-            self._run_job(1)
-        except BaseException:
+            self._take_part()
+        except BaseException as error:
+            self.failure = error
             _barrier_abort(&self.team.barrier)  # member 0 must not wait for ever
-            raise
+
+    def _take_part(self):
+        """Member 1's steps (a method of its own so that a test can make it fail)."""
+        self._run_job(1)
 
     cdef tuple _run_job(self, int member):
         """Run ``self.job`` (run_many's call) alone (``member`` -1), or as ``member`` 0 or 1
@@ -1670,7 +1693,7 @@ cdef class TrainStep:
         would wait for ever)."""
         cdef Update update = self.job.update  # each thread counts Adam's updates itself
         cdef Team* team = NULL if member < 0 else &self.team
-        cdef LayerPlan* own_rows = self.second_half if member == 1 else self.layers
+        cdef LayerPlan* own_plan = self.member_1_plan if member == 1 else self.layers
         cdef Py_ssize_t done, status = -1
         cdef StepJob* j = &self.job
         with nogil:
@@ -1682,7 +1705,7 @@ cdef class TrainStep:
                                     <float*> self.grads, <float*> self.state0,
                                     <float*> self.state1, self.n_params, &update, j.n_steps,
                                     j.losses, j.n_correct, &status, team, max(member, 0),
-                                    own_rows)
+                                    own_plan)
             else:
                 done = _train_steps(self.layers, self.n_layers, <const double*> j.X,
                                     self.loss_kind, j.targets, j.target_step,
@@ -1691,5 +1714,5 @@ cdef class TrainStep:
                                     <double*> self.grads, <double*> self.state0,
                                     <double*> self.state1, self.n_params, &update, j.n_steps,
                                     j.losses, j.n_correct, &status, team, max(member, 0),
-                                    own_rows)
+                                    own_plan)
         return done, status
