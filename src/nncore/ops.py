@@ -467,8 +467,7 @@ def train_step(layers, n, params, grads, state, optimizer="sgd", loss="softmax_c
     specs, outputs = [], []
     for i, layer in enumerate(layers):
         spec = _forward_spec(layer, n, dtype)
-        for name in v.STEP_SHAPES[layer["kind"]](layer["n_in"], layer["n_out"],
-                                                  layer.get("hidden", 0)):
+        for name in v.step_shapes(layer):
             spec["d" + name] = layer["d" + name]
         spec["dX"] = np.empty((n, layer["n_in"]), dtype=dtype) if i > 0 else None
         spec["scratch"] = np.empty((n, _inner_width(layer)), dtype=dtype)
@@ -498,7 +497,7 @@ def _forward_spec(layer, n, dtype):
             "H": np.empty((n, hidden), dtype=dtype) if hidden else None,
             "Z": np.empty((n, _inner_width(layer)), dtype=dtype) if entry.keeps_input
             else None}
-    for name in v.STEP_SHAPES[layer["kind"]](n_in, n_out, hidden):
+    for name in v.step_shapes(layer):
         spec[name] = layer[name]
     return spec
 
