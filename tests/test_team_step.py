@@ -262,23 +262,24 @@ def test_an_interrupt_before_the_barrier_does_not_leave_a_thread_waiting(monkeyp
 def test_two_threads_are_used_for_a_large_step_when_two_are_free(monkeypatch):
     net = nc.mlp(2, [512, 512], 5, dtype="float32")
     large = net.train_step(256, (np.zeros(net.n_params, np.float32),))
-    other = net.train_step(256, (np.zeros(net.n_params, np.float32),))
     small = net.train_step(2, (np.zeros(net.n_params, np.float32),))
     assert large.flops >= ops.TWO_THREAD_STEP_FLOPS > small.flops
-    assert small._alone() and not large._alone()
+    assert large.worth_two and not small.worth_two
+    step_threads = ops.parallel.step_threads  # what each call of a step runs on
     monkeypatch.setattr(ops.parallel, "threads_available", lambda: 2)
-    with large._pair() as threads:
+    with step_threads(None, large.worth_two) as threads:
         assert threads == 2
-        with other._pair() as others:  # another network training on another Python thread
+        with step_threads(None, True) as others:  # another network on another Python thread
             assert others == 1
-    monkeypatch.setattr(ops.parallel, "threads_available", lambda: 1)
-    with large._pair() as threads:  # a user's threadpool_limits(1), or a joblib worker
+    with step_threads(None, small.worth_two) as threads:
         assert threads == 1
-    large.threads = 2
-    with large._pair() as threads:
-        assert threads == 2
-    large.threads = 1
-    assert large._alone()
+    monkeypatch.setattr(ops.parallel, "threads_available", lambda: 1)
+    with step_threads(None, True) as threads:  # a user's threadpool_limits(1), or a joblib worker
+        assert threads == 1
+    with step_threads(2, True) as threads, step_threads(2, False) as forced:
+        assert threads == forced == 2
+    with step_threads(1, True) as threads:
+        assert threads == 1
 
 
 def test_networks_trained_on_two_python_threads_at_once_share_the_cpus():
@@ -303,12 +304,13 @@ def test_networks_trained_on_two_python_threads_at_once_share_the_cpus():
         assert_close(together[seed], alone[seed], "float32", name=f"network {seed}")
 
 
-def test_a_thread_count_other_than_one_or_two_is_refused():
+@pytest.mark.parametrize("threads", [0, 3])
+def test_a_thread_count_other_than_one_or_two_is_refused(threads):
     net = network("mlp", 8, "tanh", "float64")
     X, y = batch(net, 4, 1, "float64")
     step = net.train_step(4, (np.zeros(net.n_params),))
-    step.threads = 3
-    with pytest.raises(ValueError, match="threads must be 1 or 2, got 3"):
+    step.threads = threads
+    with pytest.raises(ValueError, match=f"threads must be 1 or 2, got {threads}"):
         step.run(X, y, SGD)
 
 

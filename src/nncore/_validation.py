@@ -555,6 +555,13 @@ STEP_SHAPES = {
 }
 
 
+def step_shapes(layer):
+    """The parameter views the fused step reads of ``layer`` (a dict with ``kind``,
+    ``n_in``, ``n_out`` and, for a residual block, ``hidden``): slot name -> shape, in the
+    order its kind's functions take them (:data:`STEP_SHAPES`)."""
+    return STEP_SHAPES[layer["kind"]](layer["n_in"], layer["n_out"], layer.get("hidden", 0))
+
+
 #: The optimizer updates of the fused training step (``train_step(..., optimizer=kind)``):
 #: for each kind, the state arrays it keeps beside the parameters (in the order
 #: ``train_step`` takes them) and the settings its update dict holds besides ``kind``
@@ -640,7 +647,7 @@ def _step_layers(layers, dtype, params, grads=None):
             raise ValueError(f"layer {i} expects {layer['n_in']} inputs, gets {n_in}")
         if kind == "residual" and layer["n_out"] != n_in:
             raise ValueError(f"layer {i}: a residual block keeps its width")
-        shapes = STEP_SHAPES[kind](n_in, layer["n_out"], layer.get("hidden", 0))
+        shapes = step_shapes(layer)
         bases = ((params, ""),) if grads is None else ((params, ""), (grads, "d"))
         for name, shape in shapes.items():
             for base, prefix in bases:

@@ -20,9 +20,11 @@ Conventions, documented once:
 
 Every shape, dtype and contiguity problem raises ``ValueError``/``TypeError`` naming the
 argument before any kernel runs.
-"""
 
-from contextlib import contextmanager
+How many threads a training step's call runs on is :func:`nncore.parallel.step_threads`'s
+choice; the step's handle tells it only whether the step is worth two
+(:data:`TWO_THREAD_STEP_FLOPS`).
+"""
 
 import numpy as np
 
@@ -460,15 +462,15 @@ def train_step(layers, n, params, grads, state, optimizer="sgd", loss="softmax_c
         ``step.outputs`` lists each layer's output buffer (the last holds the logits).
         ``step.threads`` is None (each call picks one thread or two: a step of
         :data:`TWO_THREAD_STEP_FLOPS` or more runs on two when two are free), or 1 or 2 to
-        force that count; the results agree to rounding.
+        force that count (any other is refused when the step runs); the results agree to
+        rounding.
     """
     n, dtype, state = v.train_step_arguments(layers, n, params, grads, state, optimizer,
                                               loss)
     specs, outputs = [], []
     for i, layer in enumerate(layers):
         spec = _forward_spec(layer, n, dtype)
-        for name in v.STEP_SHAPES[layer["kind"]](layer["n_in"], layer["n_out"],
-                                                  layer.get("hidden", 0)):
+        for name in v.step_shapes(layer):
             spec["d" + name] = layer["d" + name]
         spec["dX"] = np.empty((n, layer["n_in"]), dtype=dtype) if i > 0 else None
         spec["scratch"] = np.empty((n, _inner_width(layer)), dtype=dtype)
@@ -498,38 +500,38 @@ def _forward_spec(layer, n, dtype):
             "H": np.empty((n, hidden), dtype=dtype) if hidden else None,
             "Z": np.empty((n, _inner_width(layer)), dtype=dtype) if entry.keeps_input
             else None}
-    for name in v.STEP_SHAPES[layer["kind"]](n_in, n_out, hidden):
+    for name in v.step_shapes(layer):
         spec[name] = layer[name]
     return spec
 
 
-#: A training step runs on two threads when two are free (parallel.threads_available) and
-#: its matrix products take about this many floating-point operations or more (6 n per
-#: parameter: the forward product and the two of the backward pass): where OpenBLAS would
-#: split the products over two threads anyway. Smaller steps gain little or lose (the
-#: default ResNet's 13 MFLOP: +10% and -12% in two measurements) and lose more than half
-#: when another process keeps a CPU busy (BENCHMARKS.md, the performance issue's fourth
-#: round; benchmarks/two_threads.py).
+#: A training step is worth two threads (which it takes when two are free:
+#: parallel.step_threads) when its matrix products take about this many floating-point
+#: operations or more (6 n per parameter: the forward product and the two of the backward
+#: pass): where OpenBLAS would split the products over two threads anyway. Smaller steps
+#: gain little or lose (the default ResNet's 13 MFLOP: +10% and -12% in two measurements)
+#: and lose more than half when another process keeps a CPU busy (BENCHMARKS.md, the
+#: performance issue's fourth round; benchmarks/two_threads.py).
 TWO_THREAD_STEP_FLOPS = 30e6
 
 
 class _TrainStepHandle:
     """A TrainStep with its layer outputs at hand (for finding where values went NaN), which
-    runs each call on one thread or two.
+    runs each call on the threads :func:`nncore.parallel.step_threads` gives it.
 
-    ``threads``: None (the default) picks two when the kernels can (_kernels.TEAM_STEP),
-    the step is large enough (TWO_THREAD_STEP_FLOPS), two threads are free
-    (parallel.threads_available) and no other splitting computation of the process runs
-    (parallel.two_threads_if_free), else one; 1 or 2 forces that count (the tests force
-    both). On two threads BLAS is held to one thread in each; on one, BLAS uses what it may
-    (OpenBLAS splits large products itself).
+    ``worth_two``: whether the step would gain from two threads (the kernels can share a
+    step, _kernels.TEAM_STEP, and it takes TWO_THREAD_STEP_FLOPS or more). ``threads``:
+    None (the default) lets each call take two threads if the step is worth them and two
+    are free, else one; 1 or 2 forces that count (the tests force both), and the kernels
+    refuse any other when the step runs.
     """
 
-    __slots__ = ("step", "outputs", "n", "flops", "threads")
+    __slots__ = ("step", "outputs", "n", "flops", "worth_two", "threads")
 
     def __init__(self, step, outputs, flops):
         self.step, self.outputs, self.n = step, outputs, outputs[0].shape[0]
         self.flops, self.threads = flops, None
+        self.worth_two = _kernels.TEAM_STEP and flops >= TWO_THREAD_STEP_FLOPS
 
     def run(self, X, targets, update, weights=None):
         return self._call(self.step.run, X, targets, update, weights)
@@ -540,28 +542,8 @@ class _TrainStepHandle:
 
     def _call(self, method, *args):
         """``method(*args, threads)`` of the TrainStep, on the thread count of this call."""
-        if self._alone():
-            return method(*args, self.threads or 1)
-        with self._pair() as threads:
+        with parallel.step_threads(self.threads, self.worth_two) as threads:
             return method(*args, threads)
-
-    def _alone(self):
-        """Whether this call does not depend on the machine's state: one thread, or a
-        forced count other than 2 (which the kernels refuse unless it is 1)."""
-        if self.threads is not None:
-            return self.threads != 2
-        return not (_kernels.TEAM_STEP and self.flops >= TWO_THREAD_STEP_FLOPS)
-
-    @contextmanager
-    def _pair(self):
-        """The thread count of a call that may take two (forced, or if two are free now),
-        BLAS held to one thread while it runs on two."""
-        if self.threads == 2:
-            with parallel.one_blas_thread_while_splitting():
-                yield 2
-        else:
-            with parallel.two_threads_if_free() as free:
-                yield 2 if free else 1
 
 
 def forward_plan(layers, n, params):

@@ -1,12 +1,15 @@
 """Running work at once: BLAS held to one thread, joblib's workers, ``n_jobs``, and the
-threads one large computation (``predict`` on many rows) splits its rows over.
+threads one large computation splits its work over: ``predict``'s rows (:func:`row_parts`,
+:func:`run_threads`) and a training step's (:func:`step_threads`).
 
 The grid search and the study train many small networks side by side. Each job limits BLAS
 (NumPy's and SciPy's OpenBLAS) to one thread, so that jobs running at once do not compete
 for cores and a job's result does not depend on how many run beside it. A computation that
-splits rows over threads takes as many as BLAS is allowed (so it never oversubscribes
+splits its work over threads takes as many as BLAS is allowed (so it never oversubscribes
 joblib's workers, nor a user's ``threadpool_limits``) and no more than the CPUs the process
-may run on.
+may run on, and holds BLAS to one thread in each while it runs. A training step takes two
+only when no other splitting computation of the process runs, so that networks trained on
+several Python threads at once do not each take both CPUs.
 """
 
 import numbers
@@ -16,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 
 __all__ = ["checked_n_jobs", "one_blas_thread", "one_blas_thread_while_splitting",
-           "two_threads_if_free", "run_unordered", "threads_available", "row_parts",
-           "run_threads"]
+           "two_threads_if_free", "step_threads", "run_unordered", "threads_available",
+           "row_parts", "run_threads"]
 
 _CONTROLLER = None
 
@@ -58,7 +61,7 @@ def _release_one_blas_thread():
 
 @contextmanager
 def one_blas_thread_while_splitting():
-    """BLAS held to one thread while any row-splitting computation runs, from whichever
+    """BLAS held to one thread while any splitting computation runs, from whichever
     threads: the first to start sets the limit, the last to end restores it. (A
     threadpoolctl limit restores what it saw when it began, so two overlapping ones from
     two threads, ended in the order they began, would leave BLAS at one thread for good.)"""
@@ -89,6 +92,38 @@ def two_threads_if_free():
             _release_one_blas_thread()
 
 
+#: The context of a call on one thread, made once: a small step's call allocates nothing.
+_ONE_THREAD = nullcontext(1)
+
+
+def step_threads(forced, worth_two):
+    """A context whose value is the threads one training step's call runs on: 1, or 2 with
+    BLAS held to one thread in each while the call runs.
+
+    ``forced`` is None to choose, or the count the caller fixed (the step's ``threads``),
+    passed on as it is: 2 whatever the machine's state, and anything but 1 and 2 for the
+    kernels to refuse. ``worth_two`` is whether the step would gain from two threads (the
+    caller knows: :mod:`nncore.ops` says so for a large step the kernels can share).
+    Choosing, a step worth two takes two when :func:`two_threads_if_free` grants them, any
+    other takes one, and BLAS then uses what it may (OpenBLAS splits large products itself).
+    """
+    if forced == 2 or forced is None and worth_two:
+        return _two_threads(forced == 2)
+    return _ONE_THREAD if forced is None else nullcontext(forced)
+
+
+@contextmanager
+def _two_threads(forced):
+    """2 when ``forced`` or when :func:`two_threads_if_free` grants two, else 1; BLAS held
+    to one thread while it is 2."""
+    if forced:
+        with one_blas_thread_while_splitting():
+            yield 2
+    else:
+        with two_threads_if_free() as free:
+            yield 2 if free else 1
+
+
 #: [a container's CPU quota as joblib reads it (a cgroup's cpu.max), or None when it does
 #: not lower the CPU count], read once (empty: not yet).
 _CPU_QUOTA = []
@@ -107,7 +142,7 @@ def _cpu_quota():
 
 
 def threads_available():
-    """The threads a computation may split its rows over: the CPUs this process may run on
+    """The threads a computation may split its work over: the CPUs this process may run on
     (its affinity: ``taskset``, a container's CPU set; and a container's CPU quota, read
     once through joblib), and no more than BLAS is allowed to use right now (its default is
     the cores; joblib's workers, :func:`one_blas_thread` and a user's

@@ -314,8 +314,7 @@ def train_step(layers, n, params, grads, state, optimizer="sgd", loss="softmax_c
 
 def _slots(layer):
     """The step's slots of ``layer`` (``W``, ``b``, ...), in its functions' order."""
-    return tuple(v.STEP_SHAPES[layer["kind"]](layer["n_in"], layer["n_out"],
-                                              layer.get("hidden", 0)))
+    return tuple(v.step_shapes(layer))
 
 
 def _layers_forward(layers, X, outputs=None):

@@ -299,47 +299,18 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         of training; ``restored_epoch`` says which. ``network.history`` holds every
         finished epoch.
     """
-    X = network.check_X(X)
-    y = network.check_y(y, X.shape[0])
+    (X, y, weights, epochs, batch_size, validation, optimizer, callbacks, checkpoint_every,
+     report_interrupt) = _checked_arguments(
+        network, X, y, sample_weight, epochs, batch_size, verbose, validation_data, optimizer,
+        callbacks, checkpoint_every, report_interrupt)
     n = X.shape[0]
-    weights = v.sample_weight(sample_weight, n, network.dtype)
-    if n == 0:
-        raise ValueError("X is empty: nothing to train on")
-    epochs = v.integer("epochs", epochs, minimum=0)
-    batch_size = v.integer("batch_size", batch_size)
-    if batch_size > n:
-        warnings.warn(f"batch_size ({batch_size}) is larger than the training set ({n}): "
-                      f"training with one batch of all {n} samples", UserWarning,
-                      stacklevel=2)
-        batch_size = n
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    if validation_data is not None:
-        if len(validation_data) != 2:
-            raise ValueError("validation_data must be a pair (X_val, y_val)")
-        X_val = network.check_X(validation_data[0], "X_val")
-        y_val = network.check_y(validation_data[1], X_val.shape[0], "y_val")
-    optimizer = SGD() if optimizer is None else optimizer
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be an nncore.optim.Optimizer (nncore.SGD, nncore.Adam, "
-                        f"nncore.AdamW), got {type(optimizer).__name__}")
-    callbacks = list(callbacks)
-    checkpoint_every = v.integer("checkpoint_every", checkpoint_every)
-    report_interrupt = v.boolean("report_interrupt", report_interrupt)
 
     # a Network scores data as prepared for training (standardised, class indices) here
     evaluate = getattr(network, "_prepared_evaluate", network.evaluate)
     rng = np.random.default_rng(seed)
     loss_function = network.loss_function
     # the regression scores of an epoch are taken from its running loss against this
-    if y.ndim != 2:
-        target_variance = math.nan
-    elif weights is None:
-        target_variance = float(np.mean(np.var(y, axis=0)))
-    else:
-        w64 = weights.astype(np.float64)
-        centred = y - np.average(y, axis=0, weights=w64)
-        target_variance = float(np.mean(np.average(centred ** 2, axis=0, weights=w64)))
+    target_variance = _target_variance(y, weights)
     # an epoch's loss is the mean of its batches' losses weighted by their samples' weights
     total_weight = n if weights is None else float(weights.sum(dtype=np.float64))
     if not np.isfinite(network.params).all():
@@ -348,19 +319,13 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     # one step function per batch size: the full batches and the last, partial one
     steps = {size: network.train_step(size, optimizer.step_state(), optimizer.update_kind)
              for size in {batch_size, n % batch_size or batch_size}}
-    # An epoch is run in chunks of STEPS_PER_CALL steps, each one call into compiled code;
-    # between chunks Python can see a Ctrl-C. (start row, batch size, steps) per chunk:
-    full, rest = divmod(n, batch_size)
-    batches = [(first * batch_size, batch_size, min(STEPS_PER_CALL, full - first))
-               for first in range(0, full, STEPS_PER_CALL)]
-    if rest:
-        batches.append((full * batch_size, rest, 1))
+    chunks = _chunks(n, batch_size)
     # each chunk's rows are gathered in shuffled order into these buffers just before its
     # call (as a data loader gathers a batch): the training set is never copied whole
     chunk_rows = min(n, STEPS_PER_CALL * batch_size)
-    X_chunk = np.empty((chunk_rows, *X.shape[1:]), dtype=X.dtype)
-    y_chunk = np.empty((chunk_rows, *y.shape[1:]), dtype=y.dtype)
-    w_chunk = None if weights is None else np.empty(chunk_rows, dtype=weights.dtype)
+    buffers = (np.empty((chunk_rows, *X.shape[1:]), dtype=X.dtype),
+               np.empty((chunk_rows, *y.shape[1:]), dtype=y.dtype),
+               None if weights is None else np.empty(chunk_rows, dtype=weights.dtype))
     chunk_losses = np.empty(STEPS_PER_CALL)
     chunk_correct = np.empty(STEPS_PER_CALL, dtype=np.intp)
     history = network.history = History(loss_function.score_names)
@@ -397,34 +362,18 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
             lr = optimizer.lr_at(epoch)
             order = rng.permutation(n) if shuffle else None
             loss_sum, n_correct = 0.0, 0
-            for start, size, count in batches:
+            for start, size, count in chunks:
                 train_step = steps[size]
-                rows = slice(start, start + size * count)
-                if order is None:
-                    X_rows, y_rows = X[rows], y[rows]
-                    w_rows = None if weights is None else weights[rows]
-                else:
-                    # mode="clip" (the order is a permutation, never out of range): with the
-                    # default mode="raise" NumPy buffers `out`, a hidden copy
-                    X_rows, y_rows = X_chunk[:size * count], y_chunk[:size * count]
-                    np.take(X, order[rows], axis=0, out=X_rows, mode="clip")
-                    np.take(y, order[rows], axis=0, out=y_rows, mode="clip")
-                    w_rows = None
-                    if weights is not None:
-                        w_rows = w_chunk[:size * count]
-                        np.take(weights, order[rows], out=w_rows, mode="clip")
+                X_rows, y_rows, w_rows = _gather_chunk(X, y, weights, order,
+                                                       slice(start, start + size * count),
+                                                       buffers)
                 done, status = train_step.run_many(X_rows, y_rows, count,
                                                    optimizer.step_update(), chunk_losses,
                                                    chunk_correct, w_rows)
                 last_loss = float(chunk_losses[done - 1]) if done else 0.0
                 diverged = not math.isfinite(last_loss) or status == UPDATE_NOT_FINITE
                 optimizer.advance(done - diverged)  # the updates applied (Adam counts them)
-                if weights is None:
-                    loss_sum += float(chunk_losses[:done].sum()) * size
-                else:
-                    batch_weights = w_rows[:size * done].reshape(done, size)
-                    loss_sum += float(np.dot(chunk_losses[:done],
-                                             batch_weights.sum(axis=1, dtype=np.float64)))
+                loss_sum += _chunk_loss_sum(chunk_losses[:done], size, w_rows)
                 n_correct += int(chunk_correct[:done].sum())
                 if diverged:
                     # the failing step's update was not applied; go back to the end of the
@@ -437,14 +386,8 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                                            layer, update_overflow=math.isfinite(last_loss),
                                            restored_epoch=restored)
             mean_loss = loss_sum / total_weight
-            logs = {"epoch": epoch + 1, "loss": mean_loss,
-                    **loss_function.epoch_scores(mean_loss, n_correct, n, target_variance),
-                    "val_loss": math.nan,
-                    **{f"val_{name}": math.nan for name in loss_function.score_names},
-                    "lr": lr}
-            if validation_data is not None:
-                logs.update({f"val_{key}": value
-                             for key, value in evaluate(X_val, y_val).items()})
+            logs = _epoch_logs(epoch, mean_loss, n_correct, n, target_variance, loss_function,
+                               lr, evaluate, validation)
             logs["seconds"] = time.perf_counter() - started
             history.append(**logs)
             if math.isfinite(mean_loss):  # reuse the older snapshot's arrays
@@ -457,10 +400,8 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                 print(f"epoch {epoch + 1}/{epochs}  {_epoch_summary(logs)}  "
                       f"{logs['seconds']:.2f}s", flush=True)
             if checkpoint_path and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-                state = {"epochs_done": epoch + 1, "rng": rng.bit_generator.state,
-                         "history": history.history, "settings": settings}
-                modelfile.save_checkpoint(checkpoint_path, network.state(),
-                                          _optimizer_state(optimizer), state)
+                _save_checkpoint(checkpoint_path, epoch + 1, network, optimizer, rng, history,
+                                 settings)
             stop = [callback.on_epoch_end(network, epoch + 1, logs) for callback in callbacks]
             if any(stop):
                 history.stopped_early = epoch + 1
@@ -482,6 +423,115 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
     if interrupt is not None:
         raise interrupt
     return history
+
+
+def _checked_arguments(network, X, y, sample_weight, epochs, batch_size, verbose,
+                       validation_data, optimizer, callbacks, checkpoint_every,
+                       report_interrupt):
+    """:func:`fit`'s arguments checked, in this order (the first problem is the one raised):
+    ``(X, y, weights, epochs, batch_size, validation, optimizer, callbacks,
+    checkpoint_every, report_interrupt)``, with ``validation`` the pair ``(X_val, y_val)``
+    or None, ``batch_size`` at most the number of samples and ``optimizer`` an SGD() for
+    None."""
+    X = network.check_X(X)
+    y = network.check_y(y, X.shape[0])
+    n = X.shape[0]
+    weights = v.sample_weight(sample_weight, n, network.dtype)
+    if n == 0:
+        raise ValueError("X is empty: nothing to train on")
+    epochs = v.integer("epochs", epochs, minimum=0)
+    batch_size = v.integer("batch_size", batch_size)
+    if batch_size > n:
+        warnings.warn(f"batch_size ({batch_size}) is larger than the training set ({n}): "
+                      f"training with one batch of all {n} samples", UserWarning,
+                      stacklevel=3)  # fit's caller
+        batch_size = n
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    validation = None
+    if validation_data is not None:
+        if len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (X_val, y_val)")
+        X_val = network.check_X(validation_data[0], "X_val")
+        validation = X_val, network.check_y(validation_data[1], X_val.shape[0], "y_val")
+    optimizer = SGD() if optimizer is None else optimizer
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be an nncore.optim.Optimizer (nncore.SGD, nncore.Adam, "
+                        f"nncore.AdamW), got {type(optimizer).__name__}")
+    callbacks = list(callbacks)
+    checkpoint_every = v.integer("checkpoint_every", checkpoint_every)
+    report_interrupt = v.boolean("report_interrupt", report_interrupt)
+    return (X, y, weights, epochs, batch_size, validation, optimizer, callbacks,
+            checkpoint_every, report_interrupt)
+
+
+def _target_variance(y, weights):
+    """The variance of regression targets ``y`` (n, n_outputs), averaged over the outputs
+    and weighted by the samples' ``weights`` if given; NaN for class labels."""
+    if y.ndim != 2:
+        return math.nan
+    if weights is None:
+        return float(np.mean(np.var(y, axis=0)))
+    w64 = weights.astype(np.float64)
+    centred = y - np.average(y, axis=0, weights=w64)
+    return float(np.mean(np.average(centred ** 2, axis=0, weights=w64)))
+
+
+def _chunks(n, batch_size):
+    """An epoch's chunks, each ``(start row, batch size, steps)``: runs of up to
+    STEPS_PER_CALL full batches, then the last, partial batch alone. Each chunk is one call
+    into compiled code; between chunks Python can see a Ctrl-C."""
+    full, rest = divmod(n, batch_size)
+    chunks = [(first * batch_size, batch_size, min(STEPS_PER_CALL, full - first))
+              for first in range(0, full, STEPS_PER_CALL)]
+    if rest:
+        chunks.append((full * batch_size, rest, 1))
+    return chunks
+
+
+def _gather_chunk(X, y, weights, order, rows, buffers):
+    """The rows of one chunk, ``rows`` (a slice of the epoch's positions), as
+    ``(X_rows, y_rows, w_rows)``: views of ``X``, ``y`` and ``weights`` when there is no
+    shuffling ``order``, else the rows ``order[rows]`` gathered into the front of
+    ``buffers`` (``fit``'s preallocated ``X``, ``y`` and weight buffers) without allocating.
+    ``w_rows`` is None without weights."""
+    if order is None:
+        return X[rows], y[rows], None if weights is None else weights[rows]
+    X_chunk, y_chunk, w_chunk = buffers
+    chosen, count = order[rows], rows.stop - rows.start
+    # mode="clip" (the order is a permutation, never out of range): with the
+    # default mode="raise" NumPy buffers `out`, a hidden copy
+    X_rows, y_rows = X_chunk[:count], y_chunk[:count]
+    np.take(X, chosen, axis=0, out=X_rows, mode="clip")
+    np.take(y, chosen, axis=0, out=y_rows, mode="clip")
+    w_rows = None
+    if weights is not None:
+        w_rows = w_chunk[:count]
+        np.take(weights, chosen, out=w_rows, mode="clip")
+    return X_rows, y_rows, w_rows
+
+
+def _chunk_loss_sum(losses, size, w_rows):
+    """The sum of a chunk's batch ``losses``, each weighted by its batch's samples: by their
+    number ``size``, or by the sum of their weights (``w_rows``, the chunk's weights)."""
+    if w_rows is None:
+        return float(losses.sum()) * size
+    batch_weights = w_rows[:size * losses.size].reshape(losses.size, size)
+    return float(np.dot(losses, batch_weights.sum(axis=1, dtype=np.float64)))
+
+
+def _epoch_logs(epoch, mean_loss, n_correct, n, target_variance, loss_function, lr, evaluate,
+                validation):
+    """The row of History for the 0-based ``epoch``, but for its seconds: its loss and
+    scores, and the scores of ``validation`` (X_val, y_val) by ``evaluate``, NaN without."""
+    logs = {"epoch": epoch + 1, "loss": mean_loss,
+            **loss_function.epoch_scores(mean_loss, n_correct, n, target_variance),
+            "val_loss": math.nan,
+            **{f"val_{name}": math.nan for name in loss_function.score_names},
+            "lr": lr}
+    if validation is not None:
+        logs.update({f"val_{key}": value for key, value in evaluate(*validation).items()})
+    return logs
 
 
 class _Snapshot:
@@ -520,6 +570,14 @@ def _restore_usable(network, optimizer, X, snapshots):
             continue
     snapshots[0].restore(network, optimizer)
     return snapshots[0].epoch
+
+
+def _save_checkpoint(path, epochs_done, network, optimizer, rng, history, settings):
+    """Write the run's state after ``epochs_done`` epochs to the checkpoint ``path`` (what
+    :func:`_resume` reads back)."""
+    state = {"epochs_done": epochs_done, "rng": rng.bit_generator.state,
+             "history": history.history, "settings": settings}
+    modelfile.save_checkpoint(path, network.state(), _optimizer_state(optimizer), state)
 
 
 def _optimizer_state(optimizer):
