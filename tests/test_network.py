@@ -628,6 +628,12 @@ def test_fused_train_step_checks_its_state_and_update(backend):
     adam_step = net.train_step(5, (zeros(), zeros()), "adam")
     with pytest.raises(ValueError, match="'adam' update lacks 'step'"):
         adam_step.run(X, y, {k: value for k, value in adam.items() if k != "step"})
+    # the same words from both backends (the kernels had their own for these two)
+    with pytest.raises(ValueError, match=r"^update\['step'\] \(the number of the update "
+                                         r"about to be applied\) must be >= 1, got 0$"):
+        adam_step.run(X, y, {**adam, "step": 0})
+    with pytest.raises(TypeError, match=r"^update\['step'\] .* must be an integer, got 1.5"):
+        adam_step.run_many(X, y, 1, {**adam, "step": 1.5}, np.zeros(1), np.zeros(1, np.intp))
 
 
 # --- Jacobian-vector products --------------------------------------------------------------

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Typed kernels for nncore's hot loops. nncore.ops checks every shape, dtype and
 contiguity before calling here; what is checked here is only what a compiled plan is handed
-at each call (run_many's arrays, an update's settings).
+at each call (run_many's arrays and thread count).
 
 The code has three levels, and each level only calls the one below it:
 
@@ -1330,33 +1330,19 @@ cdef void* _address(object array, object dtype) except? NULL:
 
 
 cdef int _read_update(object update, int kind, Update* u) except -1:
-    """Fill ``u`` from an update dict (``optimizer.step_update()``): its ``kind`` must be the
-    step's, and it holds that kind's settings (nncore._validation.UPDATE_KINDS)."""
-    if not isinstance(update, dict):
-        raise TypeError(f"update must be a dict (an optimizer's step_update()), got "
-                        f"{type(update).__name__}")
-    name = update.get("kind")
-    if UPDATE_KIND_CODES.get(name) != kind:
-        raise ValueError(f"this step was built for optimizer kind "
-                         f"{[k for k, c in UPDATE_KIND_CODES.items() if c == kind][0]!r}, "
-                         f"got an update of kind {name!r}")
-    try:
-        u.kind = kind
-        u.lr = update["lr"]
-        u.weight_decay = update["weight_decay"]
-        if kind == ADAM_UPDATE:
-            u.beta1, u.beta2, u.eps = update["beta1"], update["beta2"], update["eps"]
-            u.decoupled, u.step = update["decoupled"], update["step"]
-            u.momentum, u.nesterov = 0.0, False
-            if u.step < 1:
-                raise ValueError(f"update['step'] must be >= 1 (the number of the update "
-                                 f"about to be applied), got {u.step}")
-        else:
-            u.momentum, u.nesterov = update["momentum"], update["nesterov"]
-            u.beta1 = u.beta2 = u.eps = 0.0
-            u.decoupled, u.step = False, 1
-    except KeyError as error:
-        raise ValueError(f"a {name!r} update lacks {error.args[0]!r}") from None
+    """Fill ``u`` from an update dict (``optimizer.step_update()``) of the step's ``kind``,
+    checked by nncore._validation.step_update."""
+    u.kind = kind
+    u.lr = update["lr"]
+    u.weight_decay = update["weight_decay"]
+    if kind == ADAM_UPDATE:
+        u.beta1, u.beta2, u.eps = update["beta1"], update["beta2"], update["eps"]
+        u.decoupled, u.step = update["decoupled"], update["step"]
+        u.momentum, u.nesterov = 0.0, False
+    else:
+        u.momentum, u.nesterov = update["momentum"], update["nesterov"]
+        u.beta1 = u.beta2 = u.eps = 0.0
+        u.decoupled, u.step = False, 1
     return 0
 
 

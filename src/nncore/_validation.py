@@ -575,6 +575,26 @@ UPDATE_KINDS = {
 }
 
 
+def step_update(update, kind):
+    """Check an update handed to a training step built for optimizer ``kind`` (a key of
+    :data:`UPDATE_KINDS`): a dict like ``optimizer.step_update()``'s, of that kind, with
+    every setting of it; Adam's ``step`` (the number of the update about to be applied) an
+    integer >= 1. Returns ``update``."""
+    if not isinstance(update, dict):
+        raise TypeError(f"update must be a dict (an optimizer's step_update()), got "
+                        f"{type(update).__name__}")
+    if update.get("kind") != kind:
+        raise ValueError(f"this step was built for optimizer kind {kind!r}, got an update "
+                         f"of kind {update.get('kind')!r}")
+    for key in UPDATE_KINDS[kind]["settings"]:
+        if key not in update:
+            raise ValueError(f"a {kind!r} update lacks {key!r}")
+    if "step" in UPDATE_KINDS[kind]["settings"]:
+        integer("update['step'] (the number of the update about to be applied)",
+                update["step"])
+    return update
+
+
 def train_step_arguments(layers, n, params, grads, state, optimizer="sgd",
                          loss="softmax_cross_entropy"):
     """Check the arguments of ``train_step`` (both backends); return ``(n, dtype, state)``.

@@ -479,7 +479,7 @@ def train_step(layers, n, params, grads, state, optimizer="sgd", loss="softmax_c
     dlogits = np.empty((n, layers[-1]["n_out"]), dtype=dtype)
     step = _kernels.TrainStep(specs, n, params, grads, state, dlogits, optimizer,
                               _kernels.LOSS_CODES[loss])
-    return _TrainStepHandle(step, outputs, flops=6 * n * params.size)
+    return _TrainStepHandle(step, outputs, flops=6 * n * params.size, optimizer=optimizer)
 
 
 def _inner_width(layer):
@@ -526,17 +526,19 @@ class _TrainStepHandle:
     refuse any other when the step runs.
     """
 
-    __slots__ = ("step", "outputs", "n", "flops", "worth_two", "threads")
+    __slots__ = ("step", "outputs", "n", "flops", "worth_two", "threads", "optimizer")
 
-    def __init__(self, step, outputs, flops):
+    def __init__(self, step, outputs, flops, optimizer):
         self.step, self.outputs, self.n = step, outputs, outputs[0].shape[0]
-        self.flops, self.threads = flops, None
+        self.flops, self.threads, self.optimizer = flops, None, optimizer
         self.worth_two = _kernels.TEAM_STEP and flops >= TWO_THREAD_STEP_FLOPS
 
     def run(self, X, targets, update, weights=None):
+        v.step_update(update, self.optimizer)
         return self._call(self.step.run, X, targets, update, weights)
 
     def run_many(self, X, targets, n_steps, update, losses, n_correct, weights=None):
+        v.step_update(update, self.optimizer)
         return self._call(self.step.run_many, X, targets, n_steps, update, losses, n_correct,
                           weights)
 

@@ -347,19 +347,8 @@ class _TrainStep:
             for slot, value in zip(_slots(layer), grads):
                 layer["d" + slot][...] = value
 
-    def _check_update(self, update):
-        if not isinstance(update, dict):
-            raise TypeError(f"update must be a dict (an optimizer's step_update()), got "
-                            f"{type(update).__name__}")
-        if update.get("kind") != self.kind:
-            raise ValueError(f"this step was built for optimizer kind {self.kind!r}, got an "
-                             f"update of kind {update.get('kind')!r}")
-        for key in v.UPDATE_KINDS[self.kind]["settings"]:
-            if key not in update:
-                raise ValueError(f"a {self.kind!r} update lacks {key!r}")
-
     def run(self, X, targets, update, weights=None):
-        self._check_update(update)
+        v.step_update(update, self.kind)
         logits, caches = self._forward(X)
         if self.loss == "mean_squared_error":
             (loss, dlogits), n_correct = mean_squared_error(logits, targets, None, weights), 0
@@ -383,7 +372,7 @@ class _TrainStep:
         return loss, n_correct, status.OK
 
     def run_many(self, X, targets, n_steps, update, losses, n_correct, weights=None):
-        self._check_update(update)
+        v.step_update(update, self.kind)
         update, n = dict(update), self.n  # Adam's step counts up; the caller's dict stays
         for s in range(n_steps):
             rows = slice(s * n, (s + 1) * n)
