@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -239,3 +240,48 @@ def test_a_directory_given_as_a_model_file_says_it_is_a_directory(tmp_path):
         nc.load(".")
     with pytest.raises(ValueError, match="is a directory, not a model file"):
         nc.load(tmp_path)
+
+
+def test_a_folder_given_to_save_says_it_is_a_folder(tmp_path):
+    """net.save(folder) said "[Errno 21] Is a directory: '.../.tmp-opm1cah8.partial' ->
+    '...'", naming a temporary file the user never made."""
+    net = nc.mlp(2, [4], 2)
+    with pytest.raises(IsADirectoryError, match=r"cannot write .*: it is a folder \(give a "
+                                                r"file name, such as .*model\.npz'\)$"):
+        net.save(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"cannot write .*: there is no folder "):
+        net.save(tmp_path / "missing" / "model.npz")
+    assert os.listdir(tmp_path) == []
+    assert nc.load(net.save(tmp_path / "model.npz")).n_params == net.n_params
+
+
+@pytest.mark.parametrize("schedule", ["cosine", None])
+def test_resuming_with_more_epochs_warns_when_the_schedule_depends_on_them(tmp_path, schedule):
+    """A finished 20-epoch cosine run resumed with epochs=25 re-spread the schedule over 25
+    epochs without a word (the learning rate went back up), ending like neither run; a
+    constant rate continues exactly, and says nothing."""
+    X, y = _data()
+
+    def run(epochs):
+        net = nc.mlp(5, [8], 5, dtype="float64", seed=1)
+        net.fit(X, y, epochs=epochs, batch_size=BATCH, seed=2, verbose=0, checkpoint=tmp_path,
+                optimizer=nc.SGD(lr=0.05, momentum=0.9, schedule=schedule))
+        return net
+
+    run(4)
+    if schedule is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            resumed = run(6)
+        np.testing.assert_array_equal(resumed.params, _uninterrupted(tmp_path, run, 6).params)
+    else:
+        with pytest.warns(UserWarning, match=r"written by a run of 4 epochs; with epochs=6 the "
+                                             r"cosine learning-rate schedule is spread over 6"):
+            run(6)
+
+
+def _uninterrupted(tmp_path, run, epochs):
+    """``run(epochs)`` from scratch, in a fresh checkpoint folder."""
+    for name in os.listdir(tmp_path):
+        os.unlink(tmp_path / name)
+    return run(epochs)

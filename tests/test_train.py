@@ -1219,3 +1219,71 @@ def test_a_batch_size_larger_than_the_training_set_trains_on_one_batch_with_a_wa
                             verbose=0)
     assert np.array_equal(net.params, twin.params)
     assert history["loss"] == twin_history["loss"]
+
+
+# --- what a user gets told -----------------------------------------------------------------
+
+def _two_blobs():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 2))
+    return X, (X[:, 0] > 0).astype(int)
+
+
+@pytest.mark.parametrize("verbose, report", [(1, True), (2, True), (0, True), (1, False)])
+def test_early_stopping_says_so_when_fit_is_verbose(capsys, verbose, report):
+    """Early stopping used to end a run in silence: the progress bar stopped at 12% and the
+    epoch lines at epoch 6, with nothing said (the CLI and the estimators, which pass
+    report_interrupt=False, say it in their own words)."""
+    X, y = _two_blobs()
+    net = nc.mlp(2, [16], 2)
+    stopper = nc.EarlyStopping(monitor="val_accuracy", patience=1)
+    history = net.fit(X, y, epochs=50, validation_data=(X[:100], y[:100]), verbose=verbose,
+                      callbacks=stopper, report_interrupt=report)  # one callback, no list
+    assert history.stopped_early == stopper.best_epoch + 1 < 50
+    said = f"stopped early after epoch {history.stopped_early}: val_accuracy did not " \
+           f"improve for 1 epoch(s) after its best, epoch {stopper.best_epoch}; the weights " \
+           f"of epoch {stopper.best_epoch} are restored\n"
+    assert (said in capsys.readouterr().out) == (verbose > 0 and report)
+
+
+@pytest.mark.parametrize("callbacks, message", [
+    (5, r"^callbacks must be a list of callbacks \(such as \[nncore\.EarlyStopping\(\)\]\), "
+        r"got int$"),
+    ([nc.EarlyStopping(), "stop"], r"^callbacks\[1\] \(str\) is not a callback: it has no "
+                                   r"on_train_begin, on_epoch_end, on_train_end"),
+])
+def test_callbacks_that_are_not_callbacks_are_refused_by_name(callbacks, message):
+    X, y = _two_blobs()
+    with pytest.raises(TypeError, match=message):
+        nc.mlp(2, [4], 2).fit(X, y, epochs=1, verbose=0, callbacks=callbacks)
+
+
+@pytest.mark.parametrize("seed, error, message", [
+    (-1, ValueError, r"^seed must be >= 0, got -1$"),
+    (1.5, TypeError, r"^seed must be a non-negative integer or None, got 1\.5$"),
+])
+def test_a_bad_seed_is_refused_by_name(seed, error, message):
+    """NumPy's own words were 'expected non-negative integer', naming no argument."""
+    X, y = _two_blobs()
+    with pytest.raises(error, match=message):
+        nc.mlp(2, [4], 2).fit(X, y, epochs=1, verbose=0, seed=seed)
+    with pytest.raises(error, match=message):
+        nc.mlp(2, [4], 2, seed=seed)
+    nc.mlp(2, [4], 2, seed=None)  # fresh entropy, as NumPy takes it
+
+
+@pytest.mark.parametrize("hidden", [None, "32", 3.5])
+def test_hidden_widths_that_are_not_a_list_are_refused_by_name(hidden):
+    """mlp(2, None, 5) said "'NoneType' object is not iterable"."""
+    with pytest.raises(TypeError, match=r"^hidden must be"):
+        nc.mlp(2, hidden, 5)
+
+
+def test_missing_labels_are_called_missing_not_continuous():
+    """NaN labels said "y looks continuous ... train a regression network"."""
+    X, y = _two_blobs()
+    labels = y.astype(float)
+    labels[[7, 9]] = np.nan
+    with pytest.raises(ValueError, match=r"^y has 2 missing label\(s\) \(NaN\), the first at "
+                                         r"index 7$"):
+        nc.mlp(2, [4], 2).fit(X, labels, epochs=1, verbose=0)

@@ -141,6 +141,16 @@ def integer(name, value, minimum=1, maximum=None):
     return int(value)
 
 
+def seed(name, value):
+    """A random seed for ``numpy.random.default_rng``: None (fresh entropy) or an integer
+    >= 0, returned as a Python int."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative integer or None, got {value!r}")
+    return integer(name, value, minimum=0)
+
+
 def real_number(name, value, minimum=None, maximum=None, exclusive_minimum=False,
                 exclusive_maximum=False):
     """Return ``value`` as a finite float within its bounds.

@@ -57,6 +57,12 @@ def atomic_write(path, write):
     """Call ``write(file_object)`` on a temporary file, then rename it to ``path``."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    # said here in the caller's words: the temporary file's name would be in the OS's
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path!r}: it is a folder (give a file name, "
+                                f"such as {os.path.join(path, 'model.npz')!r})")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path!r}: there is no folder {folder!r}")
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".partial", dir=folder)
     try:
         os.fchmod(fd, _file_mode())  # mkstemp makes 0600 files; follow the umask instead

@@ -20,6 +20,7 @@ import dataclasses
 import math
 import os
 import threading
+from collections.abc import Iterable
 from typing import Callable
 
 import numpy as np
@@ -84,7 +85,7 @@ class Network:
         self.params = np.zeros(n_params, dtype=self.dtype)
         self.grads = np.zeros(n_params, dtype=self.dtype)
         self._bind(backend)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(v.seed("seed", seed))
         for layer in layers:
             layer.init(rng)
         self.architecture = architecture or {"builder": "layers"}
@@ -647,6 +648,10 @@ def refuse_continuous(raw, name):
     hint = ("; for real-valued targets train a regression network (nncore train --task "
             "regression, or loss=\"mse\")")
     if raw.dtype.kind == "f":
+        missing = np.isnan(raw)
+        if missing.any():  # a missing label is no sign of a regression target
+            raise ValueError(f"{name} has {int(missing.sum())} missing label(s) (NaN), the "
+                             f"first at index {int(np.flatnonzero(missing)[0])}")
         bad = ~np.isfinite(raw) | (raw != np.round(raw))
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
@@ -719,6 +724,9 @@ def load(path, backend="kernels"):
 def _hidden_sizes(hidden):
     if isinstance(hidden, (int, np.integer)):
         hidden = [hidden]
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Iterable):
+        raise TypeError(f"hidden must be a list of hidden widths (or one width), got "
+                        f"{hidden!r}")
     return [v.integer("hidden", width) for width in hidden]
 
 

@@ -78,6 +78,12 @@ def check_schedule(schedule, name="schedule"):
     return schedule
 
 
+def schedule_uses_epochs(schedule):
+    """Whether the (checked) ``schedule`` setting depends on the number of epochs of the run
+    (make_schedule's "cosine" anneals over them)."""
+    return schedule == "cosine"
+
+
 def make_schedule(schedule, epochs):
     """The function ``(lr0, epoch) -> lr`` for a (checked) ``schedule`` setting: ``None`` is
     constant, a name takes its factory's defaults ("cosine" anneals over ``epochs``), and

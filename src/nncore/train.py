@@ -26,13 +26,13 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
 from . import _validation as v
 from . import modelfile
-from .optim import SGD, Optimizer
+from .optim import SGD, Optimizer, schedule_uses_epochs
 from .status import UPDATE_NOT_FINITE
 
 __all__ = ["fit", "History", "Callback", "EarlyStopping", "TrainingDiverged"]
@@ -171,6 +171,11 @@ class Callback:
     def on_train_end(self, network, history):
         pass
 
+    def stop_note(self):
+        """Why this callback stopped training, in a few words (fit prints it with
+        ``verbose``); None says only that it did."""
+        return None
+
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
@@ -222,6 +227,12 @@ class EarlyStopping(Callback):
         if self.restore_best and self.best_params is not None:
             network.params[...] = self.best_params
 
+    def stop_note(self):
+        kept = (f"; the weights of epoch {self.best_epoch} are restored"
+                if self.restore_best and self.best_params is not None else "")
+        return (f"{self.monitor} did not improve for {self.wait} epoch(s) after its best, "
+                f"epoch {self.best_epoch}{kept}")
+
 
 def _first_nonfinite_layer(step):
     for i, output in enumerate(step.outputs):
@@ -256,8 +267,10 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         Seeds the shuffling.
     verbose : {0, 1, 2}
         0 silent, 1 a tqdm progress bar, 2 one line per epoch.
-    callbacks : list of Callback
-        ``on_epoch_end`` gets the 1-based epoch number (History's ``epoch``).
+    callbacks : list of Callback, or one Callback
+        ``on_epoch_end`` gets the 1-based epoch number (History's ``epoch``). With
+        ``verbose``, a callback that stops training says why in one line
+        (``Callback.stop_note``).
     shuffle : bool
     checkpoint : path of a folder, optional
         Every ``checkpoint_every`` epochs (and after the last) the weights, the optimizer's
@@ -265,6 +278,9 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         ``checkpoint/checkpoint.npz``. If that file exists when ``fit`` starts, training
         resumes from it and ends exactly as an uninterrupted run would (the network, data,
         batch size, seed and optimizer settings must be the same; callbacks start afresh).
+        A different ``epochs`` continues the run, with a warning if the learning-rate
+        schedule depends on it ("cosine": the rest of the run then matches neither
+        uninterrupted run).
     checkpoint_every : int >= 1
     sample_weight : array (n,), optional
         One weight per sample, finite and >= 0, not all 0 (scikit-learn's meaning): each
@@ -279,9 +295,10 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         records a hash of the weights, and resuming needs the same weights.
     report_interrupt : bool
         With ``verbose``, Ctrl-C prints a line saying that the weights and the history so
-        far are kept on the network. False for a caller that says what became of them in
-        its own words (``nncore train`` saves them and says where; the scikit-learn
-        estimators warn "Training interrupted by user.").
+        far are kept on the network, and a callback that stops training early prints why.
+        False for a caller that says how training ended in its own words (``nncore train``
+        saves the weights and says where and which; the scikit-learn estimators warn
+        "Training interrupted by user.").
 
     Returns
     -------
@@ -307,7 +324,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
 
     # a Network scores data as prepared for training (standardised, class indices) here
     evaluate = getattr(network, "_prepared_evaluate", network.evaluate)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(v.seed("seed", seed))
     loss_function = network.loss_function
     # the regression scores of an epoch are taken from its running loss against this
     target_variance = _target_variance(y, weights)
@@ -356,6 +373,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
 
         bar = tqdm(total=epochs * steps_per_epoch, initial=first_epoch * steps_per_epoch,
                    unit="step", file=sys.stderr, dynamic_ncols=True, leave=True)
+    stoppers = []  # the callbacks that stopped training early
     try:
         for epoch in range(first_epoch, epochs):
             started = time.perf_counter()
@@ -405,6 +423,7 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
             stop = [callback.on_epoch_end(network, epoch + 1, logs) for callback in callbacks]
             if any(stop):
                 history.stopped_early = epoch + 1
+                stoppers = [callback for callback, said in zip(callbacks, stop) if said]
                 break
     except KeyboardInterrupt as error:
         history.interrupted = True
@@ -422,6 +441,11 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
         callback.on_train_end(network, history)
     if interrupt is not None:
         raise interrupt
+    if history.stopped_early and verbose and report_interrupt:
+        notes = [getattr(callback, "stop_note", lambda: None)() or
+                 f"{type(callback).__name__} stopped training" for callback in stoppers]
+        print(f"stopped early after epoch {history.stopped_early}: {'; '.join(notes)}",
+              flush=True)
     return history
 
 
@@ -458,11 +482,32 @@ def _checked_arguments(network, X, y, sample_weight, epochs, batch_size, verbose
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be an nncore.optim.Optimizer (nncore.SGD, nncore.Adam, "
                         f"nncore.AdamW), got {type(optimizer).__name__}")
-    callbacks = list(callbacks)
+    callbacks = _checked_callbacks(callbacks)
     checkpoint_every = v.integer("checkpoint_every", checkpoint_every)
     report_interrupt = v.boolean("report_interrupt", report_interrupt)
     return (X, y, weights, epochs, batch_size, validation, optimizer, callbacks,
             checkpoint_every, report_interrupt)
+
+
+def _checked_callbacks(callbacks):
+    """``callbacks`` as a list (one callback alone is taken as a list of one), each with the
+    three hooks fit calls."""
+    if all(callable(getattr(callbacks, hook, None)) for hook in _HOOKS):
+        callbacks = [callbacks]
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+        raise TypeError(f"callbacks must be a list of callbacks (such as "
+                        f"[nncore.EarlyStopping()]), got {type(callbacks).__name__}")
+    callbacks = list(callbacks)
+    for i, callback in enumerate(callbacks):
+        missing = [hook for hook in _HOOKS if not callable(getattr(callback, hook, None))]
+        if missing:
+            raise TypeError(f"callbacks[{i}] ({type(callback).__name__}) is not a callback: "
+                            f"it has no {', '.join(missing)} (subclass nncore.Callback)")
+    return callbacks
+
+
+#: The methods fit calls on each callback.
+_HOOKS = ("on_train_begin", "on_epoch_end", "on_train_end")
 
 
 def _target_variance(y, weights):
@@ -604,6 +649,13 @@ def _resume(path, network, optimizer, rng, history, settings):
         if key != "epochs" and saved.get(key) != value:
             raise ValueError(f"the checkpoint {path!r} was written with {key}={saved.get(key)!r}, "
                              f"this run has {key}={value!r}; use another checkpoint folder")
+    if saved.get("epochs") != settings["epochs"] and schedule_uses_epochs(optimizer.schedule):
+        warnings.warn(f"the checkpoint {path!r} was written by a run of "
+                      f"{saved.get('epochs')} epochs; with epochs={settings['epochs']} the "
+                      f"{optimizer.schedule} learning-rate schedule is spread over "
+                      f"{settings['epochs']} epochs from here on, so this run ends like "
+                      f"neither an uninterrupted run of {saved.get('epochs')} nor one of "
+                      f"{settings['epochs']} epochs", UserWarning, stacklevel=3)  # fit's caller
     network.params[...] = saved_network["params"]
     optimizer.load_state(saved_optimizer["arrays"], saved_optimizer["counters"])
     rng.bit_generator.state = state["rng"]
