@@ -21,8 +21,10 @@ puts this folder on ``sys.path`` because it has no ``__init__.py``.
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 
 from nncore import activations, ops, reference
@@ -37,6 +39,16 @@ RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 #: Multiplies every ``max_examples`` (``NNCORE_EXAMPLES_SCALE=20 pytest ...`` for a long run).
 EXAMPLES_SCALE = int(os.environ.get("NNCORE_EXAMPLES_SCALE", "1"))
+
+
+#: The real course data sets (PeaksData.mat, GMMData.mat, SwissRollData.mat): in
+#: ``shared/data/course/`` beside the repository, never copied into it.
+COURSE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "course"
+#: Marks a test that reads them: it skips, saying where they belong, when they are absent.
+needs_course_files = pytest.mark.skipif(
+    not COURSE_DIR.is_dir(),
+    reason=f"course data folder {COURSE_DIR} is absent (it lives in shared/, beside the repo)",
+)
 
 
 def interruptible_child(command, **popen_options):

@@ -4,22 +4,20 @@ The files live in ``shared/data/course/`` beside the repository and are never co
 it; without them these tests skip. Each run trains for about 2 s.
 """
 
-from pathlib import Path
-
 import pytest
 
 import nncore as nc
 from nncore.cli import TRAIN_DEFAULTS
+from conftest import COURSE_DIR, needs_course_files
 
-COURSE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "course"
 #: validation accuracy each default run must reach (a 25-NN classifier: 93.0, 97.4, 97.4)
 BARS = {"PeaksData": 0.925, "GMMData": 0.970, "SwissRollData": 0.970}
 
 
-@pytest.mark.skipif(not COURSE.is_dir(), reason=f"course data folder {COURSE} is absent")
+@needs_course_files
 @pytest.mark.parametrize("name", list(BARS))
 def test_default_resnet_reaches_the_bar(name):
-    X, y, X_val, y_val = nc.datasets.load_mat(COURSE / f"{name}.mat")
+    X, y, X_val, y_val = nc.datasets.load_mat(COURSE_DIR / f"{name}.mat")
     d = TRAIN_DEFAULTS
     net = nc.resnet(X.shape[1], d["width"], d["depth"], int(y.max()) + 1,
                     activation=d["activation"], dtype=d["dtype"], seed=d["seed"])

@@ -18,13 +18,9 @@ import scipy.io
 
 import nncore
 from nncore import datasets
+from conftest import COURSE_DIR, needs_course_files
 
 ROOT = Path(__file__).resolve().parents[1]
-COURSE_DIR = ROOT.parent / "shared" / "data" / "course"
-needs_course_files = pytest.mark.skipif(
-    not COURSE_DIR.is_dir(),
-    reason=f"course data folder {COURSE_DIR} is absent (it lives in shared/, beside the repo)",
-)
 
 # name -> (generator, n_features, n_classes, default n_train, default n_val, course file)
 SETS = {
