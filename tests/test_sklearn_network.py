@@ -179,6 +179,30 @@ def test_nncore_predict_on_a_saved_classifier_writes_its_labels(data, tmp_path, 
     assert [row[0] for row in rows[1:]] == clf.predict(X).tolist()
 
 
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_the_ctrl_c_warning_points_at_the_users_call(data, monkeypatch, method):
+    """As scikit-learn's warnings: the file and line of the user's fit call, not
+    "sys:1" (a stacklevel one frame too high) or a line inside nncore."""
+    import nncore.sklearn
+
+    X, y = data
+    real_fit = nncore.sklearn.train_fit
+
+    class Interrupt(nc.train.Callback):
+        def on_epoch_end(self, network, epoch, logs):
+            raise KeyboardInterrupt
+
+    def interrupted_fit(*args, callbacks=(), **kwargs):
+        return real_fit(*args, callbacks=[*callbacks, Interrupt()], **kwargs)
+
+    monkeypatch.setattr(nncore.sklearn, "train_fit", interrupted_fit)
+    reg = NNRegressor(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    with pytest.warns(UserWarning, match="Training interrupted by user") as caught:
+        getattr(reg, method)(X, y)
+    assert caught[0].filename == __file__
+    _same_predictions(reg, reg.network_, X)
+
+
 # --- ONNX ----------------------------------------------------------------------------------
 
 def _onnx_metadata(path):

@@ -205,16 +205,18 @@ class _NNEstimator(BaseEstimator):
         history, optimizer_state, _ = self._train(
             settings, network, X, targets, epochs=1, first_epoch=n_iter,
             optimizer_state=optimizer_state, early_stopping=False,
-            seed=_derive_seed(base_seed, "partial_fit", n_iter), sample_weight=sample_weight)
+            seed=_derive_seed(base_seed, "partial_fit", n_iter), sample_weight=sample_weight,
+            stacklevel=4)  # _train, here, partial_fit, the user's call
         return history, optimizer_state
 
     def _train(self, settings, network, X, y, *, epochs, first_epoch, optimizer_state,
-               early_stopping, seed, sample_weight=None):
+               early_stopping, seed, sample_weight=None, stacklevel=3):
         """Run :func:`nncore.train.fit`; return its History, the optimizer's state
         ``(name, arrays, counters)`` and the 1-based number of the epoch whose weights early
         stopping kept (None without it). ``optimizer_state`` None (or another solver's) starts the
         optimizer from zero; otherwise it continues. ``sample_weight`` (None or checked) is
         split with the data for early stopping; the validation loss is unweighted.
+        ``stacklevel`` points the Ctrl-C warning at the user's call (3: _train, fit, it).
 
         The network is trained on the targets as given (class indices, standardised
         values), without the estimator's labels and target scaling installed (see
@@ -259,7 +261,7 @@ class _NNEstimator(BaseEstimator):
         except KeyboardInterrupt:
             # as scikit-learn's MLP estimators: Ctrl-C ends training, with a warning, and the
             # estimator keeps what was trained (train_fit left it on the network)
-            warnings.warn("Training interrupted by user.", stacklevel=4)
+            warnings.warn("Training interrupted by user.", stacklevel=stacklevel)
             history = network.history
         # the (1-based) epoch whose weights early stopping kept (not simply the lowest
         # val_loss: an improvement smaller than tol does not replace the kept weights)
