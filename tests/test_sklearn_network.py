@@ -234,3 +234,13 @@ def test_the_onnx_export_of_an_estimators_network_is_the_whole_model(data, tmp_p
     path = nc.export_onnx(reg.network_, tmp_path / "reg.onnx")
     np.testing.assert_allclose(_onnx_predictions(path, X)[:, 0], reg.predict(X), rtol=1e-5)
 
+
+def test_export_onnx_takes_a_fitted_estimator(data, tmp_path):
+    """``export_onnx(est)`` writes ``export_onnx(est.network_)``; an unfitted estimator
+    is refused."""
+    pytest.importorskip("onnx")
+    for est in _fitted_pair(data):
+        of_network = nc.export_onnx(est.network_, tmp_path / "network.onnx").read_bytes()
+        assert nc.export_onnx(est, tmp_path / "estimator.onnx").read_bytes() == of_network
+    with pytest.raises(TypeError, match="nncore Network .*got NNClassifier"):
+        nc.export_onnx(NNClassifier(), tmp_path / "model.onnx")
