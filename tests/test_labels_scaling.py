@@ -182,6 +182,48 @@ def test_standardize_regression_targets(tmp_path):
     assert abs(float(loaded.predict(raw).mean()) - 3e4) < 2e3
 
 
+def test_a_target_scaling_alone_travels_with_the_model(tmp_path):
+    """A network may scale its targets without scaling its inputs (what the scikit-learn
+    regressor gives its network); model files keep it, and fit(standardize=True) keeps
+    it rather than refitting over trained weights."""
+    X, _ = blobs(100)
+    net = nc.mlp(2, [4], 2, seed=0, loss="mse")
+    net.target_mean, net.target_scale = np.array([1000.0, -5.0]), np.array([10.0, 0.5])
+    assert net.state()["scaling"] == {"target_mean": [1000.0, -5.0],
+                                      "target_scale": [10.0, 0.5]}
+    loaded = nc.load(net.save(tmp_path / "m.npz"))
+    assert not loaded.standardized
+    np.testing.assert_array_equal(loaded.target_mean, net.target_mean)
+    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+    np.testing.assert_allclose(net.predict(X), net.logits(X) * [10.0, 0.5] + [1000.0, -5.0],
+                               rtol=1e-6)
+    net.fit(X, net.predict(X), epochs=1, verbose=0, standardize=True)
+    assert not net.standardized and net.target_mean[0] == 1000.0
+
+
+def test_a_half_scaling_in_a_state_is_refused():
+    state = {**nc.mlp(2, [4], 1, loss="mse").state(),
+             "scaling": {"input_mean": [0.0, 0.0], "target_mean": [3.0]}}
+    with pytest.raises(ValueError, match="scaling lacks input_scale"):
+        nc.Network.from_state(state)
+
+
+def test_classes_can_be_set_as_a_model_file_stores_them():
+    net = nc.mlp(2, [4], 3, seed=0)
+    net.classes = np.array(["a", "b", "c"], dtype=object)  # pandas' strings
+    assert net.classes.dtype.kind == "U"
+    for labels, message in (([3, 1, 2], "sorted and distinct"), ([1, 1, 2], "sorted"),
+                            ([1, 2], "3 classes, got 2 labels"),
+                            (np.array(["2020", "2021", "2022"], dtype="datetime64[Y]"),
+                             "cannot store")):
+        with pytest.raises(ValueError, match=message):
+            net.classes = labels
+    net.classes = None
+    np.testing.assert_array_equal(net.classes, [0, 1, 2])
+    with pytest.raises(ValueError, match="for a classifier"):
+        nc.mlp(2, [4], 3, loss="mse").classes = [0, 1, 2]
+
+
 def test_standardize_defaults_off_and_constant_features_keep_scale_one():
     X, index = blobs(100)
     net = nc.mlp(3, [4], 4, seed=0)

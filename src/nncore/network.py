@@ -163,14 +163,15 @@ class Network:
                 "scaling": self._scaling_state()}
 
     def _scaling_state(self):
-        if self.input_mean is None:
-            return None
-        scaling = {"input_mean": self.input_mean.tolist(),
-                   "input_scale": self.input_scale.tolist()}
+        # either part may stand alone: a scikit-learn regressor scales only its targets
+        scaling = {}
+        if self.input_mean is not None:
+            scaling.update(input_mean=self.input_mean.tolist(),
+                           input_scale=self.input_scale.tolist())
         if self.target_mean is not None:
             scaling.update(target_mean=self.target_mean.tolist(),
                            target_scale=self.target_scale.tolist())
-        return scaling
+        return scaling or None
 
     def _set_scaling(self, scaling):
         """Install a :meth:`state`'s ``scaling`` entry (None: no standardisation)."""
@@ -181,6 +182,8 @@ class Network:
             raise ValueError("scaling must be a dict of lists")
 
         def vector(key, size):
+            if key not in scaling:
+                raise ValueError(f"scaling lacks {key}")
             value = np.asarray(scaling[key], dtype=np.float64)
             if value.shape != (size,) or not np.isfinite(value).all():
                 raise ValueError(f"scaling {key} must be {size} finite numbers")
@@ -188,9 +191,10 @@ class Network:
                 raise ValueError(f"scaling {key} must be positive")
             return value
 
-        self.input_mean = vector("input_mean", self.n_in)
-        self.input_scale = vector("input_scale", self.n_in)
-        if "target_mean" in scaling:
+        if "input_mean" in scaling or "input_scale" in scaling:
+            self.input_mean = vector("input_mean", self.n_in)
+            self.input_scale = vector("input_scale", self.n_in)
+        if "target_mean" in scaling or "target_scale" in scaling:
             if self.task != "regression":
                 raise ValueError("target scaling is for a regression network")
             self.target_mean = vector("target_mean", self.n_outputs)
@@ -206,6 +210,24 @@ class Network:
         if self._classes is None:
             return np.arange(self.n_classes)
         return self._classes
+
+    @classes.setter
+    def classes(self, labels):
+        """Name the classes (None: class indices): ``labels[k]`` is output k's label. They
+        must be sorted and distinct, one per class, of a kind a model file stores (ints,
+        integer-valued floats, strings, bools); an object array of strings is kept as
+        strings."""
+        if labels is not None:
+            if self.task != "classification":
+                raise ValueError("class labels are for a classifier")
+            labels = _storable_classes(_label_array(labels, "classes"), "classes")
+            if labels.shape != (self.n_classes,):
+                raise ValueError(f"the network has {self.n_classes} classes, got "
+                                 f"{labels.size} labels")
+            if not (labels[1:] > labels[:-1]).all():
+                raise ValueError(f"class labels must be sorted and distinct, got "
+                                 f"{labels.tolist()!r}")
+        self._classes = labels
 
     @property
     def standardized(self):
@@ -224,14 +246,7 @@ class Network:
             raise ValueError(f"the architecture needs {network.n_params} parameters, the "
                              f"state has {params.size}")
         network.params[...] = params
-        classes = _classes_from_json(state.get("classes"))
-        if classes is not None:
-            if network.task != "classification":
-                raise ValueError("class labels are for a classifier")
-            if classes.shape != (network.n_classes,):
-                raise ValueError(f"the network has {network.n_classes} classes, the state "
-                                 f"names {classes.size}")
-            network._classes = classes
+        network.classes = _classes_from_json(state.get("classes"))
         network._set_scaling(state.get("scaling"))
         return network
 
@@ -561,7 +576,8 @@ class Network:
         :meth:`evaluate`: exactly for one output; for several, with the mean squared scale
         of the outputs (exact when their scales are equal). R^2 has no units."""
         X = self.check_X(X)
-        if v.boolean("standardize", standardize) and self.input_mean is None:
+        if v.boolean("standardize", standardize) and self.input_mean is None \
+                and self.target_mean is None:
             mean, scale = _mean_and_scale(X)
             if self.task == "regression":
                 Y = self.check_y(y, X.shape[0])

@@ -127,11 +127,21 @@ NO_FLOAT64_IN_ONNXRUNTIME = {"elu": "Elu", "gelu": "Erf", "softplus": "Softplus"
 LAYER_GRAPHS = {"dense": _dense, "residual": _residual}
 
 
-def to_onnx(network):
-    """The network as an ``onnx.ModelProto`` (checked with ``onnx.checker``)."""
-    onnx, helper, numpy_helper = _import_onnx()
+def _network_of(model):
+    """``model`` if it is a Network, a fitted :mod:`nncore.sklearn` estimator's
+    ``network_`` (which holds its labels and target scaling), else a TypeError."""
+    network = getattr(model, "network_", model)
     if not isinstance(network, _network.Network):
-        raise TypeError(f"export_onnx needs an nncore Network, got {type(network).__name__}")
+        raise TypeError(f"export_onnx needs an nncore Network (or a fitted NNClassifier or "
+                        f"NNRegressor), got {type(model).__name__}")
+    return network
+
+
+def to_onnx(network):
+    """The network (or a fitted estimator's ``network_``) as an ``onnx.ModelProto``
+    (checked with ``onnx.checker``)."""
+    onnx, helper, numpy_helper = _import_onnx()
+    network = _network_of(network)
     dtype = np.dtype(network.dtype)
     elem = helper.np_dtype_to_tensor_dtype(dtype)
     graph = _Graph(helper, numpy_helper, dtype)
@@ -174,11 +184,13 @@ def to_onnx(network):
 
 
 def export_onnx(network, path):
-    """Write ``network`` as an ONNX model to ``path`` (see the module's description of the
-    graph); returns the path. A float64 network with an activation in
-    :data:`NO_FLOAT64_IN_ONNXRUNTIME` (ELU, GELU, softplus) is written with a UserWarning
-    naming it: onnxruntime's CPU provider cannot load that graph."""
+    """Write ``network`` (or a fitted NNClassifier's or NNRegressor's ``network_``) as an
+    ONNX model to ``path`` (see the module's description of the graph); returns the path.
+    A float64 network with an activation in :data:`NO_FLOAT64_IN_ONNXRUNTIME` (ELU, GELU,
+    softplus) is written with a UserWarning naming it: onnxruntime's CPU provider cannot
+    load that graph."""
     onnx, _, _ = _import_onnx()
+    network = _network_of(network)
     model = to_onnx(network)
     if np.dtype(network.dtype) == np.float64:
         unserved = sorted({layer.activation for layer in network.layers}

@@ -95,8 +95,16 @@ class _NNEstimator(BaseEstimator):
         for name, default in (("beta_1", 0.9), ("beta_2", 0.999), ("epsilon", 1e-8)):
             state.setdefault(name, default)
         super().__setstate__(state)
+        if "network_" in state:  # pickled before the network carried them: install them
+            self._complete_network()
 
     # --- internals --------------------------------------------------------------------------
+
+    def _complete_network(self):
+        """Install in ``network_`` what the estimator knows of its targets (the class
+        labels, the target standardisation), so that the network alone predicts what
+        :meth:`predict` does: its model file, ``nncore predict``, its ONNX export."""
+        raise NotImplementedError
 
     def _forget_fit(self):
         """Drop the fitted state, so a failed :meth:`fit` leaves an unfitted estimator."""
@@ -197,16 +205,23 @@ class _NNEstimator(BaseEstimator):
         history, optimizer_state, _ = self._train(
             settings, network, X, targets, epochs=1, first_epoch=n_iter,
             optimizer_state=optimizer_state, early_stopping=False,
-            seed=_derive_seed(base_seed, "partial_fit", n_iter), sample_weight=sample_weight)
+            seed=_derive_seed(base_seed, "partial_fit", n_iter), sample_weight=sample_weight,
+            stacklevel=4)  # _train, here, partial_fit, the user's call
         return history, optimizer_state
 
     def _train(self, settings, network, X, y, *, epochs, first_epoch, optimizer_state,
-               early_stopping, seed, sample_weight=None):
+               early_stopping, seed, sample_weight=None, stacklevel=3):
         """Run :func:`nncore.train.fit`; return its History, the optimizer's state
         ``(name, arrays, counters)`` and the 1-based number of the epoch whose weights early
         stopping kept (None without it). ``optimizer_state`` None (or another solver's) starts the
         optimizer from zero; otherwise it continues. ``sample_weight`` (None or checked) is
-        split with the data for early stopping; the validation loss is unweighted."""
+        split with the data for early stopping; the validation loss is unweighted.
+        ``stacklevel`` points the Ctrl-C warning at the user's call (3: _train, fit, it).
+
+        The network is trained on the targets as given (class indices, standardised
+        values), without the estimator's labels and target scaling installed (see
+        :meth:`_complete_network`): early stopping's validation loss stays that of the
+        standardised targets, which ``tol`` is compared with."""
         optimizer = OPTIMIZERS[settings["solver"]](
             **settings["optimizer"],
             schedule=functools.partial(_shifted_schedule, settings["schedule"], first_epoch))
@@ -246,7 +261,7 @@ class _NNEstimator(BaseEstimator):
         except KeyboardInterrupt:
             # as scikit-learn's MLP estimators: Ctrl-C ends training, with a warning, and the
             # estimator keeps what was trained (train_fit left it on the network)
-            warnings.warn("Training interrupted by user.", stacklevel=4)
+            warnings.warn("Training interrupted by user.", stacklevel=stacklevel)
             history = network.history
         # the (1-based) epoch whose weights early stopping kept (not simply the lowest
         # val_loss: an improvement smaller than tol does not replace the kept weights)
@@ -374,7 +389,12 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Feature names, when ``X`` had string column names.
     network_ : nncore.Network
-        The trained network (``network_.save(path)`` writes a model file).
+        The trained network, holding the labels (``network_.classes``): it predicts what
+        the estimator does, and so do the model file ``network_.save(path)`` writes
+        (:func:`nncore.load`, ``nncore predict``) and its ONNX export
+        (``nncore.export_onnx(network_, path)``, or of the estimator itself). Labels a model
+        file cannot store (datetimes) stay with the estimator: the network then predicts
+        class indices.
     n_iter_ : int
         Number of epochs trained (by :meth:`fit`, plus one per :meth:`partial_fit` call).
     loss_curve_ : list of float
@@ -487,6 +507,7 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
             seed=_derive_seed(base_seed, "fit"), sample_weight=weights)
         self.classes_ = classes
         self.network_ = network
+        self._complete_network()
         self._base_seed = base_seed
         self._optimizer_state = optimizer_state
         self.history_ = {}
@@ -547,6 +568,7 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
         if first_call:
             self.classes_ = classes
             self.network_ = network
+            self._complete_network()
             self._base_seed = base_seed
             self.history_ = {}
             self.n_iter_ = 0
@@ -582,7 +604,20 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
             Labels from ``classes_``.
         """
         X = self._check_predict_X(X)
-        return self.classes_[self.network_.predict(X)]
+        predicted = self.network_.predict(X)
+        if self.network_._classes is None:  # labels a model file cannot store (datetimes)
+            return self.classes_[predicted]
+        # the network keeps the labels as a model file does (strings given as objects are
+        # str, integers int64 once loaded); the estimator returns them as classes_ holds them
+        return predicted.astype(self.classes_.dtype, copy=False)
+
+    def _complete_network(self):
+        try:
+            self.network_.classes = self.classes_
+        except ValueError:
+            # labels a model file cannot store (datetimes; Network.classes names the kinds
+            # it can): the network keeps class indices, which predict maps to classes_
+            self.network_.classes = None
 
     def __sklearn_tags__(self):
         # Stated for the reader; these are also scikit-learn's defaults for a classifier.
@@ -632,7 +667,12 @@ class NNRegressor(RegressorMixin, _NNEstimator):
         Number of outputs (columns of ``y``; 1 for 1-D targets).
     target_mean_, target_scale_ : ndarray of shape (n_outputs_,)
         The target standardisation (zeros and ones without ``standardize_target``).
-    network_, n_iter_, loss_curve_, history_, n_features_in_, feature_names_in_
+    network_ : nncore.Network
+        The trained network, holding the target standardisation (``network_.target_mean``,
+        ``target_scale``): it predicts in the targets' units as the estimator does, shaped
+        ``(n_samples, n_outputs_)`` also for 1-D targets, and so do its model file and ONNX
+        export (see :class:`NNClassifier`).
+    n_iter_, loss_curve_, history_, n_features_in_, feature_names_in_
         As for :class:`NNClassifier`; the losses are of the standardised targets, and
         ``history_`` holds "loss", "rmse", "r2" and their "val_" twins.
     validation_scores_ : list of float or None
@@ -748,10 +788,11 @@ class NNRegressor(RegressorMixin, _NNEstimator):
         Returns
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            1-D when the network was fitted on 1-D targets; float64.
+            1-D when the network was fitted on 1-D targets; float64 (``network_.predict``'s
+            values, computed in the network's dtype).
         """
         X = self._check_predict_X(X)
-        Y = self.network_.predict(X).astype(np.float64) * self.target_scale_ + self.target_mean_
+        Y = self.network_.predict(X).astype(np.float64)  # in the targets' units
         return Y[:, 0] if self._y_1d else Y
 
     def __sklearn_tags__(self):
@@ -776,6 +817,14 @@ class NNRegressor(RegressorMixin, _NNEstimator):
         self._y_1d = y_1d
         self.history_ = {}
         self.n_iter_ = 0
+        self._complete_network()
+
+    def _complete_network(self):
+        # the network undoes the standardisation in predict (model files keep it); none
+        # without one (zeros and ones would change nothing)
+        scaled = (self.target_mean_ != 0).any() or (self.target_scale_ != 1).any()
+        self.network_.target_mean = self.target_mean_ if scaled else None
+        self.network_.target_scale = self.target_scale_ if scaled else None
 
 
 def _target_scaling(Y, standardize, weights=None):
