@@ -528,7 +528,8 @@ def _add_search_parser(commands):
                         help="rank by this, at the last epoch (default: the file's metric, "
                              "else val_accuracy)")
     search.add_argument("--results", default="results.jsonl",
-                        help="JSON-lines results file, appended to and resumed from "
+                        help="JSON-lines results file, appended to and resumed from; an "
+                             "existing file that holds no trial record is refused "
                              "(default: %(default)s)")
     search.add_argument("--n-jobs", type=_n_jobs, default=1,
                         help="trials at once, -1 for all cores (default: %(default)s)")
@@ -885,6 +886,9 @@ def _search(args):
     from . import datasets, search
 
     spec = search.load_grid(args.grid)
+    with warnings.catch_warnings():  # its damaged lines are reported when the search reads it
+        warnings.simplefilter("ignore")
+        search.read_results(args.results, "--results")  # never append to a user's other file
     epochs = args.epochs or spec["epochs"] or 20
     seed = args.seed if args.seed is not None else (spec["seed"] or 0)
     metric = args.metric or spec["metric"] or "val_accuracy"

@@ -433,7 +433,8 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
         for the enclosing ``joblib.parallel_config``.
     results : str or os.PathLike
         The JSON-lines file. Trials already in it (same key) are not run again; each new one
-        is appended as soon as it finishes.
+        is appended as soon as it finishes. An existing file with lines but no trial record
+        (not a results file) is refused, ValueError, and left as it is.
     verbose : {0, 1, 2}
         0 silent; 1 a progress bar across trials (stderr); 2 one line per finished trial.
 
