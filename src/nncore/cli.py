@@ -440,8 +440,10 @@ def _add_predict_parser(commands):
     predict.add_argument("model", metavar="MODEL", help="a model file (model.npz)")
     predict.add_argument("data", metavar="DATA",
                          help="a .csv of the features (n_in columns, or n_in + 1 with the "
-                              "target last, which is ignored; an optional header line), an "
-                              ".npz (its X, else X_train then X_val) or a .mat (Yt then Yv)")
+                              "target last, which is ignored; an optional header line: for "
+                              "a model trained on a .csv with a header, the columns of its "
+                              "feature names, in any order, the others ignored), an .npz "
+                              "(its X, else X_train then X_val) or a .mat (Yt then Yv)")
     _add_csv_options(predict, split=False)
     predict.add_argument("--out", default=None, metavar="PREDICTIONS.csv",
                          help="write the predictions there (default: standard output)")
@@ -631,6 +633,13 @@ def _train(args):
         outputs = f"{n_outputs} classes"
     settings["loss"] = loss.name  # build and describe take it beside the architecture's own
     net = build(X.shape[1], n_outputs, args.seed, args.arch, dtype=args.dtype, **settings)
+    # a .csv header names the features: the model keeps the names (nncore predict picks a
+    # file's columns by them) and the figures drawn over the features name their axes
+    feature_names = (datasets.csv_feature_names(args.data, delimiter=args.delimiter,
+                                                target=args.target)
+                     if args.data.lower().endswith(".csv") else None)
+    if feature_names and all(feature_names) and len(set(feature_names)) == len(feature_names):
+        net.feature_names = feature_names
     described = describe(args.arch, **settings)
     optimizer = _optimizer(args)
     callbacks = [EarlyStopping(patience=args.patience)] if args.patience else []
@@ -678,11 +687,6 @@ def _train(args):
     figures = []
     if args.plots and len(history):
         from . import plots
-
-        # a .csv header names the axes of the figures drawn over the features
-        feature_names = (datasets.csv_feature_names(args.data, delimiter=args.delimiter,
-                                                    target=args.target)
-                         if args.data.lower().endswith(".csv") else None)
 
         figures.append(plots.learning_curves(
             history, os.path.join(run_dir, "learning_curves.png"),
@@ -741,7 +745,8 @@ def _predict(args):
     if args.proba and net.task != "classification":
         raise ValueError(f"--proba needs a classification model; {args.model} is a "
                          f"{net.task} model")
-    X = datasets.read_features(args.data, net.n_in, task=net.task, **_csv_options(args))
+    X = datasets.read_features(args.data, net.n_in, task=net.task,
+                               feature_names=net.feature_names, **_csv_options(args))
     if args.proba:
         header = [f"proba_{label}" for label in net.classes.tolist()]
         rows = net.predict_proba(X)
