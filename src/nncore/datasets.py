@@ -181,7 +181,8 @@ def load(name_or_path, task="classification", *, return_labels=False, delimiter=
     ------
     ValueError
         If the name is not a bundled set and the path has none of the known suffixes, if
-        the file is malformed, or if a bundled set is asked for with ``task="regression"``.
+        the file is malformed, or if a bundled set (or a ``.mat`` file of one-hot class
+        labels) is asked for with ``task="regression"``.
     FileNotFoundError
         If the path does not exist.
 
@@ -242,7 +243,9 @@ def load_mat(path, task="classification", *, return_labels=False):
 
     The file holds ``Yt`` (features x n_train), ``Ct`` (classes x n_train, one-hot columns),
     and ``Yv``, ``Cv`` the same for the validation set. For ``task="regression"``, ``Ct``
-    and ``Cv`` hold the targets instead: real matrices, targets x samples.
+    and ``Cv`` hold the targets instead: real matrices, targets x samples (a file whose
+    ``Ct`` and ``Cv`` are one-hot columns of two or more classes is a classification set,
+    refused for regression).
 
     Parameters
     ----------
@@ -271,8 +274,8 @@ def load_mat(path, task="classification", *, return_labels=False):
     ValueError
         If the file is not a MAT file, lacks one of the four keys, holds non-numeric or
         non-2-D arrays, has an empty set, sizes that do not agree, NaN or infinite features,
-        label columns that are not one-hot, or (regression) NaN or infinite targets. The
-        message names the file and the problem.
+        label columns that are not one-hot, or (regression) NaN or infinite targets or
+        one-hot class labels. The message names the file and the problem.
 
     See Also
     --------
@@ -331,13 +334,19 @@ def load_mat(path, task="classification", *, return_labels=False):
         )
     X_train = _feature_matrix(Yt.T, path, "Yt")  # the file's columns are the samples
     X_val = _feature_matrix(Yv.T, path, "Yv")
+    not_one_hot = {key: np.flatnonzero(
+        ~(((labels == 0) | (labels == 1)).all(axis=0) & (labels.sum(axis=0) == 1)))
+        for key, labels in (("Ct", Ct), ("Cv", Cv))}
     if task == "regression":
+        if Ct.shape[0] >= 2 and not any(bad.size for bad in not_one_hot.values()):
+            raise ValueError(
+                f"{path} is a classification set (Ct and Cv hold one-hot class labels, "
+                f"{Ct.shape[0]} classes); regression needs real-valued targets in Ct and Cv"
+            )
         return (X_train, _real_targets(Ct.T, path, "Ct", len(X_train)),
                 X_val, _real_targets(Cv.T, path, "Cv", len(X_val)))
     for key, labels in (("Ct", Ct), ("Cv", Cv)):
-        bad_columns = np.flatnonzero(
-            ~(((labels == 0) | (labels == 1)).all(axis=0) & (labels.sum(axis=0) == 1))
-        )
+        bad_columns = not_one_hot[key]
         if bad_columns.size:
             first = bad_columns[0]
             raise ValueError(
