@@ -671,9 +671,13 @@ def _train(args):
         # fit kept the weights and the history so far (and early stopping its best weights)
         model_path = net.save(os.path.join(run_dir, "model.npz"))
         net.history.to_csv(os.path.join(run_dir, "history.csv"))
+        best = getattr(callbacks[0], "best_epoch", None) if callbacks else None  # None: no epoch
+        weights = (f"the weights of epoch {best}, the best {callbacks[0].monitor}" if best
+                   else "the weights as they were at the interrupt, which may be partway "
+                        "through an epoch")
         print(f"nncore train: interrupted after {len(net.history)} complete epoch(s); the "
-              f"model and history so far are in {model_path} and "
-              f"{os.path.join(run_dir, 'history.csv')}", file=sys.stderr)
+              f"model ({weights}) and the history of the complete epochs are in "
+              f"{model_path} and {os.path.join(run_dir, 'history.csv')}", file=sys.stderr)
         return 130
     except BaseException:
         _remove_if_empty(created)  # refused before any epoch (labels, say): nothing written
