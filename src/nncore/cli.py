@@ -625,8 +625,12 @@ def _train(args):
         import numpy as np
 
         # one output per distinct label (fit maps them to classes by their sorted values)
-        n_outputs = max(len(np.unique(np.concatenate([np.asarray(y), np.asarray(y_val)]))),
-                        2)
+        classes = np.unique(np.concatenate([np.asarray(y), np.asarray(y_val)])).tolist()
+        if len(classes) < 2:
+            raise ValueError(f"the labels of {args.data} have {len(classes)} class "
+                             f"({', '.join(map(repr, classes))}); a classifier needs at least "
+                             f"2 classes")
+        n_outputs = len(classes)
         outputs = f"{n_outputs} classes"
     else:
         n_outputs = int(max(y.max(), y_val.max())) + 1
