@@ -778,12 +778,17 @@ def _predict(args):
         with open(args.out, "w", newline="", encoding="utf-8") as handle:
             write(handle)
     except OSError as error:
-        raise ValueError(f"cannot write {args.out!r}: {error.strerror or error}") from None
+        raise _cannot_write(args.out, error) from None
     what = "class probabilities" if args.proba else (
         "classes" if net.task == "classification" else "predictions")
     print(f"{len(rows):,} rows of {what} ({', '.join(header[:3])}"
           f"{', ...' if len(header) > 3 else ''}) written to {args.out}")
     return 0
+
+
+def _cannot_write(path, error):
+    """The one-line error of an output file that could not be written (an OSError)."""
+    return ValueError(f"cannot write {path!r}: {error.strerror or error}")
 
 
 def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title, feature_names=None):
@@ -879,17 +884,19 @@ def _gradcheck(args):
 def _export(args):
     """``nncore export``: the model is read and converted before the file is written."""
     from .network import load
+    from .onnx_export import export_onnx
 
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"{args.model}: no such model file")
     if os.path.isdir(args.out):
         raise ValueError(f"{args.out!r} is a folder; give a file name (MODEL.onnx)")
+    net = load(args.model)
     try:
-        from .onnx_export import export_onnx
-        net = load(args.model)
         export_onnx(net, args.out)
-    except ImportError as error:
+    except ImportError as error:  # without the onnx extra: the message names it
         raise ValueError(str(error)) from None
+    except OSError as error:
+        raise _cannot_write(args.out, error) from None
     print(f"wrote {args.out} ({net.task}, {len(net.layers)} layers, input X with {net.n_in} "
           f"features, output {'probabilities' if net.task == 'classification' else 'predictions'})")
     return 0
