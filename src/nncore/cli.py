@@ -816,6 +816,11 @@ def _representative(results):
     return (curved or taylor or [None])[0]
 
 
+def _counted(n, noun):
+    """``n`` and the ``noun``, plural unless ``n`` is 1: "1 figure", "3 figures"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _gradcheck(args):
     from . import check
 
@@ -829,7 +834,7 @@ def _gradcheck(args):
         if not checks:
             raise ValueError(f"--only {args.only!r} matches no check")
     mode = ", quick" if args.quick else ""
-    print(f"nncore gradcheck: {len(checks)} checks ({args.dtype}, {args.backend} "
+    print(f"nncore gradcheck: {_counted(len(checks), 'check')} ({args.dtype}, {args.backend} "
           f"backend{mode}); orders must be 1 +- {check.ORDER_TOLERANCE} and >= "
           f"{2 - check.ORDER_TOLERANCE}", flush=True)
     started = time.perf_counter()
@@ -873,10 +878,11 @@ def _gradcheck(args):
         print("not passed:")
         for result in not_passed:
             print(f"  {result.summary()}")
-    print(f"gradcheck: {len(results)} checks, {counts['PASS']} passed, {counts['FAIL']} failed, "
-          f"{counts['INCONCLUSIVE']} inconclusive, {counts['ERROR']} errors "
-          f"({args.dtype}, {args.backend}{mode}) in {elapsed:.1f} s"
-          + (f"; {len(figures)} figures in {args.out}{os.sep}" if figures else ""))
+    print(f"gradcheck: {_counted(len(results), 'check')}, {counts['PASS']} passed, "
+          f"{counts['FAIL']} failed, {counts['INCONCLUSIVE']} inconclusive, "
+          f"{_counted(counts['ERROR'], 'error')} ({args.dtype}, {args.backend}{mode}) in "
+          f"{elapsed:.1f} s"
+          + (f"; {_counted(len(figures), 'figure')} in {args.out}{os.sep}" if figures else ""))
     failed = counts["FAIL"] + counts["ERROR"]
     return 1 if failed or (args.strict and not_passed) else 0
 
