@@ -405,6 +405,22 @@ def test_an_empty_results_file_is_written_into(tmp_path, data):
     assert len(read_results(path)) == 1 == len(results)
 
 
+def test_a_grid_refused_by_the_search_prints_no_header(tmp_path, capsys, data):
+    """A grid that load_grid accepts but the search refuses (a batch larger than the
+    training set) printed 'grid search: 1 trial(s) ... results in r.jsonl' before its
+    error."""
+    X, y, X_val, y_val = data
+    np.savez(tmp_path / "data.npz", X_train=X, y_train=y, X_val=X_val, y_val=y_val)
+    (tmp_path / "grid.toml").write_text("[grid]\nbatch_size = [100000]\n")
+    status = cli.main(["search", "--grid", str(tmp_path / "grid.toml"), "--data",
+                       str(tmp_path / "data.npz"), "--results", str(tmp_path / "r.jsonl")])
+    captured = capsys.readouterr()
+    assert status == 2 and captured.out == ""
+    assert captured.err == ("nncore search: error: batch_size 100000 is larger than the "
+                            "training set (400 samples)\n")
+    assert not (tmp_path / "r.jsonl").exists()
+
+
 def test_search_on_real_valued_targets_says_it_does_classification_only(tmp_path, capsys):
     """It said 'real-valued targets need --task regression', an option search lacks."""
     (tmp_path / "grid.toml").write_text(GRID_TOML)

@@ -929,9 +929,12 @@ def _search(args):
         data = datasets.load(args.data, **_csv_options(args))
     n_trials = math.prod(len(values) for values in spec["grid"].values())
     described = " x ".join(f"{key} ({len(values)})" for key, values in spec["grid"].items())
-    print(f"grid search: {n_trials} trial(s) over {described}, {epochs} epochs each, on "
-          f"{_dataset_label(args.data)} ({len(data[0]):,} train / {len(data[2]):,} "
-          f"validation samples); results in {args.results}", flush=True)
+
+    def header():  # once grid_search has accepted the grid: a refused one prints no header
+        print(f"grid search: {n_trials} trial(s) over {described}, {epochs} epochs each, on "
+              f"{_dataset_label(args.data)} ({len(data[0]):,} train / {len(data[2]):,} "
+              f"validation samples); results in {args.results}", flush=True)
+
     client = None
     if args.scheduler is not None:
         try:
@@ -950,7 +953,7 @@ def _search(args):
                                      fixed=spec["fixed"], seed=seed, metric=metric,
                                      n_jobs=-1 if client is not None else args.n_jobs,
                                      backend=backend, results=args.results,
-                                     verbose=args.verbose)
+                                     verbose=args.verbose, on_start=header)
     except KeyboardInterrupt:
         print(f"nncore search: interrupted; the finished trials are in {args.results}: run "
               "the same command again to resume", file=sys.stderr)
