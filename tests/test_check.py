@@ -589,6 +589,17 @@ def test_gradcheck_exits_0_when_checks_are_only_inconclusive_unless_strict(tmp_p
     assert main(argv + ["--strict"]) == 1
 
 
+def test_gradcheck_counts_one_thing_in_the_singular(tmp_path, capsys):
+    """It printed '1 figures' (and '1 checks')."""
+    assert main(["gradcheck", "--quick", "--only", "softmax cross-entropy", "--brief",
+                 "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("nncore gradcheck: 1 check (float64")
+    assert "gradcheck: 1 check, 1 passed, 0 failed, 0 inconclusive, 0 errors" in printed
+    assert f"; 1 figure in {tmp_path}{os.sep}" in printed
+    assert os.listdir(tmp_path) == ["overview.png"]
+
+
 def test_gradcheck_only_and_bad_arguments(tmp_path, capsys):
     assert main(["gradcheck", "--only", "residual tanh", "--brief", "--no-plots"]) == 0
     printed = capsys.readouterr().out

@@ -175,20 +175,25 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line_and_exit_130(monkeypatch, 
     assert capsys.readouterr().err == "nncore: interrupted\n"
 
 
-@pytest.mark.parametrize("verbose", ["1", "2"])
-def test_ctrl_c_during_train_prints_only_the_cli_line(verbose, tmp_path, monkeypatch, capsys):
-    """With a progress bar or epoch lines, fit's own 'training interrupted ... kept on the
-    network (network.history)', meaningless to a command-line user, came first."""
+def interrupt_after(epochs, monkeypatch):
+    """Ctrl-C just after the epoch ``epochs`` is recorded in the history."""
     from nncore.train import History
 
     append = History.append
 
-    def append_then_interrupt(self, **row):  # Ctrl-C just after the second epoch
+    def append_then_interrupt(self, **row):
         append(self, **row)
-        if len(self) == 2:
+        if len(self) == epochs:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(History, "append", append_then_interrupt)
+
+
+@pytest.mark.parametrize("verbose", ["1", "2"])
+def test_ctrl_c_during_train_prints_only_the_cli_line(verbose, tmp_path, monkeypatch, capsys):
+    """With a progress bar or epoch lines, fit's own 'training interrupted ... kept on the
+    network (network.history)', meaningless to a command-line user, came first."""
+    interrupt_after(2, monkeypatch)
     assert cli.main(["train", "--data", "gmm", "--arch", "mlp", "--layers", "8",
                      "--epochs", "5", "--verbose", verbose, "--no-plots", "--out",
                      str(tmp_path), "--name", "cut"]) == 130
@@ -197,6 +202,33 @@ def test_ctrl_c_during_train_prints_only_the_cli_line(verbose, tmp_path, monkeyp
     assert "training interrupted" not in err and "network.history" not in err
     with open(tmp_path / "cut" / "history.csv") as f:
         assert len(list(csv.DictReader(f))) == 2  # what was trained is kept
+
+
+@pytest.mark.parametrize("patience", [None, "20"])
+def test_ctrl_c_during_train_says_which_weights_the_model_holds(patience, tmp_path,
+                                                                monkeypatch, capsys):
+    """'interrupted after 4 complete epoch(s)' did not say whose weights model.npz held:
+    with --patience the best epoch's, else those of the moment of the interrupt."""
+    interrupt_after(4, monkeypatch)
+    assert cli.main(["train", "--data", "gmm", "--arch", "mlp", "--layers", "32", "--lr",
+                     "1.0", "--schedule", "constant", "--epochs", "8", "--verbose", "0",
+                     "--no-plots", "--out", str(tmp_path), "--name", "cut",
+                     *(["--patience", patience] if patience else [])]) == 130
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    with open(tmp_path / "cut" / "history.csv") as f:
+        val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
+    if patience is None:
+        assert "the model (the weights as they were at the interrupt, which may be partway " \
+               "through an epoch) and the history of the complete epochs are in" in err
+        return
+    best = int(np.argmin(val_loss)) + 1
+    assert best != len(val_loss)  # the run shows the difference
+    assert f"the model (the weights of epoch {best}, the best val_loss) and the history " \
+           f"of the complete epochs are in {tmp_path / 'cut' / 'model.npz'}" in err
+    _, _, X_val, y_val = nc.datasets.load("gmm")
+    saved = nc.load(tmp_path / "cut" / "model.npz").evaluate(X_val, y_val)["loss"]
+    assert saved == pytest.approx(val_loss[best - 1], rel=1e-6)
 
 
 def test_learning_curves_mark_the_epoch_early_stopping_kept(tmp_path, monkeypatch, capsys):

@@ -105,6 +105,66 @@ def test_a_regression_model(n_targets, header, tmp_path, capsys):
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.fixture(scope="module")
+def named(tmp_path_factory):
+    """A model trained by `nncore train` on a CSV with the header age_years,income_k,
+    segment (segment the label), and its features."""
+    folder = tmp_path_factory.mktemp("named")
+    rng = np.random.default_rng(3)
+    X = np.c_[rng.uniform(20, 70, 200), rng.uniform(10, 100, 200)].round(2)
+    segment = np.where(X[:, 1] > 50, "hi", "lo")
+    data = folder / "train.csv"
+    data.write_text("age_years,income_k,segment\n" + "".join(
+        f"{a},{b},{s}\n" for (a, b), s in zip(X, segment)))
+    assert cli.main(["train", "--data", str(data), "--arch", "mlp", "--layers", "8",
+                     "--epochs", "2", "--verbose", "0", "--no-plots", "--out", str(folder),
+                     "--name", "run"]) == 0
+    return folder / "run" / "model.npz", X
+
+
+def test_a_csv_header_picks_the_models_features_by_name(named, tmp_path, capsys):
+    """A model trained on age_years,income_k given zip,age_years,income_k took zip and
+    age_years for its features, exit 0: a silent wrong answer."""
+    model, X = named
+    net = nc.load(model)
+    assert net.feature_names == ["age_years", "income_k"]  # kept in the model file
+    new = tmp_path / "new.csv"
+    new.write_text("zip,age_years,income_k\n" + "".join(
+        f"{10000 + i},{a},{b}\n" for i, (a, b) in enumerate(X[:6])))
+    swapped = tmp_path / "swapped.csv"
+    swapped.write_text("income_k,age_years\n" + "".join(f"{b},{a}\n" for a, b in X[:6]))
+    headerless = tmp_path / "headerless.csv"
+    headerless.write_text("".join(f"{a},{b}\n" for a, b in X[:6]))  # by position, as ever
+    for path in (new, swapped, headerless):
+        status, stdout, err = run(["predict", str(model), str(path)], capsys)
+        assert status == 0 and err == "", (path, err)
+        assert stdout.split() == ["class", *net.predict(X[:6]).tolist()], path
+
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text("zip,age_years,salary\n1,30,40\n")
+    out = tmp_path / "p.csv"
+    status, stdout, err = run(["predict", str(model), str(renamed), "--out", str(out)], capsys)
+    assert status == 2 and stdout == "" and not out.exists()
+    assert err.strip() == (f"nncore predict: error: {renamed}: the header lacks the model's "
+                           f"feature column(s) 'income_k' (the model was trained on "
+                           f"'age_years', 'income_k'; the file's other columns: 'zip', "
+                           f"'salary')")
+
+
+def test_a_model_file_without_feature_names_loads_and_reads_by_position(named, tmp_path,
+                                                                         capsys):
+    model, X = named
+    state = nc.load(model).state()
+    del state["feature_names"]  # as written before names were kept
+    old = nc.modelfile.write_model(tmp_path / "old.npz", state)
+    net = nc.load(old)
+    assert net.feature_names is None
+    path = tmp_path / "new.csv"
+    path.write_text("b,a\n" + "".join(f"{a},{b}\n" for a, b in X[:3]))
+    status, stdout, _ = run(["predict", str(old), str(path)], capsys)
+    assert status == 0 and stdout.split()[1:] == net.predict(X[:3]).tolist()
+
+
 def bad_cases(tmp_path, model, X):
     missing = tmp_path / "missing.npz"
     wide = tmp_path / "wide.csv"

@@ -183,6 +183,19 @@ def test_the_bundled_sets_refuse_regression_and_the_task_is_a_choice(tmp_path, c
     assert "argument --task: invalid choice" in one_line_error(capsys)
 
 
+def test_a_course_mat_file_of_one_hot_labels_refuses_regression(tmp_path, capsys):
+    """--data peaks --task regression was refused, but the same data as a .mat file trained
+    its one-hot labels as 5 regression targets without complaint."""
+    X, y, X_val, y_val = datasets.make_gmm(n_train=200, n_val=50)
+    path = datasets.save_mat(tmp_path / "course.mat", X, y, X_val, y_val)
+    assert train(tmp_path, "--data", str(path), "--name", "run") == 2
+    err = one_line_error(capsys)
+    assert f"{path} is a classification set (Ct and Cv hold one-hot class labels, 5 " \
+           f"classes); regression needs real-valued targets" in err
+    assert not (tmp_path / "run").exists()
+    assert len(datasets.load(path)[1]) == 200  # a classification set all the same
+
+
 # --- the regression figures, drawn directly --------------------------------------------------
 
 def test_the_r2_axis_starts_at_minus_one_when_early_epochs_lie_far_below(tmp_path, monkeypatch):

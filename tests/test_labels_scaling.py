@@ -114,6 +114,20 @@ def test_cli_names_the_label_column_that_looks_continuous(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_refuses_labels_of_one_class_in_one_line(tmp_path, capsys):
+    """Every label 'cat': the banner said '2 classes', then fit said 'y has 1 distinct
+    labels but the network has 2 classes (integer labels in range(2) ...)'."""
+    data = tmp_path / "cats.csv"
+    data.write_text("x0,x1,label\n" + "".join(f"{i},{i % 7},cat\n" for i in range(50)))
+    assert cli.main(["train", "--data", str(data), "--epochs", "1", "--verbose", "0",
+                     "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no banner
+    assert captured.err == (f"nncore train: error: the labels of {data} have 1 class "
+                            f"('cat'); a classifier needs at least 2 classes\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_unstorable_labels_are_refused():
     X, index = blobs(40)
     labels = np.empty(4, dtype=object)

@@ -147,11 +147,15 @@ def test_cli_export(tmp_path, capsys):
     (["export", "{tmp}/model.npz", "{tmp}"], "folder"),
     (["export", "{tmp}/not-a-model.npz", "{tmp}/m.onnx"], "error"),
     (["export", "{tmp}/model.npz"], "error"),
+    # as nncore predict words it (it said "[Errno 2] No such file or directory: ...")
+    (["export", "{tmp}/model.npz", "{tmp}/nodir/m.onnx"],
+     "nncore export: error: cannot write '{tmp}/nodir/m.onnx': No such file or directory"),
 ])
 def test_cli_export_bad_arguments_exit_2(tmp_path, capsys, argv, message):
     _network("mlp", "tanh").save(tmp_path / "model.npz")
     (tmp_path / "not-a-model.npz").write_bytes(b"not a zip file")
     argv = [a.format(tmp=tmp_path) for a in argv]
+    message = message.format(tmp=tmp_path)
     with pytest.raises(SystemExit) if len(argv) < 3 else _no_exit() as raised:
         code = main(argv)
     code = raised.value.code if len(argv) < 3 else code

@@ -372,6 +372,55 @@ def test_search_bad_arguments_give_one_line_and_status_2(argv, message, tmp_path
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("name, text", [
+    ("mydata.csv", "a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40))),
+    ("script.py", "print('hello')\n"),
+])
+def test_search_refuses_a_results_file_that_is_not_one_and_leaves_it_alone(
+        name, text, tmp_path, capsys, data):
+    """`nncore search --results mydata.csv` warned 'not a trial record; skipped' for every
+    line of the user's data, then appended JSON lines to it."""
+    X, y, X_val, y_val = data
+    np.savez(tmp_path / "data.npz", X_train=X, y_train=y, X_val=X_val, y_val=y_val)
+    (tmp_path / "grid.toml").write_text(GRID_TOML)
+    theirs = tmp_path / name
+    theirs.write_text(text)
+    status = cli.main(["search", "--grid", str(tmp_path / "grid.toml"), "--data",
+                       str(tmp_path / "data.npz"), "--results", str(theirs)])
+    captured = capsys.readouterr()
+    assert status == 2 and captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nncore search: error: --results ")
+    assert "is not a results file" in lines[0]
+    assert theirs.read_text() == text  # nothing appended
+    with pytest.raises(ValueError, match="is not a results file"):  # the Python API too
+        grid_search("auto", GRID, data, epochs=1, fixed=FIXED, results=theirs)
+    assert theirs.read_text() == text
+
+
+def test_an_empty_results_file_is_written_into(tmp_path, data):
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n")
+    results = grid_search("auto", {"lr": [0.1]}, data, epochs=1, fixed=FIXED, results=path)
+    assert len(read_results(path)) == 1 == len(results)
+
+
+def test_a_grid_refused_by_the_search_prints_no_header(tmp_path, capsys, data):
+    """A grid that load_grid accepts but the search refuses (a batch larger than the
+    training set) printed 'grid search: 1 trial(s) ... results in r.jsonl' before its
+    error."""
+    X, y, X_val, y_val = data
+    np.savez(tmp_path / "data.npz", X_train=X, y_train=y, X_val=X_val, y_val=y_val)
+    (tmp_path / "grid.toml").write_text("[grid]\nbatch_size = [100000]\n")
+    status = cli.main(["search", "--grid", str(tmp_path / "grid.toml"), "--data",
+                       str(tmp_path / "data.npz"), "--results", str(tmp_path / "r.jsonl")])
+    captured = capsys.readouterr()
+    assert status == 2 and captured.out == ""
+    assert captured.err == ("nncore search: error: batch_size 100000 is larger than the "
+                            "training set (400 samples)\n")
+    assert not (tmp_path / "r.jsonl").exists()
+
+
 def test_search_on_real_valued_targets_says_it_does_classification_only(tmp_path, capsys):
     """It said 'real-valued targets need --task regression', an option search lacks."""
     (tmp_path / "grid.toml").write_text(GRID_TOML)

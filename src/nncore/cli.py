@@ -440,8 +440,10 @@ def _add_predict_parser(commands):
     predict.add_argument("model", metavar="MODEL", help="a model file (model.npz)")
     predict.add_argument("data", metavar="DATA",
                          help="a .csv of the features (n_in columns, or n_in + 1 with the "
-                              "target last, which is ignored; an optional header line), an "
-                              ".npz (its X, else X_train then X_val) or a .mat (Yt then Yv)")
+                              "target last, which is ignored; an optional header line: for "
+                              "a model trained on a .csv with a header, the columns of its "
+                              "feature names, in any order, the others ignored), an .npz "
+                              "(its X, else X_train then X_val) or a .mat (Yt then Yv)")
     _add_csv_options(predict, split=False)
     predict.add_argument("--out", default=None, metavar="PREDICTIONS.csv",
                          help="write the predictions there (default: standard output)")
@@ -528,7 +530,8 @@ def _add_search_parser(commands):
                         help="rank by this, at the last epoch (default: the file's metric, "
                              "else val_accuracy)")
     search.add_argument("--results", default="results.jsonl",
-                        help="JSON-lines results file, appended to and resumed from "
+                        help="JSON-lines results file, appended to and resumed from; an "
+                             "existing file that holds no trial record is refused "
                              "(default: %(default)s)")
     search.add_argument("--n-jobs", type=_n_jobs, default=1,
                         help="trials at once, -1 for all cores (default: %(default)s)")
@@ -622,14 +625,25 @@ def _train(args):
         import numpy as np
 
         # one output per distinct label (fit maps them to classes by their sorted values)
-        n_outputs = max(len(np.unique(np.concatenate([np.asarray(y), np.asarray(y_val)]))),
-                        2)
+        classes = np.unique(np.concatenate([np.asarray(y), np.asarray(y_val)])).tolist()
+        if len(classes) < 2:
+            raise ValueError(f"the labels of {args.data} have {len(classes)} class "
+                             f"({', '.join(map(repr, classes))}); a classifier needs at least "
+                             f"2 classes")
+        n_outputs = len(classes)
         outputs = f"{n_outputs} classes"
     else:
         n_outputs = int(max(y.max(), y_val.max())) + 1
         outputs = f"{n_outputs} classes"
     settings["loss"] = loss.name  # build and describe take it beside the architecture's own
     net = build(X.shape[1], n_outputs, args.seed, args.arch, dtype=args.dtype, **settings)
+    # a .csv header names the features: the model keeps the names (nncore predict picks a
+    # file's columns by them) and the figures drawn over the features name their axes
+    feature_names = (datasets.csv_feature_names(args.data, delimiter=args.delimiter,
+                                                target=args.target)
+                     if args.data.lower().endswith(".csv") else None)
+    if feature_names and all(feature_names) and len(set(feature_names)) == len(feature_names):
+        net.feature_names = feature_names
     described = describe(args.arch, **settings)
     optimizer = _optimizer(args)
     callbacks = [EarlyStopping(patience=args.patience)] if args.patience else []
@@ -661,9 +675,13 @@ def _train(args):
         # fit kept the weights and the history so far (and early stopping its best weights)
         model_path = net.save(os.path.join(run_dir, "model.npz"))
         net.history.to_csv(os.path.join(run_dir, "history.csv"))
+        best = getattr(callbacks[0], "best_epoch", None) if callbacks else None  # None: no epoch
+        weights = (f"the weights of epoch {best}, the best {callbacks[0].monitor}" if best
+                   else "the weights as they were at the interrupt, which may be partway "
+                        "through an epoch")
         print(f"nncore train: interrupted after {len(net.history)} complete epoch(s); the "
-              f"model and history so far are in {model_path} and "
-              f"{os.path.join(run_dir, 'history.csv')}", file=sys.stderr)
+              f"model ({weights}) and the history of the complete epochs are in "
+              f"{model_path} and {os.path.join(run_dir, 'history.csv')}", file=sys.stderr)
         return 130
     except BaseException:
         _remove_if_empty(created)  # refused before any epoch (labels, say): nothing written
@@ -677,11 +695,6 @@ def _train(args):
     figures = []
     if args.plots and len(history):
         from . import plots
-
-        # a .csv header names the axes of the figures drawn over the features
-        feature_names = (datasets.csv_feature_names(args.data, delimiter=args.delimiter,
-                                                    target=args.target)
-                         if args.data.lower().endswith(".csv") else None)
 
         figures.append(plots.learning_curves(
             history, os.path.join(run_dir, "learning_curves.png"),
@@ -740,7 +753,8 @@ def _predict(args):
     if args.proba and net.task != "classification":
         raise ValueError(f"--proba needs a classification model; {args.model} is a "
                          f"{net.task} model")
-    X = datasets.read_features(args.data, net.n_in, task=net.task, **_csv_options(args))
+    X = datasets.read_features(args.data, net.n_in, task=net.task,
+                               feature_names=net.feature_names, **_csv_options(args))
     if args.proba:
         header = [f"proba_{label}" for label in net.classes.tolist()]
         rows = net.predict_proba(X)
@@ -764,12 +778,17 @@ def _predict(args):
         with open(args.out, "w", newline="", encoding="utf-8") as handle:
             write(handle)
     except OSError as error:
-        raise ValueError(f"cannot write {args.out!r}: {error.strerror or error}") from None
+        raise _cannot_write(args.out, error) from None
     what = "class probabilities" if args.proba else (
         "classes" if net.task == "classification" else "predictions")
     print(f"{len(rows):,} rows of {what} ({', '.join(header[:3])}"
           f"{', ...' if len(header) > 3 else ''}) written to {args.out}")
     return 0
+
+
+def _cannot_write(path, error):
+    """The one-line error of an output file that could not be written (an OSError)."""
+    return ValueError(f"cannot write {path!r}: {error.strerror or error}")
 
 
 def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title, feature_names=None):
@@ -797,6 +816,11 @@ def _representative(results):
     return (curved or taylor or [None])[0]
 
 
+def _counted(n, noun):
+    """``n`` and the ``noun``, plural unless ``n`` is 1: "1 figure", "3 figures"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _gradcheck(args):
     from . import check
 
@@ -810,7 +834,7 @@ def _gradcheck(args):
         if not checks:
             raise ValueError(f"--only {args.only!r} matches no check")
     mode = ", quick" if args.quick else ""
-    print(f"nncore gradcheck: {len(checks)} checks ({args.dtype}, {args.backend} "
+    print(f"nncore gradcheck: {_counted(len(checks), 'check')} ({args.dtype}, {args.backend} "
           f"backend{mode}); orders must be 1 +- {check.ORDER_TOLERANCE} and >= "
           f"{2 - check.ORDER_TOLERANCE}", flush=True)
     started = time.perf_counter()
@@ -854,10 +878,11 @@ def _gradcheck(args):
         print("not passed:")
         for result in not_passed:
             print(f"  {result.summary()}")
-    print(f"gradcheck: {len(results)} checks, {counts['PASS']} passed, {counts['FAIL']} failed, "
-          f"{counts['INCONCLUSIVE']} inconclusive, {counts['ERROR']} errors "
-          f"({args.dtype}, {args.backend}{mode}) in {elapsed:.1f} s"
-          + (f"; {len(figures)} figures in {args.out}{os.sep}" if figures else ""))
+    print(f"gradcheck: {_counted(len(results), 'check')}, {counts['PASS']} passed, "
+          f"{counts['FAIL']} failed, {counts['INCONCLUSIVE']} inconclusive, "
+          f"{_counted(counts['ERROR'], 'error')} ({args.dtype}, {args.backend}{mode}) in "
+          f"{elapsed:.1f} s"
+          + (f"; {_counted(len(figures), 'figure')} in {args.out}{os.sep}" if figures else ""))
     failed = counts["FAIL"] + counts["ERROR"]
     return 1 if failed or (args.strict and not_passed) else 0
 
@@ -865,17 +890,19 @@ def _gradcheck(args):
 def _export(args):
     """``nncore export``: the model is read and converted before the file is written."""
     from .network import load
+    from .onnx_export import export_onnx
 
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"{args.model}: no such model file")
     if os.path.isdir(args.out):
         raise ValueError(f"{args.out!r} is a folder; give a file name (MODEL.onnx)")
+    net = load(args.model)
     try:
-        from .onnx_export import export_onnx
-        net = load(args.model)
         export_onnx(net, args.out)
-    except ImportError as error:
+    except ImportError as error:  # without the onnx extra: the message names it
         raise ValueError(str(error)) from None
+    except OSError as error:
+        raise _cannot_write(args.out, error) from None
     print(f"wrote {args.out} ({net.task}, {len(net.layers)} layers, input X with {net.n_in} "
           f"features, output {'probabilities' if net.task == 'classification' else 'predictions'})")
     return 0
@@ -885,6 +912,9 @@ def _search(args):
     from . import datasets, search
 
     spec = search.load_grid(args.grid)
+    with warnings.catch_warnings():  # its damaged lines are reported when the search reads it
+        warnings.simplefilter("ignore")
+        search.read_results(args.results, "--results")  # never append to a user's other file
     epochs = args.epochs or spec["epochs"] or 20
     seed = args.seed if args.seed is not None else (spec["seed"] or 0)
     metric = args.metric or spec["metric"] or "val_accuracy"
@@ -899,9 +929,12 @@ def _search(args):
         data = datasets.load(args.data, **_csv_options(args))
     n_trials = math.prod(len(values) for values in spec["grid"].values())
     described = " x ".join(f"{key} ({len(values)})" for key, values in spec["grid"].items())
-    print(f"grid search: {n_trials} trial(s) over {described}, {epochs} epochs each, on "
-          f"{_dataset_label(args.data)} ({len(data[0]):,} train / {len(data[2]):,} "
-          f"validation samples); results in {args.results}", flush=True)
+
+    def header():  # once grid_search has accepted the grid: a refused one prints no header
+        print(f"grid search: {n_trials} trial(s) over {described}, {epochs} epochs each, on "
+              f"{_dataset_label(args.data)} ({len(data[0]):,} train / {len(data[2]):,} "
+              f"validation samples); results in {args.results}", flush=True)
+
     client = None
     if args.scheduler is not None:
         try:
@@ -920,7 +953,7 @@ def _search(args):
                                      fixed=spec["fixed"], seed=seed, metric=metric,
                                      n_jobs=-1 if client is not None else args.n_jobs,
                                      backend=backend, results=args.results,
-                                     verbose=args.verbose)
+                                     verbose=args.verbose, on_start=header)
     except KeyboardInterrupt:
         print(f"nncore search: interrupted; the finished trials are in {args.results}: run "
               "the same command again to resume", file=sys.stderr)

@@ -181,7 +181,8 @@ def load(name_or_path, task="classification", *, return_labels=False, delimiter=
     ------
     ValueError
         If the name is not a bundled set and the path has none of the known suffixes, if
-        the file is malformed, or if a bundled set is asked for with ``task="regression"``.
+        the file is malformed, or if a bundled set (or a ``.mat`` file of one-hot class
+        labels) is asked for with ``task="regression"``.
     FileNotFoundError
         If the path does not exist.
 
@@ -242,7 +243,9 @@ def load_mat(path, task="classification", *, return_labels=False):
 
     The file holds ``Yt`` (features x n_train), ``Ct`` (classes x n_train, one-hot columns),
     and ``Yv``, ``Cv`` the same for the validation set. For ``task="regression"``, ``Ct``
-    and ``Cv`` hold the targets instead: real matrices, targets x samples.
+    and ``Cv`` hold the targets instead: real matrices, targets x samples (a file whose
+    ``Ct`` and ``Cv`` are one-hot columns of two or more classes is a classification set,
+    refused for regression).
 
     Parameters
     ----------
@@ -271,8 +274,8 @@ def load_mat(path, task="classification", *, return_labels=False):
     ValueError
         If the file is not a MAT file, lacks one of the four keys, holds non-numeric or
         non-2-D arrays, has an empty set, sizes that do not agree, NaN or infinite features,
-        label columns that are not one-hot, or (regression) NaN or infinite targets. The
-        message names the file and the problem.
+        label columns that are not one-hot, or (regression) NaN or infinite targets or
+        one-hot class labels. The message names the file and the problem.
 
     See Also
     --------
@@ -331,13 +334,19 @@ def load_mat(path, task="classification", *, return_labels=False):
         )
     X_train = _feature_matrix(Yt.T, path, "Yt")  # the file's columns are the samples
     X_val = _feature_matrix(Yv.T, path, "Yv")
+    not_one_hot = {key: np.flatnonzero(
+        ~(((labels == 0) | (labels == 1)).all(axis=0) & (labels.sum(axis=0) == 1)))
+        for key, labels in (("Ct", Ct), ("Cv", Cv))}
     if task == "regression":
+        if Ct.shape[0] >= 2 and not any(bad.size for bad in not_one_hot.values()):
+            raise ValueError(
+                f"{path} is a classification set (Ct and Cv hold one-hot class labels, "
+                f"{Ct.shape[0]} classes); regression needs real-valued targets in Ct and Cv"
+            )
         return (X_train, _real_targets(Ct.T, path, "Ct", len(X_train)),
                 X_val, _real_targets(Cv.T, path, "Cv", len(X_val)))
     for key, labels in (("Ct", Ct), ("Cv", Cv)):
-        bad_columns = np.flatnonzero(
-            ~(((labels == 0) | (labels == 1)).all(axis=0) & (labels.sum(axis=0) == 1))
-        )
+        bad_columns = not_one_hot[key]
         if bad_columns.size:
             first = bad_columns[0]
             raise ValueError(
@@ -744,17 +753,45 @@ def _looks_like_header(first, target_index, text):
         return False
 
 
+def _named_columns(path, header, feature_names, target_index, target_given):
+    """The indices of the columns of a CSV ``header`` named ``feature_names``, in that
+    order; ValueError if one is missing (naming the missing and the header's other
+    columns), is in the header twice, or is the target column given (``target_given``)."""
+    missing = [name for name in feature_names if name not in header]
+    if missing:
+        others = [name for name in header if name not in feature_names]
+        raise ValueError(
+            f"{path}: the header lacks the model's feature column(s) {_quoted(missing)} (the "
+            f"model was trained on {_quoted(feature_names)}"
+            + (f"; the file's other columns: {_quoted(others)}" if others else "") + ")")
+    repeated = [name for name in feature_names if header.count(name) > 1]
+    if repeated:
+        raise ValueError(f"{path}: the header names column {repeated[0]!r} "
+                         f"{header.count(repeated[0])} times; which is the feature cannot "
+                         f"be told")
+    columns = [header.index(name) for name in feature_names]
+    if target_given and target_index in columns:
+        raise ValueError(f"{path}: the target column {header[target_index]!r} is one of the "
+                         f"model's features")
+    return columns
+
+
+def _quoted(names):
+    return ", ".join(map(repr, names))
+
+
 def _column(names, index):
     if names is not None and index < len(names) and names[index]:
         return f"column {names[index]!r}, index {index}"
     return f"column index {index}"
 
 
-def _read_csv(path, delimiter, target, task, n_features=None):
+def _read_csv(path, delimiter, target, task, n_features=None, feature_names=None):
     """Parse a CSV file: the feature rows (lists of floats), the target cells (floats, or
     strings for text labels), and what was found. With ``n_features`` (``read_features``)
     the file has that many feature columns and maybe one target column (the last, or
-    `target`), which is dropped unchecked (``task`` None)."""
+    `target`), which is dropped unchecked (``task`` None); or, with ``feature_names`` and a
+    header line, the columns of those names, in that order, whatever the others."""
     delimiter = csv_delimiter(delimiter)
     records, delimiter, text = _csv_records(path, delimiter)
     result = {"features": [], "targets": [], "text_labels": False, "n_columns": 0,
@@ -765,11 +802,6 @@ def _read_csv(path, delimiter, target, task, n_features=None):
     first_line, first = records[0]
     n_columns = len(first)
     if n_features is not None and target is None:
-        if n_columns not in (n_features, n_features + 1):
-            raise ValueError(
-                f"{path}, line {first_line}: {n_columns} columns, but the model expects "
-                f"{n_features} features ({n_features} columns, or {n_features + 1} "
-                f"with the target last)")
         target_index, is_header = (n_columns - 1 if n_columns == n_features + 1 else None), False
     else:
         target_index, is_header = _target_index(path, -1 if target is None else target,
@@ -778,7 +810,17 @@ def _read_csv(path, delimiter, target, task, n_features=None):
         is_header = _looks_like_header(first, target_index, text)
     names = first if is_header else None
     data = records[1:] if is_header else records
-    if n_features is not None and target is not None and n_columns != n_features + 1:
+    columns = [index for index in range(n_columns) if index != target_index]
+    if feature_names is not None and is_header:
+        columns = _named_columns(path, first, feature_names, target_index, target is not None)
+        target_index = None  # the target, like any other column not named, is not read
+    elif n_features is not None and target is None and n_columns not in (n_features,
+                                                                          n_features + 1):
+        raise ValueError(
+            f"{path}, line {first_line}: {n_columns} columns, but the model expects "
+            f"{n_features} features ({n_features} columns, or {n_features + 1} "
+            f"with the target last)")
+    elif n_features is not None and target is not None and n_columns != n_features + 1:
         raise ValueError(
             f"{path}, line {first_line}: {n_columns} columns, but the model expects "
             f"{n_features} features and a target column: {n_features + 1} columns")
@@ -798,9 +840,8 @@ def _read_csv(path, delimiter, target, task, n_features=None):
             raise ValueError(f"{path}, line {line}: {len(cells)} columns, but {reference} "
                              f"has {n_columns}")
         row = []
-        for index, cell in enumerate(cells):
-            if index == target_index:
-                continue
+        for index in columns:
+            cell = cells[index]
             if not cell:
                 raise ValueError(f"{path}, line {line}: missing value "
                                  f"({_column(names, index)})")
@@ -849,7 +890,8 @@ def _read_csv(path, delimiter, target, task, n_features=None):
     return result
 
 
-def read_features(path, n_features, task="classification", *, delimiter=None, target=None):
+def read_features(path, n_features, task="classification", *, delimiter=None, target=None,
+                  feature_names=None):
     """The feature matrix of a data file, to predict on (``nncore predict``).
 
     Parameters
@@ -873,6 +915,12 @@ def read_features(path, n_features, task="classification", *, delimiter=None, ta
         For a ``.csv`` with the target in another column than the last: its index or header
         name (as in :func:`load_csv`); the file must then have ``n_features + 1`` columns
         and that column is dropped.
+    feature_names : list of str, optional
+        The names of the model's features (``Network.feature_names``). A ``.csv`` with a
+        header line then gives the columns of those names, in that order, wherever they
+        are (the other columns, a target among them, are not read); a header that lacks
+        one of them is refused, naming the missing and the other columns. A ``.csv``
+        without a header is read by position, as without names.
 
     Returns
     -------
@@ -898,7 +946,8 @@ def read_features(path, n_features, task="classification", *, delimiter=None, ta
     if suffix != ".csv":
         _refuse_csv_options(path, delimiter=delimiter, target=target)
     if suffix == ".csv":
-        table = _read_csv(path, delimiter, target, None, n_features=n_features)
+        table = _read_csv(path, delimiter, target, None, n_features=n_features,
+                          feature_names=feature_names)
         if not table["features"]:
             raise ValueError(f"{path}: no data rows")
         X = np.array(table["features"], dtype=np.float64)

@@ -8,7 +8,8 @@ itself, so the network can import it and not the other way round.
 
 The file holds two arrays: ``header``, a 1-D uint8 array of UTF-8 JSON
 (``{"format": "nncore-model", "format_version": 1, "nncore_version", "dtype",
-"n_params", "layers", "architecture", "loss"}``; a file without ``loss``, written before
+"n_params", "layers", "architecture", "loss"}`` and, when the network has them,
+``classes``, ``scaling`` and ``feature_names``; a file without ``loss``, written before
 regression existed, is a classifier), and ``params``, the flat parameter vector. It is
 read with ``allow_pickle=False`` and written atomically: to a temporary file in the same
 folder, flushed to disk, then renamed over the target, so a crash never leaves half a file.
@@ -88,7 +89,7 @@ def _header(network_state, file_format, **extra):
         "layers": network_state["layers"],
         "architecture": network_state["architecture"],
         "loss": network_state["loss"],
-        **{key: network_state[key] for key in ("classes", "scaling")
+        **{key: network_state[key] for key in ("classes", "scaling", "feature_names")
            if network_state.get(key) is not None},
         **extra,
     }
@@ -188,9 +189,10 @@ def _state(header, params):
     return {"dtype": header["dtype"], "layers": header["layers"],
             "architecture": header.get("architecture"),
             "loss": header.get("loss", "softmax_cross_entropy"), "params": params,
-            # files written before labels and scaling travelled with the model have
-            # neither: class indices, no standardisation
-            "classes": header.get("classes"), "scaling": header.get("scaling")}
+            # files written before labels, scaling and feature names travelled with the
+            # model have none of them: class indices, no standardisation, no names
+            "classes": header.get("classes"), "scaling": header.get("scaling"),
+            "feature_names": header.get("feature_names")}
 
 
 # --- training checkpoints ----------------------------------------------------------------------

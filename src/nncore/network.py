@@ -94,6 +94,9 @@ class Network:
         self._classes = None
         #: the standardisation of the inputs (and regression targets), or None
         self.input_mean = self.input_scale = None
+        #: the names of the input features (a list of n_in strings), or None: kept in the
+        #: model file, so that nncore predict can pick a CSV's columns by name
+        self.feature_names = None
         self.target_mean = self.target_scale = None
         self._dlogits = {}
         self._plans = {}
@@ -154,13 +157,16 @@ class Network:
 
     def state(self):
         """The network as plain data: ``{"dtype", "layers", "architecture", "loss",
-        "params", "classes", "scaling"}`` (``params`` is the live buffer, not a copy;
-        ``classes`` the class labels as ``{"kind", "values"}`` or None for class indices;
-        ``scaling`` the standardisation as lists, or None)."""
+        "params", "classes", "scaling", "feature_names"}`` (``params`` is the live buffer,
+        not a copy; ``classes`` the class labels as ``{"kind", "values"}`` or None for class
+        indices; ``scaling`` the standardisation as lists, or None; ``feature_names`` a list
+        of strings, or None)."""
         return {"dtype": self.dtype.name, "layers": self.layer_specs(),
                 "architecture": self.architecture, "loss": self.loss_function.name,
                 "params": self.params, "classes": _classes_to_json(self._classes),
-                "scaling": self._scaling_state()}
+                "scaling": self._scaling_state(),
+                "feature_names": None if self.feature_names is None
+                else list(self.feature_names)}
 
     def _scaling_state(self):
         # either part may stand alone: a scikit-learn regressor scales only its targets
@@ -248,6 +254,12 @@ class Network:
         network.params[...] = params
         network.classes = _classes_from_json(state.get("classes"))
         network._set_scaling(state.get("scaling"))
+        names = state.get("feature_names")  # None in files written before names were kept
+        if names is not None:
+            if not isinstance(names, list) or len(names) != network.n_in \
+                    or not all(isinstance(name, str) for name in names):
+                raise ValueError(f"feature_names must be a list of {network.n_in} strings")
+            network.feature_names = list(names)
         return network
 
     def save(self, path):

@@ -32,28 +32,37 @@ def canonical(value):
 # --------------------------------------------------------------------------------------------
 
 
-def read_results(path):
+def read_results(path, name="results"):
     """Read the records of a results file (JSON lines), skipping damaged lines.
 
     A line that is not a JSON object (say, the last one, cut short by a crash mid-write)
-    is skipped with a warning; the trial it held runs again when the search resumes.
+    is skipped with a warning; the trial it held runs again when the search resumes. A
+    file with lines but no trial record at all is not a results file (a data set, a
+    script given by mistake): it is refused, so that a search never appends to it.
 
     Parameters
     ----------
     path : str or os.PathLike
+    name : str
+        What the messages call the file (``"--results"`` for the command line).
 
     Returns
     -------
     list of dict
-        The records in file order; an absent file gives an empty list.
+        The records in file order; an absent or empty file gives an empty list.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not a file, or a file of lines none of which is a trial record.
     """
     path = Path(path)
     if not path.exists():
         return []
     if not path.is_file():
-        raise ValueError(f"results {os.fspath(path)!r} is not a file")
-    records = []
-    with open(path, encoding="utf-8") as handle:
+        raise ValueError(f"{name} {os.fspath(path)!r} is not a file")
+    records, damaged = [], []
+    with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
@@ -62,10 +71,16 @@ def read_results(path):
             except json.JSONDecodeError:
                 record = None
             if not isinstance(record, dict) or "key" not in record:
-                warnings.warn(f"{path}:{number}: not a trial record; skipped (that trial "
-                              "will run again)", stacklevel=2)
+                damaged.append(number)
                 continue
             records.append(record)
+    if damaged and not records:
+        raise ValueError(f"{name} {os.fspath(path)!r} exists and is not a results file (no line "
+                         f"of it is a trial record); it is left as it is: give a new file, "
+                         f"or the results file of a search to resume")
+    for number in damaged:
+        warnings.warn(f"{path}:{number}: not a trial record; skipped (that trial will run "
+                      "again)", stacklevel=2)
     return records
 
 

@@ -390,7 +390,7 @@ def _check_build_accepts(build, model_keys):
 
 
 def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val_accuracy",
-                n_jobs=1, backend=None, results="results.jsonl", verbose=0):
+                n_jobs=1, backend=None, results="results.jsonl", verbose=0, on_start=None):
     """Train every combination of ``grid`` and score it on the validation set.
 
     Parameters
@@ -433,9 +433,14 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
         for the enclosing ``joblib.parallel_config``.
     results : str or os.PathLike
         The JSON-lines file. Trials already in it (same key) are not run again; each new one
-        is appended as soon as it finishes.
+        is appended as soon as it finishes. An existing file with lines but no trial record
+        (not a results file) is refused, ValueError, and left as it is.
     verbose : {0, 1, 2}
         0 silent; 1 a progress bar across trials (stderr); 2 one line per finished trial.
+    on_start : callable, optional
+        Called with no argument once every argument is checked and the grid is accepted,
+        before the results file is read and any trial runs (``nncore search`` prints its
+        header then, so that a refused grid prints only its error).
 
     Returns
     -------
@@ -516,6 +521,8 @@ def grid_search(build, grid, data, epochs=20, *, fixed=None, seed=0, metric="val
                       "shuffle_seed": shuffle_seed, "data": fingerprint,
                       "n_classes": n_classes})
 
+    if on_start is not None:
+        on_start()
     done = {}
     for record in read_results(results):
         done.setdefault(record["key"], record)
