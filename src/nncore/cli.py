@@ -711,8 +711,8 @@ def _train(args):
 
     train_scores = net.evaluate(X, y)
     val_scores = net.evaluate(X_val, y_val)
-    steps = len(history) * math.ceil(len(X) / args.batch_size)
-    train_seconds = sum(history["seconds"]) or float("nan")
+    steps = len(history.train_seconds) * math.ceil(len(X) / args.batch_size)
+    train_seconds = sum(history.train_seconds) or float("nan")
     columns = ("loss", *loss.score_names)
     rows = [
         ("", *(_SCORE_HEADERS.get(column, column) for column in columns)),
@@ -729,7 +729,8 @@ def _train(args):
           + (f" (early stop; {kept_note})" if history.stopped_early
              else f" ({kept_note})" if kept and kept != len(history) else ""))
     # fit's own time (validation, standardising, the loop) and, of it, the training steps'
-    # the same precision for both, so that the part never reads larger than the whole
+    # (without the validation scores); the same precision for both, so that the part never
+    # reads larger than the whole
     print(f"  time        {elapsed:.2f} s, of which {train_seconds:.2f} s in {steps:,} "
           f"training steps ({steps / train_seconds:,.0f} steps/s)")
     print(f"  saved       {model_path}, {os.path.join(run_dir, 'history.csv')}"

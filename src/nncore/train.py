@@ -84,7 +84,10 @@ class History(Mapping):
     regression), the same on the validation set (``val_...``), the learning rate and the
     seconds. Validation columns hold NaN when there was no validation data.
     ``interrupted`` is True after Ctrl-C and ``stopped_early`` names the epoch an
-    :class:`EarlyStopping` ended on.
+    :class:`EarlyStopping` ended on. ``train_seconds`` lists, for each epoch the last
+    ``fit`` call ran (not those a checkpoint brought back), its seconds without the scoring
+    of the validation data (which ``seconds`` includes, the first time with one-time
+    costs): the time of the training steps.
 
     It is a :class:`collections.abc.Mapping` over its columns: iterating, ``keys()``,
     ``items()``, ``values()``, ``in`` and ``dict(history)`` see the columns in order, so
@@ -103,6 +106,7 @@ class History(Mapping):
         self.history = {column: [] for column in self.columns}
         self.interrupted = False
         self.stopped_early = None
+        self.train_seconds = []
 
     def append(self, **row):
         for column in self.columns:
@@ -404,10 +408,12 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                                            layer, update_overflow=math.isfinite(last_loss),
                                            restored_epoch=restored)
             mean_loss = loss_sum / total_weight
+            train_seconds = time.perf_counter() - started  # before the validation scores
             logs = _epoch_logs(epoch, mean_loss, n_correct, n, target_variance, loss_function,
                                lr, evaluate, validation)
             logs["seconds"] = time.perf_counter() - started
             history.append(**logs)
+            history.train_seconds.append(train_seconds)
             if math.isfinite(mean_loss):  # reuse the older snapshot's arrays
                 previous_snapshot, last_snapshot = last_snapshot, _Snapshot(
                     epoch + 1, network, optimizer, reuse=previous_snapshot)
