@@ -244,3 +244,35 @@ def test_export_onnx_takes_a_fitted_estimator(data, tmp_path):
         assert nc.export_onnx(est, tmp_path / "estimator.onnx").read_bytes() == of_network
     with pytest.raises(TypeError, match="nncore Network .*got NNClassifier"):
         nc.export_onnx(NNClassifier(), tmp_path / "model.onnx")
+
+
+def test_a_dataframes_column_names_travel_with_the_saved_network(data, tmp_path, capsys):
+    """Fitted on a DataFrame, the estimator knows feature_names_in_; its network_ (and so
+    its model file) now names the features too, so `nncore predict` picks a CSV's columns
+    by name, in any order (it read them by position, whatever the header said)."""
+    pandas = pytest.importorskip("pandas")
+    X, y = data
+    names = ["age", "income", "height", "weight"]
+    frame = pandas.DataFrame(X, columns=names)
+    reg = NNRegressor(hidden_layer_sizes=(8,), max_iter=20, random_state=0).fit(frame, y)
+    assert reg.network_.feature_names == names
+    reg.network_.save(tmp_path / "reg.npz")
+    assert nc.load(tmp_path / "reg.npz").feature_names == names
+    shuffled = frame[["weight", "income", "age", "height"]]
+    shuffled.to_csv(tmp_path / "X.csv", index=False)
+    assert cli.main(["predict", str(tmp_path / "reg.npz"), str(tmp_path / "X.csv")]) == 0
+    values = [float(row[0]) for row in csv.reader(io.StringIO(capsys.readouterr().out))
+              if row and row[0][0] in "-0123456789"]
+    np.testing.assert_allclose(values, reg.predict(frame), rtol=1e-6)
+    plain = NNRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)
+    assert plain.network_.feature_names is None
+
+
+def test_predict_log_proba_is_the_log_softmax_of_the_logits(data):
+    X, y = data
+    clf = NNClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=0,
+                       activation="relu", dtype="float64").fit(X, _three_classes(y))
+    log_proba = clf.predict_log_proba(X)
+    np.testing.assert_allclose(log_proba, np.log(clf.predict_proba(X)), rtol=1e-9, atol=1e-12)
+    far = X * 1e4  # ReLU's logits grow with X: probabilities underflow to 0, logs stay finite
+    assert (clf.predict_proba(far) == 0).any() and np.isfinite(clf.predict_log_proba(far)).all()

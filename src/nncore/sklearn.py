@@ -31,6 +31,7 @@ import numbers
 import warnings
 
 import numpy as np
+import scipy.special
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, check_scalar
@@ -101,9 +102,16 @@ class _NNEstimator(BaseEstimator):
     # --- internals --------------------------------------------------------------------------
 
     def _complete_network(self):
-        """Install in ``network_`` what the estimator knows of its targets (the class
-        labels, the target standardisation), so that the network alone predicts what
-        :meth:`predict` does: its model file, ``nncore predict``, its ONNX export."""
+        """Install in ``network_`` what the estimator knows of its data (the feature names
+        of a DataFrame, and by _complete_targets the class labels or the target
+        standardisation), so that the network alone predicts what :meth:`predict` does:
+        its model file, ``nncore predict`` (which picks a CSV's columns by those names),
+        its ONNX export."""
+        names = getattr(self, "feature_names_in_", None)
+        self.network_.feature_names = None if names is None else [str(n) for n in names]
+        self._complete_targets()
+
+    def _complete_targets(self):
         raise NotImplementedError
 
     def _forget_fit(self):
@@ -591,6 +599,21 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
         X = self._check_predict_X(X)
         return self.network_.predict_proba(X)
 
+    def predict_log_proba(self, X):
+        """Logarithms of the class probabilities, taken from the logits (log-softmax: finite
+        where a probability underflows to 0, unlike ``log(predict_proba(X))``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes), dtype of the network
+        """
+        X = self._check_predict_X(X)
+        return scipy.special.log_softmax(self.network_.logits(X), axis=1)
+
     def predict(self, X):
         """Most probable class of each sample.
 
@@ -611,7 +634,7 @@ class NNClassifier(ClassifierMixin, _NNEstimator):
         # str, integers int64 once loaded); the estimator returns them as classes_ holds them
         return predicted.astype(self.classes_.dtype, copy=False)
 
-    def _complete_network(self):
+    def _complete_targets(self):
         try:
             self.network_.classes = self.classes_
         except ValueError:
@@ -819,7 +842,7 @@ class NNRegressor(RegressorMixin, _NNEstimator):
         self.n_iter_ = 0
         self._complete_network()
 
-    def _complete_network(self):
+    def _complete_targets(self):
         # the network undoes the standardisation in predict (model files keep it); none
         # without one (zeros and ones would change nothing)
         scaled = (self.target_mean_ != 0).any() or (self.target_scale_ != 1).any()
