@@ -50,6 +50,18 @@ def test_train_mlp_on_a_file_without_plots(tmp_path):
     assert nc.load(tmp_path / "m" / "model.npz").layer_specs()[0]["n_out"] == 16
 
 
+def test_train_on_an_npz_of_X_and_y_splits_it(tmp_path, capsys):
+    """A user trial: an .npz of X and y was refused (it wanted X_train ... y_val) although
+    a CSV of the same samples is split; --val-fraction now splits it too."""
+    X, y, _, _ = nc.datasets.make_gmm(n_train=300, n_val=100)
+    np.savez(tmp_path / "xy.npz", X=X, y=y)
+    status = cli.main(["train", "--data", str(tmp_path / "xy.npz"), "--arch", "mlp",
+                       "--layers", "8", "--epochs", "1", "--verbose", "0", "--no-plots",
+                       "--val-fraction", "0.3", "--out", str(tmp_path), "--name", "m"])
+    assert status == 0
+    assert "210 train / 90 validation samples" in capsys.readouterr().out
+
+
 def test_width_and_depth_build_an_mlp_without_layers(tmp_path, capsys):
     """A user trial: --arch mlp --width 8 --depth 1 trained mlp 64x64x64."""
     for name, extra, widths in [("w8d1", ["--width", "8", "--depth", "1"], [8]),

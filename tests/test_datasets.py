@@ -702,3 +702,50 @@ def test_generated_set_resembles_the_course_set(name):
     course_extent = np.abs(np.concatenate([course[0], course[2]])).max()
     our_extent = np.abs(np.concatenate([ours[0], ours[2]])).max()
     assert 0.8 < our_extent / course_extent < 1.25
+
+
+# --- an .npz of X and y is split as a CSV is ------------------------------------------------
+
+def _xy_archive(tmp_path, y, name="xy.npz"):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((len(y), 3))
+    np.savez(tmp_path / name, X=X, y=y)
+    return tmp_path / name, X
+
+
+def test_an_npz_of_X_and_y_is_split_like_a_csv(tmp_path):
+    """The trial's .npz holding X and y was refused ("missing array(s) X_train, y_train,
+    X_val, y_val") while a CSV of the same samples is split automatically."""
+    y = np.repeat([10, 20, 30], [40, 40, 20])
+    path, X = _xy_archive(tmp_path, y)
+    X_train, y_train, X_val, y_val = datasets.load(path)
+    assert len(X_val) == 20 and len(X_train) == 80
+    np.testing.assert_array_equal(np.bincount(y_val), [8, 8, 4])  # stratified, 20% each
+    rows = {tuple(row) for row in X}
+    assert {tuple(row) for row in np.vstack([X_train, X_val])} == rows
+    _, labels, _, _ = datasets.load(path, return_labels=True, val_fraction=0.5, seed=1)
+    assert set(labels) == {10, 20, 30} and len(labels) == 50
+    again = datasets.load(path)
+    for a, b in zip(again, (X_train, y_train, X_val, y_val)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_npz_of_X_and_y_for_regression_and_its_refusals(tmp_path):
+    path, _ = _xy_archive(tmp_path, np.linspace(0, 1, 30).reshape(15, 2), "reg.npz")
+    X_train, y_train, X_val, y_val = datasets.load(path, task="regression", val_fraction=0.2)
+    assert y_train.shape == (12, 2) and y_val.shape == (3, 2)
+    with pytest.raises(ValueError, match=r"cannot be split into non-empty training and "):
+        datasets.load(_xy_archive(tmp_path, np.array([0]), "one.npz")[0])
+    with pytest.raises(ValueError, match=r"size mismatch: X has 4 rows"):
+        np.savez(tmp_path / "odd.npz", X=np.zeros((4, 2)), y=np.arange(3))
+        datasets.load(tmp_path / "odd.npz")
+    split = tmp_path / "split.npz"
+    np.savez(split, X_train=np.zeros((4, 2)), y_train=np.arange(4) % 2,
+             X_val=np.zeros((2, 2)), y_val=np.arange(2))
+    with pytest.raises(ValueError, match=r"val_fraction applies to an archive of X and y; "
+                                         r"this one is split already"):
+        datasets.load(split, val_fraction=0.3)
+    with pytest.raises(ValueError, match=r"missing array\(s\) y; expected X_train, y_train, "
+                                         r"X_val, y_val, or X and y to split"):
+        np.savez(tmp_path / "x.npz", X=np.zeros((4, 2)))
+        datasets.load(tmp_path / "x.npz")

@@ -128,17 +128,19 @@ def _add_csv_options(group, split=True):
     if split:
         group.add_argument("--val-fraction", type=_val_fraction, default=None,
                            metavar="FRACTION",
-                           help="share of a .csv's rows held out for validation, in (0, 1); "
-                                "stratified by class for classification (default: 0.2)")
+                           help="share of a .csv's rows (or of an .npz's X and y) held out for "
+                                "validation, in (0, 1); stratified by class for "
+                                "classification (default: 0.2)")
 
 
 def _csv_options(args):
     """The keyword arguments of datasets.load for the .csv options given."""
     options = {"delimiter": args.delimiter, "target": args.target,
                "val_fraction": getattr(args, "val_fraction", None)}
-    given = [f"--{name.replace('_', '-')}" for name, value in options.items()
-             if value is not None]
     data = getattr(args, "data", None)
+    splits = isinstance(data, str) and data.lower().endswith(".npz")  # an .npz of X and y
+    given = [f"--{name.replace('_', '-')}" for name, value in options.items()
+             if value is not None and not (name == "val_fraction" and splits)]
     if given and isinstance(data, str) and not data.lower().endswith(".csv"):
         raise ValueError(f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to "
                          f".csv data only, not {data!r}")

@@ -22,9 +22,9 @@ File formats
     for regression, targets x n_train, real), ``Yv`` and ``Cv`` the same for validation.
     Read by :func:`load_mat`, written by :func:`save_mat`.
 ``.npz``
-    Arrays ``X_train, y_train, X_val, y_val``; labels may be any integers (for regression,
-    real targets, ``(n,)`` or ``(n, k)``). Read by :func:`load_npz` (never unpickles
-    anything).
+    Arrays ``X_train, y_train, X_val, y_val``, or ``X, y`` split as a CSV is; labels may be
+    any integers (for regression, real targets, ``(n,)`` or ``(n, k)``). Read by
+    :func:`load_npz` (never unpickles anything).
 ``.csv``
     Numeric feature columns and one target column (the last, or ``target=`` by index or
     header name): an integer or text label (for regression, the real target); any common
@@ -166,7 +166,8 @@ def load(name_or_path, task="classification", *, return_labels=False, delimiter=
         No effect for regression.
     delimiter, target, val_fraction, seed
         For a ``.csv`` file, passed to :func:`load_csv` (``val_fraction`` None: 0.2);
-        ``delimiter``, ``target`` and ``val_fraction`` are refused for other files.
+        ``delimiter``, ``target`` and ``val_fraction`` are refused for other files, but
+        ``val_fraction`` and ``seed`` split an ``.npz`` of ``X`` and ``y`` as a CSV.
 
     Returns
     -------
@@ -224,13 +225,14 @@ def load(name_or_path, task="classification", *, return_labels=False, delimiter=
     if suffix == ".csv":
         return load_csv(path, 0.2 if val_fraction is None else val_fraction, seed, task=task,
                         delimiter=delimiter, target=target, return_labels=return_labels)
-    if suffix in (".mat", ".npz"):
+    if suffix == ".mat":
         _refuse_csv_options(path, delimiter=delimiter, target=target,
                             val_fraction=val_fraction)
-    if suffix == ".mat":
         return load_mat(path, task=task)
     if suffix == ".npz":
-        return load_npz(path, task=task, return_labels=return_labels)
+        _refuse_csv_options(path, delimiter=delimiter, target=target)
+        return load_npz(path, task=task, return_labels=return_labels,
+                        val_fraction=val_fraction, seed=seed)
     raise ValueError(
         f"unknown data set {os.fspath(name_or_path)!r}: expected one of the bundled names "
         f"{', '.join(repr(n) for n in BUNDLED_FILES)} or a path ending in "
@@ -364,7 +366,8 @@ def load_mat(path, task="classification", *, return_labels=False):
     )
 
 
-def load_npz(path, task="classification", *, return_labels=False):
+def load_npz(path, task="classification", *, return_labels=False, val_fraction=None,
+             seed=0):
     """Read a data set from a NumPy ``.npz`` archive.
 
     Parameters
@@ -372,13 +375,17 @@ def load_npz(path, task="classification", *, return_labels=False):
     path : str or os.PathLike
         An archive (``numpy.savez`` or ``numpy.savez_compressed``) holding ``X_train``
         (n_train, n_features), ``y_train`` (n_train,), ``X_val`` (n_val, n_features) and
-        ``y_val`` (n_val,). The labels may be any integers (integer-valued floats too); they
-        are mapped to 0 .. k-1 in sorted order of the values found in both splits together.
-        For ``task="regression"``, ``y_train`` and ``y_val`` are real targets, ``(n,)`` or
-        ``(n, k)``, taken as they are.
+        ``y_val`` (n_val,); or only ``X`` and ``y``, which are split into training and
+        validation sets as :func:`load_csv` splits a file's rows. The labels may be any
+        integers (integer-valued floats too); they are mapped to 0 .. k-1 in sorted order
+        of the values found in both splits together. For ``task="regression"``, the ``y``
+        arrays are real targets, ``(n,)`` or ``(n, k)``, taken as they are.
     task : {"classification", "regression"}, default "classification"
     return_labels : bool, default False
         Return the original integer labels (int64) instead of the indices 0 .. k-1.
+    val_fraction, seed
+        For an archive of ``X`` and ``y``: as for :func:`load_csv` (``val_fraction`` None:
+        0.2); ``val_fraction`` is refused for an archive that is split already.
 
     Returns
     -------
@@ -419,13 +426,18 @@ def load_npz(path, task="classification", *, return_labels=False):
         raise ValueError(f"{path}: not an .npz archive")
     arrays = {}
     with archive:
-        missing = [key for key in _NPZ_KEYS if key not in archive.files]
+        # X and y (nothing of a split): one table, split here
+        files = set(archive.files)
+        whole = bool({"X", "y"} & files) and not set(_NPZ_KEYS) & files
+        keys = ("X", "y") if whole else _NPZ_KEYS
+        missing = [key for key in keys if key not in archive.files]
         if missing:
             raise ValueError(
                 f"{path}: missing array(s) {', '.join(missing)}; expected "
-                f"{', '.join(_NPZ_KEYS)} (found: {', '.join(archive.files) or 'none'})"
+                f"{', '.join(_NPZ_KEYS)}, or X and y to split "
+                f"(found: {', '.join(archive.files) or 'none'})"
             )
-        for key in _NPZ_KEYS:
+        for key in keys:
             try:
                 arrays[key] = archive[key]
             except ValueError as exc:
@@ -438,6 +450,12 @@ def load_npz(path, task="classification", *, return_labels=False):
             except (OSError, EOFError, zipfile.BadZipFile) as exc:
                 raise ValueError(f"{path}: array {key} could not be read ({exc})") from exc
 
+    if whole:
+        return _split_npz(path, arrays["X"], arrays["y"], task, val_fraction, seed,
+                          return_labels)
+    if val_fraction is not None:
+        raise ValueError(f"{path}: val_fraction applies to an archive of X and y; this one "
+                         f"is split already ({', '.join(_NPZ_KEYS)})")
     X_train = _feature_matrix(arrays["X_train"], path, "X_train")
     X_val = _feature_matrix(arrays["X_val"], path, "X_val")
     if X_train.shape[1] != X_val.shape[1]:
@@ -466,6 +484,21 @@ def load_npz(path, task="classification", *, return_labels=False):
         return X_train, labels["y_train"], X_val, labels["y_val"]
     y_train, y_val = _class_indices(labels["y_train"], labels["y_val"])
     return X_train, y_train, X_val, y_val
+
+
+def _split_npz(path, X, y, task, val_fraction, seed, return_labels):
+    """An archive's ``X`` and ``y`` split into training and validation sets (load_npz)."""
+    n_val = _validation_size(path, len(X), _val_fraction(0.2 if val_fraction is None
+                                                         else val_fraction))
+    features = _feature_matrix(X, path, "X")
+    if task == "regression":
+        values = _real_targets(y, path, "y", len(features))
+    else:
+        values = _integer_labels(y, path, "y", hint=True)
+        if len(values) != len(features):
+            raise ValueError(f"{path}: size mismatch: X has {len(features)} rows (samples) "
+                             f"but y has {len(values)} labels")
+    return _split_table(features, values, task, n_val, seed, return_labels)
 
 
 def load_csv(path, val_fraction=0.2, seed=0, task="classification", *, delimiter=None,
@@ -533,13 +566,7 @@ def load_csv(path, val_fraction=0.2, seed=0, task="classification", *, delimiter
     path = _existing_file(path)
     table = _read_csv(path, delimiter, target, task)
     features, values = table["features"], table["targets"]
-    n_rows = len(features)
-    n_val = int(round(val_fraction * n_rows))
-    if n_val < 1 or n_rows - n_val < 1:
-        raise ValueError(
-            f"{path}: {n_rows} data row(s) cannot be split into non-empty training and "
-            f"validation sets with val_fraction={val_fraction}"
-        )
+    n_val = _validation_size(path, len(features), val_fraction)
     if table["n_columns"] < 2:
         raise ValueError(
             f"{path}, line {table['first_data_line']}: a row needs at least one feature "
@@ -547,21 +574,43 @@ def load_csv(path, val_fraction=0.2, seed=0, task="classification", *, delimiter
         )
     features = _feature_matrix(np.array(features, dtype=np.float64), path,
                                "the feature columns")
-    rng = np.random.default_rng(seed)
     target_name = f"the target column ({table['target_description']})"
     if task == "regression":
-        order = rng.permutation(n_rows)
-        val_rows, train_rows = order[:n_val], order[n_val:]
-        targets = _real_targets(np.array(values, dtype=np.float64), path, target_name, n_rows)
-        y_train, y_val = targets[train_rows], targets[val_rows]
+        values = _real_targets(np.array(values, dtype=np.float64), path, target_name,
+                               len(features))
+    elif table["text_labels"]:
+        values = np.array(values, dtype=str)
     else:
-        if table["text_labels"]:
-            labels = np.array(values, dtype=str)
-        else:
-            labels = _integer_labels(np.array(values, dtype=np.float64), path, target_name)
-        classes, indices = np.unique(labels, return_inverse=True)
+        values = _integer_labels(np.array(values, dtype=np.float64), path, target_name)
+    return _split_table(features, values, task, n_val, seed, return_labels)
+
+
+def _validation_size(path, n_rows, val_fraction):
+    """How many of ``n_rows`` samples go to the validation set, refused if either set
+    would be empty."""
+    n_val = int(round(val_fraction * n_rows))
+    if n_val < 1 or n_rows - n_val < 1:
+        raise ValueError(
+            f"{path}: {n_rows} data row(s) cannot be split into non-empty training and "
+            f"validation sets with val_fraction={val_fraction}"
+        )
+    return n_val
+
+
+def _split_table(features, values, task, n_val, seed, return_labels):
+    """``(X_train, y_train, X_val, y_val)`` from one table of samples (a CSV's, or an
+    ``.npz``'s ``X`` and ``y``): ``n_val`` rows drawn for validation with ``seed``,
+    stratified by class for classification (the labels as indices 0 .. k-1 in sorted order,
+    or as they are with ``return_labels``); real targets are split as they are."""
+    rng = np.random.default_rng(seed)
+    if task == "regression":
+        order = rng.permutation(len(features))
+        val_rows, train_rows = order[:n_val], order[n_val:]
+        y_train, y_val = values[train_rows], values[val_rows]
+    else:
+        classes, indices = np.unique(values, return_inverse=True)
         train_rows, val_rows = _stratified_split(indices.reshape(-1), len(classes), n_val, rng)
-        kept = labels if return_labels else indices.reshape(-1).astype(np.int64)
+        kept = values if return_labels else indices.reshape(-1).astype(np.int64)
         y_train, y_val = kept[train_rows], kept[val_rows]
     return (
         np.ascontiguousarray(features[train_rows]),
