@@ -61,8 +61,9 @@ def test_a_regression_run_prints_rmse_and_r2_and_writes_its_figures(tmp_path, ca
     assert header.split() == ["loss", "RMSE", "R^2"] and "accuracy" not in out
 
     run = tmp_path / "run"
-    assert sorted(os.listdir(run)) == ["fitted_curve.png", "history.csv", "learning_curves.png",
-                                       "model.npz", "predicted_vs_true.png", "residuals.png"]
+    assert sorted(os.listdir(run)) == ["checkpoint.npz", "fitted_curve.png", "history.csv",
+                                       "learning_curves.png", "model.npz",
+                                       "predicted_vs_true.png", "residuals.png", "run.json"]
     for figure in ("fitted_curve", "learning_curves", "predicted_vs_true", "residuals"):
         assert (run / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(run / "history.csv") as f:
@@ -105,8 +106,9 @@ def test_two_outputs_from_an_npz_file(tmp_path, capsys):
     assert "2 targets (regression)" in out
     run = tmp_path / "two"
     # no fitted curve for 3-D input, no decision boundary for a regression
-    assert sorted(os.listdir(run)) == ["history.csv", "learning_curves.png", "model.npz",
-                                       "predicted_vs_true.png", "residuals.png"]
+    assert sorted(os.listdir(run)) == ["checkpoint.npz", "history.csv", "learning_curves.png",
+                                       "model.npz", "predicted_vs_true.png", "residuals.png",
+                                       "run.json"]
     net = nc.load(run / "model.npz")
     _, _, X_val, y_val = datasets.load(data, task="regression")
     assert net.predict(X_val).shape == (40, 2)
@@ -121,7 +123,8 @@ def test_early_stopping_on_val_loss_and_no_plots_work_for_a_regression(tmp_path,
                  "--epochs", "40", "--lr", "0.5", "--no-plots") == 0
     out = capsys.readouterr().out
     assert ", 1 feature, 1 target (regression)" in out.splitlines()[0]  # not "1 features"
-    assert sorted(os.listdir(tmp_path / "es")) == ["history.csv", "model.npz"]
+    assert sorted(os.listdir(tmp_path / "es")) == ["checkpoint.npz", "history.csv",
+                                                   "model.npz", "run.json"]
     with open(tmp_path / "es" / "history.csv") as f:
         val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
     assert len(val_loss) < 40
