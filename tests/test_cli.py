@@ -275,6 +275,15 @@ def test_no_command_prints_help(capsys):
     assert "train" in capsys.readouterr().out
 
 
+def test_version_prints_the_package_version(capsys):
+    """A user trial: `nncore --version` was an unrecognized argument."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"nncore {nc.__version__}\n"
+    assert "--version" in cli._build_parser().format_help()
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32",
                     reason="needs POSIX signals")
 def test_ctrl_c_during_train_saves_the_model_and_history_says_where_and_exits_130(tmp_path):

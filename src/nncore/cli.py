@@ -12,6 +12,7 @@
     nncore gradcheck --dtype float32 --out gradcheck-float32
     nncore search --grid grid.toml --data peaks --n-jobs 2   # ranked table; resumable
     nncore experiments --quick        # the study: reports/<dataset>.md with its figures
+    nncore --version
 
 Bad arguments get one line on stderr and exit status 2, never a traceback.
 """
@@ -330,9 +331,12 @@ def _build_parser():
     from .network import ARCHITECTURES, BACKENDS
     from .optim import OPTIMIZERS, SCHEDULES
 
+    from . import __version__
+
     parser = _ArgumentParser(
         prog="nncore",
         description="Train, verify and study small neural networks on nncore's kernels.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_ArgumentParser)
     train = commands.add_parser(
         "train", help="train a network and save it with its history and figures",
