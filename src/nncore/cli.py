@@ -962,8 +962,11 @@ def _train(args):
             title=f"{described} on {label}", kept_epoch=kept,
             **({"score": "r2", "loss_label": "mean squared error"} if regression else {})))
         if regression:
+            target_name = _csv_target_name(args.data, args.delimiter, args.target,
+                                           feature_names)
             figures += _regression_figures(plots, net, X, y, X_val, y_val, run_dir,
-                                           f"{described} on {label}", feature_names)
+                                           f"{described} on {label}", feature_names,
+                                           [target_name] if target_name else None)
         elif X.shape[1] == 2:
             figures.append(plots.decision_boundary(
                 net, X_val, y_val, os.path.join(run_dir, "decision_boundary.png"),
@@ -1054,21 +1057,42 @@ def _cannot_write(path, error):
     return ValueError(f"cannot write {path!r}: {error.strerror or error}")
 
 
-def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title, feature_names=None):
+def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title, feature_names=None,
+                        target_names=None):
     """predicted_vs_true.png and residuals.png on the validation set and, for 1-D input
-    and one output, fitted_curve.png (its input axis named by ``feature_names``). Returns
-    their paths."""
+    and one output, fitted_curve.png; their axes named by ``feature_names`` and
+    ``target_names`` (a CSV header's). Returns their paths."""
     predicted = net.predict(X_val)
     figures = [
         plots.predicted_vs_true(y_val, predicted, os.path.join(run_dir, "predicted_vs_true.png"),
-                                title=f"{title}: predicted vs true (validation)"),
+                                title=f"{title}: predicted vs true (validation)",
+                                target_names=target_names),
         plots.residuals(y_val, predicted, os.path.join(run_dir, "residuals.png"),
-                        title=f"{title}: residuals (validation)")]
+                        title=f"{title}: residuals (validation)", target_names=target_names)]
     if X.shape[1] == 1 and net.n_outputs == 1:
         figures.append(plots.fitted_curve(net, X, y, os.path.join(run_dir, "fitted_curve.png"),
                                           title=f"{title}: the fitted curve", X_val=X_val,
-                                          y_val=y_val, feature_names=feature_names))
+                                          y_val=y_val, feature_names=feature_names,
+                                          target_names=target_names))
     return figures
+
+
+def _csv_target_name(data, delimiter, target, feature_names):
+    """The header name of the target column of the .csv ``data`` whose other columns'
+    names are ``feature_names`` (:func:`nncore.datasets.csv_feature_names`; None: no
+    header), or None. ``--target NAME`` gives it; else it is the header cell that
+    csv_feature_names leaves out, read from the header with another column left out."""
+    from .datasets import csv_feature_names
+
+    if feature_names is None:
+        return None
+    if target is not None and not target.strip().lstrip("+-").isdigit():
+        return target  # a header name (csv_feature_names found it)
+    n_columns = len(feature_names) + 1
+    index = (-1 if target is None else int(target)) % n_columns
+    other = index + 1 if index + 1 < n_columns else index - 1
+    others = csv_feature_names(data, delimiter=delimiter, target=other)
+    return None if others is None else others[index if other > index else index - 1]
 
 
 def _representative(results):
