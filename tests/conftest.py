@@ -13,6 +13,8 @@
   ``draw_linear`` / ``draw_residual`` (pre-activations kept away from 0, the kink of the
   kinked activations: relu, leaky_relu).
 - ``interruptible_child``: a subprocess that a test can stop with a real SIGINT.
+- ``run_cli``: the ``nncore`` command run in the test's process, with its exit status and
+  output.
 
 Test modules import these names directly (``from conftest import assert_close``): pytest
 puts this folder on ``sys.path`` because it has no ``__init__.py``.
@@ -60,6 +62,19 @@ def interruptible_child(command, **popen_options):
         signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     return subprocess.Popen(command, preexec_fn=default_sigint, **popen_options)
+
+
+def run_cli(argv, capsys):
+    """``nncore ARGV`` in this process: ``(exit status, stdout, stderr)`` (argparse's usage
+    errors exit through SystemExit)."""
+    from nncore import cli
+
+    try:
+        status = cli.main(argv)
+    except SystemExit as exit_:
+        status = exit_.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
 def examples(n):

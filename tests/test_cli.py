@@ -22,8 +22,9 @@ def test_train_writes_model_history_and_figures(tmp_path, capsys):
                        "--out", str(tmp_path), "--name", "run"])
     assert status == 0
     run = tmp_path / "run"
-    assert sorted(os.listdir(run)) == ["decision_boundary.png", "history.csv",
-                                       "learning_curves.png", "model.npz"]
+    assert sorted(os.listdir(run)) == ["checkpoint.npz", "decision_boundary.png",
+                                       "history.csv", "learning_curves.png", "model.npz",
+                                       "run.json"]
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -46,7 +47,8 @@ def test_train_mlp_on_a_file_without_plots(tmp_path):
                        "--epochs", "1", "--verbose", "0", "--no-plots", "--out",
                        str(tmp_path), "--name", "m"])
     assert status == 0
-    assert sorted(os.listdir(tmp_path / "m")) == ["history.csv", "model.npz"]
+    assert sorted(os.listdir(tmp_path / "m")) == ["checkpoint.npz", "history.csv", "model.npz",
+                                                  "run.json"]
     assert nc.load(tmp_path / "m" / "model.npz").layer_specs()[0]["n_out"] == 16
 
 
@@ -283,6 +285,15 @@ def test_early_stopping_that_never_stopped_still_says_which_weights_were_kept(tm
 def test_no_command_prints_help(capsys):
     assert cli.main([]) == 2
     assert "train" in capsys.readouterr().out
+
+
+def test_version_prints_the_package_version(capsys):
+    """A user trial: `nncore --version` was an unrecognized argument."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"nncore {nc.__version__}\n"
+    assert "--version" in cli._build_parser().format_help()
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32",

@@ -107,8 +107,8 @@ def test_a_good_name_still_trains_inside_out(tmp_path, capsys):
                      "--epochs", "1", "--verbose", "0", "--no-plots", "--momentum", "0",
                      "--out", str(tmp_path / "out"), "--name", "..ok"], capsys)
     assert status == 0
-    assert tree(tmp_path / "out") == ["..ok", os.path.join("..ok", "history.csv"),
-                                      os.path.join("..ok", "model.npz")]
+    assert tree(tmp_path / "out") == ["..ok", *(os.path.join("..ok", name) for name in (
+        "checkpoint.npz", "history.csv", "model.npz", "run.json"))]
 
 
 def test_a_warning_reaches_the_user_as_one_line(tmp_path, capsys):
@@ -200,7 +200,8 @@ def test_an_existing_name_is_refused_and_its_run_kept(tmp_path, capsys):
             for name in os.listdir(tmp_path / "run")} == before
     (tmp_path / "empty").mkdir()  # an empty folder holds nothing to lose: it is used
     assert run([*argv[:-1], "empty", "--no-plots"], capsys)[0] == 0
-    assert sorted(os.listdir(tmp_path / "empty")) == ["history.csv", "model.npz"]
+    assert sorted(os.listdir(tmp_path / "empty")) == ["checkpoint.npz", "history.csv",
+                                                      "model.npz", "run.json"]
 
 
 def test_a_run_refused_in_training_leaves_no_folder(tmp_path, capsys, monkeypatch):

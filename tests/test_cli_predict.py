@@ -9,15 +9,10 @@ import pytest
 
 import nncore as nc
 from nncore import cli
+from conftest import run_cli
 
 
-def run(argv, capsys):
-    try:
-        status = cli.main(argv)
-    except SystemExit as exit_:
-        status = exit_.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
+run = run_cli  # (status, stdout, stderr)
 
 
 def read_csv(text):

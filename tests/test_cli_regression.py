@@ -61,8 +61,9 @@ def test_a_regression_run_prints_rmse_and_r2_and_writes_its_figures(tmp_path, ca
     assert header.split() == ["loss", "RMSE", "R^2"] and "accuracy" not in out
 
     run = tmp_path / "run"
-    assert sorted(os.listdir(run)) == ["fitted_curve.png", "history.csv", "learning_curves.png",
-                                       "model.npz", "predicted_vs_true.png", "residuals.png"]
+    assert sorted(os.listdir(run)) == ["checkpoint.npz", "fitted_curve.png", "history.csv",
+                                       "learning_curves.png", "model.npz",
+                                       "predicted_vs_true.png", "residuals.png", "run.json"]
     for figure in ("fitted_curve", "learning_curves", "predicted_vs_true", "residuals"):
         assert (run / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(run / "history.csv") as f:
@@ -97,6 +98,58 @@ def test_the_fitted_curve_names_its_input_after_the_csv_header(tmp_path, monkeyp
     plt.close("all")
 
 
+@pytest.mark.parametrize("header, extra", [
+    ("x,price", []), ("price,x", ["--target", "0"]), ("price,x", ["--target", "price"]),
+    ("x,price", ["--target", "-1"]), (None, [])])
+def test_the_figures_name_the_target_after_the_csv_header(tmp_path, monkeypatch, header,
+                                                          extra):
+    """A user trial: on a CSV whose target column is `price` the regression figures said
+    "true value" and "target". They take its name when the file has a header (wherever
+    the column is, however --target names it), and stay generic without one."""
+    from nncore import plots
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-3, 3, 120)
+    columns = [x, np.sin(x)] if header in (None, "x,price") else [np.sin(x), x]
+    np.savetxt(tmp_path / "prices.csv", np.column_stack(columns), delimiter=",",
+               header=header or "", comments="")
+    plt = plots.pyplot()
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    assert train(tmp_path, "--data", str(tmp_path / "prices.csv"), "--name", "run",
+                 *extra) == 0
+    monkeypatch.undo()
+    plt.close("all")
+    labels = [(figure.axes[0].get_xlabel(), figure.axes[0].get_ylabel())
+              for figure in drawn[-3:]]  # predicted_vs_true, residuals, fitted_curve
+    if header:
+        assert labels == [("true price", "predicted price"),
+                          ("predicted price", "residual (true - predicted price)"),
+                          ("input (x)", "price")]
+    else:
+        assert labels == [("true value", "predicted value"),
+                          ("predicted value", "residual (true - predicted)"),
+                          ("input (feature 1)", "target")]
+
+
+def test_several_named_targets_title_their_panels(tmp_path, monkeypatch):
+    from nncore import plots
+
+    plt = plots.pyplot()
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    y = np.random.default_rng(0).standard_normal((50, 2))
+    plots.predicted_vs_true(y, y + 0.1, tmp_path / "p.png", target_names=["price", "rent"])
+    plots.residuals(y, y + 0.1, tmp_path / "r.png", target_names=["price", ""])
+    monkeypatch.undo()
+    plt.close("all")
+    assert [(ax.get_title(), ax.get_xlabel()) for ax in drawn[0].axes[:2]] == [
+        ("price", "true price"), ("rent", "true rent")]
+    assert [(ax.get_title(), ax.get_ylabel()) for ax in drawn[1].axes[:2]] == [
+        ("price", "residual (true - predicted price)"),
+        ("output 2", "residual (true - predicted)")]  # a blank name: the generic words
+
+
 def test_two_outputs_from_an_npz_file(tmp_path, capsys):
     data = two_output_npz(tmp_path / "two.npz")
     assert train(tmp_path, "--data", str(data), "--name", "two",
@@ -105,8 +158,9 @@ def test_two_outputs_from_an_npz_file(tmp_path, capsys):
     assert "2 targets (regression)" in out
     run = tmp_path / "two"
     # no fitted curve for 3-D input, no decision boundary for a regression
-    assert sorted(os.listdir(run)) == ["history.csv", "learning_curves.png", "model.npz",
-                                       "predicted_vs_true.png", "residuals.png"]
+    assert sorted(os.listdir(run)) == ["checkpoint.npz", "history.csv", "learning_curves.png",
+                                       "model.npz", "predicted_vs_true.png", "residuals.png",
+                                       "run.json"]
     net = nc.load(run / "model.npz")
     _, _, X_val, y_val = datasets.load(data, task="regression")
     assert net.predict(X_val).shape == (40, 2)
@@ -121,7 +175,8 @@ def test_early_stopping_on_val_loss_and_no_plots_work_for_a_regression(tmp_path,
                  "--epochs", "40", "--lr", "0.5", "--no-plots") == 0
     out = capsys.readouterr().out
     assert ", 1 feature, 1 target (regression)" in out.splitlines()[0]  # not "1 features"
-    assert sorted(os.listdir(tmp_path / "es")) == ["history.csv", "model.npz"]
+    assert sorted(os.listdir(tmp_path / "es")) == ["checkpoint.npz", "history.csv",
+                                                   "model.npz", "run.json"]
     with open(tmp_path / "es" / "history.csv") as f:
         val_loss = [float(row["val_loss"]) for row in csv.DictReader(f)]
     assert len(val_loss) < 40

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import nncore as nc
-from nncore import cli, datasets
+from nncore import datasets
+from conftest import run_cli
 
 NAMES = ["x1", "x2", "label"]
 
@@ -198,13 +199,7 @@ def test_read_features_drops_the_target_column_by_name_or_index(tmp_path):
 # --- the command line --------------------------------------------------------------------
 
 
-def run(argv, capsys):
-    try:
-        status = cli.main(argv)
-    except SystemExit as exit_:
-        status = exit_.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
+run = run_cli  # (status, stdout, stderr)
 
 
 def test_train_then_predict_with_the_csv_options(tmp_path, capsys):

@@ -3,6 +3,7 @@
     nncore train                      # default ResNet on the bundled Peaks data
     nncore train --data gmm --arch mlp --layers 64,64,64 --epochs 20
     nncore train --data path/to/PeaksData.mat --out runs --name my-run
+    nncore train --resume runs/my-run [--epochs 60]   # go on after Ctrl-C, or train on
     nncore train --task regression --data curve.csv --arch mlp --layers 32,32
     nncore train --optimizer adam     # Adam at its default rate 0.001 (SGD's is 0.02)
     nncore predict runs/my-run/model.npz new.csv --out predictions.csv [--proba]
@@ -11,6 +12,7 @@
     nncore gradcheck --dtype float32 --out gradcheck-float32
     nncore search --grid grid.toml --data peaks --n-jobs 2   # ranked table; resumable
     nncore experiments --quick        # the study: reports/<dataset>.md with its figures
+    nncore --version
 
 Bad arguments get one line on stderr and exit status 2, never a traceback.
 """
@@ -48,6 +50,16 @@ OPTIMIZER_FLAGS = {"--lr": "lr", "--momentum": "momentum", "--nesterov": "nester
 #: resnet, any of them with softmax_regression; ``network.ARCHITECTURES[...].takes``).
 ARCHITECTURE_FLAGS = {"--width": "width", "--depth": "depth", "--hidden": "hidden",
                       "--layers": "layers", "--activation": "activation"}
+#: The options of ``nncore train`` that say where a run goes and how it is shown; all its
+#: other options are the run's settings, which the run folder's RUN_FILE keeps for --resume.
+OUTPUT_OPTIONS = ("out", "name", "plots", "verbose", "resume")
+#: The run's settings that ``--resume`` may change: the number of epochs to train to.
+RESUME_MAY_CHANGE = ("epochs",)
+#: The run's settings, kept in its folder: ``{"format": RUN_FORMAT, "nncore_version",
+#: "command", "settings": {option: value}, "data_sha256"}`` (the hash of a --data file,
+#: None for a bundled set), written when the run starts (and again by --resume with
+#: more --epochs).
+RUN_FILE, RUN_FORMAT = "run.json", "nncore-run"
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -184,8 +196,10 @@ def _refuse_taken(run_dir, name):
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise ValueError(f"{run_dir!r} exists and is not a folder: choose another --name")
     if os.path.isdir(run_dir) and os.listdir(run_dir):
+        resume = (f", or continue that run with --resume {run_dir}"
+                  if os.path.isfile(os.path.join(run_dir, RUN_FILE)) else "")
         raise ValueError(f"--name {name!r}: {run_dir!r} already holds a run; choose another "
-                         f"--name, or leave --name out for a new folder")
+                         f"--name, or leave --name out for a new folder{resume}")
 
 
 def _make_run_folder(out, name, default):
@@ -319,14 +333,23 @@ def _build_parser():
     from .network import ARCHITECTURES, BACKENDS
     from .optim import OPTIMIZERS, SCHEDULES
 
+    from . import __version__
+
     parser = _ArgumentParser(
         prog="nncore",
         description="Train, verify and study small neural networks on nncore's kernels.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_ArgumentParser)
     train = commands.add_parser(
         "train", help="train a network and save it with its history and figures",
         description="Train a network by mini-batch SGD with momentum, Adam or AdamW and write "
-                    "the model, history.csv and figures into OUT/NAME/.")
+                    "the model, history.csv and figures into OUT/NAME/. While it trains, "
+                    "the folder keeps the run's settings (run.json) and a checkpoint of its "
+                    "last epoch (checkpoint.npz, kept when the run ends): after Ctrl-C or a "
+                    "crash, 'nncore train --resume OUT/NAME' continues the run and ends "
+                    "exactly as it would have without the interrupt; 'nncore train --resume "
+                    "OUT/NAME --epochs N' trains a finished run on to N epochs.")
+    train.set_defaults(command_parser=train)  # for --resume: which options were given
     d = TRAIN_DEFAULTS
     data = train.add_argument_group("data")
     data.add_argument("--data", default=d["data"],
@@ -422,6 +445,14 @@ def _build_parser():
                         help="do not write figures")
     output.add_argument("--verbose", type=int, choices=(0, 1, 2), default=d["verbose"],
                         help="0 quiet, 1 progress bar, 2 a line per epoch (default: %(default)s)")
+    output.add_argument("--resume", metavar="RUN", default=None,
+                        help="continue the run in folder RUN (OUT/NAME) from its last "
+                             "checkpointed epoch with the settings it was started with: it "
+                             "ends as it would have without the interrupt, and its model, "
+                             "history and figures cover every epoch. Give --epochs to train "
+                             "on to more epochs (also after a run that finished). Only "
+                             "--epochs, --verbose and --no-plots go with it; another option "
+                             "is refused unless it has the run's own value")
     _add_predict_parser(commands)
     _add_export_parser(commands)
     _add_gradcheck_parser(commands, tuple(BACKENDS))
@@ -606,12 +637,222 @@ def _label_names(args):
     return f"Ct of {data}", f"Cv of {data}"
 
 
-def _train(args):
-    from . import datasets, losses
-    from .network import build, describe, refuse_continuous
-    from .train import EarlyStopping, TrainingDiverged
+def _options(parser):
+    """``{dest: action}`` of the options of a command's ``parser`` (but --help)."""
+    return {action.dest: action for action in parser._actions
+            if action.option_strings and action.dest != "help"}
 
-    _run_folder(args.out, args.name)  # before the data are read: a bad --out fails fast
+
+def _given_options(parser, argv):
+    """``{dest: action}`` of the options that the command line ``argv`` (the arguments of
+    ``parser``'s command) gives: what the user typed, told apart from the defaults."""
+    options = _options(parser)
+    not_given = object()
+    parsed, _ = parser.parse_known_args(
+        argv, argparse.Namespace(**dict.fromkeys(options, not_given)))
+    return {dest: action for dest, action in options.items()
+            if getattr(parsed, dest) is not not_given}
+
+
+def _as_option(action, value):
+    """How the option of ``action`` with ``value`` is typed: ``--lr 0.1``, ``--nesterov``,
+    ``no --lr`` (None: not given)."""
+    import shlex
+
+    option = action.option_strings[-1]
+    if action.nargs == 0:  # a flag: --nesterov, --no-standardize
+        return option if value == action.const else f"no {option}"
+    if value is None:
+        return f"no {option}"
+    if isinstance(value, list):  # --layers
+        value = ",".join(map(str, value))
+    return f"{option} {shlex.quote(str(value))}"
+
+
+def _run_settings(args):
+    """The run's settings: ``nncore train``'s options but OUTPUT_OPTIONS, a --data file by
+    its absolute path (a bundled set by its name), so --resume finds it from any folder."""
+    from .datasets import BUNDLED_FILES
+
+    settings = {dest: getattr(args, dest) for dest in _options(args.command_parser)
+                if dest not in OUTPUT_OPTIONS}
+    if settings["data"].lower() not in BUNDLED_FILES:
+        settings["data"] = os.path.abspath(settings["data"])
+    return settings
+
+
+def _data_digest(data):
+    """The SHA-256 of the --data file ``data`` (hex), None for a bundled set."""
+    import hashlib
+
+    from .datasets import BUNDLED_FILES
+
+    if data.lower() in BUNDLED_FILES:
+        return None
+    digest = hashlib.sha256()
+    with open(data, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_run_file(run_dir, run):
+    """Write the run's record ``run`` (RUN_FILE) into ``run_dir``, atomically."""
+    import json
+
+    from .modelfile import atomic_write
+
+    text = json.dumps(run, indent=2) + "\n"
+    atomic_write(os.path.join(run_dir, RUN_FILE), lambda f: f.write(text.encode("utf-8")))
+
+
+def _read_run_file(run_dir, defaults):
+    """The record (RUN_FILE) of the run in ``run_dir``, its settings completed with the
+    ``defaults`` of those it lacks (options added since it was written); ValueError for a
+    folder without one, or one this nncore cannot read."""
+    import json
+
+    path = os.path.join(run_dir, RUN_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            run = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"--resume {run_dir!r} holds no {RUN_FILE}: it is not a run folder "
+                         f"of nncore train, or its run was started before runs could be "
+                         f"resumed") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--resume: cannot read {path!r}: {error}") from None
+    if not isinstance(run, dict) or run.get("format") != RUN_FORMAT \
+            or not isinstance(run.get("settings"), dict) or set(run["settings"]) - set(defaults):
+        raise ValueError(f"--resume: {path!r} is not the record of a run of this version of "
+                         f"nncore train")
+    run["settings"] = {**defaults, **run["settings"]}
+    return run
+
+
+def _resumed(args):
+    """For ``nncore train --resume RUN``: ``(args, run, done)``, the options of the run to
+    continue (its settings from RUN_FILE, with the --epochs given; the output options of
+    this command line), its record (to write back) and the epochs its checkpoint holds.
+    Refused (ValueError), before anything is written: a folder without a resumable run,
+    --out or --name, an option whose value is not the run's, a --data file that changed
+    since the run started, a run whose checkpoint holds every epoch asked for (give more
+    --epochs) or that early stopping ended."""
+    from . import modelfile
+
+    run_dir = args.resume
+    if not os.path.isdir(run_dir):
+        raise ValueError(f"--resume {run_dir!r}: " + ("not a folder" if os.path.exists(run_dir)
+                                                      else "no such run folder"))
+    given = _given_options(args.command_parser, args.argv[1:])
+    placed = [given[dest].option_strings[-1] for dest in ("out", "name") if dest in given]
+    if placed:
+        raise ValueError(f"--resume names the run's folder: {' and '.join(placed)} cannot go "
+                         f"with it")
+    current = _run_settings(args)
+    run = _read_run_file(run_dir, _run_settings(args.command_parser.parse_args([])))
+    settings = run["settings"]
+    changed = [f"{_as_option(action, current[dest])} (the run has "
+               f"{_as_option(action, settings[dest])})" for dest, action in given.items()
+               if dest in settings and dest not in RESUME_MAY_CHANGE
+               and current[dest] != settings[dest]]
+    if changed:
+        raise ValueError(f"--resume continues the run with its own settings: "
+                         f"{'; '.join(changed)} would change it; start a new run for other "
+                         f"settings")
+    data = settings["data"]
+    if run.get("data_sha256") is not None:
+        if not os.path.isfile(data):
+            raise FileNotFoundError(f"--resume {run_dir!r}: the run's data {data!r} is not "
+                                    f"there any more; the run needs the data it was trained on")
+        if _data_digest(data) != run["data_sha256"]:
+            raise ValueError(f"--resume {run_dir!r}: the run's data {data!r} changed since "
+                             f"the run started; it needs the data it was trained on (start "
+                             f"a new run for the new data)")
+    checkpoint = os.path.join(run_dir, modelfile.CHECKPOINT_FILE)
+    if not os.path.isfile(checkpoint):
+        raise ValueError(f"--resume {run_dir!r} holds no checkpoint "
+                         f"({modelfile.CHECKPOINT_FILE}): the run stopped before its first "
+                         f"epoch ended, so there is nothing to resume; start it anew")
+    _, _, state = modelfile.load_checkpoint(checkpoint)
+    done = int(state["epochs_done"])
+    epochs = args.epochs if "epochs" in given else settings["epochs"]
+    if done >= epochs:
+        raise ValueError(f"--epochs {epochs}: the run in {run_dir!r} has trained {done} epochs "
+                         f"already; give more to train on" if "epochs" in given else
+                         f"--resume {run_dir!r}: the run has trained its {done} epochs; give "
+                         f"more --epochs to train on")
+    if settings["patience"] and _RunEarlyStopping(settings["patience"]).replay(
+            state["history"]["val_loss"]):
+        raise ValueError(f"--resume {run_dir!r}: early stopping ended the run after epoch "
+                         f"{done} (--patience {settings['patience']}); there is nothing to "
+                         f"continue")
+    run["settings"] = dict(settings, epochs=epochs)
+    resumed = argparse.Namespace(**run["settings"], **{
+        name: getattr(args, name) for name in (*OUTPUT_OPTIONS, "command_parser", "argv")})
+    return resumed, run, done
+
+
+class _RunEarlyStopping:
+    """``nncore train --patience``: an :class:`nncore.EarlyStopping` on the validation loss
+    (whose attributes it shows) that ``--resume`` carries on exactly. Each better epoch's
+    weights are written to ``model_path`` (the run's model.npz: the best weights so far),
+    and a resumed run counts its earlier epochs again from its history and takes the best
+    weights from that file (or from the checkpoint, when its last epoch is the best)."""
+
+    def __init__(self, patience, model_path=None):
+        from .train import EarlyStopping
+
+        self.stopping = EarlyStopping(patience=patience)
+        self.model_path = model_path
+
+    def __getattr__(self, name):  # monitor, best_epoch, ...
+        return getattr(self.stopping, name)
+
+    def replay(self, values):
+        """Count the epochs a run has done, by their monitored ``values``, as they were
+        counted while they ran; True if they stopped the run."""
+        stopping = self.stopping
+        stopping.best, stopping.best_epoch, stopping.wait = math.inf, None, 0
+        for epoch, value in enumerate(values, 1):
+            stopping.judge(epoch, value)
+        return stopping.wait >= stopping.patience
+
+    def on_train_begin(self, network, history):
+        from .network import load
+
+        self.stopping.on_train_begin(network, history)
+        self.replay(history[self.stopping.monitor])
+        best = self.stopping.best_epoch
+        if best is not None:  # a resumed run
+            self.stopping.best_params = (network.params.copy() if best == len(history)
+                                         else load(self.model_path).params)
+
+    def on_epoch_end(self, network, epoch, logs):
+        stop = self.stopping.on_epoch_end(network, epoch, logs)
+        if self.stopping.best_epoch == epoch:
+            network.save(self.model_path)
+        return stop
+
+    def on_train_end(self, network, history):
+        self.stopping.on_train_end(network, history)
+
+    def stop_note(self):
+        return self.stopping.stop_note()
+
+
+def _train(args):
+    import shlex
+
+    from . import __version__, datasets, losses, modelfile
+    from .network import build, describe, refuse_continuous
+    from .train import TrainingDiverged
+
+    done = 0
+    if args.resume is not None:
+        args, run, done = _resumed(args)  # refused before the data are read
+    else:
+        _run_folder(args.out, args.name)  # before the data are read: a bad --out fails fast
     settings = _architecture(args)
     X, y, X_val, y_val, original = _load_with_labels(datasets, args.data, args.task,
                                                      _csv_options(args))
@@ -648,25 +889,38 @@ def _train(args):
         net.feature_names = feature_names
     described = describe(args.arch, **settings)
     optimizer = _optimizer(args)
-    callbacks = [EarlyStopping(patience=args.patience)] if args.patience else []
 
     label = _dataset_label(args.data)
-    run_dir, created = _make_run_folder(
-        args.out, args.name, f"{label}-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    if args.resume is not None:
+        run_dir, created = args.resume, []
+    else:
+        run = {"format": RUN_FORMAT, "nncore_version": __version__,
+               "command": "nncore " + shlex.join(args.argv), "settings": _run_settings(args),
+               "data_sha256": _data_digest(args.data)}
+        run_dir, created = _make_run_folder(
+            args.out, args.name, f"{label}-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    model_path = os.path.join(run_dir, "model.npz")
+    checkpoint_path = os.path.join(run_dir, modelfile.CHECKPOINT_FILE)
+    callbacks = [_RunEarlyStopping(args.patience, model_path)] if args.patience else []
 
-    print(f"training {described} ({net.n_params:,} parameters, {net.dtype.name}) on {label}: "
+    print(("" if args.resume is None else
+           f"resuming {run_dir} after epoch {done} of {args.epochs}: ")
+          + f"training {described} ({net.n_params:,} parameters, {net.dtype.name}) on {label}: "
           f"{len(X):,} train / {len(X_val):,} validation samples, {X.shape[1]} "
           f"feature{'s' if X.shape[1] != 1 else ''}, "
           f"{outputs}; {optimizer!r}", flush=True)
     started = time.perf_counter()
     try:
+        _write_run_file(run_dir, run)
+        # the checkpoint of every epoch (one small atomic write) is what --resume goes on from
         history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
                           optimizer=optimizer, validation_data=(X_val, y_val), seed=args.seed,
                           verbose=args.verbose, callbacks=callbacks,
-                          standardize=args.standardize, report_interrupt=False)
+                          standardize=args.standardize, report_interrupt=False,
+                          checkpoint=run_dir, checkpoint_every=1)
     except TrainingDiverged as error:
         # keep what there is: the weights of the last finite epoch and the epochs completed
-        model_path = net.save(os.path.join(run_dir, "model.npz"))
+        net.save(model_path)
         net.history.to_csv(os.path.join(run_dir, "history.csv"))
         print(f"nncore train: error: {error}", file=sys.stderr)
         print(f"nncore train: those weights and the history of the "
@@ -675,22 +929,29 @@ def _train(args):
         return 1
     except KeyboardInterrupt:
         # fit kept the weights and the history so far (and early stopping its best weights)
-        model_path = net.save(os.path.join(run_dir, "model.npz"))
+        net.save(model_path)
         net.history.to_csv(os.path.join(run_dir, "history.csv"))
         best = getattr(callbacks[0], "best_epoch", None) if callbacks else None  # None: no epoch
         weights = (f"the weights of epoch {best}, the best {callbacks[0].monitor}" if best
                    else "the weights as they were at the interrupt, which may be partway "
                         "through an epoch")
+        resume = (f"; continue the run with: nncore train --resume {shlex.quote(run_dir)}"
+                  if os.path.isfile(checkpoint_path) else "")
         print(f"nncore train: interrupted after {len(net.history)} complete epoch(s); the "
               f"model ({weights}) and the history of the complete epochs are in "
-              f"{model_path} and {os.path.join(run_dir, 'history.csv')}", file=sys.stderr)
+              f"{model_path} and {os.path.join(run_dir, 'history.csv')}{resume}",
+              file=sys.stderr)
         return 130
     except BaseException:
-        _remove_if_empty(created)  # refused before any epoch (labels, say): nothing written
+        if args.resume is None and not os.path.exists(checkpoint_path):
+            # refused before any epoch (labels, say): nothing written
+            if os.path.exists(os.path.join(run_dir, RUN_FILE)):
+                os.unlink(os.path.join(run_dir, RUN_FILE))
+            _remove_if_empty(created)
         raise
     elapsed = time.perf_counter() - started
 
-    model_path = net.save(os.path.join(run_dir, "model.npz"))
+    net.save(model_path)
     history.to_csv(os.path.join(run_dir, "history.csv"))
     # early stopping gives the network its best epoch's weights back, stopped early or not
     kept = callbacks[0].best_epoch if callbacks else None
@@ -703,8 +964,11 @@ def _train(args):
             title=f"{described} on {label}", kept_epoch=kept,
             **({"score": "r2", "loss_label": "mean squared error"} if regression else {})))
         if regression:
+            target_name = _csv_target_name(args.data, args.delimiter, args.target,
+                                           feature_names)
             figures += _regression_figures(plots, net, X, y, X_val, y_val, run_dir,
-                                           f"{described} on {label}", feature_names)
+                                           f"{described} on {label}", feature_names,
+                                           [target_name] if target_name else None)
         elif X.shape[1] == 2:
             figures.append(plots.decision_boundary(
                 net, X_val, y_val, os.path.join(run_dir, "decision_boundary.png"),
@@ -725,15 +989,16 @@ def _train(args):
     for row in rows:
         print(f"  {row[0]:<12}" + "".join(f"{cell:>10}" for cell in row[1:]))
     print(f"  parameters  {net.n_params:,}")
-    kept_note = f"kept the weights of epoch {kept}, the best {callbacks[0].monitor}" \
-        if kept else ""
-    print(f"  epochs      {len(history)}"
-          + (f" (early stop; {kept_note})" if history.stopped_early
-             else f" ({kept_note})" if kept and kept != len(history) else ""))
+    notes = [f"resumed after epoch {done}"] if done else []
+    notes += ["early stop"] if history.stopped_early else []
+    if kept and (history.stopped_early or kept != len(history)):
+        notes.append(f"kept the weights of epoch {kept}, the best {callbacks[0].monitor}")
+    print(f"  epochs      {len(history)}" + (f" ({'; '.join(notes)})" if notes else ""))
     # fit's own time (validation, standardising, the loop) and, of it, the training steps'
     # (without the validation scores); the same precision for both, so that the part never
-    # reads larger than the whole
-    print(f"  time        {elapsed:.2f} s, of which {train_seconds:.2f} s in {steps:,} "
+    # reads larger than the whole; after --resume, those of the epochs it trained
+    print(f"  time        {elapsed:.2f} s{' since the resume' if done else ''}, of which "
+          f"{train_seconds:.2f} s in {steps:,} "
           f"training steps ({steps / train_seconds:,.0f} steps/s)")
     print(f"  saved       {model_path}, {os.path.join(run_dir, 'history.csv')}"
           + "".join(f", {figure}" for figure in figures))
@@ -794,21 +1059,42 @@ def _cannot_write(path, error):
     return ValueError(f"cannot write {path!r}: {error.strerror or error}")
 
 
-def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title, feature_names=None):
+def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title, feature_names=None,
+                        target_names=None):
     """predicted_vs_true.png and residuals.png on the validation set and, for 1-D input
-    and one output, fitted_curve.png (its input axis named by ``feature_names``). Returns
-    their paths."""
+    and one output, fitted_curve.png; their axes named by ``feature_names`` and
+    ``target_names`` (a CSV header's). Returns their paths."""
     predicted = net.predict(X_val)
     figures = [
         plots.predicted_vs_true(y_val, predicted, os.path.join(run_dir, "predicted_vs_true.png"),
-                                title=f"{title}: predicted vs true (validation)"),
+                                title=f"{title}: predicted vs true (validation)",
+                                target_names=target_names),
         plots.residuals(y_val, predicted, os.path.join(run_dir, "residuals.png"),
-                        title=f"{title}: residuals (validation)")]
+                        title=f"{title}: residuals (validation)", target_names=target_names)]
     if X.shape[1] == 1 and net.n_outputs == 1:
         figures.append(plots.fitted_curve(net, X, y, os.path.join(run_dir, "fitted_curve.png"),
                                           title=f"{title}: the fitted curve", X_val=X_val,
-                                          y_val=y_val, feature_names=feature_names))
+                                          y_val=y_val, feature_names=feature_names,
+                                          target_names=target_names))
     return figures
+
+
+def _csv_target_name(data, delimiter, target, feature_names):
+    """The header name of the target column of the .csv ``data`` whose other columns'
+    names are ``feature_names`` (:func:`nncore.datasets.csv_feature_names`; None: no
+    header), or None. ``--target NAME`` gives it; else it is the header cell that
+    csv_feature_names leaves out, read from the header with another column left out."""
+    from .datasets import csv_feature_names
+
+    if feature_names is None:
+        return None
+    if target is not None and not target.strip().lstrip("+-").isdigit():
+        return target  # a header name (csv_feature_names found it)
+    n_columns = len(feature_names) + 1
+    index = (-1 if target is None else int(target)) % n_columns
+    other = index + 1 if index + 1 < n_columns else index - 1
+    others = csv_feature_names(data, delimiter=delimiter, target=other)
+    return None if others is None else others[index if other > index else index - 1]
 
 
 def _representative(results):

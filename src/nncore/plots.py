@@ -52,12 +52,17 @@ def _wrapped(fig, title, fontsize=12, share=1.0):
     return "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
 
 
+def _column_name(names, j):
+    """Column ``j``'s (0-based) name in ``names`` (a CSV header's), None without one."""
+    if names is not None and j < len(names) and str(names[j]).strip():
+        return str(names[j])
+    return None
+
+
 def _feature_label(feature_names, j):
     """How an axis names feature ``j`` (0-based): its name from ``feature_names`` (a CSV
     header's), else "feature j+1"."""
-    if feature_names is not None and j < len(feature_names) and str(feature_names[j]).strip():
-        return str(feature_names[j])
-    return f"feature {j + 1}"
+    return _column_name(feature_names, j) or f"feature {j + 1}"
 
 
 def whole_epochs(ax):
@@ -141,9 +146,9 @@ def _output_columns(y_true, y_pred):
     return y_true, y_pred
 
 
-def _output_panels(plt, n_outputs, max_panels, title):
-    """A row of one panel per output shown, each titled "output j" when there are several,
-    their ticks few enough not to collide."""
+def _output_panels(plt, n_outputs, max_panels, title, target_names=None):
+    """A row of one panel per output shown, each titled by its name in ``target_names``
+    (or "output j") when there are several, their ticks few enough not to collide."""
     from matplotlib.ticker import MaxNLocator
 
     shown = min(n_outputs, max_panels)
@@ -155,7 +160,7 @@ def _output_panels(plt, n_outputs, max_panels, title):
     fig.suptitle(_wrapped(fig, title))
     for j, ax in enumerate(axes[0]):
         if n_outputs > 1:
-            ax.set_title(f"output {j + 1}", fontsize=10)
+            ax.set_title(_column_name(target_names, j) or f"output {j + 1}", fontsize=10)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
     return fig, axes[0]
@@ -170,15 +175,16 @@ def _fit_text(true, predicted):
 
 
 def predicted_vs_true(y_true, y_pred, path, title="Predicted vs true", max_panels=4,
-                      max_points=3000, seed=0):
+                      max_points=3000, seed=0, target_names=None):
     """Predicted against true values, one panel per output (up to ``max_panels``), with
     the identity line (a perfect prediction) and each output's RMSE and R^2; saved to
     ``path``. ``y_true`` and ``y_pred`` are ``(n,)`` or ``(n, k)``; at most ``max_points``
-    points are drawn (a seeded sample), the scores use all of them."""
+    points are drawn (a seeded sample), the scores use all of them. ``target_names`` (a
+    CSV header's target column) name the axes: "true price", else "true value"."""
     plt = pyplot()
     y_true, y_pred = _output_columns(y_true, y_pred)
     n_outputs = y_true.shape[1]
-    fig, axes = _output_panels(plt, n_outputs, max_panels, title)
+    fig, axes = _output_panels(plt, n_outputs, max_panels, title, target_names)
     shown = np.random.default_rng(seed).permutation(len(y_true))[:max_points]
     for j, ax in enumerate(axes):
         true, predicted = y_true[:, j], y_pred[:, j]
@@ -193,8 +199,9 @@ def predicted_vs_true(y_true, y_pred, path, title="Predicted vs true", max_panel
         ax.set_xlim(line)
         ax.set_ylim(line)
         ax.set_aspect("equal")
-        ax.set_xlabel("true value")
-        ax.set_ylabel("predicted value")
+        what = _column_name(target_names, j) or "value"
+        ax.set_xlabel(f"true {what}")
+        ax.set_ylabel(f"predicted {what}")
         _finish_output_panel(ax, true, predicted)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -211,14 +218,16 @@ def _finish_output_panel(ax, true, predicted):
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
 
 
-def residuals(y_true, y_pred, path, title="Residuals", max_panels=4, max_points=3000, seed=0):
+def residuals(y_true, y_pred, path, title="Residuals", max_panels=4, max_points=3000, seed=0,
+              target_names=None):
     """Residuals (true - predicted) against the predicted value, one panel per output (up
     to ``max_panels``), with the zero line; saved to ``path``. A good fit leaves a band
-    centred on zero with no trend or funnel."""
+    centred on zero with no trend or funnel. ``target_names`` as for
+    :func:`predicted_vs_true`."""
     plt = pyplot()
     y_true, y_pred = _output_columns(y_true, y_pred)
     n_outputs = y_true.shape[1]
-    fig, axes = _output_panels(plt, n_outputs, max_panels, title)
+    fig, axes = _output_panels(plt, n_outputs, max_panels, title, target_names)
     shown = np.random.default_rng(seed).permutation(len(y_true))[:max_points]
     for j, ax in enumerate(axes):
         true, predicted = y_true[:, j], y_pred[:, j]
@@ -226,8 +235,9 @@ def residuals(y_true, y_pred, path, title="Residuals", max_panels=4, max_points=
         ax.scatter(predicted[shown], residual[shown], s=9, color="tab:orange", marker="s",
                    edgecolors="k", linewidths=0.2, alpha=0.7, label="validation point")
         ax.axhline(0.0, color="0.15", linestyle="--", linewidth=1.2, label="zero residual")
-        ax.set_xlabel("predicted value")
-        ax.set_ylabel("residual (true - predicted)")
+        name = _column_name(target_names, j)
+        ax.set_xlabel(f"predicted {name or 'value'}")
+        ax.set_ylabel(f"residual (true - predicted{' ' + name if name else ''})")
         _finish_output_panel(ax, true, predicted)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -235,10 +245,12 @@ def residuals(y_true, y_pred, path, title="Residuals", max_panels=4, max_points=
 
 
 def fitted_curve(network, X, y, path, title="Fitted curve", X_val=None, y_val=None,
-                 resolution=500, max_points=3000, seed=0, feature_names=None):
+                 resolution=500, max_points=3000, seed=0, feature_names=None,
+                 target_names=None):
     """For 1-D input and one output: the data as points (training, and validation if
     given) and the network's prediction over a dense grid spanning them; saved to
-    ``path``. ``feature_names`` (a CSV header's) names the input axis."""
+    ``path``. ``feature_names`` and ``target_names`` (a CSV header's) name the input
+    and the target axis."""
     plt = pyplot()
     sets = [("training point", X, y, {"color": "0.45", "marker": "o", "s": 8, "alpha": 0.5})]
     if X_val is not None:
@@ -261,7 +273,7 @@ def fitted_curve(network, X, y, path, title="Fitted curve", X_val=None, y_val=No
         ax.scatter(Xs[shown, 0], ys.reshape(-1)[shown], label=label, **style)
     ax.plot(grid, curve, color="tab:blue", linewidth=2.2, label="network prediction")
     ax.set_xlabel(f"input ({_feature_label(feature_names, 0)})")
-    ax.set_ylabel("target")
+    ax.set_ylabel(_column_name(target_names, 0) or "target")
     ax.set_title(_wrapped(fig, title, share=0.75))
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=9)

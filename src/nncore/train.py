@@ -218,14 +218,22 @@ class EarlyStopping(Callback):
         if math.isnan(value):
             raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which is not recorded "
                              "(pass validation_data to fit)")
-        score = self.sign * value
-        if score < self.best - self.min_delta:
-            self.best, self.best_epoch, self.wait = score, epoch, 0
+        if self.judge(epoch, value):
             if self.restore_best:
                 self.best_params = network.params.copy()
             return False
-        self.wait += 1
         return self.wait >= self.patience
+
+    def judge(self, epoch, value):
+        """Count ``epoch`` (1-based) with its monitored ``value`` as :meth:`on_epoch_end`
+        does (``best``, ``best_epoch``, ``wait``), without the weights; True if it is the
+        best so far. Also how a resumed run's earlier epochs can be counted again."""
+        score = self.sign * value
+        if score < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = score, epoch, 0
+            return True
+        self.wait += 1
+        return False
 
     def on_train_end(self, network, history):
         if self.restore_best and self.best_params is not None:
