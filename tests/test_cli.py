@@ -62,6 +62,13 @@ def test_train_on_an_npz_of_X_and_y_splits_it(tmp_path, capsys):
                        "--val-fraction", "0.3", "--out", str(tmp_path), "--name", "m"])
     assert status == 0
     assert "210 train / 90 validation samples" in capsys.readouterr().out
+    # its labels are named as the file holds them (a review: "y_train of ...")
+    np.savez(tmp_path / "cont.npz", X=X, y=np.arange(len(X)))
+    status = cli.main(["train", "--data", str(tmp_path / "cont.npz"), "--epochs", "1",
+                       "--verbose", "0", "--out", str(tmp_path)])
+    assert status == 2
+    assert f"error: y of {tmp_path / 'cont.npz'} (training rows) looks continuous" in \
+        capsys.readouterr().err
 
 
 def test_width_and_depth_build_an_mlp_without_layers(tmp_path, capsys):

@@ -191,7 +191,8 @@ def test_options_with_the_runs_own_values_go_with_resume(tmp_path, capsys, monke
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     del record["settings"]["eps"]
     (tmp_path / "run" / "run.json").write_text(json.dumps(record))
-    status, out, err = run([*argv, "--resume", str(tmp_path / "run")], capsys)
+    status, out, err = run([*argv, "--out", str(tmp_path), "--name", "run", "--resume",
+                            str(tmp_path / "run")], capsys)  # the folder's own --out, --name
     assert status == 0, err
     assert "epochs      6 (resumed after epoch 2)" in out
 
@@ -207,8 +208,8 @@ def test_options_with_the_runs_own_values_go_with_resume(tmp_path, capsys, monke
     (["--optimizer", "adam"], "--optimizer adam (the run has --optimizer sgd)"),
     (["--nesterov"], "--nesterov (the run has no --nesterov)"),
     (["--no-standardize"], "--no-standardize (the run has no --no-standardize)"),
-    (["--out", "elsewhere"], "--resume names the run's folder: --out cannot go with it"),
-    (["--name", "other"], "--resume names the run's folder: --name cannot go with it"),
+    (["--out", "elsewhere"], "names the run's folder: --out elsewhere would name another"),
+    (["--name", "other"], "names the run's folder: --name other would name another"),
     (["--epochs", "3"], "--epochs 3: the run in"),
     ([], "the run has trained its 4 epochs; give more --epochs to train on"),
 ])
@@ -238,10 +239,15 @@ def test_a_folder_without_a_resumable_run_is_refused(tmp_path, capsys):
     assert status == 2 and "holds no run.json" in err
     assert run([*GMM, "--epochs", "2", "--verbose", "0", "--no-plots", "--out", str(tmp_path),
                 "--name", "run"], capsys)[0] == 0
-    os.unlink(tmp_path / "run" / "checkpoint.npz")  # as when cut before its first epoch ended
-    status, _, err = run(["train", "--resume", str(tmp_path / "run"), "--epochs", "4"], capsys)
-    assert status == 2 and len(err.strip().splitlines()) == 1
-    assert "holds no checkpoint (checkpoint.npz)" in err and "start it anew" in err
+    # cut before its first epoch ended (a review: neither --resume nor the --name was
+    # taken then): the run starts again from its first epoch, the same run
+    os.unlink(tmp_path / "run" / "checkpoint.npz")
+    status, out, err = run(["train", "--resume", str(tmp_path / "run"), "--epochs", "4"],
+                           capsys)
+    assert status == 0 and "resuming" in out and "after epoch 0 of 4" in out, err
+    assert run([*GMM, "--epochs", "4", "--verbose", "0", "--no-plots", "--out", str(tmp_path),
+                "--name", "reference"], capsys)[0] == 0
+    assert_same_run(tmp_path / "run", tmp_path / "reference")
     (tmp_path / "run" / "run.json").write_text("{not json")
     status, _, err = run(["train", "--resume", str(tmp_path / "run")], capsys)
     assert status == 2 and "cannot read" in err and "Traceback" not in err

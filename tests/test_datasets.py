@@ -739,6 +739,9 @@ def test_an_npz_of_X_and_y_for_regression_and_its_refusals(tmp_path):
     with pytest.raises(ValueError, match=r"size mismatch: X has 4 rows"):
         np.savez(tmp_path / "odd.npz", X=np.zeros((4, 2)), y=np.arange(3))
         datasets.load(tmp_path / "odd.npz")
+    np.savez(tmp_path / "scalar.npz", X=np.float64(3.0), y=np.arange(3))
+    with pytest.raises(ValueError, match=r"scalar\.npz"):  # it said "len() of unsized object"
+        datasets.load(tmp_path / "scalar.npz")
     split = tmp_path / "split.npz"
     np.savez(split, X_train=np.zeros((4, 2)), y_train=np.arange(4) % 2,
              X_val=np.zeros((2, 2)), y_val=np.arange(2))

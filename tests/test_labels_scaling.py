@@ -309,3 +309,14 @@ def test_cli_trains_and_draws_text_labels(tmp_path):
     net = nc.load(tmp_path / "run" / "model.npz")
     assert net.classes.tolist() == ["diff", "same"]
     assert set(net.predict(X).tolist()) <= {"diff", "same"}
+
+
+def test_feature_names_are_checked_when_set_not_only_when_loaded(tmp_path):
+    """A review: names of the wrong count were saved, and the file then failed to load."""
+    net = nc.mlp(3, [4], 2)
+    for bad in (["a", "b"], [1, 2, 3], "abc"):
+        with pytest.raises(ValueError, match=r"^feature_names must be a list of 3 strings"):
+            net.feature_names = bad
+    net.feature_names = np.array(["a", "b", "c"])
+    assert net.feature_names == ["a", "b", "c"]
+    assert nc.load(net.save(tmp_path / "m.npz")).feature_names == ["a", "b", "c"]

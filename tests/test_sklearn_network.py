@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("sklearn")
 
 from sklearn.base import clone  # noqa: E402
+from sklearn.metrics import r2_score  # noqa: E402
 
 import nncore as nc  # noqa: E402
 from nncore import cli  # noqa: E402
@@ -47,7 +48,10 @@ def _same_predictions(est, network, X):
     predicted = network.predict(X)
     # the network's convention: (n, n_outputs) also for one output
     assert predicted.shape == (len(X), est.n_outputs_)
-    np.testing.assert_array_equal(predicted.reshape(expected.shape), expected)
+    # the estimator's float64 values rounded to the network's dtype, as a model file and an
+    # ONNX export give them
+    np.testing.assert_array_equal(predicted.reshape(expected.shape),
+                                  expected.astype(network.dtype))
 
 
 def _saved_and_loaded(est, path):
@@ -276,3 +280,31 @@ def test_predict_log_proba_is_the_log_softmax_of_the_logits(data):
     np.testing.assert_allclose(log_proba, np.log(clf.predict_proba(X)), rtol=1e-9, atol=1e-12)
     far = X * 1e4  # ReLU's logits grow with X: probabilities underflow to 0, logs stay finite
     assert (clf.predict_proba(far) == 0).any() and np.isfinite(clf.predict_log_proba(far)).all()
+
+
+def test_the_regressor_predicts_targets_far_from_zero_in_float64(data):
+    """A review: predict had come to round the unscaled values to the float32 network's
+    dtype: targets of 1e8 +- 3 came back as 1e8 everywhere (R^2 0.17 against 0.89)."""
+    X, _ = data
+    rng = np.random.default_rng(1)
+    y = 1e8 + 3 * X[:, 0] + 0.1 * rng.standard_normal(len(X))
+    reg = NNRegressor(hidden_layer_sizes=(16,), max_iter=30, random_state=0).fit(X, y)
+    predicted = reg.predict(X)
+    assert predicted.dtype == np.float64 and np.unique(predicted).size > len(X) // 2
+    rounded = predicted.astype(np.float32).astype(np.float64)  # what predict had come to
+    assert np.unique(rounded).size < 10
+    assert reg.score(X, y) > r2_score(y, rounded) + 0.3
+    # the saved network rounds to its dtype, as its model file and ONNX export must
+    _same_predictions(reg, reg.network_, X)
+
+
+def test_labels_beyond_int64_stay_with_the_estimator(data):
+    """A review: uint64 labels >= 2**63 went into network_, which then could neither be
+    pickled back nor loaded (int64 labels in the file): they stay with the estimator."""
+    X, y = data
+    labels = np.array([2**63, 2**63 + 1], dtype=np.uint64)[(y > np.median(y)).astype(int)]
+    clf = NNClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, labels)
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict(X), clf.predict(X))
+    assert set(clf.predict(X).tolist()) <= set(labels.tolist())
+    assert clf.network_.classes.tolist() == [0, 1]  # class indices, as for dates

@@ -365,8 +365,8 @@ class _SecondThreadFails(_kernels.TrainStep):
 @pytest.mark.parametrize("fails", [False, True])
 def test_a_failing_second_thread_is_an_error_of_the_call_not_a_status(monkeypatch, fails):
     """Member 0 stops at the barrier member 1 aborted; the call must raise member 1's error
-    (it used to return the abort's status, which fit would have taken for a step done), and
-    the next call on a sound step runs whole."""
+    (it used to return the abort's status, which fit would have taken for a step done) and
+    leave no thread behind. On a sound step the same call runs its four steps."""
     net = network("mlp", 40, "tanh", "float64")
     X, y = batch(net, 48, 4, "float64")
     if fails:

@@ -1261,7 +1261,8 @@ def test_callbacks_that_are_not_callbacks_are_refused_by_name(callbacks, message
 
 @pytest.mark.parametrize("seed, error, message", [
     (-1, ValueError, r"^seed must be >= 0, got -1$"),
-    (1.5, TypeError, r"^seed must be a non-negative integer or None, got 1\.5$"),
+    (1.5, TypeError, r"^seed must be a non-negative integer, None or a NumPy SeedSequence "
+                     r"or Generator, got 1\.5$"),
 ])
 def test_a_bad_seed_is_refused_by_name(seed, error, message):
     """NumPy's own words were 'expected non-negative integer', naming no argument."""
@@ -1271,6 +1272,24 @@ def test_a_bad_seed_is_refused_by_name(seed, error, message):
     with pytest.raises(error, match=message):
         nc.mlp(2, [4], 2, seed=seed)
     nc.mlp(2, [4], 2, seed=None)  # fresh entropy, as NumPy takes it
+    # what numpy.random.default_rng takes besides (a review: they were refused)
+    for other in (np.random.SeedSequence(5), np.random.default_rng(5)):
+        nc.mlp(2, [4], 2, seed=other).fit(X, y, epochs=1, verbose=0, seed=other)
+    first = nc.mlp(2, [4], 2, seed=np.int64(3))
+    first.fit(X, y, epochs=1, verbose=0, seed=np.int64(4))
+    second = nc.mlp(2, [4], 2, seed=3)
+    second.fit(X, y, epochs=1, verbose=0, seed=4)
+    np.testing.assert_array_equal(first.params, second.params)
+
+
+def test_a_checkpointed_fit_needs_an_integer_seed(tmp_path):
+    """The checkpoint records the seed (JSON): a Generator cannot be written there."""
+    X, y = _two_blobs()
+    with pytest.raises(ValueError, match=r"^a checkpointed fit takes an integer seed \(or "
+                                         r"None\), got Generator$"):
+        nc.mlp(2, [4], 2).fit(X, y, epochs=1, verbose=0, checkpoint=tmp_path,
+                              seed=np.random.default_rng(0))
+    nc.mlp(2, [4], 2).fit(X, y, epochs=1, verbose=0, checkpoint=tmp_path, seed=np.int64(2))
 
 
 @pytest.mark.parametrize("hidden", [None, "32", 3.5])

@@ -142,12 +142,13 @@ def integer(name, value, minimum=1, maximum=None):
 
 
 def seed(name, value):
-    """A random seed for ``numpy.random.default_rng``: None (fresh entropy) or an integer
-    >= 0, returned as a Python int."""
-    if value is None:
-        return None
+    """A random seed for ``numpy.random.default_rng``: None (fresh entropy), an integer
+    >= 0 (returned as a Python int), or a NumPy SeedSequence or Generator (as they are)."""
+    if value is None or isinstance(value, (np.random.SeedSequence, np.random.Generator)):
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a non-negative integer or None, got {value!r}")
+        raise TypeError(f"{name} must be a non-negative integer, None or a NumPy "
+                        f"SeedSequence or Generator, got {value!r}")
     return integer(name, value, minimum=0)
 
 

@@ -626,6 +626,8 @@ def _load_with_labels(datasets, data, task, csv_options):
 
 def _label_names(args):
     """How ``nncore train`` names the training and the validation labels of ``--data``."""
+    from . import datasets
+
     data = args.data
     if data.lower().endswith(".csv"):
         column = ("its last column" if args.target is None
@@ -633,6 +635,8 @@ def _label_names(args):
         return (f"the label column of {data} ({column}, training rows)",
                 f"the label column of {data} ({column}, validation rows)")
     if data.lower().endswith(".npz"):
+        if datasets.npz_holds_one_table(data):
+            return f"y of {data} (training rows)", f"y of {data} (validation rows)"
         return f"y_train of {data}", f"y_val of {data}"
     return f"Ct of {data}", f"Cv of {data}"
 
@@ -745,10 +749,15 @@ def _resumed(args):
         raise ValueError(f"--resume {run_dir!r}: " + ("not a folder" if os.path.exists(run_dir)
                                                       else "no such run folder"))
     given = _given_options(args.command_parser, args.argv[1:])
-    placed = [given[dest].option_strings[-1] for dest in ("out", "name") if dest in given]
+    # --out and --name may repeat the folder's own (the run's command with --resume added)
+    parent, name = os.path.split(os.path.abspath(run_dir))
+    placed = [f"{given[dest].option_strings[-1]} {getattr(args, dest)}"
+              for dest, own in (("out", parent), ("name", name))
+              if dest in given and os.path.abspath(os.path.join(parent, getattr(args, dest)))
+              != os.path.join(parent, own)]
     if placed:
-        raise ValueError(f"--resume names the run's folder: {' and '.join(placed)} cannot go "
-                         f"with it")
+        raise ValueError(f"--resume {run_dir!r} names the run's folder: {' and '.join(placed)} "
+                         f"would name another")
     current = _run_settings(args)
     run = _read_run_file(run_dir, _run_settings(args.command_parser.parse_args([])))
     settings = run["settings"]
@@ -770,11 +779,9 @@ def _resumed(args):
                              f"the run started; it needs the data it was trained on (start "
                              f"a new run for the new data)")
     checkpoint = os.path.join(run_dir, modelfile.CHECKPOINT_FILE)
-    if not os.path.isfile(checkpoint):
-        raise ValueError(f"--resume {run_dir!r} holds no checkpoint "
-                         f"({modelfile.CHECKPOINT_FILE}): the run stopped before its first "
-                         f"epoch ended, so there is nothing to resume; start it anew")
-    _, _, state = modelfile.load_checkpoint(checkpoint)
+    state = {"epochs_done": 0, "history": {"val_loss": []}}  # cut before its first epoch
+    if os.path.isfile(checkpoint):  # without one the run starts again from its first epoch
+        _, _, state = modelfile.load_checkpoint(checkpoint)
     done = int(state["epochs_done"])
     epochs = args.epochs if "epochs" in given else settings["epochs"]
     if done >= epochs:

@@ -426,9 +426,7 @@ def load_npz(path, task="classification", *, return_labels=False, val_fraction=N
         raise ValueError(f"{path}: not an .npz archive")
     arrays = {}
     with archive:
-        # X and y (nothing of a split): one table, split here
-        files = set(archive.files)
-        whole = bool({"X", "y"} & files) and not set(_NPZ_KEYS) & files
+        whole = _one_table(archive.files)
         keys = ("X", "y") if whole else _NPZ_KEYS
         missing = [key for key in keys if key not in archive.files]
         if missing:
@@ -486,11 +484,23 @@ def load_npz(path, task="classification", *, return_labels=False, val_fraction=N
     return X_train, y_train, X_val, y_val
 
 
+def _one_table(files):
+    """Whether an ``.npz`` archive with arrays ``files`` is one table to split (its X and
+    y, nothing of a split), not a split data set (X_train, y_train, X_val, y_val)."""
+    return bool({"X", "y"} & set(files)) and not set(_NPZ_KEYS) & set(files)
+
+
+def npz_holds_one_table(path):
+    """Whether the ``.npz`` at ``path`` holds X and y to split (see :func:`load_npz`)."""
+    with np.load(path, allow_pickle=False) as archive:
+        return _one_table(archive.files)
+
+
 def _split_npz(path, X, y, task, val_fraction, seed, return_labels):
     """An archive's ``X`` and ``y`` split into training and validation sets (load_npz)."""
-    n_val = _validation_size(path, len(X), _val_fraction(0.2 if val_fraction is None
-                                                         else val_fraction))
     features = _feature_matrix(X, path, "X")
+    n_val = _validation_size(path, len(features), _val_fraction(0.2 if val_fraction is None
+                                                                else val_fraction))
     if task == "regression":
         values = _real_targets(y, path, "y", len(features))
     else:

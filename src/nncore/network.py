@@ -94,9 +94,7 @@ class Network:
         self._classes = None
         #: the standardisation of the inputs (and regression targets), or None
         self.input_mean = self.input_scale = None
-        #: the names of the input features (a list of n_in strings), or None: kept in the
-        #: model file, so that nncore predict can pick a CSV's columns by name
-        self.feature_names = None
+        self._feature_names = None
         self.target_mean = self.target_scale = None
         self._dlogits = {}
         self._plans = {}
@@ -236,6 +234,23 @@ class Network:
         self._classes = labels
 
     @property
+    def feature_names(self):
+        """The names of the input features (a list of n_in strings), or None: kept in the
+        model file, so that ``nncore predict`` can pick a CSV's columns by name."""
+        return self._feature_names
+
+    @feature_names.setter
+    def feature_names(self, names):
+        if names is not None:
+            names = list(names) if isinstance(names, (list, tuple, np.ndarray)) else names
+            if not isinstance(names, list) or len(names) != self.n_in \
+                    or not all(isinstance(name, str) for name in names):
+                raise ValueError(f"feature_names must be a list of {self.n_in} strings (one "
+                                 f"per input), got {names!r}")
+            names = [str(name) for name in names]  # NumPy's str_ as plain str
+        self._feature_names = names
+
+    @property
     def standardized(self):
         """Whether the inputs are standardised (see :meth:`fit`)."""
         return self.input_mean is not None
@@ -254,12 +269,8 @@ class Network:
         network.params[...] = params
         network.classes = _classes_from_json(state.get("classes"))
         network._set_scaling(state.get("scaling"))
-        names = state.get("feature_names")  # None in files written before names were kept
-        if names is not None:
-            if not isinstance(names, list) or len(names) != network.n_in \
-                    or not all(isinstance(name, str) for name in names):
-                raise ValueError(f"feature_names must be a list of {network.n_in} strings")
-            network.feature_names = list(names)
+        # None in files written before names were kept
+        network.feature_names = state.get("feature_names")
         return network
 
     def save(self, path):
@@ -703,6 +714,9 @@ def _storable_classes(classes, name):
     if classes.dtype.kind not in _CLASS_KINDS:
         raise ValueError(f"{name} holds labels of dtype {classes.dtype} that a model file "
                          "cannot store: give ints, integer-valued floats, strings or bools")
+    if classes.dtype.kind == "u" and classes.size and classes.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} holds labels above {np.iinfo(np.int64).max}, which a "
+                         "model file (int64 labels) cannot store")
     return classes
 
 

@@ -336,7 +336,8 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
 
     # a Network scores data as prepared for training (standardised, class indices) here
     evaluate = getattr(network, "_prepared_evaluate", network.evaluate)
-    rng = np.random.default_rng(v.seed("seed", seed))
+    seed = v.seed("seed", seed)
+    rng = np.random.default_rng(seed)
     loss_function = network.loss_function
     # the regression scores of an epoch are taken from its running loss against this
     target_variance = _target_variance(y, weights)
@@ -364,6 +365,9 @@ def fit(network, X, y, epochs=30, batch_size=64, optimizer=None, validation_data
                 hashlib.sha256(weights.tobytes()).hexdigest()}
     checkpoint_path, first_epoch = None, 0
     if checkpoint is not None:
+        if not (seed is None or isinstance(seed, int)):  # the checkpoint records it (JSON)
+            raise ValueError(f"a checkpointed fit takes an integer seed (or None), got "
+                             f"{type(seed).__name__}")
         os.makedirs(checkpoint, exist_ok=True)
         checkpoint_path = os.path.join(checkpoint, modelfile.CHECKPOINT_FILE)
         if os.path.exists(checkpoint_path):
