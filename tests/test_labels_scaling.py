@@ -320,3 +320,23 @@ def test_feature_names_are_checked_when_set_not_only_when_loaded(tmp_path):
     net.feature_names = np.array(["a", "b", "c"])
     assert net.feature_names == ["a", "b", "c"]
     assert nc.load(net.save(tmp_path / "m.npz")).feature_names == ["a", "b", "c"]
+
+
+def test_standardisation_happens_in_float64_before_the_cast():
+    """A user trial: a float32 network standardised a timestamp feature (1.7e9 + [0, 100))
+    after casting it to float32, where it moves in steps of 128: validation accuracy 0.60
+    against 0.995 in float64. Inputs and targets are now standardised in float64 first."""
+    rng = np.random.default_rng(0)
+    X = np.c_[1.7e9 + rng.uniform(0, 100, 400), rng.standard_normal(400)]
+    net = nc.mlp(2, [8], 2)
+    net.fit(X, (X[:, 1] > 0).astype(int), epochs=1, verbose=0, standardize=True)
+    plain = nc.Network.from_state({**net.state(), "scaling": None})
+    by_hand = ((X - net.input_mean) / net.input_scale).astype(np.float32)
+    np.testing.assert_array_equal(net.logits(X), plain.logits(by_hand))
+    # targets far from 0: predicted in float64 in their units, not in steps of 64
+    y = 1e9 + 100 * X[:, 1]
+    reg = nc.mlp(2, [8], 1, loss="mse")
+    reg.fit(X, y, epochs=5, verbose=0, standardize=True)
+    predicted = reg.predict(X)
+    assert predicted.dtype == np.float64 and np.unique(predicted).size > 300
+    assert reg.evaluate(X, y)["r2"] > 0.5

@@ -339,10 +339,18 @@ class Network:
         """Mean loss on ``(X, y)`` without touching the gradients."""
         return self.evaluate(X, y)["loss"]
 
-    def _scale_X(self, X):
-        """Checked inputs standardised with the network's statistics (as they are without)."""
+    def _standardised(self, X, name="X"):
+        """``X`` checked and standardised with the network's statistics (as
+        :meth:`check_X` gives it, without). The standardisation is done in float64 before
+        the cast to the network's dtype: a float32 cast first would keep little of a
+        feature far from 0 (a timestamp of 1.7e9 +- 100 moves in steps of 128)."""
         if self.input_mean is None:
-            return X
+            return self.check_X(X, name)
+        return self._scale_X(v.features(X, self.n_in, None, name))
+
+    def _scale_X(self, X):
+        """Checked inputs (float64 or the network's dtype) standardised with the network's
+        statistics, in the network's dtype."""
         # in chunks: each chunk's float64 arithmetic needs a temporary, the whole X would
         # need two of twice its size
         out = np.empty(X.shape, dtype=self.dtype)
@@ -437,13 +445,14 @@ class Network:
         Inference: one compiled forward pass over blocks of rows (see _predict_block), the blocks
         split over as many threads as :func:`nncore.parallel.threads_available` allows
         (the numbers do not depend on how many). It keeps nothing for a backward pass."""
-        return self._prepared_logits(self._scale_X(self.check_X(X)))
+        return self._prepared_logits(self._standardised(X))
 
     def _unscale_outputs(self, outputs):
+        """Standardised outputs in the targets' units, in float64 (a float32 result would
+        round targets far from 0: 1e8 +- 3 to multiples of 8)."""
         if self.target_mean is None:
             return outputs
-        return np.ascontiguousarray(outputs * self.target_scale + self.target_mean,
-                                    dtype=self.dtype)
+        return outputs * self.target_scale + self.target_mean
 
     def predict_proba(self, X):
         """Class probabilities ``(n, n_classes)`` (classification only); column k is the
@@ -451,13 +460,13 @@ class Network:
         if self.loss_function.probabilities is None:
             raise ValueError(f"predict_proba needs a classifier; this network is trained for "
                              f"{self.task} ({self.loss_function.name}): use predict")
-        return self._prepared_logits(self._scale_X(self.check_X(X)),
+        return self._prepared_logits(self._standardised(X),
                                      then=self.loss_function.probabilities)
 
     def predict(self, X):
         """Predicted class labels ``(n,)`` (from :attr:`classes`: the class indices for a
         network never fitted on other labels), or predicted values ``(n, n_outputs)`` in
-        the targets' units."""
+        the targets' units (float64 when the network standardises its targets)."""
         outputs = self.loss_function.predict(self.logits(X))
         if self.task != "classification":
             return self._unscale_outputs(outputs)
@@ -536,11 +545,12 @@ class Network:
         """Targets as training sees them: class indices, or (standardised) values."""
         if self.task == "classification":
             return self.encode_labels(y, name, n_samples=n_samples)
-        y = self.check_y(y, n_samples, name)
-        if self.target_mean is not None:
-            y = np.ascontiguousarray((y - self.target_mean) / self.target_scale,
-                                     dtype=self.dtype)
-        return y
+        if self.target_mean is None:
+            return self.check_y(y, n_samples, name)
+        # standardised in float64, then cast (as the inputs: see _standardised)
+        y = self.loss_function.check_targets(y, n_samples, self.n_outputs, np.float64, name)
+        return np.ascontiguousarray((y - self.target_mean) / self.target_scale,
+                                    dtype=self.dtype)
 
     def evaluate(self, X, y):
         """``{"loss": mean loss, **scores}`` on ``(X, y)``: ``"accuracy"`` (the fraction
@@ -550,8 +560,11 @@ class Network:
         logits = self.logits(X)
         if self.task == "classification":
             y = self.encode_labels(y, n_samples=logits.shape[0])
-        else:
+        elif self.target_mean is None:
             y = self.check_y(y, logits.shape[0])
+        else:  # scored in the targets' units, in float64 (see _unscale_outputs)
+            y = self.loss_function.check_targets(y, logits.shape[0], self.n_outputs,
+                                                 np.float64, "y")
             logits = self._unscale_outputs(logits)
         if len(y) == 0:
             raise ValueError("cannot evaluate on an empty set")
@@ -598,14 +611,17 @@ class Network:
         ends (also after an error or Ctrl-C), like its ``val_*`` scores and
         :meth:`evaluate`: exactly for one output; for several, with the mean squared scale
         of the outputs (exact when their scales are equal). R^2 has no units."""
-        X = self.check_X(X)
         if v.boolean("standardize", standardize) and self.input_mean is None \
                 and self.target_mean is None:
+            # the statistics of the data as given (float64 keeps a far-off feature's spread)
+            X = v.features(X, self.n_in, None, "X")
             mean, scale = _mean_and_scale(X)
             if self.task == "regression":
-                Y = self.check_y(y, X.shape[0])
+                Y = self.loss_function.check_targets(y, X.shape[0], self.n_outputs,
+                                                     np.float64, "y")
                 self.target_mean, self.target_scale = _mean_and_scale(Y)
             self.input_mean, self.input_scale = mean, scale
+        X = self._standardised(X)
         if self.task == "classification":
             extra = () if validation_data is None or len(validation_data) != 2 \
                 else (validation_data[1],)
@@ -615,11 +631,11 @@ class Network:
         if validation_data is not None:
             if len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
-            X_val = self._scale_X(self.check_X(validation_data[0], "X_val"))
+            X_val = self._standardised(validation_data[0], "X_val")
             validation_data = (X_val, self._prepare_targets(validation_data[1], X_val.shape[0],
                                                             "y_val"))
         try:
-            return train.fit(self, self._scale_X(X), y, sample_weight=sample_weight,
+            return train.fit(self, X, y, sample_weight=sample_weight,
                              validation_data=validation_data, **kwargs)
         finally:
             if self.target_scale is not None and self.history is not None:

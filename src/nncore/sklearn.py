@@ -811,14 +811,11 @@ class NNRegressor(RegressorMixin, _NNEstimator):
         Returns
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
-            1-D when the network was fitted on 1-D targets; float64: the network's
-            standardised outputs taken back to the targets' units in float64 (``network_``'s
-            own predict, like its model file and ONNX export, rounds them to its dtype,
-            coarse for float32 targets far from 0, such as 1e8 +- 3).
+            1-D when the network was fitted on 1-D targets; float64 (``network_.predict``'s
+            values, taken back to the targets' units in float64).
         """
         X = self._check_predict_X(X)
-        outputs = self.network_.logits(X).astype(np.float64)  # standardised
-        Y = outputs * self.target_scale_ + self.target_mean_
+        Y = self.network_.predict(X).astype(np.float64)  # in the targets' units
         return Y[:, 0] if self._y_1d else Y
 
     def __sklearn_tags__(self):
