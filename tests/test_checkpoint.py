@@ -246,11 +246,13 @@ def test_a_folder_given_to_save_says_it_is_a_folder(tmp_path):
     """net.save(folder) said "[Errno 21] Is a directory: '.../.tmp-opm1cah8.partial' ->
     '...'", naming a temporary file the user never made."""
     net = nc.mlp(2, [4], 2)
-    with pytest.raises(IsADirectoryError, match=r"cannot write .*: it is a folder \(give a "
+    with pytest.raises(IsADirectoryError, match=r"cannot write .*: it names a folder \(give a "
                                                 r"file name, such as .*model\.npz'\)$"):
         net.save(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"cannot write .*: there is no folder "):
         net.save(tmp_path / "missing" / "model.npz")
+    with pytest.raises(IsADirectoryError, match=r"it names a folder"):  # said NotADirectoryError
+        net.save(str(tmp_path / "newdir") + os.sep)
     assert os.listdir(tmp_path) == []
     assert nc.load(net.save(tmp_path / "model.npz")).n_params == net.n_params
 

@@ -152,13 +152,22 @@ def test_a_regression_on_a_csv_resumes_from_another_folder(tmp_path, capsys, mon
     assert_same_run(tmp_path / "runs" / "cut", tmp_path / "runs" / "reference")
     for figure in ("learning_curves", "predicted_vs_true", "residuals", "fitted_curve"):
         assert (tmp_path / "runs" / "cut" / f"{figure}.png").is_file()
+    # the data moved (a second user trial: a --data of the same bytes was refused)
+    os.rename(tmp_path / "work" / "sine.csv", tmp_path / "work" / "moved.csv")
+    status, _, err = run(["train", "--resume", str(tmp_path / "runs" / "cut"), "--epochs",
+                          "14", "--verbose", "0"], capsys)
+    assert status != 0 and "is not there any more" in err
+    status, _, err = run(["train", "--resume", str(tmp_path / "runs" / "cut"), "--epochs",
+                          "14", "--verbose", "0", "--data",
+                          str(tmp_path / "work" / "moved.csv")], capsys)
+    assert status == 0, err  # and run.json names the new place from now on
     # the data changed since: refused, and nothing is touched
-    with open(tmp_path / "work" / "sine.csv", "a") as f:
+    with open(tmp_path / "work" / "moved.csv", "a") as f:
         f.write("0.5,0.5\n")
     cut = tmp_path / "runs" / "cut"
     before = {name: (cut / name).read_bytes() for name in os.listdir(cut)}
     status, _, err = run(["train", "--resume", str(cut), "--epochs", "20"], capsys)
-    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert "the run's data" in err and "changed since the run started" in err
     assert {name: (cut / name).read_bytes() for name in os.listdir(cut)} == before
 
@@ -242,12 +251,21 @@ def test_a_folder_without_a_resumable_run_is_refused(tmp_path, capsys):
     # cut before its first epoch ended (a review: neither --resume nor the --name was
     # taken then): the run starts again from its first epoch, the same run
     os.unlink(tmp_path / "run" / "checkpoint.npz")
+    history = tmp_path / "run" / "history.csv"
+    history.write_text(history.read_text().splitlines()[0] + "\n")  # no complete epoch
     status, out, err = run(["train", "--resume", str(tmp_path / "run"), "--epochs", "4"],
                            capsys)
     assert status == 0 and "resuming" in out and "after epoch 0 of 4" in out, err
     assert run([*GMM, "--epochs", "4", "--verbose", "0", "--no-plots", "--out", str(tmp_path),
                 "--name", "reference"], capsys)[0] == 0
     assert_same_run(tmp_path / "run", tmp_path / "reference")
+    # a run that trained, whose checkpoint was deleted after (as the README allows): its
+    # model is not trained over from the start (a second user trial)
+    os.unlink(tmp_path / "run" / "checkpoint.npz")
+    model = (tmp_path / "run" / "model.npz").read_bytes()
+    status, _, err = run(["train", "--resume", str(tmp_path / "run"), "--epochs", "6"], capsys)
+    assert status == 2 and "has trained epochs but no checkpoint" in err
+    assert (tmp_path / "run" / "model.npz").read_bytes() == model
     (tmp_path / "run" / "run.json").write_text("{not json")
     status, _, err = run(["train", "--resume", str(tmp_path / "run")], capsys)
     assert status == 2 and "cannot read" in err and "Traceback" not in err

@@ -1252,6 +1252,8 @@ def test_early_stopping_says_so_when_fit_is_verbose(capsys, verbose, report):
         r"got int$"),
     ([nc.EarlyStopping(), "stop"], r"^callbacks\[1\] \(str\) is not a callback: it has no "
                                    r"on_train_begin, on_epoch_end, on_train_end"),
+    ([nc.EarlyStopping], r"^callbacks\[0\] is the class EarlyStopping; give an instance: "
+                         r"EarlyStopping\(\)$"),
 ])
 def test_callbacks_that_are_not_callbacks_are_refused_by_name(callbacks, message):
     X, y = _two_blobs()

@@ -154,8 +154,9 @@ def _csv_options(args):
     given = [f"--{name.replace('_', '-')}" for name, value in options.items()
              if value is not None and not (name == "val_fraction" and splits)]
     if given and isinstance(data, str) and not data.lower().endswith(".csv"):
+        also = " (--val-fraction: or an .npz of X and y)" if "--val-fraction" in given else ""
         raise ValueError(f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to "
-                         f".csv data only, not {data!r}")
+                         f".csv data only{also}, not {data!r}")
     return {name: value for name, value in options.items() if value is not None}
 
 
@@ -761,6 +762,10 @@ def _resumed(args):
     current = _run_settings(args)
     run = _read_run_file(run_dir, _run_settings(args.command_parser.parse_args([])))
     settings = run["settings"]
+    if "data" in given and current["data"] != settings["data"] \
+            and run.get("data_sha256") is not None and os.path.isfile(current["data"]) \
+            and _data_digest(current["data"]) == run["data_sha256"]:
+        settings["data"] = current["data"]  # the same data, moved: the run goes on from here
     changed = [f"{_as_option(action, current[dest])} (the run has "
                f"{_as_option(action, settings[dest])})" for dest, action in given.items()
                if dest in settings and dest not in RESUME_MAY_CHANGE
@@ -780,8 +785,14 @@ def _resumed(args):
                              f"a new run for the new data)")
     checkpoint = os.path.join(run_dir, modelfile.CHECKPOINT_FILE)
     state = {"epochs_done": 0, "history": {"val_loss": []}}  # cut before its first epoch
-    if os.path.isfile(checkpoint):  # without one the run starts again from its first epoch
+    if os.path.isfile(checkpoint):
         _, _, state = modelfile.load_checkpoint(checkpoint)
+    elif _history_epochs(run_dir):  # trained, and its checkpoint deleted since
+        raise ValueError(f"--resume {run_dir!r} has trained epochs but no checkpoint "
+                         f"({modelfile.CHECKPOINT_FILE}) to go on from, so it cannot be "
+                         f"continued; its model.npz and history.csv stay as they are (train "
+                         f"again under another --name)")
+    # else: cut before its first epoch ended: the run starts again from its first epoch
     done = int(state["epochs_done"])
     epochs = args.epochs if "epochs" in given else settings["epochs"]
     if done >= epochs:
@@ -798,6 +809,15 @@ def _resumed(args):
     resumed = argparse.Namespace(**run["settings"], **{
         name: getattr(args, name) for name in (*OUTPUT_OPTIONS, "command_parser", "argv")})
     return resumed, run, done
+
+
+def _history_epochs(run_dir):
+    """How many epochs the run's history.csv records (0 without one)."""
+    try:
+        with open(os.path.join(run_dir, "history.csv"), encoding="utf-8") as f:
+            return max(sum(1 for line in f if line.strip()) - 1, 0)
+    except FileNotFoundError:
+        return 0
 
 
 class _RunEarlyStopping:
@@ -942,8 +962,11 @@ def _train(args):
         weights = (f"the weights of epoch {best}, the best {callbacks[0].monitor}" if best
                    else "the weights as they were at the interrupt, which may be partway "
                         "through an epoch")
-        resume = (f"; continue the run with: nncore train --resume {shlex.quote(run_dir)}"
-                  if os.path.isfile(checkpoint_path) else "")
+        resume = ""
+        if os.path.isfile(checkpoint_path):  # which may be an epoch behind the history
+            saved = modelfile.load_checkpoint(checkpoint_path)[2]["epochs_done"]
+            resume = (f"; continue the run with: nncore train --resume "
+                      f"{shlex.quote(run_dir)} (from its checkpoint after epoch {saved})")
         print(f"nncore train: interrupted after {len(net.history)} complete epoch(s); the "
               f"model ({weights}) and the history of the complete epochs are in "
               f"{model_path} and {os.path.join(run_dir, 'history.csv')}{resume}",

@@ -1328,8 +1328,9 @@ _GENERATORS = {"peaks": make_peaks, "gmm": make_gmm, "swissroll": make_swissroll
 def _refuse_csv_options(path, **options):
     given = [name for name, value in options.items() if value is not None]
     if given:
+        also = " (val_fraction: or an .npz of X and y)" if "val_fraction" in given else ""
         raise ValueError(f"{path}: {', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} "
-                         f"to .csv files only")
+                         f"to .csv files only{also}")
 
 
 def _existing_file(path):

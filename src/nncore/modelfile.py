@@ -59,8 +59,8 @@ def atomic_write(path, write):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     # said here in the caller's words: the temporary file's name would be in the OS's
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"cannot write {path!r}: it is a folder (give a file name, "
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        raise IsADirectoryError(f"cannot write {path!r}: it names a folder (give a file name, "
                                 f"such as {os.path.join(path, 'model.npz')!r})")
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot write {path!r}: there is no folder {folder!r}")

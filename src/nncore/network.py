@@ -343,10 +343,33 @@ class Network:
         """``X`` checked and standardised with the network's statistics (as
         :meth:`check_X` gives it, without). The standardisation is done in float64 before
         the cast to the network's dtype: a float32 cast first would keep little of a
-        feature far from 0 (a timestamp of 1.7e9 +- 100 moves in steps of 128)."""
+        feature far from 0 (a timestamp of 1.7e9 +- 100 moves in steps of 128). A
+        DataFrame's columns are picked by the network's feature names (_by_name)."""
+        X = self._by_name(X, name)
         if self.input_mean is None:
             return self.check_X(X, name)
         return self._scale_X(v.features(X, self.n_in, None, name))
+
+    def _by_name(self, X, name):
+        """A DataFrame ``X``'s columns of the network's :attr:`feature_names`, in their
+        order (others ignored), as ``nncore predict`` picks a CSV's; refused (ValueError)
+        if one is missing or named twice. Anything else, or a network without names, as it
+        is (by position)."""
+        columns = getattr(X, "columns", None)
+        if columns is None or self._feature_names is None or not hasattr(X, "loc"):
+            return X
+        labels = {}
+        for label in columns:
+            labels.setdefault(str(label), []).append(label)
+        missing = [f for f in self._feature_names if f not in labels]
+        twice = [f for f in self._feature_names if len(labels.get(f, ())) > 1]
+        if missing or twice:
+            raise ValueError(f"{name}'s columns must include the network's features "
+                             f"{self._feature_names}: "
+                             + "; ".join(part for part in (
+                                 f"missing {missing}" if missing else "",
+                                 f"named twice {twice}" if twice else "") if part))
+        return X.loc[:, [labels[f][0] for f in self._feature_names]]
 
     def _scale_X(self, X):
         """Checked inputs (float64 or the network's dtype) standardised with the network's
@@ -611,6 +634,9 @@ class Network:
         ends (also after an error or Ctrl-C), like its ``val_*`` scores and
         :meth:`evaluate`: exactly for one output; for several, with the mean squared scale
         of the outputs (exact when their scales are equal). R^2 has no units."""
+        if self._feature_names is None and _column_names(X, self.n_in) is not None:
+            self.feature_names = _column_names(X, self.n_in)  # as scikit-learn's estimators
+        X = self._by_name(X, "X")
         if v.boolean("standardize", standardize) and self.input_mean is None \
                 and self.target_mean is None:
             # the statistics of the data as given (float64 keeps a far-off feature's spread)
@@ -653,6 +679,17 @@ def _training_scores_in_target_units(history, target_scale):
 #: More distinct integer labels than this (and more than half the samples) look like
 #: continuous targets to a classifier.
 CONTINUOUS_DISTINCT = 50
+
+
+def _column_names(X, n_in):
+    """A DataFrame's ``n_in`` column names if they are distinct strings, else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None or len(columns) != n_in:
+        return None
+    names = list(columns)
+    if not all(isinstance(c, str) for c in names) or len(set(names)) != len(names):
+        return None
+    return names
 
 
 def _mean_and_scale(A):

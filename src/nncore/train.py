@@ -517,6 +517,9 @@ def _checked_callbacks(callbacks):
                         f"[nncore.EarlyStopping()]), got {type(callbacks).__name__}")
     callbacks = list(callbacks)
     for i, callback in enumerate(callbacks):
+        if isinstance(callback, type):  # the class, where an instance was meant
+            raise TypeError(f"callbacks[{i}] is the class {callback.__name__}; give an "
+                            f"instance: {callback.__name__}()")
         missing = [hook for hook in _HOOKS if not callable(getattr(callback, hook, None))]
         if missing:
             raise TypeError(f"callbacks[{i}] ({type(callback).__name__}) is not a callback: "
