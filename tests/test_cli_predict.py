@@ -156,8 +156,14 @@ def test_a_model_file_without_feature_names_loads_and_reads_by_position(named, t
     assert net.feature_names is None
     path = tmp_path / "new.csv"
     path.write_text("b,a\n" + "".join(f"{a},{b}\n" for a, b in X[:3]))
-    status, stdout, _ = run(["predict", str(old), str(path)], capsys)
+    status, stdout, stderr = run(["predict", str(old), str(path)], capsys)
     assert status == 0 and stdout.split()[1:] == net.predict(X[:3]).tolist()
+    # said, as scikit-learn says it (a second user trial: the header was ignored silently)
+    assert stderr == (f"nncore predict: note: {old} has no feature names (it was not trained "
+                      f"on a .csv with a header), so the columns of {path} are read by "
+                      f"position, whatever its header says\n")
+    np.savetxt(tmp_path / "plain.csv", X[:3], delimiter=",")
+    assert run(["predict", str(old), str(tmp_path / "plain.csv")], capsys)[2] == ""
 
 
 def bad_cases(tmp_path, model, X):

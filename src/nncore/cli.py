@@ -1053,6 +1053,12 @@ def _predict(args):
                          f"{net.task} model")
     X = datasets.read_features(args.data, net.n_in, task=net.task,
                                feature_names=net.feature_names, **_csv_options(args))
+    if net.feature_names is None and args.data.lower().endswith(".csv") and \
+            datasets.csv_feature_names(args.data, delimiter=args.delimiter) is not None:
+        # as scikit-learn warns "X has feature names, but ... was fitted without"
+        print(f"nncore predict: note: {args.model} has no feature names (it was not trained "
+              f"on a .csv with a header), so the columns of {args.data} are read by "
+              f"position, whatever its header says", file=sys.stderr)
     if args.proba:
         header = [f"proba_{label}" for label in net.classes.tolist()]
         rows = net.predict_proba(X)
