@@ -282,3 +282,27 @@ def test_a_taken_name_points_to_resume(tmp_path, capsys):
     status, _, err = run(argv, capsys)
     assert status == 2
     assert f"or continue that run with --resume {tmp_path / 'run'}" in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_a_run_being_trained_is_not_resumed_a_second_time(tmp_path, capsys, monkeypatch):
+    """A second user trial: two --resume of one run, in two shells, both trained to the end
+    over the same files. While one trains (it holds the folder's lock), another is refused
+    and touches nothing."""
+    import fcntl
+
+    interrupt_after(monkeypatch, 2)
+    assert run([*GMM, "--epochs", "4", "--verbose", "0", "--no-plots", "--out", str(tmp_path),
+                "--name", "run"], capsys)[0] == 130
+    monkeypatch.undo()
+    folder = tmp_path / "run"
+    before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    training = os.open(folder, os.O_RDONLY)  # as the first nncore train holds it
+    try:
+        fcntl.flock(training, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        status, _, err = run(["train", "--resume", str(folder)], capsys)
+        assert status == 2 and f"{str(folder)!r} is in use: another nncore train" in err
+        assert {name: (folder / name).read_bytes() for name in os.listdir(folder)} == before
+    finally:
+        os.close(training)
+    assert run(["train", "--resume", str(folder), "--verbose", "0"], capsys)[0] == 0

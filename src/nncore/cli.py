@@ -869,6 +869,36 @@ class _RunEarlyStopping:
 
 
 def _train(args):
+    held = []  # the run folder's lock, while this command trains in it
+    try:
+        return _train_run(args, held)
+    finally:
+        for folder in filter(None, held):
+            os.close(folder)
+
+
+def _hold(run_dir):
+    """A lock on the run folder (flock on the folder itself; the OS drops it when the
+    process ends, however it ends): a second nncore train in the same run, a --resume
+    started twice say, is refused while this one trains. Returns the descriptor to close,
+    or None where there are no such locks (Windows: not guarded)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    folder = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(folder)
+        raise ValueError(f"{run_dir!r} is in use: another nncore train is training this run "
+                         f"now; wait for it to end") from None
+    return folder
+
+
+def _train_run(args, held):
+    """``nncore train``: ``held`` receives the run folder's lock (_hold), which the caller
+    releases."""
     import shlex
 
     from . import __version__, datasets, losses, modelfile
@@ -920,12 +950,14 @@ def _train(args):
     label = _dataset_label(args.data)
     if args.resume is not None:
         run_dir, created = args.resume, []
+        held.append(_hold(run_dir))
     else:
         run = {"format": RUN_FORMAT, "nncore_version": __version__,
                "command": "nncore " + shlex.join(args.argv), "settings": _run_settings(args),
                "data_sha256": _data_digest(args.data)}
         run_dir, created = _make_run_folder(
             args.out, args.name, f"{label}-{args.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+        held.append(_hold(run_dir))
     model_path = os.path.join(run_dir, "model.npz")
     checkpoint_path = os.path.join(run_dir, modelfile.CHECKPOINT_FILE)
     callbacks = [_RunEarlyStopping(args.patience, model_path)] if args.patience else []
