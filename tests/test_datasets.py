@@ -515,8 +515,10 @@ def test_load_npz_non_integer_labels(tmp_path, bad):
 
 
 def test_load_npz_string_labels(tmp_path):
+    """Text labels are labels (see test_an_npz_may_hold_text_labels); strings in one split
+    and integers in the other are refused, not compared as text."""
     path = write_npz(tmp_path / "strings.npz", y_val=np.array(["a", "b", "c"]))
-    with raises_naming(path, "y_val", "integer class labels"):
+    with raises_naming(path, "y_train and y_val", "labels of two kinds"):
         datasets.load_npz(path)
 
 
@@ -752,3 +754,19 @@ def test_an_npz_of_X_and_y_for_regression_and_its_refusals(tmp_path):
                                          r"X_val, y_val, or X and y to split"):
         np.savez(tmp_path / "x.npz", X=np.zeros((4, 2)))
         datasets.load(tmp_path / "x.npz")
+
+
+def test_an_npz_may_hold_text_labels(tmp_path):
+    """A second user trial: CSV files take text labels, an .npz refused them ("y must hold
+    integer class labels, got dtype <U1") though a string array needs no pickling."""
+    y = np.array(["cat", "dog", "emu"])[np.arange(60) % 3]
+    path, _ = _xy_archive(tmp_path, y)
+    X_train, y_train, X_val, y_val = datasets.load(path)
+    assert sorted(set(y_train.tolist())) == [0, 1, 2] and y_train.dtype == np.int64
+    _, labels, _, val_labels = datasets.load(path, return_labels=True)
+    assert set(labels.tolist()) == {"cat", "dog", "emu"} and val_labels.dtype.kind == "U"
+    split = tmp_path / "split.npz"
+    np.savez(split, X_train=np.zeros((4, 2)), y_train=np.array(["b", "a", "b", "a"]),
+             X_val=np.zeros((2, 2)), y_val=np.array(["c", "a"]))
+    _, y_train, _, y_val = datasets.load(split)
+    assert y_train.tolist() == [1, 0, 1, 0] and y_val.tolist() == [2, 0]

@@ -23,7 +23,7 @@ File formats
     Read by :func:`load_mat`, written by :func:`save_mat`.
 ``.npz``
     Arrays ``X_train, y_train, X_val, y_val``, or ``X, y`` split as a CSV is; labels may be
-    any integers (for regression, real targets, ``(n,)`` or ``(n, k)``). Read by
+    any integers or strings (for regression, real targets, ``(n,)`` or ``(n, k)``). Read by
     :func:`load_npz` (never unpickles anything).
 ``.csv``
     Numeric feature columns and one target column (the last, or ``target=`` by index or
@@ -377,12 +377,13 @@ def load_npz(path, task="classification", *, return_labels=False, val_fraction=N
         (n_train, n_features), ``y_train`` (n_train,), ``X_val`` (n_val, n_features) and
         ``y_val`` (n_val,); or only ``X`` and ``y``, which are split into training and
         validation sets as :func:`load_csv` splits a file's rows. The labels may be any
-        integers (integer-valued floats too); they are mapped to 0 .. k-1 in sorted order
-        of the values found in both splits together. For ``task="regression"``, the ``y``
+        integers (integer-valued floats too) or strings (a NumPy string array, which needs
+        no pickling); they are mapped to 0 .. k-1 in sorted order of the values found in
+        both splits together. For ``task="regression"``, the ``y``
         arrays are real targets, ``(n,)`` or ``(n, k)``, taken as they are.
     task : {"classification", "regression"}, default "classification"
     return_labels : bool, default False
-        Return the original integer labels (int64) instead of the indices 0 .. k-1.
+        Return the original labels (int64, or str) instead of the indices 0 .. k-1.
     val_fraction, seed
         For an archive of ``X`` and ``y``: as for :func:`load_csv` (``val_fraction`` None:
         0.2); ``val_fraction`` is refused for an archive that is split already.
@@ -470,7 +471,7 @@ def load_npz(path, task="classification", *, return_labels=False, val_fraction=N
         return X_train, y_train, X_val, y_val
     labels = {}
     for key, features in (("y_train", X_train), ("y_val", X_val)):
-        y = _integer_labels(arrays[key], path, key, hint=True)
+        y = _npz_labels(arrays[key], path, key)
         if y.shape[0] != features.shape[0]:
             x_key = "X_" + key[2:]
             raise ValueError(
@@ -478,6 +479,9 @@ def load_npz(path, task="classification", *, return_labels=False, val_fraction=N
                 f"but {key} has {y.shape[0]} labels"
             )
         labels[key] = y
+    if (labels["y_train"].dtype.kind == "U") != (labels["y_val"].dtype.kind == "U"):
+        raise ValueError(f"{path}: y_train and y_val hold labels of two kinds (strings and "
+                         f"integer class labels); give both splits labels of one kind")
     if return_labels:
         return X_train, labels["y_train"], X_val, labels["y_val"]
     y_train, y_val = _class_indices(labels["y_train"], labels["y_val"])
@@ -504,7 +508,7 @@ def _split_npz(path, X, y, task, val_fraction, seed, return_labels):
     if task == "regression":
         values = _real_targets(y, path, "y", len(features))
     else:
-        values = _integer_labels(y, path, "y", hint=True)
+        values = _npz_labels(y, path, "y")
         if len(values) != len(features):
             raise ValueError(f"{path}: size mismatch: X has {len(features)} rows (samples) "
                              f"but y has {len(values)} labels")
@@ -1352,6 +1356,18 @@ def _feature_matrix(values, source, name):
 
 def _task(task):
     return v.choice("task", task, TASKS)
+
+
+def _npz_labels(values, source, name):
+    """An archive's class labels: text (a NumPy string array, stored without pickling; as
+    str) or integers (_integer_labels, suggesting regression for real numbers)."""
+    values = np.asarray(values)
+    if values.dtype.kind in "US":
+        if values.ndim != 1 or values.size == 0:
+            raise ValueError(f"{source}: {name} must be a non-empty 1-D array of labels, got "
+                             f"shape {values.shape}")
+        return values.astype(str)
+    return _integer_labels(values, source, name, hint=True)
 
 
 def _integer_labels(values, source, name, hint=False):
