@@ -147,13 +147,16 @@ def _add_csv_options(group, split=True):
 
 def _csv_options(args):
     """The keyword arguments of datasets.load for the .csv options given."""
+    from . import datasets
+
     options = {"delimiter": args.delimiter, "target": args.target,
                "val_fraction": getattr(args, "val_fraction", None)}
     data = getattr(args, "data", None)
-    splits = isinstance(data, str) and data.lower().endswith(".npz")  # an .npz of X and y
+    kind = datasets.file_kind(data) if isinstance(data, str) else None
+    # --val-fraction also splits an .npz (of X and y: datasets says if it is one)
     given = [f"--{name.replace('_', '-')}" for name, value in options.items()
-             if value is not None and not (name == "val_fraction" and splits)]
-    if given and isinstance(data, str) and not data.lower().endswith(".csv"):
+             if value is not None and not (name == "val_fraction" and kind == ".npz")]
+    if given and isinstance(data, str) and kind != ".csv":
         also = " (--val-fraction: or an .npz of X and y)" if "--val-fraction" in given else ""
         raise ValueError(f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to "
                          f".csv data only{also}, not {data!r}")
@@ -630,12 +633,12 @@ def _label_names(args):
     from . import datasets
 
     data = args.data
-    if data.lower().endswith(".csv"):
+    if datasets.file_kind(data) == ".csv":
         column = ("its last column" if args.target is None
                   else f"column {args.target!r}")
         return (f"the label column of {data} ({column}, training rows)",
                 f"the label column of {data} ({column}, validation rows)")
-    if data.lower().endswith(".npz"):
+    if datasets.file_kind(data) == ".npz":
         if datasets.npz_holds_one_table(data):
             return f"y of {data} (training rows)", f"y of {data} (validation rows)"
         return f"y_train of {data}", f"y_val of {data}"
@@ -941,7 +944,7 @@ def _train_run(args, held):
     # file's columns by them) and the figures drawn over the features name their axes
     feature_names = (datasets.csv_feature_names(args.data, delimiter=args.delimiter,
                                                 target=args.target)
-                     if args.data.lower().endswith(".csv") else None)
+                     if datasets.file_kind(args.data) == ".csv" else None)
     if feature_names and all(feature_names) and len(set(feature_names)) == len(feature_names):
         net.feature_names = feature_names
     described = describe(args.arch, **settings)
@@ -1085,7 +1088,7 @@ def _predict(args):
                          f"{net.task} model")
     X = datasets.read_features(args.data, net.n_in, task=net.task,
                                feature_names=net.feature_names, **_csv_options(args))
-    if net.feature_names is None and args.data.lower().endswith(".csv") and \
+    if net.feature_names is None and datasets.file_kind(args.data) == ".csv" and \
             datasets.csv_feature_names(args.data, delimiter=args.delimiter) is not None:
         # as scikit-learn warns "X has feature names, but ... was fitted without"
         print(f"nncore predict: note: {args.model} has no feature names (it was not trained "

@@ -114,6 +114,13 @@ def classification_only(who):
 
 _LOADER_SUFFIXES = (".mat", ".npz", ".csv")
 
+
+def file_kind(path):
+    """The kind of data file ``path`` names, by its suffix in any case: ".csv", ".npz" or
+    ".mat", else None (a bundled set's name, another file)."""
+    suffix = Path(os.fspath(path)).suffix.lower()
+    return suffix if suffix in _LOADER_SUFFIXES else None
+
 # The 116-byte text at the start of a MAT 5 file. SciPy writes the current time there; a fixed
 # text makes save_mat's output depend only on the data, so regenerated files are byte-identical.
 _MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by nncore.datasets.save_mat"
@@ -221,7 +228,7 @@ def load(name_or_path, task="classification", *, return_labels=False, delimiter=
         raise ValueError(f"{os.fspath(path)!r} is a directory, not a data file: give a "
                          f"{', '.join(_LOADER_SUFFIXES)} file or one of the bundled names "
                          f"{', '.join(repr(n) for n in BUNDLED_FILES)}")
-    suffix = path.suffix.lower()
+    suffix = file_kind(path)
     if suffix == ".csv":
         return load_csv(path, 0.2 if val_fraction is None else val_fraction, seed, task=task,
                         delimiter=delimiter, target=target, return_labels=return_labels)
@@ -1005,7 +1012,7 @@ def read_features(path, n_features, task="classification", *, delimiter=None, ta
     if Path(path).is_dir():
         raise ValueError(f"{os.fspath(path)!r} is a directory, not a data file")
     path = _existing_file(path)
-    suffix = path.suffix.lower()
+    suffix = file_kind(path)
     if suffix != ".csv":
         _refuse_csv_options(path, delimiter=delimiter, target=target)
     if suffix == ".csv":

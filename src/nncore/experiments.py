@@ -173,7 +173,7 @@ def _dataset_specs(data):
             specs.append((text.lower(), text.lower()))
         elif os.path.isdir(text):
             files = sorted(p for p in Path(text).iterdir()
-                           if p.suffix.lower() in (".mat", ".npz", ".csv") and p.is_file())
+                           if datasets.file_kind(p) is not None and p.is_file())
             if not files:
                 raise ValueError(f"data folder {text!r} holds no .mat, .npz or .csv file")
             specs += [(_file_label(p), os.fspath(p)) for p in files]
@@ -562,7 +562,7 @@ def _draw_figures(result, networks, X_val, y_val, folder):
     if result.dataset.n_in == 2:
         source = str(result.dataset.source)  # a CSV's header names the axes
         feature_names = (datasets.csv_feature_names(source)
-                         if source.lower().endswith(".csv") else None)
+                         if datasets.file_kind(source) == ".csv" else None)
         models = {"softmax": ("softmax regression", softmax.val),
                   "standard": (labels["standard"], first["standard"].val),
                   "resnet": (labels["resnet"], first["resnet"].val)}
