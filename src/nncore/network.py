@@ -634,20 +634,21 @@ class Network:
         ends (also after an error or Ctrl-C), like its ``val_*`` scores and
         :meth:`evaluate`: exactly for one output; for several, with the mean squared scale
         of the outputs (exact when their scales are equal). R^2 has no units."""
-        if self._feature_names is None and _column_names(X, self.n_in) is not None:
+        if self._feature_names is None:
             self.feature_names = _column_names(X, self.n_in)  # as scikit-learn's estimators
-        X = self._by_name(X, "X")
         if v.boolean("standardize", standardize) and self.input_mean is None \
                 and self.target_mean is None:
             # the statistics of the data as given (float64 keeps a far-off feature's spread)
-            X = v.features(X, self.n_in, None, "X")
+            X = v.features(self._by_name(X, "X"), self.n_in, None, "X")
             mean, scale = _mean_and_scale(X)
             if self.task == "regression":
                 Y = self.loss_function.check_targets(y, X.shape[0], self.n_outputs,
                                                      np.float64, "y")
                 self.target_mean, self.target_scale = _mean_and_scale(Y)
             self.input_mean, self.input_scale = mean, scale
-        X = self._standardised(X)
+            X = self._scale_X(X)  # checked above: _standardised would check it again
+        else:
+            X = self._standardised(X)
         if self.task == "classification":
             extra = () if validation_data is None or len(validation_data) != 2 \
                 else (validation_data[1],)
