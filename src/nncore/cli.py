@@ -765,10 +765,12 @@ def _resumed(args):
     current = _run_settings(args)
     run = _read_run_file(run_dir, _run_settings(args.command_parser.parse_args([])))
     settings = run["settings"]
+    verified = False  # whether the data file was found to be the run's (by its SHA-256)
     if "data" in given and current["data"] != settings["data"] \
             and run.get("data_sha256") is not None and os.path.isfile(current["data"]) \
             and _data_digest(current["data"]) == run["data_sha256"]:
         settings["data"] = current["data"]  # the same data, moved: the run goes on from here
+        verified = True
     changed = [f"{_as_option(action, current[dest])} (the run has "
                f"{_as_option(action, settings[dest])})" for dest, action in given.items()
                if dest in settings and dest not in RESUME_MAY_CHANGE
@@ -778,7 +780,7 @@ def _resumed(args):
                          f"{'; '.join(changed)} would change it; start a new run for other "
                          f"settings")
     data = settings["data"]
-    if run.get("data_sha256") is not None:
+    if run.get("data_sha256") is not None and not verified:
         if not os.path.isfile(data):
             raise FileNotFoundError(f"--resume {run_dir!r}: the run's data {data!r} is not "
                                     f"there any more; the run needs the data it was trained on")
