@@ -107,8 +107,7 @@ class _NNEstimator(BaseEstimator):
         standardisation), so that the network alone predicts what :meth:`predict` does:
         its model file, ``nncore predict`` (which picks a CSV's columns by those names),
         its ONNX export."""
-        names = getattr(self, "feature_names_in_", None)
-        self.network_.feature_names = None if names is None else [str(n) for n in names]
+        self.network_.feature_names = getattr(self, "feature_names_in_", None)
         self._complete_targets()
 
     def _complete_targets(self):
