@@ -311,3 +311,15 @@ def test_search_takes_the_csv_options(tmp_path, capsys):
                             "--results", str(tmp_path / "r.jsonl")], capsys)
     assert status == 0, err
     assert "75 train / 25 validation" in out
+
+
+def test_csv_target_name_is_the_header_cell_of_the_target(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,price,b\n1,2,3\n4,5,6\n")
+    assert datasets.csv_target_name(path) == "b"
+    assert datasets.csv_target_name(path, target="price") == "price"
+    assert datasets.csv_target_name(path, target=1) == "price"
+    assert datasets.csv_target_name(path, target=-3) == "a"
+    assert datasets.csv_feature_names(path, target=1) == ["a", "b"]
+    path.write_text("1,2,3\n4,5,6\n")
+    assert datasets.csv_target_name(path) is None

@@ -1031,8 +1031,9 @@ def _train_run(args, held):
             title=f"{described} on {label}", kept_epoch=kept,
             **({"score": "r2", "loss_label": "mean squared error"} if regression else {})))
         if regression:
-            target_name = _csv_target_name(args.data, args.delimiter, args.target,
-                                           feature_names)
+            target_name = (datasets.csv_target_name(args.data, delimiter=args.delimiter,
+                                                    target=args.target)
+                           if feature_names is not None else None)
             figures += _regression_figures(plots, net, X, y, X_val, y_val, run_dir,
                                            f"{described} on {label}", feature_names,
                                            [target_name] if target_name else None)
@@ -1150,24 +1151,6 @@ def _regression_figures(plots, net, X, y, X_val, y_val, run_dir, title, feature_
                                           y_val=y_val, feature_names=feature_names,
                                           target_names=target_names))
     return figures
-
-
-def _csv_target_name(data, delimiter, target, feature_names):
-    """The header name of the target column of the .csv ``data`` whose other columns'
-    names are ``feature_names`` (:func:`nncore.datasets.csv_feature_names`; None: no
-    header), or None. ``--target NAME`` gives it; else it is the header cell that
-    csv_feature_names leaves out, read from the header with another column left out."""
-    from .datasets import csv_feature_names
-
-    if feature_names is None:
-        return None
-    if target is not None and not target.strip().lstrip("+-").isdigit():
-        return target  # a header name (csv_feature_names found it)
-    n_columns = len(feature_names) + 1
-    index = (-1 if target is None else int(target)) % n_columns
-    other = index + 1 if index + 1 < n_columns else index - 1
-    others = csv_feature_names(data, delimiter=delimiter, target=other)
-    return None if others is None else others[index if other > index else index - 1]
 
 
 def _representative(results):

@@ -67,6 +67,7 @@ __all__ = [
     "BUNDLED_FILES",
     "classification_only",
     "csv_feature_names",
+    "csv_target_name",
     "load",
     "load_csv",
     "load_mat",
@@ -775,6 +776,23 @@ def csv_feature_names(path, *, delimiter=None, target=None):
 
     ``delimiter`` and ``target`` are :func:`load_csv`'s. A blank header cell gives ``""``.
     """
+    header = _csv_header(path, delimiter, target)
+    if header is None:
+        return None
+    names, target_index = header
+    return [name for index, name in enumerate(names) if index != target_index]
+
+
+def csv_target_name(path, *, delimiter=None, target=None):
+    """The header name of a CSV file's target column (as :func:`csv_feature_names` finds
+    the header), or None when its first line is not a header."""
+    header = _csv_header(path, delimiter, target)
+    return None if header is None else header[0][header[1]]
+
+
+def _csv_header(path, delimiter, target):
+    """``(names, target_index)`` of a CSV file's header line, or None when its first line
+    is not a header (the rule of :func:`load_csv`). Only the first record is parsed."""
     path = _existing_file(path)
     records, _, text = _csv_records(path, csv_delimiter(delimiter), first_only=True)
     if not records:
@@ -784,7 +802,7 @@ def csv_feature_names(path, *, delimiter=None, target=None):
                                             len(first))
     if not (is_header or _looks_like_header(first, target_index, text)):
         return None
-    return [name for index, name in enumerate(first) if index != target_index]
+    return first, target_index
 
 
 def _target_index(path, target, first, n_columns):
