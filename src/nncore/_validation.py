@@ -141,6 +141,17 @@ def integer(name, value, minimum=1, maximum=None):
     return int(value)
 
 
+def find_columns(columns, names):
+    """Where each of ``names`` is among ``columns`` (a CSV header's cells or a DataFrame's
+    column labels, compared as str): ``(positions, missing, repeated)``, the position of
+    each name found, in the order of ``names``; the names not there; and those there more
+    than once (their first position is given)."""
+    columns = [str(column) for column in columns]
+    missing = [name for name in names if name not in columns]
+    repeated = [name for name in names if columns.count(name) > 1]
+    return [columns.index(name) for name in names if name in columns], missing, repeated
+
+
 def seed(name, value):
     """A random seed for ``numpy.random.default_rng``: None (fresh entropy), an integer
     >= 0 (returned as a Python int), or a NumPy SeedSequence or Generator (as they are)."""

@@ -845,19 +845,17 @@ def _named_columns(path, header, feature_names, target_index, target_given):
     """The indices of the columns of a CSV ``header`` named ``feature_names``, in that
     order; ValueError if one is missing (naming the missing and the header's other
     columns), is in the header twice, or is the target column given (``target_given``)."""
-    missing = [name for name in feature_names if name not in header]
+    columns, missing, repeated = v.find_columns(header, feature_names)
     if missing:
         others = [name for name in header if name not in feature_names]
         raise ValueError(
             f"{path}: the header lacks the model's feature column(s) {_quoted(missing)} (the "
             f"model was trained on {_quoted(feature_names)}"
             + (f"; the file's other columns: {_quoted(others)}" if others else "") + ")")
-    repeated = [name for name in feature_names if header.count(name) > 1]
     if repeated:
         raise ValueError(f"{path}: the header names column {repeated[0]!r} "
                          f"{header.count(repeated[0])} times; which is the feature cannot "
                          f"be told")
-    columns = [header.index(name) for name in feature_names]
     if target_given and target_index in columns:
         raise ValueError(f"{path}: the target column {header[target_index]!r} is one of the "
                          f"model's features")

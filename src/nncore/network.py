@@ -356,20 +356,16 @@ class Network:
         if one is missing or named twice. Anything else, or a network without names, as it
         is (by position)."""
         columns = getattr(X, "columns", None)
-        if columns is None or self._feature_names is None or not hasattr(X, "loc"):
+        if columns is None or self._feature_names is None or not hasattr(X, "iloc"):
             return X
-        labels = {}
-        for label in columns:
-            labels.setdefault(str(label), []).append(label)
-        missing = [f for f in self._feature_names if f not in labels]
-        twice = [f for f in self._feature_names if len(labels.get(f, ())) > 1]
+        positions, missing, twice = v.find_columns(columns, self._feature_names)
         if missing or twice:
             raise ValueError(f"{name}'s columns must include the network's features "
                              f"{self._feature_names}: "
                              + "; ".join(part for part in (
                                  f"missing {missing}" if missing else "",
                                  f"named twice {twice}" if twice else "") if part))
-        return X.loc[:, [labels[f][0] for f in self._feature_names]]
+        return X.iloc[:, positions]
 
     def _scale_X(self, X):
         """Checked inputs (float64 or the network's dtype) standardised with the network's
